@@ -1,1 +1,25 @@
+//! `mfa-server`: a push-notification MFA approval service with number matching.
+//!
+//! A tour, in the order a request travels:
+//! - [`api`] decodes gRPC requests (`mfa.v1`), authenticates API keys, and
+//!   encodes answers; watch streams follow [`events`].
+//! - [`domain`] holds the rules: enrollment, challenges, device proofs,
+//!   administration, audit.
+//! - [`store`] keeps state behind a narrow trait; [`store::SqliteStore`] is the
+//!   embedded default.
+//! - [`push`] hands notifications to a gateway; [`sweeper`] expires what is due.
+//! - [`server`] wires them together; [`config`] reads the settings.
 
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod identity;
+pub mod model;
+pub mod push;
+pub mod server;
+pub mod store;
+pub mod sweeper;
+
+pub use config::Config;
+pub use server::{start, RunningServer};

@@ -1,0 +1,256 @@
+//! A small helper for relying parties (portals): enroll a user's phone, ask
+//! for a sign-in approval, and wait for the outcome.
+
+use mfa_proto::v1::{
+    portal_service_client::PortalServiceClient, BeginEnrollmentRequest, BeginEnrollmentResponse,
+    CancelChallengeRequest, Challenge, ChallengeState, CreateChallengeRequest, Enrollment,
+    EnrollmentState, GetChallengeRequest, GetUserStatusRequest, GetUserStatusResponse,
+    RecordTermsAcceptanceRequest, RecordTermsAcceptanceResponse, SignInContext,
+    WatchChallengeRequest, WatchChallengeResponse, WatchEnrollmentRequest,
+    WatchEnrollmentResponse,
+};
+use tonic::{
+    metadata::{Ascii, MetadataValue},
+    service::{interceptor::InterceptedService, Interceptor},
+    transport::Channel,
+    Streaming,
+};
+
+use crate::{device::connect, Error};
+
+/// Adds the portal API key to every request as `authorization: Bearer <key>`.
+#[derive(Clone)]
+pub struct BearerAuth {
+    header: MetadataValue<Ascii>,
+}
+
+impl BearerAuth {
+    /// Checks that the key can be sent in a header.
+    pub fn new(api_key: &str) -> Result<Self, Error> {
+        let header = format!("Bearer {api_key}")
+            .parse()
+            .map_err(|_| Error::InvalidApiKey)?;
+        Ok(Self { header })
+    }
+}
+
+impl std::fmt::Debug for BearerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerAuth(<redacted>)")
+    }
+}
+
+impl Interceptor for BearerAuth {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.header.clone());
+        Ok(request)
+    }
+}
+
+/// The generated PortalService client with the API key attached.
+pub type PortalClient = PortalServiceClient<InterceptedService<Channel, BearerAuth>>;
+
+/// A portal's connection to the MFA service. Cheap to clone; every method
+/// takes `&self`, so one value can serve concurrent sign-ins.
+#[derive(Debug, Clone)]
+pub struct RelyingParty {
+    client: PortalClient,
+}
+
+impl RelyingParty {
+    /// Connects to the server at `url` with a portal API key.
+    pub async fn connect(url: &str, api_key: &str) -> Result<Self, Error> {
+        let auth = BearerAuth::new(api_key)?;
+        let channel = connect(url).await?;
+        Ok(Self {
+            client: PortalServiceClient::with_interceptor(channel, auth),
+        })
+    }
+
+    /// For advanced use: a clone of the underlying gRPC client.
+    pub fn client(&self) -> PortalClient {
+        self.client.clone()
+    }
+
+    /// Starts enrolling a phone for a user: the response carries the QR URI
+    /// to show and the code for manual entry.
+    pub async fn begin_enrollment(
+        &self,
+        user_id: &str,
+        email: &str,
+    ) -> Result<BeginEnrollmentResponse, Error> {
+        let request = BeginEnrollmentRequest {
+            user_id: user_id.to_owned(),
+            email: email.to_owned(),
+        };
+        Ok(self.client().begin_enrollment(request).await?.into_inner())
+    }
+
+    /// Streams an enrollment's state: the current state at once, then every
+    /// change, ending after a final state.
+    pub async fn watch_enrollment(
+        &self,
+        enrollment_id: &str,
+    ) -> Result<Streaming<WatchEnrollmentResponse>, Error> {
+        let request = WatchEnrollmentRequest {
+            enrollment_id: enrollment_id.to_owned(),
+        };
+        Ok(self.client().watch_enrollment(request).await?.into_inner())
+    }
+
+    /// Waits until the enrollment reaches a final state (verified, failed,
+    /// expired or cancelled) and returns it.
+    pub async fn await_enrollment(&self, enrollment_id: &str) -> Result<Enrollment, Error> {
+        let mut stream = self.watch_enrollment(enrollment_id).await?;
+        while let Some(message) = stream.message().await? {
+            let Some(enrollment) = message.enrollment else {
+                continue;
+            };
+            if is_final_enrollment_state(enrollment.state()) {
+                return Ok(enrollment);
+            }
+        }
+        Err(Error::Protocol(
+            "the enrollment watch ended before the enrollment finished",
+        ))
+    }
+
+    /// Asks the user's phone to approve a sign-in; show the returned
+    /// challenge's `number` on the sign-in page.
+    pub async fn start_sign_in(
+        &self,
+        user_id: &str,
+        context: SignInContext,
+    ) -> Result<Challenge, Error> {
+        let request = CreateChallengeRequest {
+            user_id: user_id.to_owned(),
+            context: Some(context),
+        };
+        let response = self.client().create_challenge(request).await?.into_inner();
+        response
+            .challenge
+            .ok_or(Error::Protocol("CreateChallenge returned no challenge"))
+    }
+
+    /// Reads a challenge's current state.
+    pub async fn get_challenge(&self, challenge_id: &str) -> Result<Challenge, Error> {
+        let request = GetChallengeRequest {
+            challenge_id: challenge_id.to_owned(),
+        };
+        let response = self.client().get_challenge(request).await?.into_inner();
+        response
+            .challenge
+            .ok_or(Error::Protocol("GetChallenge returned no challenge"))
+    }
+
+    /// Streams a challenge's state: the current state at once, then every
+    /// change, ending after a final state.
+    pub async fn watch_challenge(
+        &self,
+        challenge_id: &str,
+    ) -> Result<Streaming<WatchChallengeResponse>, Error> {
+        let request = WatchChallengeRequest {
+            challenge_id: challenge_id.to_owned(),
+        };
+        Ok(self.client().watch_challenge(request).await?.into_inner())
+    }
+
+    /// Waits until the challenge leaves the pending state and returns it:
+    /// approved, denied, expired, superseded or cancelled.
+    pub async fn await_outcome(&self, challenge_id: &str) -> Result<Challenge, Error> {
+        let mut stream = self.watch_challenge(challenge_id).await?;
+        while let Some(message) = stream.message().await? {
+            let Some(challenge) = message.challenge else {
+                continue;
+            };
+            if challenge.state() != ChallengeState::Pending {
+                return Ok(challenge);
+            }
+        }
+        Err(Error::Protocol(
+            "the challenge watch ended while the challenge was pending",
+        ))
+    }
+
+    /// Cancels a pending challenge, e.g. when the person left the sign-in page.
+    pub async fn cancel(&self, challenge_id: &str) -> Result<Challenge, Error> {
+        let request = CancelChallengeRequest {
+            challenge_id: challenge_id.to_owned(),
+        };
+        let response = self.client().cancel_challenge(request).await?.into_inner();
+        response
+            .challenge
+            .ok_or(Error::Protocol("CancelChallenge returned no challenge"))
+    }
+
+    /// What the portal needs to decide the next step for a user: devices,
+    /// block, accepted terms.
+    pub async fn user_status(&self, user_id: &str) -> Result<GetUserStatusResponse, Error> {
+        let request = GetUserStatusRequest {
+            user_id: user_id.to_owned(),
+        };
+        Ok(self.client().get_user_status(request).await?.into_inner())
+    }
+
+    /// Records that the user accepted a version of the terms of use.
+    pub async fn record_terms_acceptance(
+        &self,
+        user_id: &str,
+        terms_version: &str,
+    ) -> Result<RecordTermsAcceptanceResponse, Error> {
+        let request = RecordTermsAcceptanceRequest {
+            user_id: user_id.to_owned(),
+            terms_version: terms_version.to_owned(),
+        };
+        Ok(self
+            .client()
+            .record_terms_acceptance(request)
+            .await?
+            .into_inner())
+    }
+}
+
+/// Whether an enrollment can no longer change.
+pub fn is_final_enrollment_state(state: EnrollmentState) -> bool {
+    matches!(
+        state,
+        EnrollmentState::Verified
+            | EnrollmentState::Failed
+            | EnrollmentState::Expired
+            | EnrollmentState::Cancelled
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_goes_in_the_authorization_header() {
+        let mut auth = BearerAuth::new("pk_test_123").unwrap();
+        let request = auth.call(tonic::Request::new(())).unwrap();
+        assert_eq!(
+            request.metadata().get("authorization").unwrap(),
+            "Bearer pk_test_123"
+        );
+        assert!(!format!("{auth:?}").contains("pk_test"));
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_is_refused() {
+        assert!(matches!(
+            BearerAuth::new("line\nbreak"),
+            Err(Error::InvalidApiKey)
+        ));
+    }
+
+    #[test]
+    fn final_enrollment_states() {
+        assert!(is_final_enrollment_state(EnrollmentState::Verified));
+        assert!(is_final_enrollment_state(EnrollmentState::Cancelled));
+        assert!(!is_final_enrollment_state(EnrollmentState::WaitingForScan));
+        assert!(!is_final_enrollment_state(EnrollmentState::DeviceRegistered));
+    }
+}

@@ -1,0 +1,139 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `MFA_*`
+//! environment variables (e.g. `MFA_LISTEN=0.0.0.0:50051`, `MFA_CHALLENGE_TTL=90s`).
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+use std::{net::SocketAddr, path::{Path, PathBuf}, time::Duration};
+
+/// Everything `mfa-server` can be told. Durations are written like `90s`, `10m`, `24h`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the gRPC listener.
+    pub listen: SocketAddr,
+    /// The URL phones use to reach this server; put into enrollment QR codes.
+    /// Defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Directory for the SQLite file and the server key.
+    pub data_dir: PathBuf,
+    /// Database URL; defaults to `sqlite://<data_dir>/mfa.db`.
+    pub database_url: Option<String>,
+    /// The server's Ed25519 identity key; defaults to `<data_dir>/server-identity.key`,
+    /// created (mode 0600) on first start.
+    pub server_key_file: Option<PathBuf>,
+    /// How long an activation code (QR code) stays valid.
+    #[serde(with = "humantime_serde")]
+    pub enrollment_ttl: Duration,
+    /// How long a challenge (and an enrollment's verification round) waits for an answer.
+    #[serde(with = "humantime_serde")]
+    pub challenge_ttl: Duration,
+    /// At most this many sign-in challenges per user per `challenge_window`.
+    pub challenge_limit: u32,
+    /// The window of `challenge_limit`.
+    #[serde(with = "humantime_serde")]
+    pub challenge_window: Duration,
+    /// How long a fraud report blocks a user's new challenges (unless an admin unblocks).
+    #[serde(with = "humantime_serde")]
+    pub fraud_block: Duration,
+    /// Largest accepted difference between a device's clock and ours.
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// At most this many failed activations per client address per `activation_window`.
+    pub activation_failure_limit: u32,
+    /// The window of `activation_failure_limit`.
+    #[serde(with = "humantime_serde")]
+    pub activation_window: Duration,
+    /// Append every push notification, as JSON lines, to this file (the
+    /// recording gateway); unset to only log them.
+    pub push_log: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            public_url: None,
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            server_key_file: None,
+            enrollment_ttl: Duration::from_secs(10 * 60),
+            challenge_ttl: Duration::from_secs(2 * 60),
+            challenge_limit: 10,
+            challenge_window: Duration::from_secs(15 * 60),
+            fraud_block: Duration::from_secs(24 * 60 * 60),
+            clock_skew: Duration::from_secs(5 * 60),
+            activation_failure_limit: 10,
+            activation_window: Duration::from_secs(15 * 60),
+            push_log: None,
+        }
+    }
+}
+
+/// A configuration that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Config {
+    /// Reads defaults, then `file` if given, then `MFA_*` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("MFA_"))
+            .extract()
+            .map_err(|e| ConfigError(Box::new(e)))
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("mfa.db").display()))
+    }
+
+    /// The public URL in effect.
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// The server key path in effect.
+    pub fn server_key_file(&self) -> PathBuf {
+        self.server_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("server-identity.key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("mfa.toml", "challenge_ttl = \"45s\"\nchallenge_limit = 3\n")?;
+            jail.set_env("MFA_CHALLENGE_LIMIT", "4");
+            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
+            assert_eq!(config.challenge_ttl, Duration::from_secs(45));
+            assert_eq!(config.challenge_limit, 4);
+            assert_eq!(config.enrollment_ttl, Config::default().enrollment_ttl);
+            assert_eq!(config.database_url(), "sqlite://data/mfa.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("mfa.toml", "challenge_tll = \"45s\"\n")?;
+            assert!(Config::load(Some(Path::new("mfa.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

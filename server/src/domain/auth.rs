@@ -1,0 +1,177 @@
+//! Who is calling: portal and admin API keys, and device request proofs.
+
+use super::{input, new_id, now_ms, random_bytes, secret_hash, Error, Reason, Result, Service};
+use crate::model::{AuditEvent, Device, DeviceState, Role, Tenant};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use mfa_proto::signing;
+
+/// Prefix of every API key, so that leaked keys are easy to recognise.
+const API_KEY_PREFIX: &str = "mfak_";
+
+/// A freshly created API key; the secret is shown once and stored hashed.
+pub struct ApiKey {
+    pub id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// A device call's proof of the device key, as decoded from the request.
+pub struct Proof<'a> {
+    pub device_id: &'a str,
+    pub timestamp_ms: i64,
+    pub nonce: &'a [u8],
+    pub signature: &'a [u8],
+}
+
+impl Service {
+    /// Creates a tenant (CLI and `--dev`).
+    pub async fn create_tenant(&self, display_name: &str, number_digits: u8) -> Result<Tenant> {
+        input::text("tenant name", display_name, 128)?;
+        if !(2..=6).contains(&number_digits) {
+            return Err(Error::invalid("digits must be between 2 and 6"));
+        }
+        let tenant = Tenant {
+            id: new_id(),
+            display_name: display_name.to_owned(),
+            number_digits,
+            created_at: now_ms(),
+        };
+        self.store().create_tenant(&tenant).await?;
+        Ok(tenant)
+    }
+
+    /// Creates an API key for a tenant and role (CLI and `--dev`).
+    pub async fn create_api_key(&self, tenant_id: &str, role: Role) -> Result<ApiKey> {
+        input::id("tenant", tenant_id)?;
+        if self.store().get_tenant(tenant_id).await?.is_none() {
+            return Err(Error::NotFound("tenant"));
+        }
+        let secret = format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
+        let key = ApiKey { id: new_id(), secret };
+        self.store()
+            .create_api_key(&key.id, tenant_id, role, &secret_hash(&key.secret), now_ms())
+            .await?;
+        self.audit(AuditEvent {
+            tenant_id: Some(tenant_id.to_owned()),
+            event_type: "api_key.created".into(),
+            detail: format!("role {} key {}", role.as_str(), key.id),
+            ..Default::default()
+        })
+        .await;
+        Ok(key)
+    }
+
+    /// The tenant of a valid key of this role.
+    pub async fn authenticate_key(&self, secret: Option<&str>, role: Role) -> Result<String> {
+        let Some(secret) = secret.filter(|s| s.starts_with(API_KEY_PREFIX)) else {
+            self.audit_auth_failure(None, "missing or malformed API key").await;
+            return Err(Error::unauthenticated(
+                "an API key is required in the authorization metadata (Bearer mfak_…)",
+            ));
+        };
+        match self.store().find_api_key(&secret_hash(secret)).await? {
+            Some((tenant_id, key_role)) if key_role == role => Ok(tenant_id),
+            Some((tenant_id, _)) => {
+                self.audit_auth_failure(Some(tenant_id), "API key of another role").await;
+                Err(Error::unauthenticated(format!("this API key is not a {} key", role.as_str())))
+            }
+            None => {
+                self.audit_auth_failure(None, "unknown API key").await;
+                Err(Error::unauthenticated("unknown API key"))
+            }
+        }
+    }
+
+    async fn audit_auth_failure(&self, tenant_id: Option<String>, detail: &str) {
+        tracing::warn!(detail, "authentication failed");
+        self.audit(AuditEvent {
+            tenant_id,
+            event_type: "auth.failed".into(),
+            detail: detail.to_owned(),
+            ..Default::default()
+        })
+        .await;
+    }
+
+    /// Checks a device request: a known device, a fresh timestamp, a
+    /// signature by its key over the request, and a nonce never seen before.
+    pub(super) async fn authenticate_device(&self, proof: &Proof<'_>, method: &str, body: &[&str]) -> Result<Device> {
+        input::id("proof.device_id", proof.device_id)?;
+        input::signature(proof.signature)?;
+        if proof.nonce.len() != 16 {
+            return Err(Error::invalid("proof.nonce must be 16 bytes"));
+        }
+        let skew = self.limits().clock_skew.as_millis() as i64;
+        let now = now_ms();
+        if (now - proof.timestamp_ms).abs() > skew {
+            return Err(Error::unauthenticated(
+                "request timestamp is outside the allowed clock skew; check the device's clock",
+            ));
+        }
+        let device = self.known_device(proof.device_id).await?;
+        let message = signing::DeviceRequest {
+            device_id: proof.device_id,
+            method,
+            timestamp_ms: proof.timestamp_ms,
+            nonce: proof.nonce,
+            body,
+        }
+        .signed_bytes();
+        self.check_device_signature(&device, &message, proof.signature, None).await?;
+        if !self.store().use_nonce(&device.id, proof.nonce, proof.timestamp_ms + skew).await? {
+            self.audit_device(&device, "device.replay_rejected", None, method).await;
+            return Err(Error::Unauthenticated {
+                message: "this signed request was already used".into(),
+                reason: Some(Reason::ReplayedRequest),
+            });
+        }
+        ensure_not_revoked(&device)?;
+        Ok(device)
+    }
+
+    pub(super) async fn known_device(&self, device_id: &str) -> Result<Device> {
+        self.store()
+            .get_device(device_id)
+            .await?
+            .ok_or_else(|| Error::unauthenticated("unknown device"))
+    }
+
+    /// Verifies a device's signature; a bad one is audited and refused.
+    pub(super) async fn check_device_signature(&self, device: &Device, message: &[u8], signature: &[u8], challenge_id: Option<&str>) -> Result<()> {
+        let key = signing::parse_public_key(&device.public_key)
+            .map_err(|e| Error::Internal(format!("stored key of device {}: {e}", device.id)))?;
+        if signing::verify(&key, message, signature).is_err() {
+            self.audit_device(device, "device.bad_signature", challenge_id, "signature does not verify").await;
+            return Err(Error::unauthenticated("device signature does not verify"));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn audit_device(&self, device: &Device, event_type: &str, challenge_id: Option<&str>, detail: &str) {
+        self.audit(AuditEvent {
+            tenant_id: Some(device.tenant_id.clone()),
+            event_type: event_type.to_owned(),
+            user_id: Some(device.user_id.clone()),
+            device_id: Some(device.id.clone()),
+            challenge_id: challenge_id.map(str::to_owned),
+            detail: detail.to_owned(),
+            ..Default::default()
+        })
+        .await;
+    }
+}
+
+pub(super) fn ensure_not_revoked(device: &Device) -> Result<()> {
+    if device.state == DeviceState::Revoked {
+        return Err(Error::PermissionDenied {
+            message: "this device has been revoked; enroll again from the portal".into(),
+            reason: Reason::DeviceRevoked,
+        });
+    }
+    Ok(())
+}

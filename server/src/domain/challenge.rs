@@ -1,0 +1,215 @@
+//! Number-matching challenges: created by the portal, answered once by a
+//! device of the user with the number the person typed.
+
+use super::{auth::ensure_not_revoked, input, now_ms, Error, Reason, Result, Service};
+use crate::{events::Change, model::*};
+use mfa_proto::{push::PushNotice, signing};
+use subtle::ConstantTimeEq;
+
+/// A device's answer, as decoded from the request.
+pub struct Answer<'a> {
+    pub device_id: &'a str,
+    pub challenge_id: &'a str,
+    pub decision: Decision,
+    /// The wire name of the decision, as signed.
+    pub decision_name: &'a str,
+    pub typed_number: &'a str,
+    pub signature: &'a [u8],
+}
+
+/// What the person decided on the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    Deny,
+    ReportFraud,
+}
+
+impl Service {
+    /// Creates a sign-in challenge, superseding the user's pending one, and
+    /// notifies the user's active devices.
+    pub async fn create_challenge(&self, tenant_id: &str, user_id: &str, context: SignInContext) -> Result<Challenge> {
+        input::user_id(user_id)?;
+        input::optional_text("context.application_name", &context.application_name, 128)?;
+        input::optional_text("context.location", &context.location, 128)?;
+        input::optional_text("context.message", &context.message, 256)?;
+        if !context.client_ip.is_empty() && context.client_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(Error::invalid("context.client_ip must be an IPv4 or IPv6 address"));
+        }
+        let now = now_ms();
+        let user = self.store().get_user(tenant_id, user_id).await?;
+        if let Some(until) = user.as_ref().and_then(|u| u.blocked_until).filter(|&until| until > now) {
+            self.audit(AuditEvent {
+                tenant_id: Some(tenant_id.to_owned()),
+                event_type: "challenge.refused_blocked".into(),
+                user_id: Some(user_id.to_owned()),
+                ..Default::default()
+            })
+            .await;
+            return Err(Error::precondition(
+                Reason::UserBlocked,
+                format!(
+                    "sign-in approvals for this user are blocked after a fraud report (for {} more minutes, or until an administrator unblocks)",
+                    (until - now + 59_999) / 60_000
+                ),
+            ));
+        }
+        let devices: Vec<Device> = self
+            .store()
+            .list_devices(tenant_id, user_id)
+            .await?
+            .into_iter()
+            .filter(|d| d.state == DeviceState::Active)
+            .collect();
+        if devices.is_empty() {
+            return Err(Error::precondition(
+                Reason::NoActiveDevice,
+                "this user has no active device; enroll one first",
+            ));
+        }
+        let window_start = now - self.limits().challenge_window.as_millis() as i64;
+        let recent = self.store().count_challenges_since(tenant_id, user_id, window_start).await?;
+        if recent >= i64::from(self.limits().challenge_limit) {
+            self.audit(AuditEvent {
+                tenant_id: Some(tenant_id.to_owned()),
+                event_type: "challenge.rate_limited".into(),
+                user_id: Some(user_id.to_owned()),
+                ..Default::default()
+            })
+            .await;
+            return Err(Error::exhausted(
+                Reason::RateLimited,
+                "too many sign-in challenges for this user; wait before trying again",
+            ));
+        }
+
+        let tenant = self.tenant(tenant_id).await?;
+        let challenge = self.new_challenge(&tenant, user_id, ChallengeKind::SignIn, context, None);
+        let superseded = self.store().create_challenge(&challenge).await?;
+        self.wake_sweeper();
+        for ended in &superseded {
+            self.announce_end(ended, Some(format!("superseded by {}", challenge.id))).await;
+        }
+        tracing::info!(challenge_id = %challenge.id, "challenge created");
+        self.audit(AuditEvent {
+            tenant_id: Some(tenant_id.to_owned()),
+            event_type: "challenge.created".into(),
+            user_id: Some(user_id.to_owned()),
+            challenge_id: Some(challenge.id.clone()),
+            ..Default::default()
+        })
+        .await;
+        self.events().publish(Change::Challenge(challenge.id.clone()));
+
+        let notice = PushNotice::new(&challenge.id, &tenant.id, &tenant.display_name);
+        let push = self.inner.push.clone();
+        tokio::spawn(async move {
+            for device in &devices {
+                push.notify(device, &notice).await;
+            }
+        });
+        Ok(challenge)
+    }
+
+    /// Applies a device's signed answer; exactly one answer wins.
+    pub async fn respond(&self, answer: Answer<'_>) -> Result<Challenge> {
+        input::id("device_id", answer.device_id)?;
+        input::id("challenge_id", answer.challenge_id)?;
+        input::typed_number(answer.typed_number)?;
+        input::signature(answer.signature)?;
+        if answer.decision == Decision::Approve && answer.typed_number.is_empty() {
+            return Err(Error::invalid("typed_number is required to approve"));
+        }
+
+        let device = self.known_device(answer.device_id).await?;
+        let challenge = match self.store().get_challenge(answer.challenge_id).await? {
+            Some(c) if c.tenant_id == device.tenant_id
+                && c.user_id == device.user_id
+                && c.target_device_id.as_ref().is_none_or(|t| *t == device.id) => c,
+            _ => return Err(Error::NotFound("challenge")),
+        };
+        let message = signing::Approval {
+            tenant_id: &challenge.tenant_id,
+            challenge_id: &challenge.id,
+            device_id: &device.id,
+            decision: answer.decision_name,
+            typed_number: answer.typed_number,
+            challenge_nonce: &challenge.nonce,
+        }
+        .signed_bytes();
+        self.check_device_signature(&device, &message, answer.signature, Some(&challenge.id)).await?;
+        ensure_not_revoked(&device)?;
+        if device.state != DeviceState::Active && challenge.target_device_id.is_none() {
+            return Err(Error::NotFound("challenge"));
+        }
+
+        let now = now_ms();
+        ensure_pending(&challenge, now)?;
+        let ending = match answer.decision {
+            Decision::Approve if bool::from(answer.typed_number.as_bytes().ct_eq(challenge.number.as_bytes())) => {
+                Ending { answered_by: Some(device.id.clone()), ..Ending::unanswered(ChallengeState::Approved) }
+            }
+            Decision::Approve => denied(&device, DenyReason::WrongNumber, None),
+            Decision::Deny => denied(&device, DenyReason::UserDenied, None),
+            Decision::ReportFraud => denied(
+                &device,
+                DenyReason::FraudReported,
+                Some(now + self.limits().fraud_block.as_millis() as i64),
+            ),
+        };
+        let Some(ended) = self.store().end_challenge(&challenge.id, &ending, now).await? else {
+            // Lost the race to another answer, a cancel or the expiry.
+            let current = self.store().get_challenge(&challenge.id).await?.unwrap_or(challenge);
+            ensure_pending(&current, now)?;
+            return Err(Error::precondition(Reason::ChallengeEnded, "challenge already ended"));
+        };
+        self.announce_end(&ended, None).await;
+        if ending.block_user_until.is_some() {
+            tracing::warn!(challenge_id = %ended.challenge.id, "fraud reported; user blocked");
+            self.audit_device(&device, "user.blocked", Some(&ended.challenge.id), "fraud reported").await;
+        }
+        Ok(ended.challenge)
+    }
+
+    /// Cancels a pending challenge of this tenant.
+    pub async fn cancel_challenge(&self, tenant_id: &str, challenge_id: &str) -> Result<Challenge> {
+        let challenge = self.challenge(tenant_id, challenge_id).await?;
+        let now = now_ms();
+        ensure_pending(&challenge, now)?;
+        let ending = Ending::unanswered(ChallengeState::Cancelled);
+        match self.store().end_challenge(&challenge.id, &ending, now).await? {
+            Some(ended) => {
+                self.announce_end(&ended, Some("cancelled by the portal".into())).await;
+                Ok(ended.challenge)
+            }
+            None => {
+                let current = self.challenge(tenant_id, challenge_id).await?;
+                ensure_pending(&current, now)?;
+                Err(Error::precondition(Reason::ChallengeEnded, "challenge already ended"))
+            }
+        }
+    }
+}
+
+fn denied(device: &Device, reason: DenyReason, block_user_until: Option<i64>) -> Ending {
+    Ending {
+        state: ChallengeState::Denied,
+        deny_reason: Some(reason),
+        answered_by: Some(device.id.clone()),
+        block_user_until,
+    }
+}
+
+/// Refuses a challenge that can no longer be answered.
+fn ensure_pending(challenge: &Challenge, now: i64) -> Result<()> {
+    match challenge.state {
+        ChallengeState::Pending if challenge.expires_at > now => Ok(()),
+        ChallengeState::Pending | ChallengeState::Expired => {
+            Err(Error::precondition(Reason::ChallengeExpired, "challenge expired"))
+        }
+        state => Err(Error::precondition(
+            Reason::ChallengeEnded,
+            format!("challenge already ended ({})", state.as_str()),
+        )),
+    }
+}

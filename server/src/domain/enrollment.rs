@@ -1,0 +1,209 @@
+//! Enrollment: the portal starts it, the phone registers with the activation
+//! code and its new key, and a first number round confirms it.
+
+use super::{device::PendingChallenge, input, new_id, now_ms, secret_hash, Error, Reason, Result, Service};
+use crate::{events::Change, model::*};
+use mfa_proto::{
+    enrollment::{display_activation_code, normalize_activation_code, EnrollmentUri, CODE_ALPHABET, CODE_LENGTH},
+    signing,
+};
+use rand::{rngs::OsRng, Rng};
+
+/// What the portal shows to start an enrollment.
+#[derive(Debug)]
+pub struct EnrollmentStarted {
+    pub enrollment: Enrollment,
+    pub qr_uri: String,
+    pub manual_code: String,
+    pub server_url: String,
+}
+
+/// What a phone sends to register.
+pub struct NewDevice<'a> {
+    pub activation_code: &'a str,
+    pub public_key: &'a [u8],
+    pub push_platform: PushPlatform,
+    /// The wire name of the platform, as signed.
+    pub push_platform_name: &'a str,
+    pub push_token: &'a str,
+    pub device_name: &'a str,
+    pub signature: &'a [u8],
+    /// The caller's address, for throttling failed attempts.
+    pub peer: &'a str,
+}
+
+/// What a registered phone learns.
+#[derive(Debug)]
+pub struct Registered {
+    pub device: Device,
+    pub tenant: Tenant,
+    pub user_email: String,
+    pub verification: PendingChallenge,
+}
+
+const ACTIVATION_SCOPE: &str = "activation";
+
+impl Service {
+    /// Starts an enrollment for a user.
+    pub async fn begin_enrollment(&self, tenant_id: &str, user_id: &str, email: &str) -> Result<EnrollmentStarted> {
+        input::user_id(user_id)?;
+        input::email(email)?;
+        let now = now_ms();
+        let code: String = (0..CODE_LENGTH)
+            .map(|_| CODE_ALPHABET[OsRng.gen_range(0..CODE_ALPHABET.len())] as char)
+            .collect();
+        let enrollment = Enrollment {
+            id: new_id(),
+            tenant_id: tenant_id.to_owned(),
+            user_id: user_id.to_owned(),
+            state: EnrollmentState::WaitingForScan,
+            created_at: now,
+            expires_at: now + self.limits().enrollment_ttl.as_millis() as i64,
+            device_id: None,
+            challenge_id: None,
+        };
+        self.store().create_enrollment(&enrollment, email, &secret_hash(&code)).await?;
+        self.wake_sweeper();
+        self.audit(AuditEvent {
+            tenant_id: Some(tenant_id.to_owned()),
+            event_type: "enrollment.started".into(),
+            user_id: Some(user_id.to_owned()),
+            enrollment_id: Some(enrollment.id.clone()),
+            ..Default::default()
+        })
+        .await;
+        let uri = EnrollmentUri {
+            server_url: self.inner.public_url.clone(),
+            activation_code: code.clone(),
+            server_public_key: Some(self.identity().public_key()),
+        };
+        Ok(EnrollmentStarted {
+            enrollment,
+            qr_uri: uri.to_uri(),
+            manual_code: display_activation_code(&code),
+            server_url: self.inner.public_url.clone(),
+        })
+    }
+
+    /// Registers a phone on an enrollment and opens its verification round.
+    pub async fn complete_enrollment(&self, new: NewDevice<'_>) -> Result<Registered> {
+        let code = normalize_activation_code(new.activation_code).map_err(|e| Error::invalid(e.to_string()))?;
+        let public_key: [u8; 32] = signing::parse_public_key(new.public_key)
+            .map_err(|e| Error::invalid(e.to_string()))?
+            .to_bytes();
+        input::text("device_name", new.device_name, 128)?;
+        if new.push_platform == PushPlatform::None {
+            input::optional_text("push_token", new.push_token, 0)?;
+        } else {
+            input::text("push_token", new.push_token, 4096)?;
+        }
+        input::signature(new.signature)?;
+
+        let now = now_ms();
+        let window_start = now - self.limits().activation_window.as_millis() as i64;
+        let failures = self.store().count_failures(ACTIVATION_SCOPE, new.peer, window_start).await?;
+        if failures >= i64::from(self.limits().activation_failure_limit) {
+            return Err(Error::exhausted(
+                Reason::RateLimited,
+                "too many failed activation attempts from this address; wait and try again",
+            ));
+        }
+
+        let Some(enrollment) = self.store().find_enrollment_by_code(&secret_hash(&code)).await? else {
+            self.activation_failed(new.peer, None, "unknown activation code").await?;
+            return Err(Error::NotFound("activation code"));
+        };
+        let proof = signing::EnrollmentProof {
+            activation_code: &code,
+            public_key: &public_key,
+            push_platform: new.push_platform_name,
+            push_token: new.push_token,
+            device_name: new.device_name,
+        }
+        .signed_bytes();
+        let key = signing::parse_public_key(&public_key).map_err(|e| Error::invalid(e.to_string()))?;
+        if signing::verify(&key, &proof, new.signature).is_err() {
+            self.activation_failed(new.peer, Some(&enrollment), "proof-of-possession signature does not verify").await?;
+            return Err(Error::unauthenticated("proof-of-possession signature does not verify"));
+        }
+        self.ensure_open(&enrollment, now)?;
+
+        let tenant = self.tenant(&enrollment.tenant_id).await?;
+        let device = Device {
+            id: new_id(),
+            tenant_id: tenant.id.clone(),
+            user_id: enrollment.user_id.clone(),
+            display_name: new.device_name.to_owned(),
+            public_key,
+            push_platform: new.push_platform,
+            push_token: new.push_token.to_owned(),
+            state: DeviceState::PendingVerification,
+            created_at: now,
+            revoked_at: None,
+        };
+        let challenge = self.new_challenge(
+            &tenant,
+            &enrollment.user_id,
+            ChallengeKind::EnrollmentVerification,
+            SignInContext::default(),
+            Some(device.id.clone()),
+        );
+        if !self.store().register_device(&enrollment.id, &device, &challenge, now).await? {
+            // Another phone won the race, or the code expired meanwhile.
+            let current = self.store().get_enrollment(&enrollment.id).await?.unwrap_or(enrollment);
+            self.ensure_open(&current, now)?;
+            return Err(Error::precondition(Reason::ActivationCodeUsed, "this activation code was already used"));
+        }
+        self.wake_sweeper();
+        self.audit(AuditEvent {
+            tenant_id: Some(tenant.id.clone()),
+            event_type: "enrollment.device_registered".into(),
+            user_id: Some(device.user_id.clone()),
+            device_id: Some(device.id.clone()),
+            challenge_id: Some(challenge.id.clone()),
+            enrollment_id: Some(enrollment.id.clone()),
+            detail: format!("device {:?}, push {}", device.display_name, device.push_platform.as_str()),
+            ..Default::default()
+        })
+        .await;
+        self.events().publish(Change::Enrollment(enrollment.id.clone()));
+        let user_email = self
+            .store()
+            .get_user(&tenant.id, &device.user_id)
+            .await?
+            .map(|u| u.email)
+            .unwrap_or_default();
+        let verification = self.sign_context(&tenant, &user_email, challenge);
+        Ok(Registered { device, tenant, user_email, verification })
+    }
+
+    /// Refuses a code whose enrollment is no longer waiting for a scan.
+    fn ensure_open(&self, enrollment: &Enrollment, now: i64) -> Result<()> {
+        match enrollment.state {
+            EnrollmentState::WaitingForScan if enrollment.expires_at > now => Ok(()),
+            EnrollmentState::WaitingForScan | EnrollmentState::Expired => Err(Error::precondition(
+                Reason::ActivationCodeExpired,
+                "this QR code has expired; start enrollment again from the portal",
+            )),
+            _ => Err(Error::precondition(
+                Reason::ActivationCodeUsed,
+                "this activation code was already used; start enrollment again from the portal",
+            )),
+        }
+    }
+
+    async fn activation_failed(&self, peer: &str, enrollment: Option<&Enrollment>, detail: &str) -> Result<()> {
+        tracing::warn!(detail, "failed activation attempt");
+        self.store().record_failure(ACTIVATION_SCOPE, peer, now_ms()).await?;
+        self.audit(AuditEvent {
+            tenant_id: enrollment.map(|e| e.tenant_id.clone()),
+            event_type: "enrollment.activation_failed".into(),
+            user_id: enrollment.map(|e| e.user_id.clone()),
+            enrollment_id: enrollment.map(|e| e.id.clone()),
+            detail: detail.to_owned(),
+            ..Default::default()
+        })
+        .await;
+        Ok(())
+    }
+}

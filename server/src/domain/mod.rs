@@ -1,0 +1,287 @@
+//! The rules of the product: enrollment, number-matching challenges, device
+//! authentication and administration. The API layer decodes requests into
+//! these calls; the store keeps each state change atomic.
+
+mod admin;
+mod auth;
+mod challenge;
+mod device;
+mod enrollment;
+mod error;
+pub mod input;
+
+pub use auth::ApiKey;
+pub use challenge::Answer;
+pub use admin::{ResetCounts, UserStatus};
+pub use auth::Proof;
+pub use challenge::Decision;
+pub use device::{DeviceCall, PendingChallenge};
+pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
+pub use error::{Error, Reason, Result};
+
+use crate::{
+    config::Config,
+    events::{Change, Events},
+    identity::ServerIdentity,
+    model::*,
+    push::PushGateway,
+    store::{Ended, Store},
+};
+use rand::{rngs::OsRng, Rng, RngCore};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::Notify;
+
+/// Limits and lifetimes taken from the configuration.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub enrollment_ttl: Duration,
+    pub challenge_ttl: Duration,
+    pub challenge_limit: u32,
+    pub challenge_window: Duration,
+    pub fraud_block: Duration,
+    pub clock_skew: Duration,
+    pub activation_failure_limit: u32,
+    pub activation_window: Duration,
+}
+
+impl From<&Config> for Limits {
+    fn from(c: &Config) -> Self {
+        Self {
+            enrollment_ttl: c.enrollment_ttl,
+            challenge_ttl: c.challenge_ttl,
+            challenge_limit: c.challenge_limit,
+            challenge_window: c.challenge_window,
+            fraud_block: c.fraud_block,
+            clock_skew: c.clock_skew,
+            activation_failure_limit: c.activation_failure_limit,
+            activation_window: c.activation_window,
+        }
+    }
+}
+
+/// The service: shared by every handler and background task.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    identity: ServerIdentity,
+    events: Events,
+    push: Arc<dyn PushGateway>,
+    limits: Limits,
+    public_url: String,
+    deadlines: Notify,
+}
+
+impl Service {
+    /// Assembles the service.
+    pub fn new(
+        store: Arc<dyn Store>,
+        identity: ServerIdentity,
+        push: Arc<dyn PushGateway>,
+        limits: Limits,
+        public_url: String,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                identity,
+                events: Events::default(),
+                push,
+                limits,
+                public_url,
+                deadlines: Notify::new(),
+            }),
+        }
+    }
+
+    /// The store (for provisioning commands and watchers).
+    pub fn store(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
+    /// The change feed that watch streams follow.
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    /// The server's identity key.
+    pub fn identity(&self) -> &ServerIdentity {
+        &self.inner.identity
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Reads a challenge of this tenant.
+    pub async fn challenge(&self, tenant_id: &str, challenge_id: &str) -> Result<Challenge> {
+        input::id("challenge_id", challenge_id)?;
+        match self.store().get_challenge(challenge_id).await? {
+            Some(c) if c.tenant_id == tenant_id => Ok(c),
+            _ => Err(Error::NotFound("challenge")),
+        }
+    }
+
+    /// Reads an enrollment of this tenant.
+    pub async fn enrollment(&self, tenant_id: &str, enrollment_id: &str) -> Result<Enrollment> {
+        input::id("enrollment_id", enrollment_id)?;
+        match self.store().get_enrollment(enrollment_id).await? {
+            Some(e) if e.tenant_id == tenant_id => Ok(e),
+            _ => Err(Error::NotFound("enrollment")),
+        }
+    }
+
+    /// The verification number of a registered enrollment (shown by the portal).
+    pub async fn verification_number(&self, enrollment: &Enrollment) -> Result<Option<String>> {
+        if enrollment.state != EnrollmentState::DeviceRegistered {
+            return Ok(None);
+        }
+        let Some(id) = &enrollment.challenge_id else { return Ok(None) };
+        Ok(self.store().get_challenge(id).await?.map(|c| c.number))
+    }
+
+    /// Expires everything due now and tells watchers; returns the next deadline.
+    pub async fn sweep(&self) -> Result<Option<i64>> {
+        let now = now_ms();
+        let keep_since = now - self.limits().activation_window.max(self.limits().challenge_window).as_millis() as i64;
+        let swept = self.store().sweep(now, keep_since).await?;
+        for ended in &swept.challenges {
+            self.announce_end(ended, None).await;
+        }
+        for enrollment in &swept.enrollments {
+            self.audit(AuditEvent {
+                tenant_id: Some(enrollment.tenant_id.clone()),
+                event_type: "enrollment.expired".into(),
+                user_id: Some(enrollment.user_id.clone()),
+                enrollment_id: Some(enrollment.id.clone()),
+                ..Default::default()
+            })
+            .await;
+            self.events().publish(Change::Enrollment(enrollment.id.clone()));
+        }
+        Ok(self.store().next_deadline().await?)
+    }
+
+    /// Resolves when a new deadline may be earlier than the sweeper's.
+    pub async fn deadline_added(&self) {
+        self.inner.deadlines.notified().await
+    }
+
+    fn wake_sweeper(&self) {
+        self.inner.deadlines.notify_one();
+    }
+
+    /// Audits and publishes a challenge that ended (and its enrollment).
+    async fn announce_end(&self, ended: &Ended, detail: Option<String>) {
+        let c = &ended.challenge;
+        let event_type = format!("challenge.{}", c.state.as_str());
+        tracing::info!(challenge_id = %c.id, state = c.state.as_str(), "challenge ended");
+        self.audit(AuditEvent {
+            tenant_id: Some(c.tenant_id.clone()),
+            event_type,
+            user_id: Some(c.user_id.clone()),
+            device_id: c.answered_by.clone().or_else(|| c.target_device_id.clone()),
+            challenge_id: Some(c.id.clone()),
+            enrollment_id: ended.enrollment_id.clone(),
+            detail: detail.or_else(|| c.deny_reason.map(|r| r.as_str().to_owned())).unwrap_or_default(),
+            ..Default::default()
+        })
+        .await;
+        self.events().publish(Change::Challenge(c.id.clone()));
+        if let Some(enrollment_id) = &ended.enrollment_id {
+            self.events().publish(Change::Enrollment(enrollment_id.clone()));
+        }
+    }
+
+    /// Stores an audit event; a failure to audit is logged, not fatal to the
+    /// caller's operation, which already happened.
+    async fn audit(&self, mut event: AuditEvent) {
+        event.at = now_ms();
+        if let Err(error) = self.store().append_audit(&event).await {
+            tracing::error!(%error, event_type = %event.event_type, "could not store audit event");
+        }
+    }
+
+    /// A new challenge for a user, with a fresh number and nonce.
+    fn new_challenge(&self, tenant: &Tenant, user_id: &str, kind: ChallengeKind, context: SignInContext, target: Option<String>) -> Challenge {
+        let now = now_ms();
+        Challenge {
+            id: new_id(),
+            tenant_id: tenant.id.clone(),
+            user_id: user_id.to_owned(),
+            kind,
+            target_device_id: target,
+            number: random_number(tenant.number_digits),
+            nonce: random_bytes(),
+            state: ChallengeState::Pending,
+            deny_reason: None,
+            answered_by: None,
+            context,
+            created_at: now,
+            expires_at: now + self.limits().challenge_ttl.as_millis() as i64,
+            ended_at: None,
+        }
+    }
+
+    async fn tenant(&self, tenant_id: &str) -> Result<Tenant> {
+        self.store()
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("tenant {tenant_id} vanished")))
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A new random object id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Random bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0; N];
+    OsRng.fill_bytes(&mut bytes);
+    bytes
+}
+
+/// A number of `digits` digits without a leading zero (10–99 for two), drawn
+/// uniformly from the operating system's CSPRNG.
+pub fn random_number(digits: u8) -> String {
+    let low = 10u32.pow(u32::from(digits) - 1);
+    OsRng.gen_range(low..low * 10).to_string()
+}
+
+/// SHA-256 of a secret, as stored in place of the secret.
+pub fn secret_hash(secret: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_have_the_configured_digits_and_cover_the_range() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..5000 {
+            let n = random_number(2);
+            assert_eq!(n.len(), 2);
+            let value: u32 = n.parse().unwrap();
+            assert!((10..=99).contains(&value));
+            seen.insert(value);
+        }
+        assert_eq!(seen.len(), 90, "every two-digit number should appear");
+        assert_eq!(random_number(6).len(), 6);
+    }
+}

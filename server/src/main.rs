@@ -1,0 +1,153 @@
+//! The `mfa-server` command: parses the command line and configuration, then
+//! calls the library.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mfa_server::{config::Config, model::Role, server};
+use std::{path::PathBuf, process::ExitCode};
+
+#[derive(Parser)]
+#[command(name = "mfa-server", version, about = "Push-notification MFA approval service with number matching")]
+struct Cli {
+    /// TOML configuration file; `MFA_*` environment variables override it.
+    #[arg(long, short, global = true, env = "MFA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the gRPC service.
+    Serve {
+        /// On an empty database, create a demo tenant and print a portal key and an admin key.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Applies database migrations and exits.
+    Migrate,
+    /// Manages tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Manages API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Creates a tenant and prints its id.
+    Create {
+        /// Display name shown in the app, e.g. "IHIGrp (External Collaboration)".
+        #[arg(long)]
+        name: String,
+        /// Digits in challenge numbers (2 to 6).
+        #[arg(long, default_value_t = 2)]
+        digits: u8,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Creates an API key and prints it once (only its hash is stored).
+    Create {
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: String,
+        /// What the key may call.
+        #[arg(long, value_enum)]
+        role: KeyRole,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KeyRole {
+    Portal,
+    Admin,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mfa-server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve { dev } => serve(&config, dev).await,
+        Command::Migrate => {
+            server::open_store(&config).await?.migrate().await?;
+            println!("migrations applied to {}", config.database_url());
+            Ok(())
+        }
+        Command::Tenant { command: TenantCommand::Create { name, digits } } => {
+            let service = server::build_service(&config).await?;
+            let tenant = service.create_tenant(&name, digits).await?;
+            println!("{}", tenant.id);
+            Ok(())
+        }
+        Command::ApiKey { command: ApiKeyCommand::Create { tenant, role } } => {
+            let service = server::build_service(&config).await?;
+            let role = match role {
+                KeyRole::Portal => Role::Portal,
+                KeyRole::Admin => Role::Admin,
+            };
+            let key = service.create_api_key(&tenant, role).await?;
+            println!("{}", key.secret);
+            eprintln!("(key id {}; this is the only time the key is shown)", key.id);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let running = server::start(config).await?;
+    if dev && running.service.store().count_tenants().await? == 0 {
+        let tenant = running.service.create_tenant("Demo tenant", 2).await?;
+        let portal = running.service.create_api_key(&tenant.id, Role::Portal).await?;
+        let admin = running.service.create_api_key(&tenant.id, Role::Admin).await?;
+        println!("Development tenant created (shown once):");
+        println!("  tenant id:  {}", tenant.id);
+        println!("  portal key: {}", portal.secret);
+        println!("  admin key:  {}", admin.secret);
+        println!("Try: MFA_PORTAL_KEY={} cargo run -p mfa-sdk --example sign_in", portal.secret);
+    }
+    println!("mfa-server listening on {} (database {})", running.addr, config.database_url());
+    let shutdown = running.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = shutdown.send(true);
+    });
+    running.wait().await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,190 @@
+//! The records the domain works with and the store keeps. Times are
+//! milliseconds since the Unix epoch.
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            /// The name stored in the database.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+
+            /// Reads a stored name.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What an API key may call.
+    Role { Portal => "portal", Admin => "admin" }
+);
+
+string_enum!(
+    /// A challenge's state; all but `Pending` are terminal.
+    ChallengeState {
+        Pending => "pending",
+        Approved => "approved",
+        Denied => "denied",
+        Expired => "expired",
+        Superseded => "superseded",
+        Cancelled => "cancelled",
+    }
+);
+
+string_enum!(
+    /// Why a challenge was denied.
+    DenyReason { UserDenied => "user_denied", WrongNumber => "wrong_number", FraudReported => "fraud_reported" }
+);
+
+string_enum!(
+    /// What a challenge is for.
+    ChallengeKind { SignIn => "sign_in", EnrollmentVerification => "enrollment_verification" }
+);
+
+string_enum!(
+    /// An enrollment's state.
+    EnrollmentState {
+        WaitingForScan => "waiting_for_scan",
+        DeviceRegistered => "device_registered",
+        Verified => "verified",
+        Failed => "failed",
+        Expired => "expired",
+        Cancelled => "cancelled",
+    }
+);
+
+string_enum!(
+    /// A device's state.
+    DeviceState { PendingVerification => "pending_verification", Active => "active", Revoked => "revoked" }
+);
+
+string_enum!(
+    /// How a device is notified.
+    PushPlatform { Apns => "apns", Fcm => "fcm", None => "none" }
+);
+
+impl EnrollmentState {
+    /// True once the enrollment can no longer change.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::WaitingForScan | Self::DeviceRegistered)
+    }
+}
+
+/// An organisation using the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: String,
+    pub display_name: String,
+    /// Digits in challenge numbers (2 to 6).
+    pub number_digits: u8,
+    pub created_at: i64,
+}
+
+/// A person, as the portal identifies them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub blocked_until: Option<i64>,
+    pub terms_version: Option<String>,
+    pub terms_accepted_at: Option<i64>,
+}
+
+/// A registered phone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub display_name: String,
+    pub public_key: [u8; 32],
+    pub push_platform: PushPlatform,
+    pub push_token: String,
+    pub state: DeviceState,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// An enrollment started by the portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    pub id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub state: EnrollmentState,
+    pub created_at: i64,
+    /// The code's expiry; once a device registered, the verification round's.
+    pub expires_at: i64,
+    pub device_id: Option<String>,
+    /// The verification challenge, once a device registered.
+    pub challenge_id: Option<String>,
+}
+
+/// What the portal said about a sign-in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SignInContext {
+    pub application_name: String,
+    pub client_ip: String,
+    pub location: String,
+    pub message: String,
+}
+
+/// A number-matching challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub id: String,
+    pub tenant_id: String,
+    pub user_id: String,
+    pub kind: ChallengeKind,
+    /// The only device that may answer (enrollment verification); `None` for
+    /// any active device of the user.
+    pub target_device_id: Option<String>,
+    pub number: String,
+    pub nonce: [u8; 32],
+    pub state: ChallengeState,
+    pub deny_reason: Option<DenyReason>,
+    pub answered_by: Option<String>,
+    pub context: SignInContext,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub ended_at: Option<i64>,
+}
+
+/// How a challenge leaves `Pending`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ending {
+    pub state: ChallengeState,
+    pub deny_reason: Option<DenyReason>,
+    pub answered_by: Option<String>,
+    /// Block the user's new challenges until then (fraud report).
+    pub block_user_until: Option<i64>,
+}
+
+impl Ending {
+    /// An ending without an answering device.
+    pub fn unanswered(state: ChallengeState) -> Self {
+        Self { state, deny_reason: None, answered_by: None, block_user_until: None }
+    }
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub tenant_id: Option<String>,
+    pub at: i64,
+    pub event_type: String,
+    pub user_id: Option<String>,
+    pub device_id: Option<String>,
+    pub challenge_id: Option<String>,
+    pub enrollment_id: Option<String>,
+    pub detail: String,
+}

@@ -1,0 +1,59 @@
+//! Push delivery. The service hands each notification to a [`PushGateway`];
+//! the one shipped here records notifications (log, and optionally a JSON-lines
+//! file) so that the pull path carries the flow until real providers are wired.
+
+use crate::model::{Device, PushPlatform};
+use async_trait::async_trait;
+use mfa_proto::push::PushNotice;
+use std::{io::Write, path::PathBuf, sync::Mutex};
+
+/// Delivers notices to devices.
+#[async_trait]
+pub trait PushGateway: Send + Sync + 'static {
+    /// Notifies one device of a challenge. Failures are the gateway's to log:
+    /// the device can still fetch the challenge by polling.
+    async fn notify(&self, device: &Device, notice: &PushNotice);
+}
+
+/// Records notifications instead of sending them.
+#[derive(Debug, Default)]
+pub struct RecordingGateway {
+    file: Option<Mutex<std::fs::File>>,
+}
+
+impl RecordingGateway {
+    /// Records to the log, and to `path` as JSON lines when given.
+    pub fn new(path: Option<PathBuf>) -> std::io::Result<Self> {
+        let file = path
+            .map(|path| std::fs::OpenOptions::new().create(true).append(true).open(path))
+            .transpose()?;
+        Ok(Self { file: file.map(Mutex::new) })
+    }
+}
+
+#[async_trait]
+impl PushGateway for RecordingGateway {
+    async fn notify(&self, device: &Device, notice: &PushNotice) {
+        let payload = match device.push_platform {
+            PushPlatform::Apns => notice.to_apns_payload(),
+            PushPlatform::Fcm | PushPlatform::None => notice.to_fcm_data(),
+        };
+        tracing::info!(
+            challenge_id = %notice.challenge_id,
+            device_id = %device.id,
+            platform = device.push_platform.as_str(),
+            "push recorded"
+        );
+        if let Some(file) = &self.file {
+            let line = serde_json::json!({
+                "device_id": device.id,
+                "platform": device.push_platform.as_str(),
+                "payload": payload,
+            });
+            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(error) = writeln!(file, "{line}") {
+                tracing::warn!(%error, "could not append to the push log");
+            }
+        }
+    }
+}
