@@ -81,8 +81,12 @@ impl VerifiedChallenge {
             number_length: i64::from(context.number_length),
             nonce: &context.nonce,
         };
-        signing::verify(server_key, &signed.signed_bytes(), &pending.server_signature)
-            .map_err(|_| Error::BadServerSignature)?;
+        signing::verify(
+            server_key,
+            &signed.signed_bytes(),
+            &pending.server_signature,
+        )
+        .map_err(|_| Error::BadServerSignature)?;
 
         Ok(Self {
             challenge_id: context.challenge_id.clone(),
@@ -177,7 +181,10 @@ pub(crate) mod tests {
             let verified = VerifiedChallenge::verify(&pending, &server_key(&vector))
                 .unwrap_or_else(|e| panic!("{}: {e}", vector["name"]));
             let input = &vector["input"];
-            assert_eq!(verified.challenge_id, input["challenge_id"].as_str().unwrap());
+            assert_eq!(
+                verified.challenge_id,
+                input["challenge_id"].as_str().unwrap()
+            );
             assert_eq!(verified.location, input["location"].as_str().unwrap());
             assert_eq!(verified.kind.as_str_name(), input["kind"].as_str().unwrap());
             assert_eq!(
@@ -197,13 +204,21 @@ pub(crate) mod tests {
         type Tamper = fn(&mut PendingChallenge);
         let tampers: &[(&str, Tamper)] = &[
             ("location", |p| {
-                p.context.as_mut().unwrap().sign_in.as_mut().unwrap().location = "Lagos, NG".into()
+                p.context
+                    .as_mut()
+                    .unwrap()
+                    .sign_in
+                    .as_mut()
+                    .unwrap()
+                    .location = "Lagos, NG".into()
             }),
             ("application", |p| {
                 let sign_in = p.context.as_mut().unwrap().sign_in.as_mut().unwrap();
                 sign_in.application_name.push('!');
             }),
-            ("sign_in removed", |p| p.context.as_mut().unwrap().sign_in = None),
+            ("sign_in removed", |p| {
+                p.context.as_mut().unwrap().sign_in = None
+            }),
             ("tenant", |p| {
                 p.context.as_mut().unwrap().tenant_display_name = "Evil Corp".into()
             }),
@@ -239,7 +254,10 @@ pub(crate) mod tests {
         let other = ed25519_dalek::SigningKey::from_bytes(&[0x33; 32]).verifying_key();
         for vector in vectors("challenge_context") {
             let result = VerifiedChallenge::verify(&pending_from_vector(&vector), &other);
-            assert!(matches!(result, Err(Error::BadServerSignature)), "{result:?}");
+            assert!(
+                matches!(result, Err(Error::BadServerSignature)),
+                "{result:?}"
+            );
         }
     }
 

@@ -52,8 +52,9 @@ pub struct Answer {
     pub deny_reason: DenyReason,
 }
 
-/// An enrolled device: answers the challenges of one account.
-#[derive(Debug)]
+/// An enrolled device: answers the challenges of one account. Clones share
+/// the connection.
+#[derive(Debug, Clone)]
 pub struct Authenticator {
     account: Account,
     server_key: VerifyingKey,
@@ -93,7 +94,9 @@ impl Authenticator {
         let verification = response
             .verification_challenge
             .as_ref()
-            .ok_or(Error::Protocol("the enrollment has no verification challenge"))?;
+            .ok_or(Error::Protocol(
+                "the enrollment has no verification challenge",
+            ))?;
         let verification = VerifiedChallenge::verify(verification, &server_key)?;
         if response.device_id.is_empty() {
             return Err(Error::Protocol("the enrollment has no device id"));
@@ -190,7 +193,11 @@ impl Authenticator {
         typed_number: &str,
     ) -> Result<Answer, Error> {
         let request = self.approval_request(challenge, decision, typed_number);
-        let response = self.client.respond_to_challenge(request).await?.into_inner();
+        let response = self
+            .client
+            .respond_to_challenge(request)
+            .await?
+            .into_inner();
         Ok(Answer {
             state: response.state(),
             deny_reason: response.deny_reason(),
@@ -203,10 +210,7 @@ impl Authenticator {
         platform: PushPlatform,
         token: &str,
     ) -> Result<(), Error> {
-        let proof = self.device_proof(
-            method::UPDATE_PUSH_TOKEN,
-            &[platform.as_str_name(), token],
-        );
+        let proof = self.device_proof(method::UPDATE_PUSH_TOKEN, &[platform.as_str_name(), token]);
         let request = UpdatePushTokenRequest {
             proof: Some(proof),
             push_platform: platform.into(),
@@ -225,7 +229,12 @@ impl Authenticator {
         let request = RemoveDeviceRequest {
             proof: Some(self.device_proof(method::REMOVE_DEVICE, &[])),
         };
-        match self.client.remove_device(request).await.map_err(Error::from) {
+        match self
+            .client
+            .remove_device(request)
+            .await
+            .map_err(Error::from)
+        {
             Ok(_) => {}
             Err(e) if e.is_device_revoked() => {}
             Err(e) => return Err(e),
@@ -469,8 +478,7 @@ mod tests {
             let key = key(&vector);
             let info = DeviceInfo {
                 name: text(&vector, "device_name").into(),
-                push_platform: PushPlatform::from_str_name(text(&vector, "push_platform"))
-                    .unwrap(),
+                push_platform: PushPlatform::from_str_name(text(&vector, "push_platform")).unwrap(),
                 push_token: text(&vector, "push_token").into(),
             };
             let request = enrollment_request(&key, text(&vector, "activation_code"), info);

@@ -202,7 +202,9 @@ mod tests {
         let error = Error::from(tonic::Status::new(tonic::Code::Unavailable, ""));
         assert_eq!(error.reason(), None);
         assert!(!error.is_rate_limited());
-        assert!(error.to_string().ends_with("The service is currently unavailable"));
+        assert!(error
+            .to_string()
+            .ends_with("The service is currently unavailable"));
         assert_eq!(Error::BadServerSignature.code(), None);
     }
 }

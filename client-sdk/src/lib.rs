@@ -137,9 +137,6 @@ mod tests {
             Err(Error::PushPayload(_))
         ));
         let v2 = r#"{"mfa_v":"2","challenge_id":"c","tenant_id":"t","tenant_display_name":"x"}"#;
-        assert!(matches!(
-            parse_push_payload(v2),
-            Err(Error::PushPayload(_))
-        ));
+        assert!(matches!(parse_push_payload(v2), Err(Error::PushPayload(_))));
     }
 }

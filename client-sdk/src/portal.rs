@@ -6,8 +6,7 @@ use mfa_proto::v1::{
     CancelChallengeRequest, Challenge, ChallengeState, CreateChallengeRequest, Enrollment,
     EnrollmentState, GetChallengeRequest, GetUserStatusRequest, GetUserStatusResponse,
     RecordTermsAcceptanceRequest, RecordTermsAcceptanceResponse, SignInContext,
-    WatchChallengeRequest, WatchChallengeResponse, WatchEnrollmentRequest,
-    WatchEnrollmentResponse,
+    WatchChallengeRequest, WatchChallengeResponse, WatchEnrollmentRequest, WatchEnrollmentResponse,
 };
 use tonic::{
     metadata::{Ascii, MetadataValue},
@@ -41,7 +40,10 @@ impl std::fmt::Debug for BearerAuth {
 }
 
 impl Interceptor for BearerAuth {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         request
             .metadata_mut()
             .insert("authorization", self.header.clone());
@@ -251,6 +253,8 @@ mod tests {
         assert!(is_final_enrollment_state(EnrollmentState::Verified));
         assert!(is_final_enrollment_state(EnrollmentState::Cancelled));
         assert!(!is_final_enrollment_state(EnrollmentState::WaitingForScan));
-        assert!(!is_final_enrollment_state(EnrollmentState::DeviceRegistered));
+        assert!(!is_final_enrollment_state(
+            EnrollmentState::DeviceRegistered
+        ));
     }
 }

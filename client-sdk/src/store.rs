@@ -80,7 +80,10 @@ impl std::fmt::Debug for Account {
             .field("tenant_id", &self.tenant_id)
             .field("tenant_display_name", &self.tenant_display_name)
             .field("user_email", &self.user_email)
-            .field("server_public_key", &STANDARD.encode(self.server_public_key))
+            .field(
+                "server_public_key",
+                &STANDARD.encode(self.server_public_key),
+            )
             .field("device_key", &"<redacted>")
             .finish()
     }

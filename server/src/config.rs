@@ -6,7 +6,11 @@ use figment::{
     Figment,
 };
 use serde::{Deserialize, Serialize};
-use std::{net::SocketAddr, path::{Path, PathBuf}, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 /// Everything `mfa-server` can be told. Durations are written like `90s`, `10m`, `24h`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -99,7 +103,9 @@ impl Config {
 
     /// The public URL in effect.
     pub fn public_url(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
     }
 
     /// The server key path in effect.
@@ -111,6 +117,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment::Error, whose size clippy flags.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

@@ -21,7 +21,9 @@ pub struct Events {
 
 impl Default for Events {
     fn default() -> Self {
-        Self { sender: broadcast::channel(4096).0 }
+        Self {
+            sender: broadcast::channel(4096).0,
+        }
     }
 }
 

@@ -12,7 +12,9 @@ pub struct ServerIdentity {
 
 impl std::fmt::Debug for ServerIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerIdentity").field("public_key", &self.public_key()).finish()
+        f.debug_struct("ServerIdentity")
+            .field("public_key", &self.public_key())
+            .finish()
     }
 }
 
@@ -27,7 +29,9 @@ impl ServerIdentity {
                         format!("{} is not a 32-byte Ed25519 key seed", path.display()),
                     )
                 })?;
-                Ok(Self { key: SigningKey::from_bytes(&seed) })
+                Ok(Self {
+                    key: SigningKey::from_bytes(&seed),
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = SigningKey::generate(&mut rand::rngs::OsRng);

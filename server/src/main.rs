@@ -6,7 +6,11 @@ use mfa_server::{config::Config, model::Role, server};
 use std::{path::PathBuf, process::ExitCode};
 
 #[derive(Parser)]
-#[command(name = "mfa-server", version, about = "Push-notification MFA approval service with number matching")]
+#[command(
+    name = "mfa-server",
+    version,
+    about = "Push-notification MFA approval service with number matching"
+)]
 struct Cli {
     /// TOML configuration file; `MFA_*` environment variables override it.
     #[arg(long, short, global = true, env = "MFA_CONFIG")]
@@ -73,7 +77,8 @@ enum KeyRole {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -95,21 +100,28 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("migrations applied to {}", config.database_url());
             Ok(())
         }
-        Command::Tenant { command: TenantCommand::Create { name, digits } } => {
-            let service = server::build_service(&config).await?;
+        Command::Tenant {
+            command: TenantCommand::Create { name, digits },
+        } => {
+            let service = server::build_service(&config, config.public_url()).await?;
             let tenant = service.create_tenant(&name, digits).await?;
             println!("{}", tenant.id);
             Ok(())
         }
-        Command::ApiKey { command: ApiKeyCommand::Create { tenant, role } } => {
-            let service = server::build_service(&config).await?;
+        Command::ApiKey {
+            command: ApiKeyCommand::Create { tenant, role },
+        } => {
+            let service = server::build_service(&config, config.public_url()).await?;
             let role = match role {
                 KeyRole::Portal => Role::Portal,
                 KeyRole::Admin => Role::Admin,
             };
             let key = service.create_api_key(&tenant, role).await?;
             println!("{}", key.secret);
-            eprintln!("(key id {}; this is the only time the key is shown)", key.id);
+            eprintln!(
+                "(key id {}; this is the only time the key is shown)",
+                key.id
+            );
             Ok(())
         }
     }
@@ -119,15 +131,28 @@ async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Err
     let running = server::start(config).await?;
     if dev && running.service.store().count_tenants().await? == 0 {
         let tenant = running.service.create_tenant("Demo tenant", 2).await?;
-        let portal = running.service.create_api_key(&tenant.id, Role::Portal).await?;
-        let admin = running.service.create_api_key(&tenant.id, Role::Admin).await?;
+        let portal = running
+            .service
+            .create_api_key(&tenant.id, Role::Portal)
+            .await?;
+        let admin = running
+            .service
+            .create_api_key(&tenant.id, Role::Admin)
+            .await?;
         println!("Development tenant created (shown once):");
         println!("  tenant id:  {}", tenant.id);
         println!("  portal key: {}", portal.secret);
         println!("  admin key:  {}", admin.secret);
-        println!("Try: MFA_PORTAL_KEY={} cargo run -p mfa-sdk --example sign_in", portal.secret);
+        println!(
+            "Try: MFA_PORTAL_KEY={} cargo run -p mfa-sdk --example sign_in",
+            portal.secret
+        );
     }
-    println!("mfa-server listening on {} (database {})", running.addr, config.database_url());
+    println!(
+        "mfa-server listening on {} (database {})",
+        running.addr,
+        config.database_url()
+    );
     let shutdown = running.shutdown_handle();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -171,7 +171,12 @@ pub struct Ending {
 impl Ending {
     /// An ending without an answering device.
     pub fn unanswered(state: ChallengeState) -> Self {
-        Self { state, deny_reason: None, answered_by: None, block_user_until: None }
+        Self {
+            state,
+            deny_reason: None,
+            answered_by: None,
+            block_user_until: None,
+        }
     }
 }
 

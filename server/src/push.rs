@@ -10,8 +10,10 @@ use std::{io::Write, path::PathBuf, sync::Mutex};
 /// Delivers notices to devices.
 #[async_trait]
 pub trait PushGateway: Send + Sync + 'static {
-    /// Notifies one device of a challenge. Failures are the gateway's to log:
-    /// the device can still fetch the challenge by polling.
+    /// Hands a notice for one device to the gateway. It is awaited on the
+    /// request path, so a gateway that talks to a provider must queue here and
+    /// deliver in the background. Failures are the gateway's to log: the device
+    /// can still fetch the challenge by polling.
     async fn notify(&self, device: &Device, notice: &PushNotice);
 }
 
@@ -25,9 +27,16 @@ impl RecordingGateway {
     /// Records to the log, and to `path` as JSON lines when given.
     pub fn new(path: Option<PathBuf>) -> std::io::Result<Self> {
         let file = path
-            .map(|path| std::fs::OpenOptions::new().create(true).append(true).open(path))
+            .map(|path| {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+            })
             .transpose()?;
-        Ok(Self { file: file.map(Mutex::new) })
+        Ok(Self {
+            file: file.map(Mutex::new),
+        })
     }
 }
 

@@ -50,14 +50,25 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> 
     }
 }
 
-/// Opens the store, applies migrations and assembles the service.
-pub async fn build_service(config: &Config) -> Result<Service, ServerError> {
+/// Opens the store, applies migrations and assembles the service; `public_url`
+/// is what enrollment QR codes point phones to.
+pub async fn build_service(config: &Config, public_url: String) -> Result<Service, ServerError> {
     let store = open_store(config).await?;
     store.migrate().await?;
-    let identity = ServerIdentity::load_or_create(&config.server_key_file())
-        .map_err(|e| ServerError::Setup(format!("server key {}: {e}", config.server_key_file().display())))?;
+    let identity = ServerIdentity::load_or_create(&config.server_key_file()).map_err(|e| {
+        ServerError::Setup(format!(
+            "server key {}: {e}",
+            config.server_key_file().display()
+        ))
+    })?;
     let push = Arc::new(RecordingGateway::new(config.push_log.clone())?);
-    Ok(Service::new(store, identity, push, Limits::from(config), config.public_url()))
+    Ok(Service::new(
+        store,
+        identity,
+        push,
+        Limits::from(config),
+        public_url,
+    ))
 }
 
 /// A running server.
@@ -74,12 +85,16 @@ impl RunningServer {
     /// Stops accepting calls, lets in-flight calls finish, and waits.
     pub async fn stop(self) -> Result<(), ServerError> {
         let _ = self.shutdown.send(true);
-        self.task.await.map_err(|e| ServerError::Setup(format!("server task: {e}")))?
+        self.task
+            .await
+            .map_err(|e| ServerError::Setup(format!("server task: {e}")))?
     }
 
     /// Waits until the server stops (after a shutdown request).
     pub async fn wait(self) -> Result<(), ServerError> {
-        self.task.await.map_err(|e| ServerError::Setup(format!("server task: {e}")))?
+        self.task
+            .await
+            .map_err(|e| ServerError::Setup(format!("server task: {e}")))?
     }
 
     /// A handle that asks the server to stop.
@@ -91,8 +106,16 @@ impl RunningServer {
 /// Starts the server described by `config` (bind to port 0 for a free port).
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
-    let service = build_service(config).await?;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let listener = TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let service = build_service(config, public_url).await?;
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(mfa_proto::FILE_DESCRIPTOR_SET)
@@ -100,8 +123,6 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .build_v1()
         .map_err(|e| ServerError::Setup(format!("reflection: {e}")))?;
 
-    let listener = TcpListener::bind(config.listen).await?;
-    let addr = listener.local_addr()?;
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     tokio::spawn(sweeper::run(service.clone(), shutdown.subscribe()));
 
@@ -109,16 +130,26 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
-            PortalServiceServer::new(PortalApi::new(service.clone())).max_decoding_message_size(MAX_MESSAGE_SIZE),
+            PortalServiceServer::new(PortalApi::new(service.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
         )
         .add_service(
-            DeviceServiceServer::new(DeviceApi::new(service.clone())).max_decoding_message_size(MAX_MESSAGE_SIZE),
+            DeviceServiceServer::new(DeviceApi::new(service.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
         )
         .add_service(
-            AdminServiceServer::new(AdminApi::new(service.clone())).max_decoding_message_size(MAX_MESSAGE_SIZE),
+            AdminServiceServer::new(AdminApi::new(service.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
         );
-    for name in ["mfa.v1.PortalService", "mfa.v1.DeviceService", "mfa.v1.AdminService", ""] {
-        health_reporter.set_service_status(name, tonic_health::ServingStatus::Serving).await;
+    for name in [
+        "mfa.v1.PortalService",
+        "mfa.v1.DeviceService",
+        "mfa.v1.AdminService",
+        "",
+    ] {
+        health_reporter
+            .set_service_status(name, tonic_health::ServingStatus::Serving)
+            .await;
     }
     tracing::info!(%addr, "mfa-server listening");
     let task = tokio::spawn(async move {
@@ -129,5 +160,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .await?;
         Ok(())
     });
-    Ok(RunningServer { addr, service, shutdown, task })
+    Ok(RunningServer {
+        addr,
+        service,
+        shutdown,
+        task,
+    })
 }

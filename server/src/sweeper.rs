@@ -16,7 +16,9 @@ const RETRY: Duration = Duration::from_secs(1);
 pub async fn run(service: Service, mut shutdown: watch::Receiver<bool>) {
     loop {
         let wait = match service.sweep().await {
-            Ok(Some(deadline)) => Duration::from_millis((deadline - now_ms()).clamp(0, MAX_IDLE.as_millis() as i64) as u64),
+            Ok(Some(deadline)) => Duration::from_millis(
+                (deadline - now_ms()).clamp(0, MAX_IDLE.as_millis() as i64) as u64,
+            ),
             Ok(None) => MAX_IDLE,
             Err(error) => {
                 tracing::warn!(%error, "sweep failed");

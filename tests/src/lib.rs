@@ -1,1 +1,220 @@
+//! Test harness: starts the real `mfa-server` on a free loopback port with a
+//! temporary SQLite file, and gives tests a portal, an admin client and
+//! phones built on the SDK, all talking gRPC.
 
+use mfa_proto::v1::{admin_service_client::AdminServiceClient, EnrollmentState};
+use mfa_sdk::{
+    portal::{BearerAuth, RelyingParty},
+    Authenticator, DeviceInfo, EnrollmentUri, MemoryKeyStore, PushPlatform, VerifiedChallenge,
+};
+use mfa_server::{config::Config, model::Role, RunningServer};
+use std::{sync::Arc, time::Duration};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+/// The admin client with its key attached.
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, BearerAuth>>;
+
+/// A tenant with its keys.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    pub id: String,
+    pub portal_key: String,
+    pub admin_key: String,
+}
+
+/// A running server on a temporary data directory.
+pub struct TestServer {
+    pub config: Config,
+    pub url: String,
+    pub tenant: TestTenant,
+    running: Option<RunningServer>,
+    dir: Arc<tempfile::TempDir>,
+}
+
+/// Lifetimes short enough for tests to watch things expire without waiting long.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        push_log: Some(dir.join("push.jsonl")),
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    /// Starts with the test defaults.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test defaults changed by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let running = mfa_server::start(&config).await.expect("server starts");
+        let url = format!("http://{}", running.addr);
+        let mut server = Self {
+            config,
+            url,
+            tenant: TestTenant {
+                id: String::new(),
+                portal_key: String::new(),
+                admin_key: String::new(),
+            },
+            running: Some(running),
+            dir,
+        };
+        server.tenant = server
+            .create_tenant("IHIGrp (External Collaboration)", 2)
+            .await;
+        server
+    }
+
+    fn running(&self) -> &RunningServer {
+        self.running.as_ref().expect("server is running")
+    }
+
+    /// Creates another tenant with keys (as `mfa-server tenant create` does).
+    pub async fn create_tenant(&self, name: &str, digits: u8) -> TestTenant {
+        let service = &self.running().service;
+        let tenant = service.create_tenant(name, digits).await.expect("tenant");
+        TestTenant {
+            portal_key: service
+                .create_api_key(&tenant.id, Role::Portal)
+                .await
+                .expect("key")
+                .secret,
+            admin_key: service
+                .create_api_key(&tenant.id, Role::Admin)
+                .await
+                .expect("key")
+                .secret,
+            id: tenant.id,
+        }
+    }
+
+    /// Stops the server and starts it again on the same data and port.
+    pub async fn restart(&mut self) {
+        let running = self.running.take().expect("server is running");
+        let addr = running.addr;
+        running.stop().await.expect("server stops cleanly");
+        let mut config = self.config.clone();
+        config.listen = addr;
+        self.running = Some(mfa_server::start(&config).await.expect("server restarts"));
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The portal of the default tenant.
+    pub async fn portal(&self) -> RelyingParty {
+        self.portal_with(&self.tenant.portal_key).await
+    }
+
+    /// A portal with any key.
+    pub async fn portal_with(&self, key: &str) -> RelyingParty {
+        RelyingParty::connect(&self.url, key)
+            .await
+            .expect("portal connects")
+    }
+
+    /// The admin client of the default tenant.
+    pub async fn admin(&self) -> AdminClient {
+        self.admin_with(&self.tenant.admin_key).await
+    }
+
+    /// An admin client with any key.
+    pub async fn admin_with(&self, key: &str) -> AdminClient {
+        let channel = Channel::from_shared(self.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        AdminServiceClient::with_interceptor(channel, BearerAuth::new(key).unwrap())
+    }
+
+    /// Enrolls a phone for `user_id` the way a person does: the portal begins,
+    /// the phone scans the QR URI, the person types the verification number
+    /// shown by the portal, and the portal sees VERIFIED.
+    pub async fn enroll(&self, portal: &RelyingParty, user_id: &str, email: &str) -> Authenticator {
+        let begun = portal
+            .begin_enrollment(user_id, email)
+            .await
+            .expect("begin enrollment");
+        let uri = EnrollmentUri::parse(&begun.qr_uri).expect("QR URI parses");
+        let (mut phone, verification) =
+            Authenticator::enroll(&uri, phone_info("Test phone"), &MemoryKeyStore::new())
+                .await
+                .expect("phone enrolls");
+        let number = verification_number(portal, &begun.enrollment_id).await;
+        let answer = phone
+            .approve(&verification, &number)
+            .await
+            .expect("verification answer");
+        assert_eq!(answer.state, mfa_proto::v1::ChallengeState::Approved);
+        let done = portal
+            .await_enrollment(&begun.enrollment_id)
+            .await
+            .expect("enrollment ends");
+        assert_eq!(done.state(), EnrollmentState::Verified);
+        phone
+    }
+}
+
+/// Device details for a pull-only phone.
+pub fn phone_info(name: &str) -> DeviceInfo {
+    DeviceInfo {
+        name: name.to_owned(),
+        push_platform: PushPlatform::None,
+        push_token: String::new(),
+    }
+}
+
+/// Follows the portal's enrollment watch until the number to show appears.
+pub async fn verification_number(portal: &RelyingParty, enrollment_id: &str) -> String {
+    let mut watch = portal
+        .watch_enrollment(enrollment_id)
+        .await
+        .expect("watch enrollment");
+    while let Some(update) = watch.message().await.expect("watch message") {
+        let enrollment = update.enrollment.expect("enrollment");
+        if enrollment.state() == EnrollmentState::DeviceRegistered {
+            assert!(!enrollment.verification_number.is_empty());
+            return enrollment.verification_number;
+        }
+        assert_eq!(
+            enrollment.state(),
+            EnrollmentState::WaitingForScan,
+            "unexpected {enrollment:?}"
+        );
+    }
+    panic!("watch ended before a device registered");
+}
+
+/// The single pending challenge the phone sees.
+pub async fn only_pending(phone: &mut Authenticator) -> VerifiedChallenge {
+    let mut pending = phone.pending_challenges().await.expect("list pending");
+    assert_eq!(
+        pending.len(),
+        1,
+        "expected one pending challenge: {pending:?}"
+    );
+    pending.remove(0)
+}
+
+/// A number other than `number` with the same length.
+pub fn wrong_number(number: &str) -> String {
+    let n: u32 = number.parse().unwrap();
+    let low = 10u32.pow(number.len() as u32 - 1);
+    (if n + 1 < low * 10 { n + 1 } else { low }).to_string()
+}
+
+/// Awaits `future` for at most five seconds, so a hang fails instead of stalling.
+pub async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), future)
+        .await
+        .expect("finished in time")
+}

@@ -24,21 +24,43 @@ impl AdminApi {
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
-    async fn list_devices(&self, request: Request<ListDevicesRequest>) -> Result<Response<ListDevicesResponse>, Status> {
+    async fn list_devices(
+        &self,
+        request: Request<ListDevicesRequest>,
+    ) -> Result<Response<ListDevicesResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        let devices = self.service.list_devices(&tenant, &request.into_inner().user_id).await?;
-        Ok(Response::new(ListDevicesResponse { devices: devices.iter().map(convert::device).collect() }))
+        let devices = self
+            .service
+            .list_devices(&tenant, &request.into_inner().user_id)
+            .await?;
+        Ok(Response::new(ListDevicesResponse {
+            devices: devices.iter().map(convert::device).collect(),
+        }))
     }
 
-    async fn revoke_device(&self, request: Request<RevokeDeviceRequest>) -> Result<Response<RevokeDeviceResponse>, Status> {
+    async fn revoke_device(
+        &self,
+        request: Request<RevokeDeviceRequest>,
+    ) -> Result<Response<RevokeDeviceResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        let device = self.service.revoke_device(&tenant, &request.into_inner().device_id).await?;
-        Ok(Response::new(RevokeDeviceResponse { device: Some(convert::device(&device)) }))
+        let device = self
+            .service
+            .revoke_device(&tenant, &request.into_inner().device_id)
+            .await?;
+        Ok(Response::new(RevokeDeviceResponse {
+            device: Some(convert::device(&device)),
+        }))
     }
 
-    async fn reset_user_methods(&self, request: Request<ResetUserMethodsRequest>) -> Result<Response<ResetUserMethodsResponse>, Status> {
+    async fn reset_user_methods(
+        &self,
+        request: Request<ResetUserMethodsRequest>,
+    ) -> Result<Response<ResetUserMethodsResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        let counts = self.service.reset_user(&tenant, &request.into_inner().user_id).await?;
+        let counts = self
+            .service
+            .reset_user(&tenant, &request.into_inner().user_id)
+            .await?;
         Ok(Response::new(ResetUserMethodsResponse {
             revoked_devices: counts.revoked_devices,
             cancelled_challenges: counts.cancelled_challenges,
@@ -46,19 +68,30 @@ impl AdminService for AdminApi {
         }))
     }
 
-    async fn unblock_user(&self, request: Request<UnblockUserRequest>) -> Result<Response<UnblockUserResponse>, Status> {
+    async fn unblock_user(
+        &self,
+        request: Request<UnblockUserRequest>,
+    ) -> Result<Response<UnblockUserResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        self.service.unblock_user(&tenant, &request.into_inner().user_id).await?;
+        self.service
+            .unblock_user(&tenant, &request.into_inner().user_id)
+            .await?;
         Ok(Response::new(UnblockUserResponse {}))
     }
 
-    async fn list_audit_events(&self, request: Request<ListAuditEventsRequest>) -> Result<Response<ListAuditEventsResponse>, Status> {
+    async fn list_audit_events(
+        &self,
+        request: Request<ListAuditEventsRequest>,
+    ) -> Result<Response<ListAuditEventsResponse>, Status> {
         let tenant = self.tenant(&request).await?;
         let r = request.into_inner();
         let (events, next_page_token) = self
             .service
             .audit_events(&tenant, &r.user_id, r.page_size, &r.page_token)
             .await?;
-        Ok(Response::new(ListAuditEventsResponse { events: events.iter().map(convert::audit_event).collect(), next_page_token }))
+        Ok(Response::new(ListAuditEventsResponse {
+            events: events.iter().map(convert::audit_event).collect(),
+            next_page_token,
+        }))
     }
 }

@@ -5,7 +5,10 @@ use mfa_proto::v1;
 use prost_types::Timestamp;
 
 pub fn timestamp(ms: i64) -> Timestamp {
-    Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+    Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
 }
 
 fn optional_timestamp(ms: Option<i64>) -> Option<Timestamp> {
@@ -147,7 +150,10 @@ pub fn enrollment(e: &model::Enrollment, verification_number: Option<String>) ->
 }
 
 pub fn is_terminal_enrollment(e: &v1::Enrollment) -> bool {
-    !matches!(e.state(), v1::EnrollmentState::WaitingForScan | v1::EnrollmentState::DeviceRegistered)
+    !matches!(
+        e.state(),
+        v1::EnrollmentState::WaitingForScan | v1::EnrollmentState::DeviceRegistered
+    )
 }
 
 pub fn pending(p: &crate::domain::PendingChallenge) -> v1::PendingChallenge {

@@ -19,8 +19,13 @@ impl DeviceApi {
 }
 
 /// Decodes a request's proof for `method`.
-fn call<'a>(proof: &'a Option<DeviceProof>, method: &'a str) -> Result<DeviceCall<'a>, domain::Error> {
-    let proof = proof.as_ref().ok_or_else(|| domain::Error::invalid("proof is required"))?;
+fn call<'a>(
+    proof: &'a Option<DeviceProof>,
+    method: &'a str,
+) -> Result<DeviceCall<'a>, domain::Error> {
+    let proof = proof
+        .as_ref()
+        .ok_or_else(|| domain::Error::invalid("proof is required"))?;
     Ok(DeviceCall {
         proof: Proof {
             device_id: &proof.device_id,
@@ -34,7 +39,10 @@ fn call<'a>(proof: &'a Option<DeviceProof>, method: &'a str) -> Result<DeviceCal
 
 #[tonic::async_trait]
 impl DeviceService for DeviceApi {
-    async fn complete_enrollment(&self, request: Request<CompleteEnrollmentRequest>) -> Result<Response<CompleteEnrollmentResponse>, Status> {
+    async fn complete_enrollment(
+        &self,
+        request: Request<CompleteEnrollmentRequest>,
+    ) -> Result<Response<CompleteEnrollmentResponse>, Status> {
         let peer = peer(&request);
         let r = request.into_inner();
         let (push_platform, push_platform_name) = convert::push_platform(r.push_platform)?;
@@ -61,21 +69,36 @@ impl DeviceService for DeviceApi {
         }))
     }
 
-    async fn list_pending_challenges(&self, request: Request<ListPendingChallengesRequest>) -> Result<Response<ListPendingChallengesResponse>, Status> {
+    async fn list_pending_challenges(
+        &self,
+        request: Request<ListPendingChallengesRequest>,
+    ) -> Result<Response<ListPendingChallengesResponse>, Status> {
         let r = request.into_inner();
-        let pending = self.service.pending_challenges(call(&r.proof, "ListPendingChallenges")?).await?;
-        Ok(Response::new(ListPendingChallengesResponse { challenges: pending.iter().map(convert::pending).collect() }))
+        let pending = self
+            .service
+            .pending_challenges(call(&r.proof, "ListPendingChallenges")?)
+            .await?;
+        Ok(Response::new(ListPendingChallengesResponse {
+            challenges: pending.iter().map(convert::pending).collect(),
+        }))
     }
 
-    async fn respond_to_challenge(&self, request: Request<RespondToChallengeRequest>) -> Result<Response<RespondToChallengeResponse>, Status> {
+    async fn respond_to_challenge(
+        &self,
+        request: Request<RespondToChallengeRequest>,
+    ) -> Result<Response<RespondToChallengeResponse>, Status> {
         let r = request.into_inner();
-        let wire = mfa_proto::v1::Decision::try_from(r.decision).unwrap_or(mfa_proto::v1::Decision::Unspecified);
+        let wire = mfa_proto::v1::Decision::try_from(r.decision)
+            .unwrap_or(mfa_proto::v1::Decision::Unspecified);
         let decision = match wire {
             mfa_proto::v1::Decision::Approve => Decision::Approve,
             mfa_proto::v1::Decision::Deny => Decision::Deny,
             mfa_proto::v1::Decision::ReportFraud => Decision::ReportFraud,
             mfa_proto::v1::Decision::Unspecified => {
-                return Err(domain::Error::invalid("decision must be APPROVE, DENY or REPORT_FRAUD").into())
+                return Err(domain::Error::invalid(
+                    "decision must be APPROVE, DENY or REPORT_FRAUD",
+                )
+                .into())
             }
         };
         let challenge = self
@@ -92,18 +115,31 @@ impl DeviceService for DeviceApi {
         Ok(Response::new(convert::answer(&challenge)))
     }
 
-    async fn update_push_token(&self, request: Request<UpdatePushTokenRequest>) -> Result<Response<UpdatePushTokenResponse>, Status> {
+    async fn update_push_token(
+        &self,
+        request: Request<UpdatePushTokenRequest>,
+    ) -> Result<Response<UpdatePushTokenResponse>, Status> {
         let r = request.into_inner();
         let (platform, platform_name) = convert::push_platform(r.push_platform)?;
         self.service
-            .update_push_token(call(&r.proof, "UpdatePushToken")?, platform, platform_name, &r.push_token)
+            .update_push_token(
+                call(&r.proof, "UpdatePushToken")?,
+                platform,
+                platform_name,
+                &r.push_token,
+            )
             .await?;
         Ok(Response::new(UpdatePushTokenResponse {}))
     }
 
-    async fn remove_device(&self, request: Request<RemoveDeviceRequest>) -> Result<Response<RemoveDeviceResponse>, Status> {
+    async fn remove_device(
+        &self,
+        request: Request<RemoveDeviceRequest>,
+    ) -> Result<Response<RemoveDeviceResponse>, Status> {
         let r = request.into_inner();
-        self.service.remove_device(call(&r.proof, "RemoveDevice")?).await?;
+        self.service
+            .remove_device(call(&r.proof, "RemoveDevice")?)
+            .await?;
         Ok(Response::new(RemoveDeviceResponse {}))
     }
 }

@@ -40,14 +40,20 @@ impl From<domain::Error> for Status {
         }
         let mut status = Status::new(code, error.to_string());
         if let Some(reason) = error.reason() {
-            status.metadata_mut().insert(REASON_METADATA, MetadataValue::from_static(reason.as_str()));
+            status
+                .metadata_mut()
+                .insert(REASON_METADATA, MetadataValue::from_static(reason.as_str()));
         }
         status
     }
 }
 
 /// The tenant of the request's API key, which must have `role`.
-async fn authorize<T>(service: &Service, request: &Request<T>, role: Role) -> Result<String, Status> {
+async fn authorize<T>(
+    service: &Service,
+    request: &Request<T>,
+    role: Role,
+) -> Result<String, Status> {
     let secret = request
         .metadata()
         .get("authorization")

@@ -25,7 +25,10 @@ impl PortalApi {
 
 type Watch<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
-fn boxed<T: Send + 'static, U: 'static>(stream: ReceiverStream<Result<T, Status>>, wrap: fn(T) -> U) -> Watch<U> {
+fn boxed<T: Send + 'static, U: 'static>(
+    stream: ReceiverStream<Result<T, Status>>,
+    wrap: fn(T) -> U,
+) -> Watch<U> {
     Box::pin(stream.map(move |item| item.map(wrap)))
 }
 
@@ -34,10 +37,16 @@ impl PortalService for PortalApi {
     type WatchEnrollmentStream = Watch<WatchEnrollmentResponse>;
     type WatchChallengeStream = Watch<WatchChallengeResponse>;
 
-    async fn begin_enrollment(&self, request: Request<BeginEnrollmentRequest>) -> Result<Response<BeginEnrollmentResponse>, Status> {
+    async fn begin_enrollment(
+        &self,
+        request: Request<BeginEnrollmentRequest>,
+    ) -> Result<Response<BeginEnrollmentResponse>, Status> {
         let tenant = self.tenant(&request).await?;
         let r = request.into_inner();
-        let started = self.service.begin_enrollment(&tenant, &r.user_id, &r.email).await?;
+        let started = self
+            .service
+            .begin_enrollment(&tenant, &r.user_id, &r.email)
+            .await?;
         Ok(Response::new(BeginEnrollmentResponse {
             enrollment_id: started.enrollment.id,
             qr_uri: started.qr_uri,
@@ -47,7 +56,10 @@ impl PortalService for PortalApi {
         }))
     }
 
-    async fn watch_enrollment(&self, request: Request<WatchEnrollmentRequest>) -> Result<Response<Self::WatchEnrollmentStream>, Status> {
+    async fn watch_enrollment(
+        &self,
+        request: Request<WatchEnrollmentRequest>,
+    ) -> Result<Response<Self::WatchEnrollmentStream>, Status> {
         let tenant = self.tenant(&request).await?;
         let id = request.into_inner().enrollment_id;
         // Validate and check ownership before streaming, so errors come back as the call's status.
@@ -62,27 +74,50 @@ impl PortalService for PortalApi {
                 Ok(convert::enrollment(&enrollment, number))
             }
         };
-        let stream = watch::follow(self.service.events(), target, fetch, convert::is_terminal_enrollment);
-        Ok(Response::new(boxed(stream, |e| WatchEnrollmentResponse { enrollment: Some(e) })))
+        let stream = watch::follow(
+            self.service.events(),
+            target,
+            fetch,
+            convert::is_terminal_enrollment,
+        );
+        Ok(Response::new(boxed(stream, |e| WatchEnrollmentResponse {
+            enrollment: Some(e),
+        })))
     }
 
-    async fn create_challenge(&self, request: Request<CreateChallengeRequest>) -> Result<Response<CreateChallengeResponse>, Status> {
+    async fn create_challenge(
+        &self,
+        request: Request<CreateChallengeRequest>,
+    ) -> Result<Response<CreateChallengeResponse>, Status> {
         let tenant = self.tenant(&request).await?;
         let r = request.into_inner();
         let challenge = self
             .service
             .create_challenge(&tenant, &r.user_id, convert::sign_in_context(r.context))
             .await?;
-        Ok(Response::new(CreateChallengeResponse { challenge: Some(convert::challenge(&challenge)) }))
+        Ok(Response::new(CreateChallengeResponse {
+            challenge: Some(convert::challenge(&challenge)),
+        }))
     }
 
-    async fn get_challenge(&self, request: Request<GetChallengeRequest>) -> Result<Response<GetChallengeResponse>, Status> {
+    async fn get_challenge(
+        &self,
+        request: Request<GetChallengeRequest>,
+    ) -> Result<Response<GetChallengeResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        let challenge = self.service.challenge(&tenant, &request.into_inner().challenge_id).await?;
-        Ok(Response::new(GetChallengeResponse { challenge: Some(convert::challenge(&challenge)) }))
+        let challenge = self
+            .service
+            .challenge(&tenant, &request.into_inner().challenge_id)
+            .await?;
+        Ok(Response::new(GetChallengeResponse {
+            challenge: Some(convert::challenge(&challenge)),
+        }))
     }
 
-    async fn watch_challenge(&self, request: Request<WatchChallengeRequest>) -> Result<Response<Self::WatchChallengeStream>, Status> {
+    async fn watch_challenge(
+        &self,
+        request: Request<WatchChallengeRequest>,
+    ) -> Result<Response<Self::WatchChallengeStream>, Status> {
         let tenant = self.tenant(&request).await?;
         let id = request.into_inner().challenge_id;
         self.service.challenge(&tenant, &id).await?;
@@ -92,19 +127,40 @@ impl PortalService for PortalApi {
             let (service, tenant, id) = (service.clone(), tenant.clone(), id.clone());
             async move { Ok(convert::challenge(&service.challenge(&tenant, &id).await?)) }
         };
-        let stream = watch::follow(self.service.events(), target, fetch, convert::is_terminal_challenge);
-        Ok(Response::new(boxed(stream, |c| WatchChallengeResponse { challenge: Some(c) })))
+        let stream = watch::follow(
+            self.service.events(),
+            target,
+            fetch,
+            convert::is_terminal_challenge,
+        );
+        Ok(Response::new(boxed(stream, |c| WatchChallengeResponse {
+            challenge: Some(c),
+        })))
     }
 
-    async fn cancel_challenge(&self, request: Request<CancelChallengeRequest>) -> Result<Response<CancelChallengeResponse>, Status> {
+    async fn cancel_challenge(
+        &self,
+        request: Request<CancelChallengeRequest>,
+    ) -> Result<Response<CancelChallengeResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        let challenge = self.service.cancel_challenge(&tenant, &request.into_inner().challenge_id).await?;
-        Ok(Response::new(CancelChallengeResponse { challenge: Some(convert::challenge(&challenge)) }))
+        let challenge = self
+            .service
+            .cancel_challenge(&tenant, &request.into_inner().challenge_id)
+            .await?;
+        Ok(Response::new(CancelChallengeResponse {
+            challenge: Some(convert::challenge(&challenge)),
+        }))
     }
 
-    async fn get_user_status(&self, request: Request<GetUserStatusRequest>) -> Result<Response<GetUserStatusResponse>, Status> {
+    async fn get_user_status(
+        &self,
+        request: Request<GetUserStatusRequest>,
+    ) -> Result<Response<GetUserStatusResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        let status = self.service.user_status(&tenant, &request.into_inner().user_id).await?;
+        let status = self
+            .service
+            .user_status(&tenant, &request.into_inner().user_id)
+            .await?;
         Ok(Response::new(GetUserStatusResponse {
             user_id: status.user_id,
             email: status.email,
@@ -116,10 +172,16 @@ impl PortalService for PortalApi {
         }))
     }
 
-    async fn record_terms_acceptance(&self, request: Request<RecordTermsAcceptanceRequest>) -> Result<Response<RecordTermsAcceptanceResponse>, Status> {
+    async fn record_terms_acceptance(
+        &self,
+        request: Request<RecordTermsAcceptanceRequest>,
+    ) -> Result<Response<RecordTermsAcceptanceResponse>, Status> {
         let tenant = self.tenant(&request).await?;
         let r = request.into_inner();
-        let at = self.service.record_terms(&tenant, &r.user_id, &r.terms_version).await?;
+        let at = self
+            .service
+            .record_terms(&tenant, &r.user_id, &r.terms_version)
+            .await?;
         Ok(Response::new(RecordTermsAcceptanceResponse {
             accepted_terms_version: r.terms_version,
             accept_time: Some(convert::timestamp(at)),

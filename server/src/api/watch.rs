@@ -9,7 +9,12 @@ use tonic::Status;
 
 /// Streams `fetch()` for the object named by `target`, re-reading it on every
 /// change event for it (and after missed events), until `is_terminal`.
-pub fn follow<T, F, Fut>(events: &Events, target: Change, fetch: F, is_terminal: fn(&T) -> bool) -> ReceiverStream<Result<T, Status>>
+pub fn follow<T, F, Fut>(
+    events: &Events,
+    target: Change,
+    fetch: F,
+    is_terminal: fn(&T) -> bool,
+) -> ReceiverStream<Result<T, Status>>
 where
     T: PartialEq + Clone + Send + 'static,
     F: Fn() -> Fut + Send + 'static,

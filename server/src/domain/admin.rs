@@ -45,7 +45,10 @@ impl Service {
                 terms_version: u.terms_version,
                 terms_accepted_at: u.terms_accepted_at,
             },
-            None => UserStatus { user_id: user_id.to_owned(), ..Default::default() },
+            None => UserStatus {
+                user_id: user_id.to_owned(),
+                ..Default::default()
+            },
         })
     }
 
@@ -54,7 +57,9 @@ impl Service {
         input::user_id(user_id)?;
         input::text("terms_version", version, 64)?;
         let now = now_ms();
-        self.store().record_terms(tenant_id, user_id, version, now).await?;
+        self.store()
+            .record_terms(tenant_id, user_id, version, now)
+            .await?;
         self.audit(AuditEvent {
             tenant_id: Some(tenant_id.to_owned()),
             event_type: "terms.accepted".into(),
@@ -80,9 +85,18 @@ impl Service {
             _ => return Err(Error::NotFound("device")),
         };
         if self.store().revoke_device(device_id, now_ms()).await? {
-            self.audit_device(&device, "device.revoked", None, "revoked by an administrator").await;
+            self.audit_device(
+                &device,
+                "device.revoked",
+                None,
+                "revoked by an administrator",
+            )
+            .await;
         }
-        self.store().get_device(device_id).await?.ok_or(Error::NotFound("device"))
+        self.store()
+            .get_device(device_id)
+            .await?
+            .ok_or(Error::NotFound("device"))
     }
 
     /// Revokes every device of a user and cancels what is open, so that the
@@ -92,7 +106,10 @@ impl Service {
         if self.store().get_user(tenant_id, user_id).await?.is_none() {
             return Err(Error::NotFound("user"));
         }
-        let reset = self.store().reset_user(tenant_id, user_id, now_ms()).await?;
+        let reset = self
+            .store()
+            .reset_user(tenant_id, user_id, now_ms())
+            .await?;
         for id in &reset.cancelled_challenges {
             self.events().publish(Change::Challenge(id.clone()));
         }
@@ -121,7 +138,11 @@ impl Service {
     /// Lifts a fraud block.
     pub async fn unblock_user(&self, tenant_id: &str, user_id: &str) -> Result<()> {
         input::user_id(user_id)?;
-        if !self.store().set_blocked_until(tenant_id, user_id, None).await? {
+        if !self
+            .store()
+            .set_blocked_until(tenant_id, user_id, None)
+            .await?
+        {
             return Err(Error::NotFound("user"));
         }
         self.audit(AuditEvent {
@@ -135,7 +156,13 @@ impl Service {
     }
 
     /// A page of audit events, newest first, and the token of the next page.
-    pub async fn audit_events(&self, tenant_id: &str, user_id: &str, page_size: i32, page_token: &str) -> Result<(Vec<AuditEvent>, String)> {
+    pub async fn audit_events(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<AuditEvent>, String)> {
         let user_id = (!user_id.is_empty()).then_some(user_id);
         if let Some(user_id) = user_id {
             input::user_id(user_id)?;
@@ -147,9 +174,16 @@ impl Service {
         };
         let before = match page_token {
             "" => None,
-            token => Some(token.parse::<i64>().map_err(|_| Error::invalid("page_token is not one this server issued"))?),
+            token => Some(
+                token
+                    .parse::<i64>()
+                    .map_err(|_| Error::invalid("page_token is not one this server issued"))?,
+            ),
         };
-        let events = self.store().list_audit(tenant_id, user_id, before, limit).await?;
+        let events = self
+            .store()
+            .list_audit(tenant_id, user_id, before, limit)
+            .await?;
         let next = match events.last() {
             Some(last) if events.len() as i64 == limit => last.id.to_string(),
             _ => String::new(),

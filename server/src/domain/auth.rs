@@ -16,7 +16,9 @@ pub struct ApiKey {
 
 impl std::fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("ApiKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,10 +53,22 @@ impl Service {
         if self.store().get_tenant(tenant_id).await?.is_none() {
             return Err(Error::NotFound("tenant"));
         }
-        let secret = format!("{API_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()));
-        let key = ApiKey { id: new_id(), secret };
+        let secret = format!(
+            "{API_KEY_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+        );
+        let key = ApiKey {
+            id: new_id(),
+            secret,
+        };
         self.store()
-            .create_api_key(&key.id, tenant_id, role, &secret_hash(&key.secret), now_ms())
+            .create_api_key(
+                &key.id,
+                tenant_id,
+                role,
+                &secret_hash(&key.secret),
+                now_ms(),
+            )
             .await?;
         self.audit(AuditEvent {
             tenant_id: Some(tenant_id.to_owned()),
@@ -69,7 +83,8 @@ impl Service {
     /// The tenant of a valid key of this role.
     pub async fn authenticate_key(&self, secret: Option<&str>, role: Role) -> Result<String> {
         let Some(secret) = secret.filter(|s| s.starts_with(API_KEY_PREFIX)) else {
-            self.audit_auth_failure(None, "missing or malformed API key").await;
+            self.audit_auth_failure(None, "missing or malformed API key")
+                .await;
             return Err(Error::unauthenticated(
                 "an API key is required in the authorization metadata (Bearer mfak_…)",
             ));
@@ -77,8 +92,12 @@ impl Service {
         match self.store().find_api_key(&secret_hash(secret)).await? {
             Some((tenant_id, key_role)) if key_role == role => Ok(tenant_id),
             Some((tenant_id, _)) => {
-                self.audit_auth_failure(Some(tenant_id), "API key of another role").await;
-                Err(Error::unauthenticated(format!("this API key is not a {} key", role.as_str())))
+                self.audit_auth_failure(Some(tenant_id), "API key of another role")
+                    .await;
+                Err(Error::unauthenticated(format!(
+                    "this API key is not a {} key",
+                    role.as_str()
+                )))
             }
             None => {
                 self.audit_auth_failure(None, "unknown API key").await;
@@ -100,7 +119,12 @@ impl Service {
 
     /// Checks a device request: a known device, a fresh timestamp, a
     /// signature by its key over the request, and a nonce never seen before.
-    pub(super) async fn authenticate_device(&self, proof: &Proof<'_>, method: &str, body: &[&str]) -> Result<Device> {
+    pub(super) async fn authenticate_device(
+        &self,
+        proof: &Proof<'_>,
+        method: &str,
+        body: &[&str],
+    ) -> Result<Device> {
         input::id("proof.device_id", proof.device_id)?;
         input::signature(proof.signature)?;
         if proof.nonce.len() != 16 {
@@ -122,9 +146,15 @@ impl Service {
             body,
         }
         .signed_bytes();
-        self.check_device_signature(&device, &message, proof.signature, None).await?;
-        if !self.store().use_nonce(&device.id, proof.nonce, proof.timestamp_ms + skew).await? {
-            self.audit_device(&device, "device.replay_rejected", None, method).await;
+        self.check_device_signature(&device, &message, proof.signature, None)
+            .await?;
+        if !self
+            .store()
+            .use_nonce(&device.id, proof.nonce, proof.timestamp_ms + skew)
+            .await?
+        {
+            self.audit_device(&device, "device.replay_rejected", None, method)
+                .await;
             return Err(Error::Unauthenticated {
                 message: "this signed request was already used".into(),
                 reason: Some(Reason::ReplayedRequest),
@@ -142,17 +172,35 @@ impl Service {
     }
 
     /// Verifies a device's signature; a bad one is audited and refused.
-    pub(super) async fn check_device_signature(&self, device: &Device, message: &[u8], signature: &[u8], challenge_id: Option<&str>) -> Result<()> {
+    pub(super) async fn check_device_signature(
+        &self,
+        device: &Device,
+        message: &[u8],
+        signature: &[u8],
+        challenge_id: Option<&str>,
+    ) -> Result<()> {
         let key = signing::parse_public_key(&device.public_key)
             .map_err(|e| Error::Internal(format!("stored key of device {}: {e}", device.id)))?;
         if signing::verify(&key, message, signature).is_err() {
-            self.audit_device(device, "device.bad_signature", challenge_id, "signature does not verify").await;
+            self.audit_device(
+                device,
+                "device.bad_signature",
+                challenge_id,
+                "signature does not verify",
+            )
+            .await;
             return Err(Error::unauthenticated("device signature does not verify"));
         }
         Ok(())
     }
 
-    pub(super) async fn audit_device(&self, device: &Device, event_type: &str, challenge_id: Option<&str>, detail: &str) {
+    pub(super) async fn audit_device(
+        &self,
+        device: &Device,
+        event_type: &str,
+        challenge_id: Option<&str>,
+        detail: &str,
+    ) {
         self.audit(AuditEvent {
             tenant_id: Some(device.tenant_id.clone()),
             event_type: event_type.to_owned(),

@@ -28,17 +28,28 @@ pub enum Decision {
 impl Service {
     /// Creates a sign-in challenge, superseding the user's pending one, and
     /// notifies the user's active devices.
-    pub async fn create_challenge(&self, tenant_id: &str, user_id: &str, context: SignInContext) -> Result<Challenge> {
+    pub async fn create_challenge(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        context: SignInContext,
+    ) -> Result<Challenge> {
         input::user_id(user_id)?;
         input::optional_text("context.application_name", &context.application_name, 128)?;
         input::optional_text("context.location", &context.location, 128)?;
         input::optional_text("context.message", &context.message, 256)?;
         if !context.client_ip.is_empty() && context.client_ip.parse::<std::net::IpAddr>().is_err() {
-            return Err(Error::invalid("context.client_ip must be an IPv4 or IPv6 address"));
+            return Err(Error::invalid(
+                "context.client_ip must be an IPv4 or IPv6 address",
+            ));
         }
         let now = now_ms();
         let user = self.store().get_user(tenant_id, user_id).await?;
-        if let Some(until) = user.as_ref().and_then(|u| u.blocked_until).filter(|&until| until > now) {
+        if let Some(until) = user
+            .as_ref()
+            .and_then(|u| u.blocked_until)
+            .filter(|&until| until > now)
+        {
             self.audit(AuditEvent {
                 tenant_id: Some(tenant_id.to_owned()),
                 event_type: "challenge.refused_blocked".into(),
@@ -68,7 +79,10 @@ impl Service {
             ));
         }
         let window_start = now - self.limits().challenge_window.as_millis() as i64;
-        let recent = self.store().count_challenges_since(tenant_id, user_id, window_start).await?;
+        let recent = self
+            .store()
+            .count_challenges_since(tenant_id, user_id, window_start)
+            .await?;
         if recent >= i64::from(self.limits().challenge_limit) {
             self.audit(AuditEvent {
                 tenant_id: Some(tenant_id.to_owned()),
@@ -88,7 +102,8 @@ impl Service {
         let superseded = self.store().create_challenge(&challenge).await?;
         self.wake_sweeper();
         for ended in &superseded {
-            self.announce_end(ended, Some(format!("superseded by {}", challenge.id))).await;
+            self.announce_end(ended, Some(format!("superseded by {}", challenge.id)))
+                .await;
         }
         tracing::info!(challenge_id = %challenge.id, "challenge created");
         self.audit(AuditEvent {
@@ -99,15 +114,13 @@ impl Service {
             ..Default::default()
         })
         .await;
-        self.events().publish(Change::Challenge(challenge.id.clone()));
+        self.events()
+            .publish(Change::Challenge(challenge.id.clone()));
 
         let notice = PushNotice::new(&challenge.id, &tenant.id, &tenant.display_name);
-        let push = self.inner.push.clone();
-        tokio::spawn(async move {
-            for device in &devices {
-                push.notify(device, &notice).await;
-            }
-        });
+        for device in &devices {
+            self.inner.push.notify(device, &notice).await;
+        }
         Ok(challenge)
     }
 
@@ -123,9 +136,13 @@ impl Service {
 
         let device = self.known_device(answer.device_id).await?;
         let challenge = match self.store().get_challenge(answer.challenge_id).await? {
-            Some(c) if c.tenant_id == device.tenant_id
-                && c.user_id == device.user_id
-                && c.target_device_id.as_ref().is_none_or(|t| *t == device.id) => c,
+            Some(c)
+                if c.tenant_id == device.tenant_id
+                    && c.user_id == device.user_id
+                    && c.target_device_id.as_ref().is_none_or(|t| *t == device.id) =>
+            {
+                c
+            }
             _ => return Err(Error::NotFound("challenge")),
         };
         let message = signing::Approval {
@@ -137,7 +154,8 @@ impl Service {
             challenge_nonce: &challenge.nonce,
         }
         .signed_bytes();
-        self.check_device_signature(&device, &message, answer.signature, Some(&challenge.id)).await?;
+        self.check_device_signature(&device, &message, answer.signature, Some(&challenge.id))
+            .await?;
         ensure_not_revoked(&device)?;
         if device.state != DeviceState::Active && challenge.target_device_id.is_none() {
             return Err(Error::NotFound("challenge"));
@@ -146,8 +164,18 @@ impl Service {
         let now = now_ms();
         ensure_pending(&challenge, now)?;
         let ending = match answer.decision {
-            Decision::Approve if bool::from(answer.typed_number.as_bytes().ct_eq(challenge.number.as_bytes())) => {
-                Ending { answered_by: Some(device.id.clone()), ..Ending::unanswered(ChallengeState::Approved) }
+            Decision::Approve
+                if bool::from(
+                    answer
+                        .typed_number
+                        .as_bytes()
+                        .ct_eq(challenge.number.as_bytes()),
+                ) =>
+            {
+                Ending {
+                    answered_by: Some(device.id.clone()),
+                    ..Ending::unanswered(ChallengeState::Approved)
+                }
             }
             Decision::Approve => denied(&device, DenyReason::WrongNumber, None),
             Decision::Deny => denied(&device, DenyReason::UserDenied, None),
@@ -157,16 +185,33 @@ impl Service {
                 Some(now + self.limits().fraud_block.as_millis() as i64),
             ),
         };
-        let Some(ended) = self.store().end_challenge(&challenge.id, &ending, now).await? else {
+        let Some(ended) = self
+            .store()
+            .end_challenge(&challenge.id, &ending, now)
+            .await?
+        else {
             // Lost the race to another answer, a cancel or the expiry.
-            let current = self.store().get_challenge(&challenge.id).await?.unwrap_or(challenge);
+            let current = self
+                .store()
+                .get_challenge(&challenge.id)
+                .await?
+                .unwrap_or(challenge);
             ensure_pending(&current, now)?;
-            return Err(Error::precondition(Reason::ChallengeEnded, "challenge already ended"));
+            return Err(Error::precondition(
+                Reason::ChallengeEnded,
+                "challenge already ended",
+            ));
         };
         self.announce_end(&ended, None).await;
         if ending.block_user_until.is_some() {
             tracing::warn!(challenge_id = %ended.challenge.id, "fraud reported; user blocked");
-            self.audit_device(&device, "user.blocked", Some(&ended.challenge.id), "fraud reported").await;
+            self.audit_device(
+                &device,
+                "user.blocked",
+                Some(&ended.challenge.id),
+                "fraud reported",
+            )
+            .await;
         }
         Ok(ended.challenge)
     }
@@ -177,15 +222,23 @@ impl Service {
         let now = now_ms();
         ensure_pending(&challenge, now)?;
         let ending = Ending::unanswered(ChallengeState::Cancelled);
-        match self.store().end_challenge(&challenge.id, &ending, now).await? {
+        match self
+            .store()
+            .end_challenge(&challenge.id, &ending, now)
+            .await?
+        {
             Some(ended) => {
-                self.announce_end(&ended, Some("cancelled by the portal".into())).await;
+                self.announce_end(&ended, Some("cancelled by the portal".into()))
+                    .await;
                 Ok(ended.challenge)
             }
             None => {
                 let current = self.challenge(tenant_id, challenge_id).await?;
                 ensure_pending(&current, now)?;
-                Err(Error::precondition(Reason::ChallengeEnded, "challenge already ended"))
+                Err(Error::precondition(
+                    Reason::ChallengeEnded,
+                    "challenge already ended",
+                ))
             }
         }
     }
@@ -204,9 +257,10 @@ fn denied(device: &Device, reason: DenyReason, block_user_until: Option<i64>) ->
 fn ensure_pending(challenge: &Challenge, now: i64) -> Result<()> {
     match challenge.state {
         ChallengeState::Pending if challenge.expires_at > now => Ok(()),
-        ChallengeState::Pending | ChallengeState::Expired => {
-            Err(Error::precondition(Reason::ChallengeExpired, "challenge expired"))
-        }
+        ChallengeState::Pending | ChallengeState::Expired => Err(Error::precondition(
+            Reason::ChallengeExpired,
+            "challenge expired",
+        )),
         state => Err(Error::precondition(
             Reason::ChallengeEnded,
             format!("challenge already ended ({})", state.as_str()),

@@ -22,7 +22,12 @@ pub struct DeviceCall<'a> {
 
 impl Service {
     /// Signs what the app will show about a challenge.
-    pub(super) fn sign_context(&self, tenant: &Tenant, user_email: &str, challenge: Challenge) -> PendingChallenge {
+    pub(super) fn sign_context(
+        &self,
+        tenant: &Tenant,
+        user_email: &str,
+        challenge: Challenge,
+    ) -> PendingChallenge {
         let number_length = challenge.number.len() as u32;
         let message = signing::ChallengeContext {
             tenant_id: &tenant.id,
@@ -51,7 +56,9 @@ impl Service {
 
     /// The challenges waiting for this device (the pull path).
     pub async fn pending_challenges(&self, call: DeviceCall<'_>) -> Result<Vec<PendingChallenge>> {
-        let device = self.authenticate_device(&call.proof, call.method, &[]).await?;
+        let device = self
+            .authenticate_device(&call.proof, call.method, &[])
+            .await?;
         let challenges = self.store().pending_for_device(&device, now_ms()).await?;
         if challenges.is_empty() {
             return Ok(Vec::new());
@@ -63,27 +70,49 @@ impl Service {
             .await?
             .map(|u| u.email)
             .unwrap_or_default();
-        Ok(challenges.into_iter().map(|c| self.sign_context(&tenant, &email, c)).collect())
+        Ok(challenges
+            .into_iter()
+            .map(|c| self.sign_context(&tenant, &email, c))
+            .collect())
     }
 
     /// Replaces the device's push token.
-    pub async fn update_push_token(&self, call: DeviceCall<'_>, platform: PushPlatform, platform_name: &str, token: &str) -> Result<()> {
+    pub async fn update_push_token(
+        &self,
+        call: DeviceCall<'_>,
+        platform: PushPlatform,
+        platform_name: &str,
+        token: &str,
+    ) -> Result<()> {
         if platform == PushPlatform::None {
             super::input::optional_text("push_token", token, 0)?;
         } else {
             super::input::text("push_token", token, 4096)?;
         }
-        let device = self.authenticate_device(&call.proof, call.method, &[platform_name, token]).await?;
-        self.store().set_push_token(&device.id, platform, token).await?;
-        self.audit_device(&device, "device.push_token_updated", None, platform.as_str()).await;
+        let device = self
+            .authenticate_device(&call.proof, call.method, &[platform_name, token])
+            .await?;
+        self.store()
+            .set_push_token(&device.id, platform, token)
+            .await?;
+        self.audit_device(
+            &device,
+            "device.push_token_updated",
+            None,
+            platform.as_str(),
+        )
+        .await;
         Ok(())
     }
 
     /// Removes the calling device.
     pub async fn remove_device(&self, call: DeviceCall<'_>) -> Result<()> {
-        let device = self.authenticate_device(&call.proof, call.method, &[]).await?;
+        let device = self
+            .authenticate_device(&call.proof, call.method, &[])
+            .await?;
         self.store().revoke_device(&device.id, now_ms()).await?;
-        self.audit_device(&device, "device.removed", None, "removed by the device").await;
+        self.audit_device(&device, "device.removed", None, "removed by the device")
+            .await;
         Ok(())
     }
 }

@@ -1,10 +1,15 @@
 //! Enrollment: the portal starts it, the phone registers with the activation
 //! code and its new key, and a first number round confirms it.
 
-use super::{device::PendingChallenge, input, new_id, now_ms, secret_hash, Error, Reason, Result, Service};
+use super::{
+    device::PendingChallenge, input, new_id, now_ms, secret_hash, Error, Reason, Result, Service,
+};
 use crate::{events::Change, model::*};
 use mfa_proto::{
-    enrollment::{display_activation_code, normalize_activation_code, EnrollmentUri, CODE_ALPHABET, CODE_LENGTH},
+    enrollment::{
+        display_activation_code, normalize_activation_code, EnrollmentUri, CODE_ALPHABET,
+        CODE_LENGTH,
+    },
     signing,
 };
 use rand::{rngs::OsRng, Rng};
@@ -45,7 +50,12 @@ const ACTIVATION_SCOPE: &str = "activation";
 
 impl Service {
     /// Starts an enrollment for a user.
-    pub async fn begin_enrollment(&self, tenant_id: &str, user_id: &str, email: &str) -> Result<EnrollmentStarted> {
+    pub async fn begin_enrollment(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        email: &str,
+    ) -> Result<EnrollmentStarted> {
         input::user_id(user_id)?;
         input::email(email)?;
         let now = now_ms();
@@ -62,7 +72,9 @@ impl Service {
             device_id: None,
             challenge_id: None,
         };
-        self.store().create_enrollment(&enrollment, email, &secret_hash(&code)).await?;
+        self.store()
+            .create_enrollment(&enrollment, email, &secret_hash(&code))
+            .await?;
         self.wake_sweeper();
         self.audit(AuditEvent {
             tenant_id: Some(tenant_id.to_owned()),
@@ -87,7 +99,8 @@ impl Service {
 
     /// Registers a phone on an enrollment and opens its verification round.
     pub async fn complete_enrollment(&self, new: NewDevice<'_>) -> Result<Registered> {
-        let code = normalize_activation_code(new.activation_code).map_err(|e| Error::invalid(e.to_string()))?;
+        let code = normalize_activation_code(new.activation_code)
+            .map_err(|e| Error::invalid(e.to_string()))?;
         let public_key: [u8; 32] = signing::parse_public_key(new.public_key)
             .map_err(|e| Error::invalid(e.to_string()))?
             .to_bytes();
@@ -101,7 +114,10 @@ impl Service {
 
         let now = now_ms();
         let window_start = now - self.limits().activation_window.as_millis() as i64;
-        let failures = self.store().count_failures(ACTIVATION_SCOPE, new.peer, window_start).await?;
+        let failures = self
+            .store()
+            .count_failures(ACTIVATION_SCOPE, new.peer, window_start)
+            .await?;
         if failures >= i64::from(self.limits().activation_failure_limit) {
             return Err(Error::exhausted(
                 Reason::RateLimited,
@@ -109,8 +125,13 @@ impl Service {
             ));
         }
 
-        let Some(enrollment) = self.store().find_enrollment_by_code(&secret_hash(&code)).await? else {
-            self.activation_failed(new.peer, None, "unknown activation code").await?;
+        let Some(enrollment) = self
+            .store()
+            .find_enrollment_by_code(&secret_hash(&code))
+            .await?
+        else {
+            self.activation_failed(new.peer, None, "unknown activation code")
+                .await?;
             return Err(Error::NotFound("activation code"));
         };
         let proof = signing::EnrollmentProof {
@@ -121,10 +142,18 @@ impl Service {
             device_name: new.device_name,
         }
         .signed_bytes();
-        let key = signing::parse_public_key(&public_key).map_err(|e| Error::invalid(e.to_string()))?;
+        let key =
+            signing::parse_public_key(&public_key).map_err(|e| Error::invalid(e.to_string()))?;
         if signing::verify(&key, &proof, new.signature).is_err() {
-            self.activation_failed(new.peer, Some(&enrollment), "proof-of-possession signature does not verify").await?;
-            return Err(Error::unauthenticated("proof-of-possession signature does not verify"));
+            self.activation_failed(
+                new.peer,
+                Some(&enrollment),
+                "proof-of-possession signature does not verify",
+            )
+            .await?;
+            return Err(Error::unauthenticated(
+                "proof-of-possession signature does not verify",
+            ));
         }
         self.ensure_open(&enrollment, now)?;
 
@@ -148,11 +177,22 @@ impl Service {
             SignInContext::default(),
             Some(device.id.clone()),
         );
-        if !self.store().register_device(&enrollment.id, &device, &challenge, now).await? {
+        if !self
+            .store()
+            .register_device(&enrollment.id, &device, &challenge, now)
+            .await?
+        {
             // Another phone won the race, or the code expired meanwhile.
-            let current = self.store().get_enrollment(&enrollment.id).await?.unwrap_or(enrollment);
+            let current = self
+                .store()
+                .get_enrollment(&enrollment.id)
+                .await?
+                .unwrap_or(enrollment);
             self.ensure_open(&current, now)?;
-            return Err(Error::precondition(Reason::ActivationCodeUsed, "this activation code was already used"));
+            return Err(Error::precondition(
+                Reason::ActivationCodeUsed,
+                "this activation code was already used",
+            ));
         }
         self.wake_sweeper();
         self.audit(AuditEvent {
@@ -162,11 +202,16 @@ impl Service {
             device_id: Some(device.id.clone()),
             challenge_id: Some(challenge.id.clone()),
             enrollment_id: Some(enrollment.id.clone()),
-            detail: format!("device {:?}, push {}", device.display_name, device.push_platform.as_str()),
+            detail: format!(
+                "device {:?}, push {}",
+                device.display_name,
+                device.push_platform.as_str()
+            ),
             ..Default::default()
         })
         .await;
-        self.events().publish(Change::Enrollment(enrollment.id.clone()));
+        self.events()
+            .publish(Change::Enrollment(enrollment.id.clone()));
         let user_email = self
             .store()
             .get_user(&tenant.id, &device.user_id)
@@ -174,7 +219,12 @@ impl Service {
             .map(|u| u.email)
             .unwrap_or_default();
         let verification = self.sign_context(&tenant, &user_email, challenge);
-        Ok(Registered { device, tenant, user_email, verification })
+        Ok(Registered {
+            device,
+            tenant,
+            user_email,
+            verification,
+        })
     }
 
     /// Refuses a code whose enrollment is no longer waiting for a scan.
@@ -192,9 +242,16 @@ impl Service {
         }
     }
 
-    async fn activation_failed(&self, peer: &str, enrollment: Option<&Enrollment>, detail: &str) -> Result<()> {
+    async fn activation_failed(
+        &self,
+        peer: &str,
+        enrollment: Option<&Enrollment>,
+        detail: &str,
+    ) -> Result<()> {
         tracing::warn!(detail, "failed activation attempt");
-        self.store().record_failure(ACTIVATION_SCOPE, peer, now_ms()).await?;
+        self.store()
+            .record_failure(ACTIVATION_SCOPE, peer, now_ms())
+            .await?;
         self.audit(AuditEvent {
             tenant_id: enrollment.map(|e| e.tenant_id.clone()),
             event_type: "enrollment.activation_failed".into(),

@@ -45,7 +45,10 @@ pub enum Error {
     InvalidArgument(String),
     /// Credentials are missing or wrong.
     #[error("{message}")]
-    Unauthenticated { message: String, reason: Option<Reason> },
+    Unauthenticated {
+        message: String,
+        reason: Option<Reason>,
+    },
     /// The caller is known but may not do this.
     #[error("{message}")]
     PermissionDenied { message: String, reason: Reason },
@@ -77,17 +80,26 @@ impl Error {
 
     /// Failed authentication.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::Unauthenticated { message: message.into(), reason: None }
+        Self::Unauthenticated {
+            message: message.into(),
+            reason: None,
+        }
     }
 
     /// Wrong state.
     pub fn precondition(reason: Reason, message: impl Into<String>) -> Self {
-        Self::FailedPrecondition { message: message.into(), reason }
+        Self::FailedPrecondition {
+            message: message.into(),
+            reason,
+        }
     }
 
     /// A limit.
     pub fn exhausted(reason: Reason, message: impl Into<String>) -> Self {
-        Self::ResourceExhausted { message: message.into(), reason }
+        Self::ResourceExhausted {
+            message: message.into(),
+            reason,
+        }
     }
 
     /// The stable reason, if any.

@@ -13,10 +13,14 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<()> {
 /// Like [`text`] but may be empty.
 pub fn optional_text(field: &str, value: &str, max: usize) -> Result<()> {
     if value.len() > max {
-        return Err(Error::invalid(format!("{field} is longer than {max} bytes")));
+        return Err(Error::invalid(format!(
+            "{field} is longer than {max} bytes"
+        )));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::invalid(format!("{field} contains control characters")));
+        return Err(Error::invalid(format!(
+            "{field} contains control characters"
+        )));
     }
     Ok(())
 }
@@ -30,7 +34,9 @@ pub fn user_id(value: &str) -> Result<()> {
 pub fn email(value: &str) -> Result<()> {
     text("email", value, 254)?;
     match value.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && value.len() >= 3 => Ok(()),
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && value.len() >= 3 => {
+            Ok(())
+        }
         _ => Err(Error::invalid("email must look like name@domain")),
     }
 }

@@ -10,10 +10,10 @@ mod enrollment;
 mod error;
 pub mod input;
 
-pub use auth::ApiKey;
-pub use challenge::Answer;
 pub use admin::{ResetCounts, UserStatus};
+pub use auth::ApiKey;
 pub use auth::Proof;
+pub use challenge::Answer;
 pub use challenge::Decision;
 pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
@@ -139,14 +139,21 @@ impl Service {
         if enrollment.state != EnrollmentState::DeviceRegistered {
             return Ok(None);
         }
-        let Some(id) = &enrollment.challenge_id else { return Ok(None) };
+        let Some(id) = &enrollment.challenge_id else {
+            return Ok(None);
+        };
         Ok(self.store().get_challenge(id).await?.map(|c| c.number))
     }
 
     /// Expires everything due now and tells watchers; returns the next deadline.
     pub async fn sweep(&self) -> Result<Option<i64>> {
         let now = now_ms();
-        let keep_since = now - self.limits().activation_window.max(self.limits().challenge_window).as_millis() as i64;
+        let keep_since = now
+            - self
+                .limits()
+                .activation_window
+                .max(self.limits().challenge_window)
+                .as_millis() as i64;
         let swept = self.store().sweep(now, keep_since).await?;
         for ended in &swept.challenges {
             self.announce_end(ended, None).await;
@@ -160,7 +167,8 @@ impl Service {
                 ..Default::default()
             })
             .await;
-            self.events().publish(Change::Enrollment(enrollment.id.clone()));
+            self.events()
+                .publish(Change::Enrollment(enrollment.id.clone()));
         }
         Ok(self.store().next_deadline().await?)
     }
@@ -186,13 +194,16 @@ impl Service {
             device_id: c.answered_by.clone().or_else(|| c.target_device_id.clone()),
             challenge_id: Some(c.id.clone()),
             enrollment_id: ended.enrollment_id.clone(),
-            detail: detail.or_else(|| c.deny_reason.map(|r| r.as_str().to_owned())).unwrap_or_default(),
+            detail: detail
+                .or_else(|| c.deny_reason.map(|r| r.as_str().to_owned()))
+                .unwrap_or_default(),
             ..Default::default()
         })
         .await;
         self.events().publish(Change::Challenge(c.id.clone()));
         if let Some(enrollment_id) = &ended.enrollment_id {
-            self.events().publish(Change::Enrollment(enrollment_id.clone()));
+            self.events()
+                .publish(Change::Enrollment(enrollment_id.clone()));
         }
     }
 
@@ -206,7 +217,14 @@ impl Service {
     }
 
     /// A new challenge for a user, with a fresh number and nonce.
-    fn new_challenge(&self, tenant: &Tenant, user_id: &str, kind: ChallengeKind, context: SignInContext, target: Option<String>) -> Challenge {
+    fn new_challenge(
+        &self,
+        tenant: &Tenant,
+        user_id: &str,
+        kind: ChallengeKind,
+        context: SignInContext,
+        target: Option<String>,
+    ) -> Challenge {
         let now = now_ms();
         Challenge {
             id: new_id(),

@@ -60,28 +60,65 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
     async fn count_tenants(&self) -> StoreResult<i64>;
-    async fn create_api_key(&self, id: &str, tenant_id: &str, role: Role, key_hash: &[u8; 32], now: i64) -> StoreResult<()>;
+    async fn create_api_key(
+        &self,
+        id: &str,
+        tenant_id: &str,
+        role: Role,
+        key_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<()>;
     /// The tenant and role of the key with this hash.
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<(String, Role)>>;
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> StoreResult<Option<User>>;
     /// Sets (or clears) the block on a user's new challenges.
-    async fn set_blocked_until(&self, tenant_id: &str, user_id: &str, until: Option<i64>) -> StoreResult<bool>;
+    async fn set_blocked_until(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        until: Option<i64>,
+    ) -> StoreResult<bool>;
     /// Records an accepted terms version, creating the user if needed.
-    async fn record_terms(&self, tenant_id: &str, user_id: &str, version: &str, now: i64) -> StoreResult<()>;
+    async fn record_terms(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        version: &str,
+        now: i64,
+    ) -> StoreResult<()>;
 
     /// Creates an enrollment (and the user, or updates the user's e-mail).
-    async fn create_enrollment(&self, enrollment: &Enrollment, email: &str, code_hash: &[u8; 32]) -> StoreResult<()>;
+    async fn create_enrollment(
+        &self,
+        enrollment: &Enrollment,
+        email: &str,
+        code_hash: &[u8; 32],
+    ) -> StoreResult<()>;
     async fn get_enrollment(&self, id: &str) -> StoreResult<Option<Enrollment>>;
-    async fn find_enrollment_by_code(&self, code_hash: &[u8; 32]) -> StoreResult<Option<Enrollment>>;
+    async fn find_enrollment_by_code(
+        &self,
+        code_hash: &[u8; 32],
+    ) -> StoreResult<Option<Enrollment>>;
     /// Registers a device on an enrollment still waiting for a scan and not
     /// expired at `now`, with its verification challenge; false if it was not.
-    async fn register_device(&self, enrollment_id: &str, device: &Device, challenge: &Challenge, now: i64) -> StoreResult<bool>;
+    async fn register_device(
+        &self,
+        enrollment_id: &str,
+        device: &Device,
+        challenge: &Challenge,
+        now: i64,
+    ) -> StoreResult<bool>;
 
     async fn get_device(&self, id: &str) -> StoreResult<Option<Device>>;
     /// A user's devices, oldest first.
     async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>>;
-    async fn set_push_token(&self, device_id: &str, platform: PushPlatform, token: &str) -> StoreResult<()>;
+    async fn set_push_token(
+        &self,
+        device_id: &str,
+        platform: PushPlatform,
+        token: &str,
+    ) -> StoreResult<()>;
     /// Revokes a device unless already revoked; true if it changed.
     async fn revoke_device(&self, device_id: &str, now: i64) -> StoreResult<bool>;
     /// Remembers a device request nonce until `expires_at`; false if it was
@@ -93,13 +130,23 @@ pub trait Store: Send + Sync + 'static {
     async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<Vec<Ended>>;
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>>;
     /// How many challenges the user got since `since`.
-    async fn count_challenges_since(&self, tenant_id: &str, user_id: &str, since: i64) -> StoreResult<i64>;
+    async fn count_challenges_since(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        since: i64,
+    ) -> StoreResult<i64>;
     /// Pending, unexpired challenges that this device may answer, newest first.
     async fn pending_for_device(&self, device: &Device, now: i64) -> StoreResult<Vec<Challenge>>;
     /// Ends a challenge if it is still pending (and, unless it is being
     /// expired, not yet expired at `now`); `None` if it was not. Ending a
     /// verification challenge also settles its enrollment and device.
-    async fn end_challenge(&self, id: &str, ending: &Ending, now: i64) -> StoreResult<Option<Ended>>;
+    async fn end_challenge(
+        &self,
+        id: &str,
+        ending: &Ending,
+        now: i64,
+    ) -> StoreResult<Option<Ended>>;
 
     /// Expires everything due at `now` and purges spent nonces and attempts.
     async fn sweep(&self, now: i64, keep_attempts_since: i64) -> StoreResult<Swept>;
@@ -113,5 +160,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// Events newest first, with ids below `before_id` when given.
-    async fn list_audit(&self, tenant_id: &str, user_id: Option<&str>, before_id: Option<i64>, limit: i64) -> StoreResult<Vec<AuditEvent>>;
+    async fn list_audit(
+        &self,
+        tenant_id: &str,
+        user_id: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>>;
 }

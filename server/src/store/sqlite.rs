@@ -7,7 +7,9 @@
 use super::{Ended, Reset, Store, StoreError, StoreResult, Swept};
 use crate::model::*;
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use std::{str::FromStr, time::Duration};
 
@@ -92,7 +94,10 @@ fn device_from_row(row: &SqliteRow) -> StoreResult<Device> {
         user_id: row.try_get("user_id")?,
         display_name: row.try_get("display_name")?,
         public_key: key32(row.try_get("public_key")?, "device public key")?,
-        push_platform: parse(PushPlatform::parse(row.try_get("push_platform")?), "push platform")?,
+        push_platform: parse(
+            PushPlatform::parse(row.try_get("push_platform")?),
+            "push platform",
+        )?,
         push_token: row.try_get("push_token")?,
         state: parse(DeviceState::parse(row.try_get("state")?), "device state")?,
         created_at: row.try_get("created_at")?,
@@ -105,7 +110,10 @@ fn enrollment_from_row(row: &SqliteRow) -> StoreResult<Enrollment> {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
         user_id: row.try_get("user_id")?,
-        state: parse(EnrollmentState::parse(row.try_get("state")?), "enrollment state")?,
+        state: parse(
+            EnrollmentState::parse(row.try_get("state")?),
+            "enrollment state",
+        )?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
         device_id: row.try_get("device_id")?,
@@ -123,7 +131,10 @@ fn challenge_from_row(row: &SqliteRow) -> StoreResult<Challenge> {
         target_device_id: row.try_get("target_device_id")?,
         number: row.try_get("number")?,
         nonce: key32(row.try_get("nonce")?, "challenge nonce")?,
-        state: parse(ChallengeState::parse(row.try_get("state")?), "challenge state")?,
+        state: parse(
+            ChallengeState::parse(row.try_get("state")?),
+            "challenge state",
+        )?,
         deny_reason: match deny_reason {
             Some(reason) => Some(parse(DenyReason::parse(&reason), "deny reason")?),
             None => None,
@@ -187,7 +198,11 @@ async fn insert_challenge(tx: &mut Transaction<'_, Sqlite>, c: &Challenge) -> St
 
 /// Applies what ending a verification challenge means for its device and
 /// enrollment; returns the enrollment that changed.
-async fn settle_verification(tx: &mut Transaction<'_, Sqlite>, challenge: &Challenge, now: i64) -> StoreResult<Option<String>> {
+async fn settle_verification(
+    tx: &mut Transaction<'_, Sqlite>,
+    challenge: &Challenge,
+    now: i64,
+) -> StoreResult<Option<String>> {
     if challenge.kind != ChallengeKind::EnrollmentVerification {
         return Ok(None);
     }
@@ -213,7 +228,10 @@ async fn settle_verification(tx: &mut Transaction<'_, Sqlite>, challenge: &Chall
     if enrollment_state != EnrollmentState::Verified {
         query = query.bind(now);
     }
-    query.bind(&challenge.target_device_id).execute(&mut **tx).await?;
+    query
+        .bind(&challenge.target_device_id)
+        .execute(&mut **tx)
+        .await?;
     let enrollment: Option<String> = sqlx::query_scalar(
         "UPDATE enrollments SET state = ? WHERE challenge_id = ? AND state = 'device_registered' RETURNING id",
     )
@@ -224,7 +242,8 @@ async fn settle_verification(tx: &mut Transaction<'_, Sqlite>, challenge: &Chall
     Ok(enrollment)
 }
 
-const END_CHALLENGE: &str = "UPDATE challenges SET state = ?, deny_reason = ?, answered_by = ?, ended_at = ?
+const END_CHALLENGE: &str =
+    "UPDATE challenges SET state = ?, deny_reason = ?, answered_by = ?, ended_at = ?
      WHERE id = ? AND state = 'pending' AND ((? AND expires_at <= ?) OR (NOT ? AND expires_at > ?))
      RETURNING *";
 
@@ -236,27 +255,41 @@ impl Store for SqliteStore {
     }
 
     async fn create_tenant(&self, t: &Tenant) -> StoreResult<()> {
-        sqlx::query("INSERT INTO tenants (id, display_name, number_digits, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&t.id)
-            .bind(&t.display_name)
-            .bind(i64::from(t.number_digits))
-            .bind(t.created_at)
-            .execute(&self.write)
-            .await
-            .map_err(|e| unique_violation(e, "tenant id"))?;
+        sqlx::query(
+            "INSERT INTO tenants (id, display_name, number_digits, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.display_name)
+        .bind(i64::from(t.number_digits))
+        .bind(t.created_at)
+        .execute(&self.write)
+        .await
+        .map_err(|e| unique_violation(e, "tenant id"))?;
         Ok(())
     }
 
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
-        let row = sqlx::query("SELECT * FROM tenants WHERE id = ?").bind(id).fetch_optional(&self.read).await?;
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 
     async fn count_tenants(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(&self.read).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+            .fetch_one(&self.read)
+            .await?)
     }
 
-    async fn create_api_key(&self, id: &str, tenant_id: &str, role: Role, key_hash: &[u8; 32], now: i64) -> StoreResult<()> {
+    async fn create_api_key(
+        &self,
+        id: &str,
+        tenant_id: &str,
+        role: Role,
+        key_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<()> {
         sqlx::query("INSERT INTO api_keys (id, tenant_id, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)")
             .bind(id)
             .bind(tenant_id)
@@ -276,7 +309,10 @@ impl Store for SqliteStore {
             .await?;
         row.map(|row| {
             let role: String = row.try_get("role")?;
-            Ok((row.try_get("tenant_id")?, parse(Role::parse(&role), "role")?))
+            Ok((
+                row.try_get("tenant_id")?,
+                parse(Role::parse(&role), "role")?,
+            ))
         })
         .transpose()
     }
@@ -290,17 +326,29 @@ impl Store for SqliteStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn set_blocked_until(&self, tenant_id: &str, user_id: &str, until: Option<i64>) -> StoreResult<bool> {
-        let result = sqlx::query("UPDATE users SET blocked_until = ? WHERE tenant_id = ? AND user_id = ?")
-            .bind(until)
-            .bind(tenant_id)
-            .bind(user_id)
-            .execute(&self.write)
-            .await?;
+    async fn set_blocked_until(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        until: Option<i64>,
+    ) -> StoreResult<bool> {
+        let result =
+            sqlx::query("UPDATE users SET blocked_until = ? WHERE tenant_id = ? AND user_id = ?")
+                .bind(until)
+                .bind(tenant_id)
+                .bind(user_id)
+                .execute(&self.write)
+                .await?;
         Ok(result.rows_affected() == 1)
     }
 
-    async fn record_terms(&self, tenant_id: &str, user_id: &str, version: &str, now: i64) -> StoreResult<()> {
+    async fn record_terms(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        version: &str,
+        now: i64,
+    ) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO users (tenant_id, user_id, email, terms_version, terms_accepted_at) VALUES (?, ?, '', ?, ?)
              ON CONFLICT (tenant_id, user_id) DO UPDATE SET terms_version = excluded.terms_version,
@@ -315,7 +363,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_enrollment(&self, e: &Enrollment, email: &str, code_hash: &[u8; 32]) -> StoreResult<()> {
+    async fn create_enrollment(
+        &self,
+        e: &Enrollment,
+        email: &str,
+        code_hash: &[u8; 32],
+    ) -> StoreResult<()> {
         let mut tx = self.write.begin().await?;
         sqlx::query(
             "INSERT INTO users (tenant_id, user_id, email) VALUES (?, ?, ?)
@@ -345,11 +398,17 @@ impl Store for SqliteStore {
     }
 
     async fn get_enrollment(&self, id: &str) -> StoreResult<Option<Enrollment>> {
-        let row = sqlx::query("SELECT * FROM enrollments WHERE id = ?").bind(id).fetch_optional(&self.read).await?;
+        let row = sqlx::query("SELECT * FROM enrollments WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(enrollment_from_row).transpose()
     }
 
-    async fn find_enrollment_by_code(&self, code_hash: &[u8; 32]) -> StoreResult<Option<Enrollment>> {
+    async fn find_enrollment_by_code(
+        &self,
+        code_hash: &[u8; 32],
+    ) -> StoreResult<Option<Enrollment>> {
         let row = sqlx::query("SELECT * FROM enrollments WHERE code_hash = ?")
             .bind(&code_hash[..])
             .fetch_optional(&self.read)
@@ -357,7 +416,13 @@ impl Store for SqliteStore {
         row.as_ref().map(enrollment_from_row).transpose()
     }
 
-    async fn register_device(&self, enrollment_id: &str, d: &Device, challenge: &Challenge, now: i64) -> StoreResult<bool> {
+    async fn register_device(
+        &self,
+        enrollment_id: &str,
+        d: &Device,
+        challenge: &Challenge,
+        now: i64,
+    ) -> StoreResult<bool> {
         let mut tx = self.write.begin().await?;
         let claimed = sqlx::query(
             "UPDATE enrollments SET state = 'device_registered', device_id = ?, challenge_id = ?, expires_at = ?
@@ -397,20 +462,30 @@ impl Store for SqliteStore {
     }
 
     async fn get_device(&self, id: &str) -> StoreResult<Option<Device>> {
-        let row = sqlx::query("SELECT * FROM devices WHERE id = ?").bind(id).fetch_optional(&self.read).await?;
+        let row = sqlx::query("SELECT * FROM devices WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(device_from_row).transpose()
     }
 
     async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>> {
-        let rows = sqlx::query("SELECT * FROM devices WHERE tenant_id = ? AND user_id = ? ORDER BY created_at, id")
-            .bind(tenant_id)
-            .bind(user_id)
-            .fetch_all(&self.read)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM devices WHERE tenant_id = ? AND user_id = ? ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
         rows.iter().map(device_from_row).collect()
     }
 
-    async fn set_push_token(&self, device_id: &str, platform: PushPlatform, token: &str) -> StoreResult<()> {
+    async fn set_push_token(
+        &self,
+        device_id: &str,
+        platform: PushPlatform,
+        token: &str,
+    ) -> StoreResult<()> {
         sqlx::query("UPDATE devices SET push_platform = ?, push_token = ? WHERE id = ?")
             .bind(platform.as_str())
             .bind(token)
@@ -466,7 +541,12 @@ impl Store for SqliteStore {
         .await?;
         let superseded = rows
             .iter()
-            .map(|row| Ok(Ended { challenge: challenge_from_row(row)?, enrollment_id: None }))
+            .map(|row| {
+                Ok(Ended {
+                    challenge: challenge_from_row(row)?,
+                    enrollment_id: None,
+                })
+            })
             .collect::<StoreResult<Vec<_>>>()?;
         insert_challenge(&mut tx, challenge).await?;
         tx.commit().await?;
@@ -474,11 +554,19 @@ impl Store for SqliteStore {
     }
 
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>> {
-        let row = sqlx::query("SELECT * FROM challenges WHERE id = ?").bind(id).fetch_optional(&self.read).await?;
+        let row = sqlx::query("SELECT * FROM challenges WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
         row.as_ref().map(challenge_from_row).transpose()
     }
 
-    async fn count_challenges_since(&self, tenant_id: &str, user_id: &str, since: i64) -> StoreResult<i64> {
+    async fn count_challenges_since(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        since: i64,
+    ) -> StoreResult<i64> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM challenges WHERE tenant_id = ? AND user_id = ? AND kind = 'sign_in' AND created_at >= ?",
         )
@@ -506,7 +594,12 @@ impl Store for SqliteStore {
         rows.iter().map(challenge_from_row).collect()
     }
 
-    async fn end_challenge(&self, id: &str, ending: &Ending, now: i64) -> StoreResult<Option<Ended>> {
+    async fn end_challenge(
+        &self,
+        id: &str,
+        ending: &Ending,
+        now: i64,
+    ) -> StoreResult<Option<Ended>> {
         let expiring = ending.state == ChallengeState::Expired;
         let mut tx = self.write.begin().await?;
         let row = sqlx::query(END_CHALLENGE)
@@ -533,7 +626,10 @@ impl Store for SqliteStore {
                 .await?;
         }
         tx.commit().await?;
-        Ok(Some(Ended { challenge, enrollment_id }))
+        Ok(Some(Ended {
+            challenge,
+            enrollment_id,
+        }))
     }
 
     async fn sweep(&self, now: i64, keep_attempts_since: i64) -> StoreResult<Swept> {
@@ -549,7 +645,10 @@ impl Store for SqliteStore {
         for row in &rows {
             let challenge = challenge_from_row(row)?;
             let enrollment_id = settle_verification(&mut tx, &challenge, now).await?;
-            swept.challenges.push(Ended { challenge, enrollment_id });
+            swept.challenges.push(Ended {
+                challenge,
+                enrollment_id,
+            });
         }
         let rows = sqlx::query(
             "UPDATE enrollments SET state = 'expired'
@@ -558,8 +657,14 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        swept.enrollments = rows.iter().map(enrollment_from_row).collect::<StoreResult<_>>()?;
-        sqlx::query("DELETE FROM device_nonces WHERE expires_at <= ?").bind(now).execute(&mut *tx).await?;
+        swept.enrollments = rows
+            .iter()
+            .map(enrollment_from_row)
+            .collect::<StoreResult<_>>()?;
+        sqlx::query("DELETE FROM device_nonces WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM failed_attempts WHERE at < ?")
             .bind(keep_attempts_since)
             .execute(&mut *tx)
@@ -608,7 +713,11 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Reset { revoked_devices, cancelled_challenges, cancelled_enrollments })
+        Ok(Reset {
+            revoked_devices,
+            cancelled_challenges,
+            cancelled_enrollments,
+        })
     }
 
     async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()> {
@@ -622,12 +731,14 @@ impl Store for SqliteStore {
     }
 
     async fn count_failures(&self, scope: &str, key: &str, since: i64) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM failed_attempts WHERE scope = ? AND key = ? AND at >= ?")
-            .bind(scope)
-            .bind(key)
-            .bind(since)
-            .fetch_one(&self.read)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM failed_attempts WHERE scope = ? AND key = ? AND at >= ?",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(since)
+        .fetch_one(&self.read)
+        .await?)
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
@@ -648,7 +759,13 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn list_audit(&self, tenant_id: &str, user_id: Option<&str>, before_id: Option<i64>, limit: i64) -> StoreResult<Vec<AuditEvent>> {
+    async fn list_audit(
+        &self,
+        tenant_id: &str,
+        user_id: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>> {
         let rows = sqlx::query(
             "SELECT * FROM audit_events
              WHERE tenant_id = ? AND (? IS NULL OR user_id = ?) AND id < ?

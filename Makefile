@@ -1,0 +1,28 @@
+# The two commands for a fresh machine: `make run` and `make test`.
+
+BUF_VERSION := 1.75.0
+CARGO ?= cargo
+
+.PHONY: run test lint proto-lint fmt clippy
+
+## Builds and starts the server on the embedded default (SQLite under ./data),
+## creating a demo tenant and keys on first start.
+run:
+	$(CARGO) run -p mfa-server -- serve --dev
+
+## Every test: unit, protocol vectors, end-to-end over gRPC, and the proto lint.
+test: proto-lint
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+## Lints the .proto files with buf's STANDARD and COMMENTS rules.
+proto-lint:
+	cd proto && npx --yes @bufbuild/buf@$(BUF_VERSION) lint
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint: fmt clippy proto-lint

@@ -1,0 +1,530 @@
+//! Hostile and malformed input: replays, forged signatures, other tenants,
+//! missing keys, revoked devices, bad fields. Each is refused with the right
+//! code and changes nothing.
+
+use ed25519_dalek::SigningKey;
+use mfa_proto::v1::{ChallengeState, Decision, SignInContext};
+use mfa_proto::{signing, v1 as proto};
+use mfa_sdk::{Authenticator, EnrollmentUri, MemoryKeyStore};
+use mfa_tests::*;
+use tonic::Code;
+
+fn code_of<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
+    result.expect_err("call should fail").code()
+}
+
+#[tokio::test]
+async fn a_replayed_device_request_is_refused() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let request = phone.signed_list_request();
+    phone
+        .client()
+        .list_pending_challenges(request.clone())
+        .await
+        .unwrap();
+    let replay = phone
+        .client()
+        .list_pending_challenges(request)
+        .await
+        .unwrap_err();
+    assert_eq!(replay.code(), Code::Unauthenticated);
+    assert!(mfa_sdk::Error::from(replay).is_replayed_request());
+}
+
+#[tokio::test]
+async fn a_stale_or_tampered_device_request_is_refused() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let stale_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 10 * 60 * 1000;
+    let nonce = [7u8; 16];
+    let message = signing::DeviceRequest {
+        device_id: &phone.account().device_id,
+        method: "ListPendingChallenges",
+        timestamp_ms: stale_ms,
+        nonce: &nonce,
+        body: &[],
+    }
+    .signed_bytes();
+    let stale = proto::ListPendingChallengesRequest {
+        proof: Some(proto::DeviceProof {
+            device_id: phone.account().device_id.clone(),
+            timestamp_ms: stale_ms,
+            nonce: nonce.to_vec(),
+            signature: signing::sign(phone.account().signing_key(), &message),
+        }),
+    };
+    assert_eq!(
+        code_of(phone.client().list_pending_challenges(stale).await),
+        Code::Unauthenticated
+    );
+
+    // A proof signed for one method is useless for another.
+    let mut request = proto::RemoveDeviceRequest {
+        proof: phone.signed_list_request().proof,
+    };
+    assert_eq!(
+        code_of(phone.client().remove_device(request.clone()).await),
+        Code::Unauthenticated
+    );
+    request.proof.as_mut().unwrap().nonce = vec![1; 15];
+    assert_eq!(
+        code_of(phone.client().remove_device(request).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        portal.user_status("u").await.unwrap().devices.len(),
+        1,
+        "the device is still there"
+    );
+}
+
+#[tokio::test]
+async fn a_replayed_approval_is_refused() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    let pending = only_pending(&mut phone).await;
+    let approval = phone.approval_request(&pending, Decision::Approve, &challenge.number);
+    phone
+        .client()
+        .respond_to_challenge(approval.clone())
+        .await
+        .unwrap();
+    let replay = phone
+        .client()
+        .respond_to_challenge(approval.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(replay.code(), Code::FailedPrecondition);
+    assert!(mfa_sdk::Error::from(replay).is_challenge_ended());
+
+    // The same signature cannot answer the user's next challenge either.
+    let next = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    let replayed = proto::RespondToChallengeRequest {
+        challenge_id: next.challenge_id.clone(),
+        ..approval
+    };
+    assert_eq!(
+        code_of(phone.client().respond_to_challenge(replayed).await),
+        Code::Unauthenticated
+    );
+    assert_eq!(
+        portal
+            .get_challenge(&next.challenge_id)
+            .await
+            .unwrap()
+            .state(),
+        ChallengeState::Pending
+    );
+}
+
+#[tokio::test]
+async fn another_devices_signature_is_refused() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let thief = server
+        .enroll(&portal, "mallory", "mallory@example.jp")
+        .await;
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    let pending = only_pending(&mut phone).await;
+
+    // Signed by another device's key, claiming to be the user's phone.
+    let message = signing::Approval {
+        tenant_id: &pending.tenant_id,
+        challenge_id: &pending.challenge_id,
+        device_id: &phone.account().device_id,
+        decision: "DECISION_APPROVE",
+        typed_number: &challenge.number,
+        challenge_nonce: &pending.nonce,
+    }
+    .signed_bytes();
+    let forged = proto::RespondToChallengeRequest {
+        device_id: phone.account().device_id.clone(),
+        challenge_id: pending.challenge_id.clone(),
+        decision: Decision::Approve.into(),
+        typed_number: challenge.number.clone(),
+        signature: signing::sign(thief.account().signing_key(), &message),
+    };
+    assert_eq!(
+        code_of(phone.client().respond_to_challenge(forged).await),
+        Code::Unauthenticated
+    );
+
+    // The other user's device answering with its own valid signature does not see it.
+    let mut thief = thief;
+    let own = thief.approval_request(&pending, Decision::Approve, &challenge.number);
+    assert_eq!(
+        code_of(thief.client().respond_to_challenge(own).await),
+        Code::NotFound
+    );
+
+    // A random key is no better.
+    let random = SigningKey::from_bytes(&[3; 32]);
+    let mut request = phone.approval_request(&pending, Decision::Approve, &challenge.number);
+    request.signature = signing::sign(&random, &message);
+    assert_eq!(
+        code_of(phone.client().respond_to_challenge(request).await),
+        Code::Unauthenticated
+    );
+
+    assert_eq!(
+        portal
+            .get_challenge(&challenge.challenge_id)
+            .await
+            .unwrap()
+            .state(),
+        ChallengeState::Pending
+    );
+    assert_eq!(
+        phone
+            .approve(&pending, &challenge.number)
+            .await
+            .unwrap()
+            .state,
+        ChallengeState::Approved
+    );
+}
+
+#[tokio::test]
+async fn another_tenants_objects_are_not_found() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    let begun = portal.begin_enrollment("v", "v@example.jp").await.unwrap();
+
+    let other = server.create_tenant("Other tenant", 2).await;
+    let other_portal = server.portal_with(&other.portal_key).await;
+    let mut other_admin = server.admin_with(&other.admin_key).await;
+    for error in [
+        other_portal
+            .get_challenge(&challenge.challenge_id)
+            .await
+            .unwrap_err(),
+        other_portal
+            .cancel(&challenge.challenge_id)
+            .await
+            .unwrap_err(),
+        other_portal
+            .watch_challenge(&challenge.challenge_id)
+            .await
+            .unwrap_err(),
+        other_portal
+            .watch_enrollment(&begun.enrollment_id)
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(error.code(), Some(Code::NotFound), "{error:?}");
+    }
+    let revoke = other_admin
+        .revoke_device(proto::RevokeDeviceRequest {
+            device_id: phone.account().device_id.clone(),
+        })
+        .await;
+    assert_eq!(code_of(revoke), Code::NotFound);
+    // The same user id in another tenant is another person.
+    assert!(other_portal
+        .user_status("u")
+        .await
+        .unwrap()
+        .devices
+        .is_empty());
+    let refused = other_portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap_err();
+    assert!(refused.is_no_active_device());
+
+    let pending = only_pending(&mut phone).await;
+    assert_eq!(
+        phone
+            .approve(&pending, &challenge.number)
+            .await
+            .unwrap()
+            .state,
+        ChallengeState::Approved
+    );
+}
+
+#[tokio::test]
+async fn missing_or_wrong_api_keys_are_unauthenticated() {
+    let server = TestServer::start().await;
+    for key in [
+        "",
+        "mfak_not-a-real-key",
+        "Basic abc",
+        &server.tenant.admin_key,
+    ] {
+        let portal = server.portal_with(key).await;
+        let error = portal.user_status("u").await.unwrap_err();
+        assert_eq!(
+            error.code(),
+            Some(Code::Unauthenticated),
+            "key {key:?}: {error:?}"
+        );
+    }
+    let mut admin = server.admin_with(&server.tenant.portal_key).await;
+    let error = admin
+        .list_devices(proto::ListDevicesRequest {
+            user_id: "u".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::Unauthenticated);
+    assert!(
+        !error.message().contains(&server.tenant.portal_key),
+        "errors never echo keys"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_device_can_do_nothing() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut admin = server.admin().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let _spare = server.enroll(&portal, "u", "u@example.jp").await;
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    let pending = only_pending(&mut phone).await;
+    let revoked = admin
+        .revoke_device(proto::RevokeDeviceRequest {
+            device_id: phone.account().device_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .device
+        .unwrap();
+    assert_eq!(revoked.state(), proto::DeviceState::Revoked);
+
+    let error = phone
+        .approve(&pending, &challenge.number)
+        .await
+        .unwrap_err();
+    assert!(error.is_device_revoked(), "{error:?}");
+    assert_eq!(error.code(), Some(Code::PermissionDenied));
+    assert!(phone
+        .pending_challenges()
+        .await
+        .unwrap_err()
+        .is_device_revoked());
+    assert_eq!(
+        portal
+            .get_challenge(&challenge.challenge_id)
+            .await
+            .unwrap()
+            .state(),
+        ChallengeState::Pending
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_are_invalid_arguments_and_change_nothing() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let mut client = portal.client();
+
+    let bad_creates = [
+        proto::CreateChallengeRequest {
+            user_id: String::new(),
+            context: None,
+        },
+        proto::CreateChallengeRequest {
+            user_id: "u".repeat(129),
+            context: None,
+        },
+        proto::CreateChallengeRequest {
+            user_id: "u".into(),
+            context: Some(SignInContext {
+                client_ip: "not an ip".into(),
+                ..Default::default()
+            }),
+        },
+        proto::CreateChallengeRequest {
+            user_id: "u".into(),
+            context: Some(SignInContext {
+                message: "x".repeat(257),
+                ..Default::default()
+            }),
+        },
+        proto::CreateChallengeRequest {
+            user_id: "u".into(),
+            context: Some(SignInContext {
+                application_name: "a\u{7}b".into(),
+                ..Default::default()
+            }),
+        },
+    ];
+    for request in bad_creates {
+        assert_eq!(
+            code_of(client.create_challenge(request).await),
+            Code::InvalidArgument
+        );
+    }
+    assert!(
+        phone.pending_challenges().await.unwrap().is_empty(),
+        "no challenge was created"
+    );
+
+    let bad_id = client
+        .get_challenge(proto::GetChallengeRequest {
+            challenge_id: "../../etc".into(),
+        })
+        .await;
+    assert_eq!(code_of(bad_id), Code::InvalidArgument);
+    let bad_email = client
+        .begin_enrollment(proto::BeginEnrollmentRequest {
+            user_id: "u".into(),
+            email: "nope".into(),
+        })
+        .await;
+    assert_eq!(code_of(bad_email), Code::InvalidArgument);
+    let bad_terms = client
+        .record_terms_acceptance(proto::RecordTermsAcceptanceRequest {
+            user_id: "u".into(),
+            terms_version: String::new(),
+        })
+        .await;
+    assert_eq!(code_of(bad_terms), Code::InvalidArgument);
+
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    let pending = only_pending(&mut phone).await;
+    let valid = phone.approval_request(&pending, Decision::Approve, &challenge.number);
+    let variants = [
+        proto::RespondToChallengeRequest {
+            decision: 0,
+            ..valid.clone()
+        },
+        proto::RespondToChallengeRequest {
+            decision: 99,
+            ..valid.clone()
+        },
+        proto::RespondToChallengeRequest {
+            signature: vec![0; 10],
+            ..valid.clone()
+        },
+        proto::RespondToChallengeRequest {
+            typed_number: "4x".into(),
+            ..valid.clone()
+        },
+        proto::RespondToChallengeRequest {
+            typed_number: String::new(),
+            ..valid.clone()
+        },
+        proto::RespondToChallengeRequest {
+            challenge_id: "nope".into(),
+            ..valid.clone()
+        },
+        proto::RespondToChallengeRequest {
+            device_id: String::new(),
+            ..valid.clone()
+        },
+    ];
+    for request in variants {
+        assert_eq!(
+            code_of(phone.client().respond_to_challenge(request).await),
+            Code::InvalidArgument
+        );
+    }
+    let oversized = proto::RespondToChallengeRequest {
+        typed_number: "1".repeat(100_000),
+        ..valid.clone()
+    };
+    let code = code_of(phone.client().respond_to_challenge(oversized).await);
+    assert!(
+        matches!(code, Code::ResourceExhausted | Code::OutOfRange),
+        "{code:?}"
+    );
+
+    // Enrollment with a key of the wrong length, or no platform.
+    let begun = portal.begin_enrollment("w", "w@example.jp").await.unwrap();
+    let uri = EnrollmentUri::parse(&begun.qr_uri).unwrap();
+    let mut device =
+        mfa_proto::v1::device_service_client::DeviceServiceClient::connect(server.url.clone())
+            .await
+            .unwrap();
+    let enroll = |public_key: Vec<u8>, push_platform: i32| proto::CompleteEnrollmentRequest {
+        activation_code: uri.activation_code.clone(),
+        public_key,
+        push_platform,
+        push_token: String::new(),
+        device_name: "x".into(),
+        signature: vec![0; 64],
+    };
+    assert_eq!(
+        code_of(device.complete_enrollment(enroll(vec![1; 31], 3)).await),
+        Code::InvalidArgument
+    );
+    assert_eq!(
+        code_of(device.complete_enrollment(enroll(vec![1; 32], 0)).await),
+        Code::InvalidArgument
+    );
+    // A well-formed request with a bad proof of possession leaves the code usable.
+    let key = SigningKey::from_bytes(&[5; 32]);
+    let bad_proof = enroll(key.verifying_key().to_bytes().to_vec(), 3);
+    assert_eq!(
+        code_of(device.complete_enrollment(bad_proof).await),
+        Code::Unauthenticated
+    );
+    Authenticator::enroll(&uri, phone_info("Real phone"), &MemoryKeyStore::new())
+        .await
+        .unwrap();
+
+    assert_eq!(
+        phone
+            .approve(&pending, &challenge.number)
+            .await
+            .unwrap()
+            .state,
+        ChallengeState::Approved
+    );
+}
+
+#[tokio::test]
+async fn guessing_activation_codes_is_throttled_per_address() {
+    let server = TestServer::start_with(|c| c.activation_failure_limit = 3).await;
+    let portal = server.portal().await;
+    let begun = portal.begin_enrollment("u", "u@example.jp").await.unwrap();
+    for guess in ["AAAAA-AAAAA", "AAAAA-AAAAB", "AAAAA-AAAAC"] {
+        let uri = EnrollmentUri::manual(guess, &server.url).unwrap();
+        let error = Authenticator::enroll(&uri, phone_info("Guesser"), &MemoryKeyStore::new())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Some(Code::NotFound), "{error:?}");
+    }
+    // Even the right code is refused from this address now.
+    let uri = EnrollmentUri::parse(&begun.qr_uri).unwrap();
+    let error = Authenticator::enroll(&uri, phone_info("Guesser"), &MemoryKeyStore::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(Code::ResourceExhausted));
+    assert!(error.is_rate_limited());
+}

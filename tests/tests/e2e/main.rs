@@ -1,0 +1,8 @@
+//! End-to-end tests: the real server on loopback, a temporary SQLite file,
+//! and only gRPC between them and the test (through the SDK).
+
+mod admin;
+mod enrollment;
+mod hostile;
+mod persistence;
+mod sign_in;
