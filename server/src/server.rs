@@ -14,12 +14,14 @@ use mfa_proto::v1::{
     admin_service_server::AdminServiceServer, device_service_server::DeviceServiceServer,
     portal_service_server::PortalServiceServer,
 };
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// Largest request the server accepts (bytes).
 const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// How long in-flight calls may take to finish after a shutdown request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +126,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .map_err(|e| ServerError::Setup(format!("reflection: {e}")))?;
 
     let (shutdown, mut shutdown_rx) = watch::channel(false);
-    tokio::spawn(sweeper::run(service.clone(), shutdown.subscribe()));
+    let mut shutdown_grace = shutdown.subscribe();
+    tokio::spawn(sweeper::run(service.clone()));
 
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -152,12 +155,22 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             .await;
     }
     tracing::info!(%addr, "mfa-server listening");
+    let stopping = service.clone();
     let task = tokio::spawn(async move {
-        router
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        let serve =
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 let _ = shutdown_rx.wait_for(|stop| *stop).await;
-            })
-            .await?;
+                // Ends watch streams (with UNAVAILABLE) and the sweeper, so that
+                // open streams do not hold the shutdown.
+                stopping.begin_shutdown();
+                tracing::info!("stopped accepting calls; finishing those in flight");
+            });
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => return Ok(result?),
+            () = stopping_after_grace(&mut shutdown_grace) => {}
+        }
+        tracing::warn!("in-flight calls did not finish within {SHUTDOWN_GRACE:?}; closing them");
         Ok(())
     });
     Ok(RunningServer {
@@ -166,4 +179,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         shutdown,
         task,
     })
+}
+
+/// Resolves `SHUTDOWN_GRACE` after a shutdown was requested.
+async fn stopping_after_grace(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
 }

@@ -4,7 +4,6 @@
 
 use crate::domain::{now_ms, Service};
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Longest sleep between sweeps, so that spent nonces and attempts are purged
 /// even when nothing is pending.
@@ -12,8 +11,8 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 /// Pause after a store failure before trying again.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown` changes.
-pub async fn run(service: Service, mut shutdown: watch::Receiver<bool>) {
+/// Runs until the service shuts down.
+pub async fn run(service: Service) {
     loop {
         let wait = match service.sweep().await {
             Ok(Some(deadline)) => Duration::from_millis(
@@ -28,7 +27,7 @@ pub async fn run(service: Service, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = service.deadline_added() => {}
-            _ = shutdown.changed() => return,
+            () = service.shutting_down() => return,
         }
     }
 }

@@ -75,7 +75,7 @@ impl PortalService for PortalApi {
             }
         };
         let stream = watch::follow(
-            self.service.events(),
+            &self.service,
             target,
             fetch,
             convert::is_terminal_enrollment,
@@ -127,12 +127,7 @@ impl PortalService for PortalApi {
             let (service, tenant, id) = (service.clone(), tenant.clone(), id.clone());
             async move { Ok(convert::challenge(&service.challenge(&tenant, &id).await?)) }
         };
-        let stream = watch::follow(
-            self.service.events(),
-            target,
-            fetch,
-            convert::is_terminal_challenge,
-        );
+        let stream = watch::follow(&self.service, target, fetch, convert::is_terminal_challenge);
         Ok(Response::new(boxed(stream, |c| WatchChallengeResponse {
             challenge: Some(c),
         })))

@@ -1,16 +1,17 @@
 //! Server-streaming watches: the current state at once, then every change,
 //! ending after a terminal state.
 
-use crate::events::{Change, Events};
+use crate::{domain::Service, events::Change};
 use std::future::Future;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
 /// Streams `fetch()` for the object named by `target`, re-reading it on every
-/// change event for it (and after missed events), until `is_terminal`.
+/// change event for it (and after missed events), until `is_terminal`; a
+/// shutdown ends the stream with UNAVAILABLE so that the caller watches again.
 pub fn follow<T, F, Fut>(
-    events: &Events,
+    service: &Service,
     target: Change,
     fetch: F,
     is_terminal: fn(&T) -> bool,
@@ -22,7 +23,8 @@ where
 {
     let (tx, rx) = mpsc::channel(8);
     // Subscribe before the first read so that no change can slip between them.
-    let mut changes = events.subscribe();
+    let mut changes = service.events().subscribe();
+    let service = service.clone();
     tokio::spawn(async move {
         let mut last: Option<T> = None;
         loop {
@@ -53,6 +55,10 @@ where
                         Err(RecvError::Closed) => return,
                     },
                     () = tx.closed() => return,
+                    () = service.shutting_down() => {
+                        let _ = tx.send(Err(Status::unavailable("the server is shutting down; watch again"))).await;
+                        return;
+                    }
                 }
             }
         }

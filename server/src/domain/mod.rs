@@ -29,7 +29,7 @@ use crate::{
 };
 use rand::{rngs::OsRng, Rng, RngCore};
 use std::{sync::Arc, time::Duration};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 /// Limits and lifetimes taken from the configuration.
 #[derive(Debug, Clone)]
@@ -73,6 +73,7 @@ struct Inner {
     limits: Limits,
     public_url: String,
     deadlines: Notify,
+    shutdown: watch::Sender<bool>,
 }
 
 impl Service {
@@ -93,6 +94,7 @@ impl Service {
                 limits,
                 public_url,
                 deadlines: Notify::new(),
+                shutdown: watch::channel(false).0,
             }),
         }
     }
@@ -176,6 +178,18 @@ impl Service {
     /// Resolves when a new deadline may be earlier than the sweeper's.
     pub async fn deadline_added(&self) {
         self.inner.deadlines.notified().await
+    }
+
+    /// Tells long-running work (watch streams, the sweeper) to finish.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn shutting_down(&self) {
+        let mut receiver = self.inner.shutdown.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = receiver.wait_for(|stopping| *stopping).await;
     }
 
     fn wake_sweeper(&self) {

@@ -5,4 +5,5 @@ mod admin;
 mod enrollment;
 mod hostile;
 mod persistence;
+mod service;
 mod sign_in;

@@ -18,8 +18,17 @@ async fn a_restarted_server_keeps_everything() {
         .await
         .unwrap();
     let audit_before = audit_count(&server).await;
+    let mut watch = portal
+        .watch_challenge(&challenge.challenge_id)
+        .await
+        .unwrap();
+    watch.message().await.unwrap();
 
     server.restart().await;
+
+    // An open watch is closed with a status that tells the portal to watch again.
+    let closed = within(watch.message()).await.unwrap_err();
+    assert_eq!(closed.code(), tonic::Code::Unavailable, "{closed:?}");
 
     let portal = server.portal().await;
     let status = portal.user_status("u").await.unwrap();

@@ -1,0 +1,181 @@
+//! The `mfa-server` command as an operator uses it: migrate, create a tenant
+//! and keys, serve (with `--dev` on an empty database), stop on SIGTERM.
+
+use mfa_proto::v1::{portal_service_client::PortalServiceClient, GetUserStatusRequest};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+fn mfa_server(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mfa-server"));
+    command
+        .env("MFA_DATA_DIR", dir)
+        .env("MFA_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("mfa-server runs")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Starts `serve`, returning the process and every stdout line up to the
+/// "listening" line (which names the bound address).
+fn serve(dir: &std::path::Path, dev: bool) -> (Served, Vec<String>, String) {
+    let mut command = mfa_server(dir);
+    command.arg("serve").stdout(Stdio::piped());
+    if dev {
+        command.arg("--dev");
+    }
+    let mut child = command.spawn().expect("serve starts");
+    let mut lines = Vec::new();
+    let listening = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| match line.strip_prefix("mfa-server listening on ") {
+            Some(rest) => Some(rest.split(' ').next().unwrap_or_default().to_owned()),
+            None => {
+                lines.push(line.trim().to_owned());
+                None
+            }
+        });
+    match listening {
+        Some(addr) => (Served(Some(child)), lines, addr),
+        None => {
+            let status = child.wait();
+            panic!("serve exited early ({status:?}): {lines:?}");
+        }
+    }
+}
+
+/// A `serve` process, killed if a test fails before stopping it.
+struct Served(Option<Child>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn stop(mut served: Served) {
+    let child = served.0.take().expect("running");
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "serve exits cleanly on SIGTERM: {:?}",
+        output.status
+    );
+}
+
+async fn status_with(addr: &str, key: &str) -> Result<(), tonic::Status> {
+    let mut client = PortalServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(GetUserStatusRequest {
+        user_id: "someone".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    client.get_user_status(request).await.map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_provisions_a_tenant_and_serves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrated = stdout(&run(mfa_server(dir.path()).arg("migrate")));
+    assert!(migrated.contains("migrations applied"), "{migrated}");
+    assert!(dir.path().join("mfa.db").exists());
+
+    let tenant = stdout(&run(mfa_server(dir.path()).args([
+        "tenant",
+        "create",
+        "--name",
+        "Acme (External)",
+        "--digits",
+        "3",
+    ])));
+    assert_eq!(tenant.len(), 36, "a UUID: {tenant}");
+    let created =
+        run(mfa_server(dir.path())
+            .args(["api-key", "create", "--tenant", &tenant, "--role", "portal"]));
+    let key = stdout(&created);
+    assert!(key.starts_with("mfak_"), "{key}");
+    assert!(String::from_utf8_lossy(&created.stderr).contains("only time"));
+
+    let bad_digits =
+        run(mfa_server(dir.path()).args(["tenant", "create", "--name", "X", "--digits", "9"]));
+    assert!(!bad_digits.status.success());
+    assert!(String::from_utf8_lossy(&bad_digits.stderr).contains("between 2 and 6"));
+    let unknown = run(mfa_server(dir.path()).args([
+        "api-key",
+        "create",
+        "--tenant",
+        "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+        "--role",
+        "admin",
+    ]));
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("tenant not found"));
+
+    // `--dev` leaves a database that already has tenants alone.
+    let (child, lines, addr) = serve(dir.path(), true);
+    assert!(!lines.iter().any(|l| l.contains("portal key")), "{lines:?}");
+    status_with(&addr, &key)
+        .await
+        .expect("the created key works");
+    let wrong = status_with(&addr, "mfak_wrong").await.unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
+    stop(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_dev_on_an_empty_database_prints_working_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, lines, addr) = serve(dir.path(), true);
+    let key_of = |label: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|k| k.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {label} in {lines:?}"))
+    };
+    let portal_key = key_of("portal key:");
+    let admin_key = key_of("admin key:");
+    status_with(&addr, &portal_key)
+        .await
+        .expect("the portal key works");
+    assert_eq!(
+        status_with(&addr, &admin_key).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    stop(child);
+    let key_file = dir.path().join("server-identity.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the server key is private");
+    }
+    assert_eq!(std::fs::read(&key_file).unwrap().len(), 32);
+}
