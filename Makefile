@@ -10,10 +10,12 @@ CARGO ?= cargo
 run:
 	$(CARGO) run -p mfa-server -- serve --dev
 
-## Every test: unit, protocol vectors, end-to-end over gRPC, and the proto lint.
+## Every test: unit, protocol vectors (in Rust and in an independent Python
+## implementation), end-to-end over gRPC, and the proto lint.
 test: proto-lint
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
+	python3 tests/interop/check_vectors.py
 
 ## Lints the .proto files with buf's STANDARD and COMMENTS rules.
 proto-lint:
