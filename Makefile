@@ -3,7 +3,7 @@
 BUF_VERSION := 1.75.0
 CARGO ?= cargo
 
-.PHONY: run test lint proto-lint fmt clippy
+.PHONY: run test lint proto-lint fmt clippy deploy-check
 
 ## Builds and starts the server on the embedded default (SQLite under ./data),
 ## creating a demo tenant and keys on first start.
@@ -12,10 +12,15 @@ run:
 
 ## Every test: unit, protocol vectors (in Rust and in an independent Python
 ## implementation), end-to-end over gRPC, and the proto lint.
-test: proto-lint
+test: proto-lint deploy-check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	python3 tests/interop/check_vectors.py
+
+## Checks deploy/: the alert rules and their unit tests, and every PromQL
+## expression of the Grafana dashboard, with promtool (installed if missing).
+deploy-check:
+	bash deploy/check.sh
 
 ## Lints the .proto files with buf's STANDARD and COMMENTS rules.
 proto-lint:

@@ -1,6 +1,7 @@
 //! Configuration: built-in defaults, then an optional TOML file, then `MFA_*`
 //! environment variables (e.g. `MFA_LISTEN=0.0.0.0:50051`, `MFA_CHALLENGE_TTL=90s`).
 
+use crate::telemetry::logging::LogFormat;
 use figment::{
     providers::{Env, Format, Serialized, Toml},
     Figment,
@@ -53,6 +54,13 @@ pub struct Config {
     /// Append every push notification, as JSON lines, to this file (the
     /// recording gateway); unset to only log them.
     pub push_log: Option<PathBuf>,
+    /// Address of the operators' HTTP listener (`/metrics`, `/healthz`).
+    pub metrics_listen: SocketAddr,
+    /// How often the database is checked for the health state.
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -72,6 +80,9 @@ impl Default for Config {
             activation_failure_limit: 10,
             activation_window: Duration::from_secs(15 * 60),
             push_log: None,
+            metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            health_interval: Duration::from_secs(5),
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -18,8 +18,10 @@ pub mod identity;
 pub mod model;
 pub mod push;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod sweeper;
+pub mod telemetry;
 
 pub use config::Config;
 pub use server::{start, RunningServer};

@@ -2,7 +2,7 @@
 //! calls the library.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mfa_server::{config::Config, model::Role, server};
+use mfa_server::{config::Config, model::Role, server, telemetry};
 use std::{path::PathBuf, process::ExitCode};
 
 #[derive(Parser)]
@@ -38,6 +38,13 @@ enum Command {
     ApiKey {
         #[command(subcommand)]
         command: ApiKeyCommand,
+    },
+    /// Prints request counts and latency quantiles read from a running
+    /// server's metrics endpoint (totals since that server started).
+    Stats {
+        /// The server's metrics endpoint (`metrics_listen` + `/metrics`).
+        #[arg(long, default_value = "http://127.0.0.1:9464/metrics")]
+        url: String,
     },
 }
 
@@ -75,13 +82,6 @@ enum KeyRole {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -93,6 +93,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(cli.config.as_deref())?;
+    telemetry::logging::init(config.log_format);
     match cli.command {
         Command::Serve { dev } => serve(&config, dev).await,
         Command::Migrate => {
@@ -124,6 +125,10 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             );
             Ok(())
         }
+        Command::Stats { url } => {
+            print!("{}", mfa_server::stats::report(&url).await?);
+            Ok(())
+        }
     }
 }
 
@@ -148,6 +153,10 @@ async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Err
             portal.secret
         );
     }
+    println!(
+        "metrics and health on http://{}/metrics and /healthz",
+        running.metrics_addr
+    );
     println!(
         "mfa-server listening on {} (database {})",
         running.addr,

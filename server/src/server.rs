@@ -7,8 +7,9 @@ use crate::{
     domain::{Limits, Service},
     identity::ServerIdentity,
     push::RecordingGateway,
-    store::{SqliteStore, Store, StoreError},
+    store::{Instrumented, SqliteStore, Store, StoreError},
     sweeper,
+    telemetry::{self, grpc::GrpcTelemetryLayer, health::Health},
 };
 use mfa_proto::v1::{
     admin_service_server::AdminServiceServer, device_service_server::DeviceServiceServer,
@@ -43,7 +44,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> 
         if config.database_url.is_none() {
             std::fs::create_dir_all(&config.data_dir)?;
         }
-        Ok(Arc::new(SqliteStore::open(&url).await?))
+        Ok(Arc::new(Instrumented(SqliteStore::open(&url).await?)))
     } else {
         Err(ServerError::Setup(format!(
             "unsupported database URL scheme in {:?}: use sqlite:",
@@ -55,8 +56,14 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> 
 /// Opens the store, applies migrations and assembles the service; `public_url`
 /// is what enrollment QR codes point phones to.
 pub async fn build_service(config: &Config, public_url: String) -> Result<Service, ServerError> {
+    let service = assemble_service(config, public_url).await?;
+    service.store().migrate().await?;
+    Ok(service)
+}
+
+/// Opens the store (without migrating) and assembles the service.
+async fn assemble_service(config: &Config, public_url: String) -> Result<Service, ServerError> {
     let store = open_store(config).await?;
-    store.migrate().await?;
     let identity = ServerIdentity::load_or_create(&config.server_key_file()).map_err(|e| {
         ServerError::Setup(format!(
             "server key {}: {e}",
@@ -75,8 +82,10 @@ pub async fn build_service(config: &Config, public_url: String) -> Result<Servic
 
 /// A running server.
 pub struct RunningServer {
-    /// The address the listener is bound to.
+    /// The address the gRPC listener is bound to.
     pub addr: SocketAddr,
+    /// The address of the operators' listener (`/metrics`, `/healthz`).
+    pub metrics_addr: SocketAddr,
     /// The service behind it.
     pub service: Service,
     shutdown: watch::Sender<bool>,
@@ -106,18 +115,31 @@ impl RunningServer {
 }
 
 /// Starts the server described by `config` (bind to port 0 for a free port).
+///
+/// Health is NOT_SERVING until migrations are applied and the database
+/// answers, and whenever it stops answering.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
+    let metrics = telemetry::metrics::install();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status("", tonic_health::ServingStatus::NotServing)
-        .await;
+    let health = Health::new(health_reporter).await;
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
+    let metrics_addr = metrics_listener.local_addr()?;
     let public_url = config
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let service = build_service(config, public_url).await?;
+    let service = assemble_service(config, public_url).await?;
+    let operators = tokio::spawn(telemetry::http::serve(
+        metrics_listener,
+        metrics,
+        health.clone(),
+        service.clone(),
+    ));
+    service.store().migrate().await?;
+    health.check(&service).await;
+    tokio::spawn(health.monitor(service.clone(), config.health_interval));
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(mfa_proto::FILE_DESCRIPTOR_SET)
@@ -130,6 +152,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     tokio::spawn(sweeper::run(service.clone()));
 
     let router = tonic::transport::Server::builder()
+        .layer(GrpcTelemetryLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -144,18 +167,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             AdminServiceServer::new(AdminApi::new(service.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE),
         );
-    for name in [
-        "mfa.v1.PortalService",
-        "mfa.v1.DeviceService",
-        "mfa.v1.AdminService",
-        "",
-    ] {
-        health_reporter
-            .set_service_status(name, tonic_health::ServingStatus::Serving)
-            .await;
-    }
     tracing::info!(%addr, "mfa-server listening");
     let stopping = service.clone();
+    let service_for_close = service.clone();
     let task = tokio::spawn(async move {
         let serve =
             router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
@@ -166,15 +180,24 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 tracing::info!("stopped accepting calls; finishing those in flight");
             });
         tokio::pin!(serve);
-        tokio::select! {
-            result = &mut serve => return Ok(result?),
-            () = stopping_after_grace(&mut shutdown_grace) => {}
+        let served = tokio::select! {
+            result = &mut serve => result,
+            () = stopping_after_grace(&mut shutdown_grace) => {
+                tracing::warn!("in-flight calls did not finish within {SHUTDOWN_GRACE:?}; closing them");
+                Ok(())
+            }
+        };
+        // The operators' listener ends with the service; waiting for it frees
+        // its port before `stop` returns.
+        let _ = operators.await;
+        if let Err(error) = service_for_close.store().close().await {
+            tracing::error!(%error, "could not close the store cleanly");
         }
-        tracing::warn!("in-flight calls did not finish within {SHUTDOWN_GRACE:?}; closing them");
-        Ok(())
+        Ok(served?)
     });
     Ok(RunningServer {
         addr,
+        metrics_addr,
         service,
         shutdown,
         task,

@@ -10,6 +10,7 @@ fn mfa_server(dir: &std::path::Path) -> Command {
     command
         .env("MFA_DATA_DIR", dir)
         .env("MFA_LISTEN", "127.0.0.1:0")
+        .env("MFA_METRICS_LISTEN", "127.0.0.1:0")
         .env("RUST_LOG", "warn");
     command
 }
@@ -33,7 +34,11 @@ fn stdout(output: &Output) -> String {
 /// Starts `serve`, returning the process and every stdout line up to the
 /// "listening" line (which names the bound address).
 fn serve(dir: &std::path::Path, dev: bool) -> (Served, Vec<String>, String) {
-    let mut command = mfa_server(dir);
+    serve_with(mfa_server(dir), dev)
+}
+
+/// [`serve`] with a command prepared by the caller (environment, stderr).
+fn serve_with(mut command: Command, dev: bool) -> (Served, Vec<String>, String) {
     command.arg("serve").stdout(Stdio::piped());
     if dev {
         command.arg("--dev");
@@ -178,4 +183,140 @@ async fn serve_dev_on_an_empty_database_prints_working_keys() {
         assert_eq!(mode, 0o600, "the server key is private");
     }
     assert_eq!(std::fs::read(&key_file).unwrap().len(), 32);
+}
+
+/// Every string in a JSON value (the service keeps numbers as strings).
+fn leaves(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => map.values().for_each(|v| leaves(v, out)),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
+        serde_json::Value::String(s) => out.push(s.clone()),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_of_a_full_flow_carry_ids_and_no_secret() {
+    use mfa_sdk::{
+        portal::RelyingParty, Authenticator, DeviceInfo, EnrollmentUri, MemoryKeyStore,
+        PushPlatform, SignInContext,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let mut command = mfa_server(dir.path());
+    command
+        .env("MFA_LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let (child, lines, addr) = serve_with(command, true);
+    let key_of = |label: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(label))
+            .map(|k| k.trim().to_owned())
+            .unwrap()
+    };
+    let (portal_key, admin_key) = (key_of("portal key:"), key_of("admin key:"));
+    let url = format!("http://{addr}");
+    let portal = RelyingParty::connect(&url, &portal_key).await.unwrap();
+
+    let begun = portal.begin_enrollment("u", "u@example.jp").await.unwrap();
+    let uri = EnrollmentUri::parse(&begun.qr_uri).unwrap();
+    let mut wrong = uri.clone();
+    wrong.activation_code = "ABCDEFGHJK".into();
+    let info = |token: &str| DeviceInfo {
+        name: "Pixel".into(),
+        push_platform: PushPlatform::Fcm,
+        push_token: token.into(),
+    };
+    assert!(
+        Authenticator::enroll(&wrong, info("t"), &MemoryKeyStore::new())
+            .await
+            .is_err()
+    );
+    let push_token = "fcm-token-that-must-stay-private";
+    let (mut phone, verification) =
+        Authenticator::enroll(&uri, info(push_token), &MemoryKeyStore::new())
+            .await
+            .unwrap();
+    let mut watch = portal.watch_enrollment(&begun.enrollment_id).await.unwrap();
+    let verification_number = loop {
+        let enrollment = watch.message().await.unwrap().unwrap().enrollment.unwrap();
+        if !enrollment.verification_number.is_empty() {
+            break enrollment.verification_number;
+        }
+    };
+    phone
+        .approve(&verification, &verification_number)
+        .await
+        .unwrap();
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    let pending = phone.pending_challenges().await.unwrap().remove(0);
+    phone.approve(&pending, &challenge.number).await.unwrap();
+    let stranger = RelyingParty::connect(&url, "mfak_wrong").await.unwrap();
+    assert!(stranger
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .is_err());
+    stop(child);
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let message = |event: &serde_json::Value| {
+        event["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let created = events
+        .iter()
+        .find(|e| message(e) == "challenge created")
+        .expect("a line about the created challenge");
+    assert_eq!(
+        created["fields"]["challenge_id"],
+        challenge.challenge_id.as_str()
+    );
+    let request_id = created["span"]["request_id"].as_str().unwrap_or_default();
+    assert_eq!(
+        request_id.len(),
+        36,
+        "a request id on lines inside a call: {created}"
+    );
+    assert!(events.iter().any(|e| message(e) == "challenge ended"
+        && e["fields"]["challenge_id"] == challenge.challenge_id.as_str()));
+    for event in events
+        .iter()
+        .filter(|e| message(e).starts_with("challenge "))
+    {
+        assert!(event["fields"]["challenge_id"].is_string(), "{event}");
+    }
+    assert!(events
+        .iter()
+        .any(|e| message(e) == "failed activation attempt"));
+
+    let code = &uri.activation_code;
+    let secrets = [
+        portal_key.as_str(),
+        admin_key.as_str(),
+        code.as_str(),
+        begun.manual_code.as_str(),
+        push_token,
+    ];
+    for secret in secrets {
+        assert!(!log.contains(secret), "the log holds a secret");
+    }
+    // Numbers are short, so look for them as whole values, not substrings.
+    for event in &events {
+        let mut values = Vec::new();
+        leaves(event, &mut values);
+        for number in [&verification_number, &challenge.number] {
+            assert!(!values.contains(number), "a number is logged: {event}");
+        }
+    }
 }

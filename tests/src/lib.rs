@@ -35,6 +35,7 @@ pub struct TestServer {
 pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         push_log: Some(dir.join("push.jsonl")),
         ..Config::default()
@@ -97,11 +98,17 @@ impl TestServer {
     /// Stops the server and starts it again on the same data and port.
     pub async fn restart(&mut self) {
         let running = self.running.take().expect("server is running");
-        let addr = running.addr;
+        let (addr, metrics_addr) = (running.addr, running.metrics_addr);
         running.stop().await.expect("server stops cleanly");
         let mut config = self.config.clone();
         config.listen = addr;
+        config.metrics_listen = metrics_addr;
         self.running = Some(mfa_server::start(&config).await.expect("server restarts"));
+    }
+
+    /// The address of `/metrics` and `/healthz`.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.running().metrics_addr
     }
 
     /// The data directory.

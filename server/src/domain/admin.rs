@@ -2,7 +2,7 @@
 //! blocks, terms of use and the audit log.
 
 use super::{input, now_ms, Error, Result, Service};
-use crate::{events::Change, model::*};
+use crate::{events::Change, model::*, telemetry::metrics};
 
 /// A user as the portal sees them.
 #[derive(Debug, Clone, Default)]
@@ -115,6 +115,10 @@ impl Service {
         }
         for id in &reset.cancelled_enrollments {
             self.events().publish(Change::Enrollment(id.clone()));
+        }
+        metrics::challenges_cancelled(tenant_id, reset.cancelled_sign_ins);
+        for _ in &reset.cancelled_enrollments {
+            metrics::enrollment(tenant_id, "cancelled");
         }
         let counts = ResetCounts {
             revoked_devices: reset.revoked_devices.len() as u32,

@@ -1,7 +1,10 @@
 //! Who is calling: portal and admin API keys, and device request proofs.
 
 use super::{input, new_id, now_ms, random_bytes, secret_hash, Error, Reason, Result, Service};
-use crate::model::{AuditEvent, Device, DeviceState, Role, Tenant};
+use crate::{
+    model::{AuditEvent, Device, DeviceState, Role, Tenant},
+    telemetry::metrics,
+};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use mfa_proto::signing;
 
@@ -108,6 +111,7 @@ impl Service {
 
     async fn audit_auth_failure(&self, tenant_id: Option<String>, detail: &str) {
         tracing::warn!(detail, "authentication failed");
+        metrics::auth_failure("api_key");
         self.audit(AuditEvent {
             tenant_id,
             event_type: "auth.failed".into(),
@@ -133,6 +137,7 @@ impl Service {
         let skew = self.limits().clock_skew.as_millis() as i64;
         let now = now_ms();
         if (now - proof.timestamp_ms).abs() > skew {
+            metrics::auth_failure("replay");
             return Err(Error::unauthenticated(
                 "request timestamp is outside the allowed clock skew; check the device's clock",
             ));
@@ -153,6 +158,7 @@ impl Service {
             .use_nonce(&device.id, proof.nonce, proof.timestamp_ms + skew)
             .await?
         {
+            metrics::auth_failure("replay");
             self.audit_device(&device, "device.replay_rejected", None, method)
                 .await;
             return Err(Error::Unauthenticated {
@@ -165,10 +171,10 @@ impl Service {
     }
 
     pub(super) async fn known_device(&self, device_id: &str) -> Result<Device> {
-        self.store()
-            .get_device(device_id)
-            .await?
-            .ok_or_else(|| Error::unauthenticated("unknown device"))
+        self.store().get_device(device_id).await?.ok_or_else(|| {
+            metrics::auth_failure("unknown_device");
+            Error::unauthenticated("unknown device")
+        })
     }
 
     /// Verifies a device's signature; a bad one is audited and refused.
@@ -182,6 +188,7 @@ impl Service {
         let key = signing::parse_public_key(&device.public_key)
             .map_err(|e| Error::Internal(format!("stored key of device {}: {e}", device.id)))?;
         if signing::verify(&key, message, signature).is_err() {
+            metrics::auth_failure("device_signature");
             self.audit_device(
                 device,
                 "device.bad_signature",

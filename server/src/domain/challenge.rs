@@ -2,7 +2,7 @@
 //! device of the user with the number the person typed.
 
 use super::{auth::ensure_not_revoked, input, now_ms, Error, Reason, Result, Service};
-use crate::{events::Change, model::*};
+use crate::{events::Change, model::*, telemetry::metrics};
 use mfa_proto::{push::PushNotice, signing};
 use subtle::ConstantTimeEq;
 
@@ -106,6 +106,7 @@ impl Service {
                 .await;
         }
         tracing::info!(challenge_id = %challenge.id, "challenge created");
+        metrics::challenge_created(tenant_id);
         self.audit(AuditEvent {
             tenant_id: Some(tenant_id.to_owned()),
             event_type: "challenge.created".into(),
@@ -118,8 +119,14 @@ impl Service {
             .publish(Change::Challenge(challenge.id.clone()));
 
         let notice = PushNotice::new(&challenge.id, &tenant.id, &tenant.display_name);
-        for device in &devices {
-            self.inner.push.notify(device, &notice).await;
+        for device in devices
+            .iter()
+            .filter(|d| d.push_platform != PushPlatform::None)
+        {
+            self.inner
+                .push
+                .notify(device, &notice, challenge.created_at)
+                .await;
         }
         Ok(challenge)
     }

@@ -4,7 +4,7 @@
 use super::{
     device::PendingChallenge, input, new_id, now_ms, secret_hash, Error, Reason, Result, Service,
 };
-use crate::{events::Change, model::*};
+use crate::{events::Change, model::*, telemetry::metrics};
 use mfa_proto::{
     enrollment::{
         display_activation_code, normalize_activation_code, EnrollmentUri, CODE_ALPHABET,
@@ -76,6 +76,7 @@ impl Service {
             .create_enrollment(&enrollment, email, &secret_hash(&code))
             .await?;
         self.wake_sweeper();
+        metrics::enrollment(tenant_id, "started");
         self.audit(AuditEvent {
             tenant_id: Some(tenant_id.to_owned()),
             event_type: "enrollment.started".into(),
@@ -195,6 +196,7 @@ impl Service {
             ));
         }
         self.wake_sweeper();
+        metrics::enrollment(&tenant.id, "registered");
         self.audit(AuditEvent {
             tenant_id: Some(tenant.id.clone()),
             event_type: "enrollment.device_registered".into(),
@@ -249,6 +251,7 @@ impl Service {
         detail: &str,
     ) -> Result<()> {
         tracing::warn!(detail, "failed activation attempt");
+        metrics::auth_failure("activation");
         self.store()
             .record_failure(ACTIVATION_SCOPE, peer, now_ms())
             .await?;

@@ -26,6 +26,7 @@ use crate::{
     model::*,
     push::PushGateway,
     store::{Ended, Store},
+    telemetry::metrics,
 };
 use rand::{rngs::OsRng, Rng, RngCore};
 use std::{sync::Arc, time::Duration};
@@ -161,6 +162,7 @@ impl Service {
             self.announce_end(ended, None).await;
         }
         for enrollment in &swept.enrollments {
+            metrics::enrollment(&enrollment.tenant_id, "expired");
             self.audit(AuditEvent {
                 tenant_id: Some(enrollment.tenant_id.clone()),
                 event_type: "enrollment.expired".into(),
@@ -201,6 +203,7 @@ impl Service {
         let c = &ended.challenge;
         let event_type = format!("challenge.{}", c.state.as_str());
         tracing::info!(challenge_id = %c.id, state = c.state.as_str(), "challenge ended");
+        metrics::challenge_ended(c);
         self.audit(AuditEvent {
             tenant_id: Some(c.tenant_id.clone()),
             event_type,

@@ -2,8 +2,10 @@
 //! domain needs, atomic on its own ("end this challenge if it is still
 //! pending"), so that every backend keeps the same guarantees.
 
+mod instrumented;
 mod sqlite;
 
+pub use instrumented::Instrumented;
 pub use sqlite::SqliteStore;
 
 use crate::model::*;
@@ -48,6 +50,8 @@ pub struct Swept {
 pub struct Reset {
     pub revoked_devices: Vec<String>,
     pub cancelled_challenges: Vec<String>,
+    /// How many of the cancelled challenges were sign-ins.
+    pub cancelled_sign_ins: u32,
     pub cancelled_enrollments: Vec<String>,
 }
 
@@ -56,6 +60,12 @@ pub struct Reset {
 pub trait Store: Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> StoreResult<()>;
+    /// Checks that the database can be reached the way a new client would.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Finishes pending writes and closes every connection (on shutdown).
+    async fn close(&self) -> StoreResult<()>;
+    /// Challenges waiting for an answer.
+    async fn count_pending_challenges(&self) -> StoreResult<i64>;
 
     async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;

@@ -20,6 +20,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite"
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    options: SqliteConnectOptions,
 }
 
 impl SqliteStore {
@@ -40,11 +41,16 @@ impl SqliteStore {
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
+        let options = options.read_only(true).create_if_missing(false);
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            options,
+        })
     }
 }
 
@@ -252,6 +258,33 @@ impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.write).await?;
         Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        // A fresh connection, not a pooled one: pooled connections keep an
+        // open file even after the database's volume went away.
+        use sqlx::ConnectOptions;
+        let mut connection = self.options.connect().await?;
+        sqlx::query("SELECT 1 FROM tenants LIMIT 1")
+            .execute(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        // Closing the last writer connection checkpoints the WAL into the
+        // database file.
+        self.read.close().await;
+        self.write.close().await;
+        Ok(())
+    }
+
+    async fn count_pending_challenges(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM challenges WHERE state = 'pending'")
+                .fetch_one(&self.read)
+                .await?,
+        )
     }
 
     async fn create_tenant(&self, t: &Tenant) -> StoreResult<()> {
@@ -695,9 +728,9 @@ impl Store for SqliteStore {
         .bind(user_id)
         .fetch_all(&mut *tx)
         .await?;
-        let cancelled_challenges = sqlx::query_scalar(
+        let cancelled: Vec<(String, String)> = sqlx::query_as(
             "UPDATE challenges SET state = 'cancelled', ended_at = ?
-             WHERE tenant_id = ? AND user_id = ? AND state = 'pending' RETURNING id",
+             WHERE tenant_id = ? AND user_id = ? AND state = 'pending' RETURNING id, kind",
         )
         .bind(now)
         .bind(tenant_id)
@@ -713,9 +746,14 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
+        let cancelled_sign_ins = cancelled
+            .iter()
+            .filter(|(_, kind)| kind == ChallengeKind::SignIn.as_str())
+            .count() as u32;
         Ok(Reset {
             revoked_devices,
-            cancelled_challenges,
+            cancelled_challenges: cancelled.into_iter().map(|(id, _)| id).collect(),
+            cancelled_sign_ins,
             cancelled_enrollments,
         })
     }

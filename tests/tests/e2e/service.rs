@@ -1,6 +1,7 @@
 //! The standard services beside ours: health and reflection.
 
 use mfa_tests::*;
+use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -41,6 +42,52 @@ async fn health_reports_serving_for_the_server_and_each_service() {
         })
         .await;
     assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
+}
+
+/// `/healthz` as a load balancer sees it: the status code and body.
+async fn healthz(server: &TestServer) -> Result<String, String> {
+    let url = format!("http://{}/healthz", server.metrics_addr());
+    mfa_server::stats::fetch(&url)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn health_goes_not_serving_while_the_database_is_gone_and_back_after() {
+    let server = TestServer::start_with(|c| c.health_interval = Duration::from_millis(50)).await;
+    let channel = Channel::from_shared(server.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut watch = HealthClient::new(channel)
+        .watch(HealthCheckRequest {
+            service: "mfa.v1.PortalService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    async fn next_status(
+        watch: &mut tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+    ) -> ServingStatus {
+        within(watch.next()).await.unwrap().unwrap().status()
+    }
+    assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
+    assert_eq!(healthz(&server).await.unwrap(), "SERVING\n");
+
+    let database = server.dir().join("mfa.db");
+    let moved = server.dir().join("mfa.db.away");
+    std::fs::rename(&database, &moved).unwrap();
+    assert_eq!(next_status(&mut watch).await, ServingStatus::NotServing);
+    let refused = healthz(&server).await.unwrap_err();
+    assert!(refused.contains("503"), "{refused}");
+
+    std::fs::rename(&moved, &database).unwrap();
+    assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
+    assert_eq!(healthz(&server).await.unwrap(), "SERVING\n");
+    // Serving again means serving: a call that reads and writes works.
+    let portal = server.portal().await;
+    portal.begin_enrollment("u", "u@example.jp").await.unwrap();
 }
 
 #[tokio::test]

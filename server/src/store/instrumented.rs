@@ -1,0 +1,63 @@
+//! A store decorator that times every operation into
+//! `mfa_store_operation_seconds{operation}`, whatever the backend.
+
+use super::{Ended, Reset, Store, StoreResult, Swept};
+use crate::{model::*, telemetry::metrics::store_operation};
+use async_trait::async_trait;
+use std::time::Instant;
+
+/// Wraps a store and records how long each operation takes.
+pub struct Instrumented<S>(pub S);
+
+/// Implements [`Store`] by timing and delegating each listed method.
+macro_rules! timed {
+    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        #[async_trait]
+        impl<S: Store> Store for Instrumented<S> {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> StoreResult<$ret> {
+                    let start = Instant::now();
+                    let result = self.0.$name($($arg),*).await;
+                    store_operation(stringify!($name), start.elapsed());
+                    result
+                }
+            )*
+        }
+    };
+}
+
+timed! {
+    fn migrate(&self) -> ();
+    fn ping(&self) -> ();
+    fn close(&self) -> ();
+    fn count_pending_challenges(&self) -> i64;
+    fn create_tenant(&self, tenant: &Tenant) -> ();
+    fn get_tenant(&self, id: &str) -> Option<Tenant>;
+    fn count_tenants(&self) -> i64;
+    fn create_api_key(&self, id: &str, tenant_id: &str, role: Role, key_hash: &[u8; 32], now: i64) -> ();
+    fn find_api_key(&self, key_hash: &[u8; 32]) -> Option<(String, Role)>;
+    fn get_user(&self, tenant_id: &str, user_id: &str) -> Option<User>;
+    fn set_blocked_until(&self, tenant_id: &str, user_id: &str, until: Option<i64>) -> bool;
+    fn record_terms(&self, tenant_id: &str, user_id: &str, version: &str, now: i64) -> ();
+    fn create_enrollment(&self, enrollment: &Enrollment, email: &str, code_hash: &[u8; 32]) -> ();
+    fn get_enrollment(&self, id: &str) -> Option<Enrollment>;
+    fn find_enrollment_by_code(&self, code_hash: &[u8; 32]) -> Option<Enrollment>;
+    fn register_device(&self, enrollment_id: &str, device: &Device, challenge: &Challenge, now: i64) -> bool;
+    fn get_device(&self, id: &str) -> Option<Device>;
+    fn list_devices(&self, tenant_id: &str, user_id: &str) -> Vec<Device>;
+    fn set_push_token(&self, device_id: &str, platform: PushPlatform, token: &str) -> ();
+    fn revoke_device(&self, device_id: &str, now: i64) -> bool;
+    fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> bool;
+    fn create_challenge(&self, challenge: &Challenge) -> Vec<Ended>;
+    fn get_challenge(&self, id: &str) -> Option<Challenge>;
+    fn count_challenges_since(&self, tenant_id: &str, user_id: &str, since: i64) -> i64;
+    fn pending_for_device(&self, device: &Device, now: i64) -> Vec<Challenge>;
+    fn end_challenge(&self, id: &str, ending: &Ending, now: i64) -> Option<Ended>;
+    fn sweep(&self, now: i64, keep_attempts_since: i64) -> Swept;
+    fn next_deadline(&self) -> Option<i64>;
+    fn reset_user(&self, tenant_id: &str, user_id: &str, now: i64) -> Reset;
+    fn record_failure(&self, scope: &str, key: &str, now: i64) -> ();
+    fn count_failures(&self, scope: &str, key: &str, since: i64) -> i64;
+    fn append_audit(&self, event: &AuditEvent) -> ();
+    fn list_audit(&self, tenant_id: &str, user_id: Option<&str>, before_id: Option<i64>, limit: i64) -> Vec<AuditEvent>;
+}

@@ -1,0 +1,65 @@
+//! The operators' HTTP listener: `/metrics` (Prometheus text format) and
+//! `/healthz` (200 `SERVING` or 503 `NOT_SERVING`, for load balancers that
+//! speak only HTTP).
+
+use super::health::Health;
+use crate::domain::Service;
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+
+#[derive(Clone)]
+struct Endpoint {
+    metrics: PrometheusHandle,
+    health: Health,
+    service: Service,
+}
+
+/// Serves `/metrics` and `/healthz` on `listener` until the service shuts down.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: PrometheusHandle,
+    health: Health,
+    service: Service,
+) {
+    let stop = service.clone();
+    let app = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route("/healthz", get(healthz))
+        .with_state(Endpoint {
+            metrics,
+            health,
+            service,
+        });
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.shutting_down().await })
+        .await;
+    if let Err(error) = result {
+        tracing::error!(%error, "metrics listener failed");
+    }
+}
+
+async fn render_metrics(State(endpoint): State<Endpoint>) -> impl IntoResponse {
+    // The pending gauge is read when scraped, so it is exact whatever replica
+    // or restart changed it.
+    match endpoint.service.store().count_pending_challenges().await {
+        Ok(count) => super::metrics::set_pending(count),
+        Err(error) => tracing::warn!(%error, "could not count pending challenges"),
+    }
+    endpoint.metrics.run_upkeep();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        endpoint.metrics.render(),
+    )
+}
+
+async fn healthz(State(endpoint): State<Endpoint>) -> impl IntoResponse {
+    if endpoint.health.is_serving() {
+        (StatusCode::OK, "SERVING\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n")
+    }
+}

@@ -1,0 +1,187 @@
+//! The service's metrics, recorded through the `metrics` facade into one
+//! process-wide Prometheus recorder. Labels carry only bounded, non-personal
+//! values: tenant ids, outcomes, providers, method and operation names.
+
+use crate::model::{Challenge, ChallengeKind, ChallengeState, DenyReason};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::{sync::OnceLock, time::Duration};
+
+/// Buckets for work the server does itself: 100 µs to 1 s.
+const SERVER_WORK: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+/// Buckets for a person answering on the phone: 0.5 s to 5 min.
+const HUMAN_ANSWER: &[f64] = &[
+    0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0,
+];
+/// Buckets for a push provider accepting a notification: 5 ms to 30 s.
+const PUSH_ACCEPT: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Installs the process-wide recorder (once) and returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(SERVER_WORK)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("mfa_challenge_answer_seconds".into()),
+                        HUMAN_ANSWER,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("mfa_push_accept_seconds".into()),
+                        PUSH_ACCEPT,
+                    )
+                })
+                .expect("static buckets are valid");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding
+            // program); ours then renders only what is recorded through it.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "mfa_grpc_requests_total",
+        "gRPC requests by service, method and status code"
+    );
+    describe_histogram!(
+        "mfa_grpc_request_duration_seconds",
+        Unit::Seconds,
+        "gRPC request latency (to response headers)"
+    );
+    describe_counter!("mfa_challenges_created_total", "Sign-in challenges created");
+    describe_counter!("mfa_challenges_ended_total", "Challenges ended, by outcome");
+    describe_histogram!(
+        "mfa_challenge_answer_seconds",
+        Unit::Seconds,
+        "Time from challenge creation to the person's answer"
+    );
+    describe_histogram!(
+        "mfa_push_accept_seconds",
+        Unit::Seconds,
+        "Time from challenge creation to the push provider accepting the notification"
+    );
+    describe_counter!(
+        "mfa_push_sends_total",
+        "Push notifications by provider and outcome"
+    );
+    describe_counter!("mfa_push_retries_total", "Push delivery retries");
+    describe_counter!(
+        "mfa_push_invalid_tokens_total",
+        "Push tokens the provider reported invalid"
+    );
+    describe_gauge!(
+        "mfa_push_queue_depth",
+        "Notifications waiting to be delivered"
+    );
+    describe_counter!(
+        "mfa_enrollments_total",
+        "Enrollment steps and endings, by outcome"
+    );
+    describe_histogram!(
+        "mfa_store_operation_seconds",
+        Unit::Seconds,
+        "Store operation latency"
+    );
+    describe_gauge!("mfa_challenges_pending", "Challenges waiting for an answer");
+    describe_gauge!(
+        "mfa_health_serving",
+        "1 while the service is serving, 0 otherwise"
+    );
+    describe_counter!("mfa_auth_failures_total", "Failed authentications by kind");
+}
+
+/// The outcome label of an ended challenge.
+pub fn outcome(challenge: &Challenge) -> &'static str {
+    match (challenge.state, challenge.deny_reason) {
+        (ChallengeState::Denied, Some(DenyReason::WrongNumber)) => "wrong_number",
+        (ChallengeState::Denied, Some(DenyReason::FraudReported)) => "fraud",
+        (state, _) => state.as_str(),
+    }
+}
+
+/// A sign-in challenge was created.
+pub fn challenge_created(tenant_id: &str) {
+    metrics::counter!("mfa_challenges_created_total", "tenant" => tenant_id.to_owned())
+        .increment(1);
+}
+
+/// A challenge ended: sign-ins count by outcome (answered ones also record
+/// the time to answer), enrollment verification rounds as enrollment outcomes.
+pub fn challenge_ended(challenge: &Challenge) {
+    let outcome = outcome(challenge);
+    if challenge.kind == ChallengeKind::EnrollmentVerification {
+        let ending = match challenge.state {
+            ChallengeState::Approved => "verified",
+            ChallengeState::Denied => "failed",
+            ChallengeState::Expired => "expired",
+            ChallengeState::Pending | ChallengeState::Superseded | ChallengeState::Cancelled => {
+                "cancelled"
+            }
+        };
+        enrollment(&challenge.tenant_id, ending);
+        return;
+    }
+    let tenant = challenge.tenant_id.clone();
+    metrics::counter!("mfa_challenges_ended_total", "tenant" => tenant.clone(), "outcome" => outcome).increment(1);
+    if let (Some(_), Some(ended)) = (&challenge.answered_by, challenge.ended_at) {
+        let seconds = (ended - challenge.created_at).max(0) as f64 / 1000.0;
+        metrics::histogram!("mfa_challenge_answer_seconds", "tenant" => tenant, "outcome" => outcome).record(seconds);
+    }
+}
+
+/// Sign-in challenges cancelled by an administrator's reset.
+pub fn challenges_cancelled(tenant_id: &str, count: u32) {
+    metrics::counter!("mfa_challenges_ended_total", "tenant" => tenant_id.to_owned(), "outcome" => "cancelled")
+        .increment(u64::from(count));
+}
+
+/// An enrollment step or ending: `started`, `registered`, `verified`,
+/// `failed`, `expired` or `cancelled`.
+pub fn enrollment(tenant_id: &str, outcome: &'static str) {
+    metrics::counter!("mfa_enrollments_total", "tenant" => tenant_id.to_owned(), "outcome" => outcome).increment(1);
+}
+
+/// A push was handed to a provider (or recorded), `since_creation` after the
+/// challenge was created.
+pub fn push_sent(provider: &'static str, outcome: &'static str, since_creation: Duration) {
+    metrics::counter!("mfa_push_sends_total", "provider" => provider, "outcome" => outcome)
+        .increment(1);
+    if outcome != "failed" {
+        metrics::histogram!("mfa_push_accept_seconds", "provider" => provider)
+            .record(since_creation.as_secs_f64());
+    }
+}
+
+/// A failed authentication of this kind.
+pub fn auth_failure(kind: &'static str) {
+    metrics::counter!("mfa_auth_failures_total", "kind" => kind).increment(1);
+}
+
+/// How long a store operation took.
+pub fn store_operation(operation: &'static str, took: Duration) {
+    metrics::histogram!("mfa_store_operation_seconds", "operation" => operation)
+        .record(took.as_secs_f64());
+}
+
+/// Pending challenges right now.
+pub fn set_pending(count: i64) {
+    metrics::gauge!("mfa_challenges_pending").set(count as f64);
+}
+
+/// Whether the service is serving.
+pub fn set_serving(serving: bool) {
+    metrics::gauge!("mfa_health_serving").set(if serving { 1.0 } else { 0.0 });
+}

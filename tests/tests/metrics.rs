@@ -1,0 +1,212 @@
+//! The metrics a scripted run leaves behind, scraped from `/metrics` and read
+//! with a Prometheus text-format parser. A test binary of its own: the
+//! recorder is process-wide, and gRPC and push counts carry no tenant label.
+
+use mfa_proto::v1::{self as proto, ChallengeState, SignInContext};
+use mfa_sdk::{Authenticator, DeviceInfo, EnrollmentUri, MemoryKeyStore, PushPlatform};
+use mfa_tests::*;
+use prometheus_parse::{Scrape, Value};
+use std::time::Duration;
+use tonic::Code;
+
+/// Scrapes the server's `/metrics`, failing on anything the parser rejects.
+async fn scrape(server: &TestServer) -> Scrape {
+    let url = format!("http://{}/metrics", server.metrics_addr());
+    let text = mfa_server::stats::fetch(&url)
+        .await
+        .expect("metrics endpoint answers");
+    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("valid text format")
+}
+
+/// The value of `metric` over samples that carry all of `labels`, summed;
+/// histogram counts are read from the `_count` series.
+fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == metric)
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
+            ref other => panic!("{metric} is not a scalar: {other:?}"),
+        })
+        .sum()
+}
+
+async fn sign_in(portal: &mfa_sdk::portal::RelyingParty) -> proto::Challenge {
+    portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .expect("challenge created")
+}
+
+#[tokio::test]
+async fn metrics_count_what_a_scripted_run_did() {
+    let server = TestServer::start_with(|c| c.challenge_ttl = Duration::from_secs(2)).await;
+    let tenant = server.tenant.id.as_str();
+    let portal = server.portal().await;
+
+    // Enrollment of an Android phone: started, registered, verified.
+    let begun = portal.begin_enrollment("u", "u@example.jp").await.unwrap();
+    let info = DeviceInfo {
+        name: "Pixel".into(),
+        push_platform: PushPlatform::Fcm,
+        push_token: "fcm-token-1".into(),
+    };
+    let uri = EnrollmentUri::parse(&begun.qr_uri).unwrap();
+    let (mut phone, verification) = Authenticator::enroll(&uri, info, &MemoryKeyStore::new())
+        .await
+        .unwrap();
+    let number = verification_number(&portal, &begun.enrollment_id).await;
+    phone.approve(&verification, &number).await.unwrap();
+    // A second enrollment that an administrator's reset cancels.
+    portal.begin_enrollment("v", "v@example.jp").await.unwrap();
+    server
+        .admin()
+        .await
+        .reset_user_methods(proto::ResetUserMethodsRequest {
+            user_id: "v".into(),
+        })
+        .await
+        .unwrap();
+
+    // Approved, denied, wrong number.
+    let challenge = sign_in(&portal).await;
+    let pending = only_pending(&mut phone).await;
+    phone.approve(&pending, &challenge.number).await.unwrap();
+    sign_in(&portal).await;
+    let pending = only_pending(&mut phone).await;
+    phone.deny(&pending).await.unwrap();
+    let challenge = sign_in(&portal).await;
+    let pending = only_pending(&mut phone).await;
+    phone
+        .approve(&pending, &wrong_number(&challenge.number))
+        .await
+        .unwrap();
+    // Superseded by a second, which the portal cancels.
+    sign_in(&portal).await;
+    let second = sign_in(&portal).await;
+    portal.cancel(&second.challenge_id).await.unwrap();
+    // Expired (the configured two seconds).
+    let expiring = sign_in(&portal).await;
+    let ended = within(portal.await_outcome(&expiring.challenge_id))
+        .await
+        .unwrap();
+    assert_eq!(ended.state(), ChallengeState::Expired);
+    // One pending right now, then reported as fraud, which blocks the user.
+    sign_in(&portal).await;
+    let during = scrape(&server).await;
+    let pending = only_pending(&mut phone).await;
+    phone.report_fraud(&pending).await.unwrap();
+    let blocked = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap_err();
+    assert_eq!(blocked.code(), Some(Code::FailedPrecondition));
+    // A portal with a wrong key.
+    let stranger = server.portal_with("mfak_not-a-key").await;
+    let refused = stranger
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(Code::Unauthenticated));
+
+    assert_eq!(value(&during, "mfa_challenges_pending", &[]), 1.0);
+    let after = scrape(&server).await;
+    let t = ("tenant", tenant);
+    assert_eq!(value(&after, "mfa_challenges_pending", &[]), 0.0);
+    assert_eq!(value(&after, "mfa_challenges_created_total", &[t]), 7.0);
+    for (outcome, count) in [
+        ("approved", 1.0),
+        ("denied", 1.0),
+        ("wrong_number", 1.0),
+        ("superseded", 1.0),
+        ("cancelled", 1.0),
+        ("expired", 1.0),
+        ("fraud", 1.0),
+    ] {
+        let o = ("outcome", outcome);
+        assert_eq!(
+            value(&after, "mfa_challenges_ended_total", &[t, o]),
+            count,
+            "{outcome}"
+        );
+    }
+    // Only answers made by a person are timed.
+    assert_eq!(
+        value(&after, "mfa_challenge_answer_seconds_count", &[t]),
+        4.0
+    );
+    for (outcome, count) in [
+        ("started", 2.0),
+        ("registered", 1.0),
+        ("verified", 1.0),
+        ("cancelled", 1.0),
+    ] {
+        let o = ("outcome", outcome);
+        assert_eq!(
+            value(&after, "mfa_enrollments_total", &[t, o]),
+            count,
+            "{outcome}"
+        );
+    }
+
+    let fcm = ("provider", "fcm");
+    assert_eq!(value(&after, "mfa_push_sends_total", &[fcm]), 7.0);
+    assert_eq!(value(&after, "mfa_push_accept_seconds_count", &[fcm]), 7.0);
+
+    let create = [
+        ("service", "mfa.v1.PortalService"),
+        ("method", "CreateChallenge"),
+    ];
+    let with_code = |code| [create[0], create[1], ("code", code)];
+    assert_eq!(
+        value(&after, "mfa_grpc_requests_total", &with_code("OK")),
+        7.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "mfa_grpc_requests_total",
+            &with_code("FailedPrecondition")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "mfa_grpc_requests_total",
+            &with_code("Unauthenticated")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "mfa_grpc_request_duration_seconds_count", &create),
+        9.0
+    );
+    let respond = [("method", "RespondToChallenge"), ("code", "OK")];
+    // Four sign-in answers and the verification round.
+    assert_eq!(value(&after, "mfa_grpc_requests_total", &respond), 5.0);
+    assert_eq!(
+        value(&after, "mfa_auth_failures_total", &[("kind", "api_key")]),
+        1.0
+    );
+
+    let store = [("operation", "create_challenge")];
+    assert_eq!(
+        value(&after, "mfa_store_operation_seconds_count", &store),
+        7.0
+    );
+    assert_eq!(value(&after, "mfa_health_serving", &[]), 1.0);
+
+    // No label carries a user id or an e-mail address.
+    for sample in &after.samples {
+        for (_, label) in sample.labels.iter() {
+            assert!(
+                !["u", "v", "u@example.jp", "v@example.jp"].contains(&label.as_str()),
+                "{} carries {label:?}",
+                sample.metric
+            );
+        }
+    }
+}
