@@ -1,7 +1,7 @@
 //! Configuration: built-in defaults, then an optional TOML file, then `MFA_*`
 //! environment variables (e.g. `MFA_LISTEN=0.0.0.0:50051`, `MFA_CHALLENGE_TTL=90s`).
 
-use crate::telemetry::logging::LogFormat;
+use crate::{push::config::PushConfig, telemetry::logging::LogFormat};
 use figment::{
     providers::{Env, Format, Serialized, Toml},
     Figment,
@@ -51,9 +51,8 @@ pub struct Config {
     /// The window of `activation_failure_limit`.
     #[serde(with = "humantime_serde")]
     pub activation_window: Duration,
-    /// Append every push notification, as JSON lines, to this file (the
-    /// recording gateway); unset to only log them.
-    pub push_log: Option<PathBuf>,
+    /// Push providers and delivery limits (`[push]`, `[push.apns]`, `[push.fcm]`).
+    pub push: PushConfig,
     /// Address of the operators' HTTP listener (`/metrics`, `/healthz`).
     pub metrics_listen: SocketAddr,
     /// How often the database is checked for the health state.
@@ -79,7 +78,7 @@ impl Default for Config {
             clock_skew: Duration::from_secs(5 * 60),
             activation_failure_limit: 10,
             activation_window: Duration::from_secs(15 * 60),
-            push_log: None,
+            push: PushConfig::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             health_interval: Duration::from_secs(5),
             log_format: LogFormat::Text,
@@ -100,7 +99,7 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            .merge(Env::prefixed("MFA_"))
+            .merge(Env::prefixed("MFA_").split("__"))
             .extract()
             .map_err(|e| ConfigError(Box::new(e)))
     }
@@ -143,6 +142,26 @@ mod tests {
             assert_eq!(config.challenge_limit, 4);
             assert_eq!(config.enrollment_ttl, Config::default().enrollment_ttl);
             assert_eq!(config.database_url(), "sqlite://data/mfa.db");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn push_sections_read_from_the_file_and_nested_environment_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "mfa.toml",
+                "[push.apns]\nkey_file = \"/etc/mfa/apns.p8\"\nkey_id = \"ABC123DEFG\"\n\
+                 team_id = \"DEF123GHIJ\"\ntopic = \"com.example.app\"\nenvironment = \"sandbox\"\n",
+            )?;
+            jail.set_env("MFA_PUSH__TIMEOUT", "3s");
+            jail.set_env("MFA_PUSH__APNS__TOPIC", "com.example.other");
+            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
+            let apns = config.push.apns.expect("apns configured");
+            assert_eq!(apns.topic, "com.example.other");
+            assert_eq!(apns.origin(), "https://api.sandbox.push.apple.com");
+            assert_eq!(config.push.timeout, Duration::from_secs(3));
+            assert_eq!(config.push.fcm, None);
             Ok(())
         });
     }

@@ -7,12 +7,14 @@
 //!   administration, audit.
 //! - [`store`] keeps state behind a narrow trait; [`store::SqliteStore`] is the
 //!   embedded default.
-//! - [`push`] hands notifications to a gateway; [`sweeper`] expires what is due.
+//! - [`push`] delivers notifications through APNs and FCM in the background;
+//!   [`sweeper`] expires what is due.
 //! - [`server`] wires them together; [`config`] reads the settings.
 
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod error_text;
 pub mod events;
 pub mod identity;
 pub mod model;

@@ -70,6 +70,31 @@ string_enum!(
     PushPlatform { Apns => "apns", Fcm => "fcm", None => "none" }
 );
 
+string_enum!(
+    /// Where a push notification to one device stands.
+    DeliveryState {
+        Retrying => "retrying",
+        Sent => "sent",
+        Failed => "failed",
+        TokenInvalid => "token_invalid",
+    }
+);
+
+/// A push notification to one device for one challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushDelivery {
+    pub challenge_id: String,
+    pub device_id: String,
+    pub push_platform: PushPlatform,
+    pub state: DeliveryState,
+    pub attempts: u32,
+    /// The provider's id for the notification once sent.
+    pub provider_message_id: String,
+    /// Why it is retrying or failed.
+    pub reason: String,
+    pub updated_at: i64,
+}
+
 impl EnrollmentState {
     /// True once the enrollment can no longer change.
     pub fn is_terminal(self) -> bool {

@@ -5,8 +5,9 @@ use crate::{
     api::{AdminApi, DeviceApi, PortalApi},
     config::Config,
     domain::{Limits, Service},
+    events::Events,
     identity::ServerIdentity,
-    push::RecordingGateway,
+    push::{self, Dispatcher, RetryPolicy},
     store::{Instrumented, SqliteStore, Store, StoreError},
     sweeper,
     telemetry::{self, grpc::GrpcTelemetryLayer, health::Health},
@@ -70,11 +71,26 @@ async fn assemble_service(config: &Config, public_url: String) -> Result<Service
             config.server_key_file().display()
         ))
     })?;
-    let push = Arc::new(RecordingGateway::new(config.push_log.clone())?);
+    let providers =
+        push::providers(&config.push).map_err(|e| ServerError::Setup(format!("push: {e}")))?;
+    let events = Events::default();
+    let dispatcher = Dispatcher::new(
+        providers,
+        RetryPolicy {
+            max_attempts: config.push.max_attempts.max(1),
+            initial_backoff: config.push.initial_backoff,
+            max_backoff: config.push.max_backoff,
+        },
+        config.push.queue_size,
+        config.push.concurrency,
+        store.clone(),
+        events.clone(),
+    );
     Ok(Service::new(
         store,
         identity,
-        push,
+        events,
+        Arc::new(dispatcher),
         Limits::from(config),
         public_url,
     ))

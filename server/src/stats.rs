@@ -8,6 +8,7 @@
 //! table describes the whole uptime, not the last few minutes: for a recent
 //! window, use the dashboard.
 
+use crate::error_text::with_causes;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
@@ -82,19 +83,6 @@ pub async fn fetch(url: &str) -> Result<String, StatsError> {
     tokio::time::timeout(FETCH_TIMEOUT, exchange)
         .await
         .map_err(|_| StatsError::Timeout(url.to_owned(), FETCH_TIMEOUT))?
-}
-
-/// `client error (Connect): tcp connect error: Connection refused (os error 111)`:
-/// the HTTP client's own message alone does not say what went wrong.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// Cumulative histogram buckets: (upper bound, observations at or below it),

@@ -2,6 +2,8 @@
 //! temporary SQLite file, and gives tests a portal, an admin client and
 //! phones built on the SDK, all talking gRPC.
 
+pub mod push;
+
 use mfa_proto::v1::{admin_service_client::AdminServiceClient, EnrollmentState};
 use mfa_sdk::{
     portal::{BearerAuth, RelyingParty},
@@ -37,7 +39,6 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
-        push_log: Some(dir.join("push.jsonl")),
         ..Config::default()
     }
 }
@@ -147,15 +148,26 @@ impl TestServer {
     /// the phone scans the QR URI, the person types the verification number
     /// shown by the portal, and the portal sees VERIFIED.
     pub async fn enroll(&self, portal: &RelyingParty, user_id: &str, email: &str) -> Authenticator {
+        self.enroll_device(portal, user_id, email, phone_info("Test phone"))
+            .await
+    }
+
+    /// [`Self::enroll`] with a phone described by `info` (e.g. one with push).
+    pub async fn enroll_device(
+        &self,
+        portal: &RelyingParty,
+        user_id: &str,
+        email: &str,
+        info: DeviceInfo,
+    ) -> Authenticator {
         let begun = portal
             .begin_enrollment(user_id, email)
             .await
             .expect("begin enrollment");
         let uri = EnrollmentUri::parse(&begun.qr_uri).expect("QR URI parses");
-        let (mut phone, verification) =
-            Authenticator::enroll(&uri, phone_info("Test phone"), &MemoryKeyStore::new())
-                .await
-                .expect("phone enrolls");
+        let (mut phone, verification) = Authenticator::enroll(&uri, info, &MemoryKeyStore::new())
+            .await
+            .expect("phone enrolls");
         let number = verification_number(portal, &begun.enrollment_id).await;
         let answer = phone
             .approve(&verification, &number)
@@ -224,4 +236,14 @@ pub async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(5), future)
         .await
         .expect("finished in time")
+}
+
+/// Every string value in a JSON document.
+pub fn string_leaves(value: &serde_json::Value) -> Vec<String> {
+    match value {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(items) => items.iter().flat_map(string_leaves).collect(),
+        serde_json::Value::Object(map) => map.values().flat_map(string_leaves).collect(),
+        _ => Vec::new(),
+    }
 }

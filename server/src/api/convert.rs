@@ -85,7 +85,8 @@ fn sign_in_context_out(c: &model::SignInContext) -> v1::SignInContext {
     }
 }
 
-pub fn challenge(c: &model::Challenge) -> v1::Challenge {
+/// A challenge with how its push notifications fared.
+pub fn challenge(c: &model::Challenge, deliveries: &[model::PushDelivery]) -> v1::Challenge {
     v1::Challenge {
         challenge_id: c.id.clone(),
         user_id: c.user_id.clone(),
@@ -98,6 +99,26 @@ pub fn challenge(c: &model::Challenge) -> v1::Challenge {
         expire_time: Some(timestamp(c.expires_at)),
         end_time: optional_timestamp(c.ended_at),
         answered_by_device_id: c.answered_by.clone().unwrap_or_default(),
+        push_deliveries: deliveries.iter().map(push_delivery).collect(),
+    }
+}
+
+fn push_delivery(d: &model::PushDelivery) -> v1::PushDelivery {
+    use model::DeliveryState::*;
+    v1::PushDelivery {
+        device_id: d.device_id.clone(),
+        push_platform: push_platform_out(d.push_platform).into(),
+        state: match d.state {
+            Retrying => v1::PushDeliveryState::Retrying,
+            Sent => v1::PushDeliveryState::Sent,
+            Failed => v1::PushDeliveryState::Failed,
+            TokenInvalid => v1::PushDeliveryState::TokenInvalid,
+        }
+        .into(),
+        attempts: d.attempts,
+        provider_message_id: d.provider_message_id.clone(),
+        reason: d.reason.clone(),
+        update_time: Some(timestamp(d.updated_at)),
     }
 }
 

@@ -96,7 +96,7 @@ impl PortalService for PortalApi {
             .create_challenge(&tenant, &r.user_id, convert::sign_in_context(r.context))
             .await?;
         Ok(Response::new(CreateChallengeResponse {
-            challenge: Some(convert::challenge(&challenge)),
+            challenge: Some(convert::challenge(&challenge, &[])),
         }))
     }
 
@@ -105,12 +105,12 @@ impl PortalService for PortalApi {
         request: Request<GetChallengeRequest>,
     ) -> Result<Response<GetChallengeResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        let challenge = self
+        let (challenge, deliveries) = self
             .service
-            .challenge(&tenant, &request.into_inner().challenge_id)
+            .challenge_with_deliveries(&tenant, &request.into_inner().challenge_id)
             .await?;
         Ok(Response::new(GetChallengeResponse {
-            challenge: Some(convert::challenge(&challenge)),
+            challenge: Some(convert::challenge(&challenge, &deliveries)),
         }))
     }
 
@@ -125,7 +125,11 @@ impl PortalService for PortalApi {
         let target = Change::Challenge(id.clone());
         let fetch = move || {
             let (service, tenant, id) = (service.clone(), tenant.clone(), id.clone());
-            async move { Ok(convert::challenge(&service.challenge(&tenant, &id).await?)) }
+            async move {
+                let (challenge, deliveries) =
+                    service.challenge_with_deliveries(&tenant, &id).await?;
+                Ok(convert::challenge(&challenge, &deliveries))
+            }
         };
         let stream = watch::follow(&self.service, target, fetch, convert::is_terminal_challenge);
         Ok(Response::new(boxed(stream, |c| WatchChallengeResponse {
@@ -142,8 +146,14 @@ impl PortalService for PortalApi {
             .service
             .cancel_challenge(&tenant, &request.into_inner().challenge_id)
             .await?;
+        let deliveries = self
+            .service
+            .store()
+            .list_deliveries(&challenge.id)
+            .await
+            .map_err(crate::domain::Error::from)?;
         Ok(Response::new(CancelChallengeResponse {
-            challenge: Some(convert::challenge(&challenge)),
+            challenge: Some(convert::challenge(&challenge, &deliveries)),
         }))
     }
 

@@ -2,7 +2,7 @@
 //! device of the user with the number the person typed.
 
 use super::{auth::ensure_not_revoked, input, now_ms, Error, Reason, Result, Service};
-use crate::{events::Change, model::*, telemetry::metrics};
+use crate::{events::Change, model::*, push::Message, telemetry::metrics};
 use mfa_proto::{push::PushNotice, signing};
 use subtle::ConstantTimeEq;
 
@@ -119,13 +119,24 @@ impl Service {
             .publish(Change::Challenge(challenge.id.clone()));
 
         let notice = PushNotice::new(&challenge.id, &tenant.id, &tenant.display_name);
+        // Devices without push, or whose token the provider called dead,
+        // answer through the pull path.
         for device in devices
-            .iter()
-            .filter(|d| d.push_platform != PushPlatform::None)
+            .into_iter()
+            .filter(|d| d.push_platform != PushPlatform::None && !d.push_token.is_empty())
         {
             self.inner
                 .push
-                .notify(device, &notice, challenge.created_at)
+                .dispatch(Message {
+                    challenge_id: challenge.id.clone(),
+                    tenant_id: tenant.id.clone(),
+                    device_id: device.id,
+                    platform: device.push_platform,
+                    token: device.push_token,
+                    notice: notice.clone(),
+                    created_at: challenge.created_at,
+                    expires_at: challenge.expires_at,
+                })
                 .await;
         }
         Ok(challenge)

@@ -24,7 +24,7 @@ use crate::{
     events::{Change, Events},
     identity::ServerIdentity,
     model::*,
-    push::PushGateway,
+    push::Dispatcher,
     store::{Ended, Store},
     telemetry::metrics,
 };
@@ -70,7 +70,7 @@ struct Inner {
     store: Arc<dyn Store>,
     identity: ServerIdentity,
     events: Events,
-    push: Arc<dyn PushGateway>,
+    push: Arc<Dispatcher>,
     limits: Limits,
     public_url: String,
     deadlines: Notify,
@@ -82,7 +82,8 @@ impl Service {
     pub fn new(
         store: Arc<dyn Store>,
         identity: ServerIdentity,
-        push: Arc<dyn PushGateway>,
+        events: Events,
+        push: Arc<Dispatcher>,
         limits: Limits,
         public_url: String,
     ) -> Self {
@@ -90,7 +91,7 @@ impl Service {
             inner: Arc::new(Inner {
                 store,
                 identity,
-                events: Events::default(),
+                events,
                 push,
                 limits,
                 public_url,
@@ -126,6 +127,17 @@ impl Service {
             Some(c) if c.tenant_id == tenant_id => Ok(c),
             _ => Err(Error::NotFound("challenge")),
         }
+    }
+
+    /// Reads a challenge of this tenant with its push deliveries.
+    pub async fn challenge_with_deliveries(
+        &self,
+        tenant_id: &str,
+        challenge_id: &str,
+    ) -> Result<(Challenge, Vec<PushDelivery>)> {
+        let challenge = self.challenge(tenant_id, challenge_id).await?;
+        let deliveries = self.store().list_deliveries(&challenge.id).await?;
+        Ok((challenge, deliveries))
     }
 
     /// Reads an enrollment of this tenant.

@@ -47,6 +47,9 @@ timed! {
     fn list_devices(&self, tenant_id: &str, user_id: &str) -> Vec<Device>;
     fn set_push_token(&self, device_id: &str, platform: PushPlatform, token: &str) -> ();
     fn revoke_device(&self, device_id: &str, now: i64) -> bool;
+    fn save_delivery(&self, delivery: &PushDelivery) -> ();
+    fn list_deliveries(&self, challenge_id: &str) -> Vec<PushDelivery>;
+    fn invalidate_push_token(&self, device_id: &str, token: &str) -> bool;
     fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> bool;
     fn create_challenge(&self, challenge: &Challenge) -> Vec<Ended>;
     fn get_challenge(&self, id: &str) -> Option<Challenge>;

@@ -133,6 +133,13 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_device(&self, device_id: &str, now: i64) -> StoreResult<bool>;
     /// Remembers a device request nonce until `expires_at`; false if it was
     /// already used.
+    /// Records where a push delivery stands (one row per challenge and device).
+    async fn save_delivery(&self, delivery: &PushDelivery) -> StoreResult<()>;
+    /// The push deliveries of a challenge, by device id.
+    async fn list_deliveries(&self, challenge_id: &str) -> StoreResult<Vec<PushDelivery>>;
+    /// Forgets a device's push token that the provider reported invalid,
+    /// unless the app has registered another one meanwhile.
+    async fn invalidate_push_token(&self, device_id: &str, token: &str) -> StoreResult<bool>;
     async fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> StoreResult<bool>;
 
     /// Inserts a challenge, superseding the user's pending sign-in challenges

@@ -127,6 +127,26 @@ fn enrollment_from_row(row: &SqliteRow) -> StoreResult<Enrollment> {
     })
 }
 
+fn delivery_from_row(row: &SqliteRow) -> StoreResult<PushDelivery> {
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(PushDelivery {
+        challenge_id: row.try_get("challenge_id")?,
+        device_id: row.try_get("device_id")?,
+        push_platform: parse(
+            PushPlatform::parse(row.try_get("push_platform")?),
+            "push platform",
+        )?,
+        state: parse(
+            DeliveryState::parse(row.try_get("state")?),
+            "delivery state",
+        )?,
+        attempts: u32::try_from(attempts).map_err(|_| corrupt("delivery attempts"))?,
+        provider_message_id: row.try_get("provider_message_id")?,
+        reason: row.try_get("reason")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
 fn challenge_from_row(row: &SqliteRow) -> StoreResult<Challenge> {
     let deny_reason: Option<String> = row.try_get("deny_reason")?;
     Ok(Challenge {
@@ -511,6 +531,48 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(device_from_row).collect()
+    }
+
+    async fn save_delivery(&self, d: &PushDelivery) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO push_deliveries
+                 (challenge_id, device_id, push_platform, state, attempts, provider_message_id, reason, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (challenge_id, device_id) DO UPDATE SET
+                 state = excluded.state, attempts = excluded.attempts,
+                 provider_message_id = excluded.provider_message_id,
+                 reason = excluded.reason, updated_at = excluded.updated_at",
+        )
+        .bind(&d.challenge_id)
+        .bind(&d.device_id)
+        .bind(d.push_platform.as_str())
+        .bind(d.state.as_str())
+        .bind(i64::from(d.attempts))
+        .bind(&d.provider_message_id)
+        .bind(&d.reason)
+        .bind(d.updated_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_deliveries(&self, challenge_id: &str) -> StoreResult<Vec<PushDelivery>> {
+        let rows =
+            sqlx::query("SELECT * FROM push_deliveries WHERE challenge_id = ? ORDER BY device_id")
+                .bind(challenge_id)
+                .fetch_all(&self.read)
+                .await?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn invalidate_push_token(&self, device_id: &str, token: &str) -> StoreResult<bool> {
+        let updated =
+            sqlx::query("UPDATE devices SET push_token = '' WHERE id = ? AND push_token = ?")
+                .bind(device_id)
+                .bind(token)
+                .execute(&self.write)
+                .await?;
+        Ok(updated.rows_affected() == 1)
     }
 
     async fn set_push_token(

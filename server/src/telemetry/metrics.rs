@@ -154,12 +154,12 @@ pub fn enrollment(tenant_id: &str, outcome: &'static str) {
     metrics::counter!("mfa_enrollments_total", "tenant" => tenant_id.to_owned(), "outcome" => outcome).increment(1);
 }
 
-/// A push was handed to a provider (or recorded), `since_creation` after the
-/// challenge was created.
+/// A push ended `accepted` (by the provider, `since_creation` after the
+/// challenge was created), `failed` or `token_invalid`.
 pub fn push_sent(provider: &'static str, outcome: &'static str, since_creation: Duration) {
     metrics::counter!("mfa_push_sends_total", "provider" => provider, "outcome" => outcome)
         .increment(1);
-    if outcome != "failed" {
+    if outcome == "accepted" {
         metrics::histogram!("mfa_push_accept_seconds", "provider" => provider)
             .record(since_creation.as_secs_f64());
     }
@@ -184,4 +184,19 @@ pub fn set_pending(count: i64) {
 /// Whether the service is serving.
 pub fn set_serving(serving: bool) {
     metrics::gauge!("mfa_health_serving").set(if serving { 1.0 } else { 0.0 });
+}
+
+/// A push attempt is retried.
+pub fn push_retry(provider: &'static str) {
+    metrics::counter!("mfa_push_retries_total", "provider" => provider).increment(1);
+}
+
+/// A provider called a device's push token dead.
+pub fn push_token_invalid(provider: &'static str) {
+    metrics::counter!("mfa_push_invalid_tokens_total", "provider" => provider).increment(1);
+}
+
+/// Notifications waiting in a provider's queue.
+pub fn set_push_queue_depth(provider: &'static str, depth: usize) {
+    metrics::gauge!("mfa_push_queue_depth", "provider" => provider).set(depth as f64);
 }

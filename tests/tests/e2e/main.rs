@@ -5,5 +5,6 @@ mod admin;
 mod enrollment;
 mod hostile;
 mod persistence;
+mod push;
 mod service;
 mod sign_in;

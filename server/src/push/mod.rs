@@ -1,0 +1,119 @@
+//! Push delivery through Apple's and Google's services. Creating a challenge
+//! hands each notification to the [`Dispatcher`] and returns; the dispatcher
+//! sends in the background, retries what a provider refuses for now, records
+//! each device's delivery state, and forgets push tokens the provider calls
+//! dead. The pull path (`ListPendingChallenges`) works whatever happens here.
+
+pub mod apns;
+pub mod config;
+mod dispatch;
+pub mod fcm;
+pub mod transport;
+
+pub use dispatch::{Dispatcher, RetryPolicy};
+
+use crate::model::PushPlatform;
+use async_trait::async_trait;
+use http::HeaderMap;
+use mfa_proto::push::PushNotice;
+use std::time::Duration;
+use transport::TransportError;
+
+/// A provider could not be set up (bad credentials file, bad origin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupError(pub String);
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// One notification for one device.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub challenge_id: String,
+    pub tenant_id: String,
+    pub device_id: String,
+    pub platform: PushPlatform,
+    /// The device's push token (a secret of sorts: never logged).
+    pub token: String,
+    pub notice: PushNotice,
+    /// When the challenge was created and expires (ms since the epoch).
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+/// What a provider made of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted; the provider's id for the notification.
+    Sent { provider_message_id: String },
+    /// Refused for now (throttled, unavailable, no answer): try again,
+    /// not before `after` when the provider said so.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
+    /// The device's push token is dead.
+    TokenInvalid { reason: String },
+    /// Refused for good.
+    Failed { reason: String },
+}
+
+impl Outcome {
+    fn failed(reason: impl Into<String>) -> Self {
+        Self::Failed {
+            reason: reason.into(),
+        }
+    }
+
+    /// No answer is worth another try.
+    fn transport(error: TransportError) -> Self {
+        Self::Retry {
+            reason: match error {
+                TransportError::Timeout => "timeout".into(),
+                TransportError::Failed(why) => format!("connection: {why}"),
+            },
+            after: None,
+        }
+    }
+}
+
+/// A push service.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// The platform it serves.
+    fn platform(&self) -> PushPlatform;
+    /// Makes one attempt at delivering `message`.
+    async fn send(&self, message: &Message) -> Outcome;
+}
+
+/// A `retry-after` header in seconds (the form both providers use).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The providers the configuration asks for; a missing or malformed
+/// credentials file is an error that names it.
+pub fn providers(
+    config: &config::PushConfig,
+) -> Result<Vec<std::sync::Arc<dyn Provider>>, SetupError> {
+    let mut providers: Vec<std::sync::Arc<dyn Provider>> = Vec::new();
+    if let Some(apns) = &config.apns {
+        providers.push(std::sync::Arc::new(apns::Apns::new(apns, config.timeout)?));
+    }
+    if let Some(fcm) = &config.fcm {
+        providers.push(std::sync::Arc::new(fcm::Fcm::new(fcm, config.timeout)?));
+    }
+    Ok(providers)
+}

@@ -1,0 +1,195 @@
+//! One HTTP/2 client per provider origin: TLS through rustls with the trust
+//! roots we are told (a CA file, or the system's), one long-lived connection
+//! multiplexing every request, and a timeout on each exchange.
+
+use super::SetupError;
+use crate::error_text::with_causes;
+use bytes::Bytes;
+use http::{header::HeaderMap, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client},
+    rt::TokioExecutor,
+};
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+use std::{path::Path, sync::Arc, time::Duration};
+
+/// Provider answers larger than this are cut off (they are small JSON).
+const MAX_REPLY: usize = 64 * 1024;
+
+/// A provider's answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Why no answer came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// No answer within the configured time.
+    Timeout,
+    /// The connection or the exchange failed.
+    Failed(String),
+}
+
+/// An HTTP/2 client bound to one origin.
+#[derive(Clone)]
+pub struct Transport {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    origin: String,
+    timeout: Duration,
+}
+
+impl Transport {
+    /// A client for `origin` (`https://host[:port]`, or `http://` on a
+    /// loopback address), trusting the certificates in `ca_file` when given.
+    pub fn new(
+        origin: &str,
+        ca_file: Option<&Path>,
+        timeout: Duration,
+    ) -> Result<Self, SetupError> {
+        let origin = checked_origin(origin)?;
+        let roots = match ca_file {
+            Some(path) => roots_from_file(path)?,
+            None => system_roots()?,
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SetupError(format!("TLS set-up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http2()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(Duration::from_secs(600))
+            .build(connector);
+        Ok(Self {
+            client,
+            origin,
+            timeout,
+        })
+    }
+
+    /// The origin requests go to, without a trailing slash.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// Sends `request` (its URI a path on this origin) and reads the answer.
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Reply, TransportError> {
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| TransportError::Failed(with_causes(&e)))?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_REPLY)
+                .collect()
+                .await
+                .map_err(|e| TransportError::Failed(e.to_string()))?
+                .to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or(Err(TransportError::Timeout))
+    }
+
+    /// `path` on this origin.
+    pub fn uri(&self, path: &str) -> Result<Uri, TransportError> {
+        format!("{}{path}", self.origin)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))
+    }
+}
+
+/// Accepts `https://` origins, and `http://` only on a loopback address.
+pub fn checked_origin(origin: &str) -> Result<String, SetupError> {
+    let uri: Uri = origin
+        .parse()
+        .map_err(|e| SetupError(format!("push origin {origin:?}: {e}")))?;
+    let host = uri.host().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if loopback => {}
+        Some("http") => {
+            return Err(SetupError(format!(
+                "push origin {origin:?}: plain http:// is accepted only on a loopback address"
+            )))
+        }
+        _ => {
+            return Err(SetupError(format!(
+                "push origin {origin:?}: expected https://HOST[:PORT]"
+            )))
+        }
+    }
+    if host.is_empty() || uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(SetupError(format!(
+            "push origin {origin:?}: expected https://HOST[:PORT] without a path"
+        )));
+    }
+    Ok(origin.trim_end_matches('/').to_owned())
+}
+
+fn roots_from_file(path: &Path) -> Result<rustls::RootCertStore, SetupError> {
+    let error = |why: String| SetupError(format!("CA file {}: {why}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| error(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| error(e.to_string()))?)
+            .map_err(|e| error(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(error("no certificate in it".into()));
+    }
+    Ok(roots)
+}
+
+fn system_roots() -> Result<rustls::RootCertStore, SetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err(SetupError(
+            "no system CA certificates found; install ca-certificates or set ca_file".into(),
+        ));
+    }
+    Ok(roots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_https_or_loopback_http() {
+        assert!(checked_origin("https://api.push.apple.com").is_ok());
+        assert!(checked_origin("https://api.push.apple.com/").is_ok());
+        assert!(checked_origin("http://127.0.0.1:8443").is_ok());
+        assert!(checked_origin("http://[::1]:8443").is_ok());
+        assert!(checked_origin("http://localhost:1").is_ok());
+        let plain = checked_origin("http://push.example.com").unwrap_err();
+        assert!(plain.0.contains("loopback"), "{plain}");
+        assert!(checked_origin("ftp://x").is_err());
+        assert!(checked_origin("https://x/with/path").is_err());
+    }
+}

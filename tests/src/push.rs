@@ -1,0 +1,577 @@
+//! Local stand-ins for Apple's and Google's push services, speaking HTTP/2 on
+//! loopback: APNs over TLS with a certificate from a CA generated here, FCM
+//! HTTP v1 and its OAuth token endpoint. Both check authentication the way
+//! the real services do (the ES256 provider token against the team's public
+//! key; the RS256 JWT-bearer assertion against the service account's), record
+//! every request, and answer with scripted replies in the providers' formats.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::{rt::TokioExecutor, rt::TokioIo, server::conn::auto};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use mfa_server::push::config::{ApnsConfig, ApnsEnvironment, FcmConfig, PushConfig};
+use std::{
+    collections::VecDeque,
+    convert::Infallible,
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio::{net::TcpListener, sync::Notify};
+
+/// The APNs key id and team id the stand-in expects.
+pub const APNS_KEY_ID: &str = "KEYID12345";
+pub const APNS_TEAM_ID: &str = "TEAMID1234";
+/// The app's bundle id.
+pub const APNS_TOPIC: &str = "com.example.authenticator";
+/// The Firebase project.
+pub const FCM_PROJECT: &str = "mfa-test-project";
+const FCM_CLIENT_EMAIL: &str = "mfa-push@mfa-test-project.iam.gserviceaccount.com";
+const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+const FCM_PRIVATE_KEY: &str = include_str!("../fixtures/fcm-test-service-account-key.pem");
+const FCM_PUBLIC_KEY: &str = include_str!("../fixtures/fcm-test-service-account-key.pub.pem");
+
+/// A scripted answer; requests beyond the script are accepted.
+#[derive(Debug, Clone)]
+pub struct Scripted {
+    pub status: u16,
+    /// APNs `reason`, or FCM `errorCode`.
+    pub reason: &'static str,
+    pub retry_after: Option<u64>,
+    /// Answer only after this long (to cross the client's timeout).
+    pub delay: Duration,
+}
+
+impl Scripted {
+    /// An error answer.
+    pub fn error(status: u16, reason: &'static str) -> Self {
+        Self {
+            status,
+            reason,
+            retry_after: None,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// A success after `delay`.
+    pub fn slow(delay: Duration) -> Self {
+        Self {
+            status: 200,
+            reason: "",
+            retry_after: None,
+            delay,
+        }
+    }
+}
+
+/// A request a stand-in received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: http::HeaderMap,
+    pub body: serde_json::Value,
+    /// The bearer token it carried.
+    pub bearer: String,
+}
+
+#[derive(Default)]
+struct Log {
+    requests: Mutex<Vec<Received>>,
+    script: Mutex<VecDeque<Scripted>>,
+    arrived: Notify,
+}
+
+impl Log {
+    fn record(&self, received: Received) -> Option<Scripted> {
+        self.requests.lock().unwrap().push(received);
+        self.arrived.notify_waiters();
+        self.script.lock().unwrap().pop_front()
+    }
+
+    fn requests(&self) -> Vec<Received> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, count: usize) -> Vec<Received> {
+        loop {
+            let arrived = self.arrived.notified();
+            let requests = self.requests();
+            if requests.len() >= count {
+                return requests;
+            }
+            arrived.await;
+        }
+    }
+}
+
+/// A CA made for one test, and a certificate it signed for 127.0.0.1.
+pub struct TestCa {
+    cert_pem: String,
+    server: rustls::ServerConfig,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mfa test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf_params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        let mut server = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+            )
+            .unwrap();
+        server.alpn_protocols = vec![b"h2".to_vec()];
+        Self {
+            cert_pem: ca.pem(),
+            server,
+        }
+    }
+
+    /// Writes the CA certificate (what `ca_file` points to).
+    pub fn write(&self, path: &Path) {
+        std::fs::write(path, &self.cert_pem).unwrap();
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serves `handle` on a loopback port: HTTP/2 over TLS when `tls` is given,
+/// cleartext HTTP/2 (prior knowledge) otherwise.
+async fn serve<H, F>(tls: Option<rustls::ServerConfig>, handle: H) -> SocketAddr
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tls.map(|config| tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let handle = handle.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let response = handle(request);
+                    async move { Ok::<_, Infallible>(response.await) }
+                });
+                let builder = auto::Builder::new(TokioExecutor::new()).http2_only();
+                let _ = match acceptor {
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(tls) => builder.serve_connection(TokioIo::new(tls), service).await,
+                        Err(_) => return,
+                    },
+                    None => {
+                        builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await
+                    }
+                };
+            });
+        }
+    });
+    addr
+}
+
+fn json_response(
+    status: u16,
+    body: serde_json::Value,
+    headers: &[(&str, String)],
+) -> Response<Full<Bytes>> {
+    let mut response = Response::builder().status(status);
+    for (name, value) in headers {
+        response = response.header(*name, value);
+    }
+    response
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+async fn read(request: Request<Incoming>) -> (http::request::Parts, Bytes) {
+    let (parts, body) = request.into_parts();
+    (parts, body.collect().await.unwrap().to_bytes())
+}
+
+fn bearer(headers: &http::HeaderMap) -> String {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' ').map(|(_, token)| token.to_owned()))
+        .unwrap_or_default()
+}
+
+/// The APNs stand-in.
+pub struct ApnsStandIn {
+    pub addr: SocketAddr,
+    log: Arc<Log>,
+    /// The team's `.p8` key (PKCS#8 PEM), as the operator would keep it.
+    pub key_pem: String,
+}
+
+impl ApnsStandIn {
+    /// Starts with a new team key; requests must be signed by it.
+    pub async fn start(ca: &TestCa) -> Self {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let public = DecodingKey::from_ec_pem(key.public_key_pem().as_bytes()).unwrap();
+        let log = Arc::new(Log::default());
+        let state = (log.clone(), Arc::new(public));
+        let addr = serve(Some(ca.server.clone()), move |request| {
+            let (log, public) = state.clone();
+            async move { apns_handle(request, &log, &public).await }
+        })
+        .await;
+        Self {
+            addr,
+            log,
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// Answers the next requests with these replies, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Scripted>) {
+        self.log.script.lock().unwrap().extend(replies);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Received> {
+        self.log.requests()
+    }
+
+    /// Waits until `count` requests have arrived.
+    pub async fn wait_for(&self, count: usize) -> Vec<Received> {
+        self.log.wait_for(count).await
+    }
+
+    /// The `[push.apns]` settings for this stand-in (key written into `dir`).
+    pub fn config(&self, dir: &Path, ca_file: &Path) -> ApnsConfig {
+        let key_file = dir.join("apns-key.p8");
+        std::fs::write(&key_file, &self.key_pem).unwrap();
+        ApnsConfig {
+            key_file,
+            key_id: APNS_KEY_ID.into(),
+            team_id: APNS_TEAM_ID.into(),
+            topic: APNS_TOPIC.into(),
+            environment: ApnsEnvironment::Sandbox,
+            origin: Some(format!("https://127.0.0.1:{}", self.addr.port())),
+            ca_file: Some(ca_file.to_path_buf()),
+        }
+    }
+}
+
+async fn apns_handle(
+    request: Request<Incoming>,
+    log: &Log,
+    public: &DecodingKey,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = read(request).await;
+    let bearer = bearer(&parts.headers);
+    let received = Received {
+        path: parts.uri.path().to_owned(),
+        headers: parts.headers.clone(),
+        body: serde_json::from_slice(&body).unwrap_or_default(),
+        bearer: bearer.clone(),
+    };
+    let scripted = log.record(received);
+    let reason = |status: u16, reason: &str| {
+        json_response(status, serde_json::json!({ "reason": reason }), &[])
+    };
+    // Apple's checks, in the order it documents them.
+    if parts.method != http::Method::POST || !parts.uri.path().starts_with("/3/device/") {
+        return reason(405, "MethodNotAllowed");
+    }
+    let mut validation = Validation::new(Algorithm::ES256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let Ok(token) = jsonwebtoken::decode::<serde_json::Value>(&bearer, public, &validation) else {
+        return reason(403, "InvalidProviderToken");
+    };
+    if token.header.kid.as_deref() != Some(APNS_KEY_ID)
+        || token.claims["iss"] != APNS_TEAM_ID
+        || !token.claims["iat"].is_u64()
+    {
+        return reason(403, "InvalidProviderToken");
+    }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    };
+    if header("apns-topic") != APNS_TOPIC {
+        return reason(400, "TopicDisallowed");
+    }
+    if header("apns-push-type") != "alert" {
+        return reason(400, "InvalidPushType");
+    }
+    if header("apns-priority") != "10" {
+        return reason(400, "BadPriority");
+    }
+    if header("apns-expiration").parse::<u64>().is_err() {
+        return reason(400, "BadExpirationDate");
+    }
+    if header("apns-collapse-id").is_empty() || header("apns-collapse-id").len() > 64 {
+        return reason(400, "BadCollapseId");
+    }
+    if serde_json::from_slice::<serde_json::Value>(&body).is_err() {
+        return reason(400, "PayloadEmpty");
+    }
+    if let Some(scripted) = scripted {
+        tokio::time::sleep(scripted.delay).await;
+        if scripted.status != 200 {
+            let mut response = reason(scripted.status, scripted.reason);
+            if let Some(after) = scripted.retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", after.to_string().parse().unwrap());
+            }
+            return response;
+        }
+    }
+    json_response(
+        200,
+        serde_json::json!({}),
+        &[("apns-id", uuid::Uuid::new_v4().to_string().to_uppercase())],
+    )
+}
+
+/// The FCM stand-in: messages and the OAuth token endpoint on one origin.
+pub struct FcmStandIn {
+    pub addr: SocketAddr,
+    log: Arc<Log>,
+    tokens: Arc<TokenEndpoint>,
+}
+
+#[derive(Default)]
+struct TokenEndpoint {
+    issued: Mutex<Vec<String>>,
+    expires_in: Mutex<u64>,
+}
+
+impl FcmStandIn {
+    /// Starts on cleartext HTTP/2 (loopback).
+    pub async fn start() -> Self {
+        let log = Arc::new(Log::default());
+        let tokens = Arc::new(TokenEndpoint::default());
+        *tokens.expires_in.lock().unwrap() = 3600;
+        let public = Arc::new(DecodingKey::from_rsa_pem(FCM_PUBLIC_KEY.as_bytes()).unwrap());
+        let listener_port = Arc::new(Mutex::new(0u16));
+        let state = (log.clone(), tokens.clone(), public, listener_port.clone());
+        let addr = serve(None, move |request| {
+            let (log, tokens, public, port) = state.clone();
+            async move {
+                let port = *port.lock().unwrap();
+                fcm_handle(request, &log, &tokens, &public, port).await
+            }
+        })
+        .await;
+        *listener_port.lock().unwrap() = addr.port();
+        Self { addr, log, tokens }
+    }
+
+    /// Answers the next message requests with these replies, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Scripted>) {
+        self.log.script.lock().unwrap().extend(replies);
+    }
+
+    /// Every message request so far.
+    pub fn requests(&self) -> Vec<Received> {
+        self.log.requests()
+    }
+
+    /// Waits until `count` message requests have arrived.
+    pub async fn wait_for(&self, count: usize) -> Vec<Received> {
+        self.log.wait_for(count).await
+    }
+
+    /// Access tokens issued so far.
+    pub fn tokens_issued(&self) -> usize {
+        self.tokens.issued.lock().unwrap().len()
+    }
+
+    /// The lifetime of access tokens issued from now on.
+    pub fn set_token_lifetime(&self, seconds: u64) {
+        *self.tokens.expires_in.lock().unwrap() = seconds;
+    }
+
+    /// The `[push.fcm]` settings (service account file written into `dir`).
+    pub fn config(&self, dir: &Path) -> FcmConfig {
+        let origin = format!("http://127.0.0.1:{}", self.addr.port());
+        let account = serde_json::json!({
+            "type": "service_account",
+            "project_id": FCM_PROJECT,
+            "private_key_id": "0123456789abcdef0123456789abcdef01234567",
+            "private_key": FCM_PRIVATE_KEY,
+            "client_email": FCM_CLIENT_EMAIL,
+            "client_id": "100000000000000000000",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": format!("{origin}/token"),
+        });
+        let service_account_file = dir.join("fcm-service-account.json");
+        std::fs::write(&service_account_file, account.to_string()).unwrap();
+        FcmConfig {
+            service_account_file,
+            origin: Some(origin),
+            ca_file: None,
+        }
+    }
+}
+
+async fn fcm_handle(
+    request: Request<Incoming>,
+    log: &Log,
+    tokens: &TokenEndpoint,
+    public: &DecodingKey,
+    port: u16,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = read(request).await;
+    if parts.uri.path() == "/token" {
+        return token_handle(&body, tokens, public, port);
+    }
+    let bearer = bearer(&parts.headers);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let scripted = log.record(Received {
+        path: parts.uri.path().to_owned(),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+        bearer: bearer.clone(),
+    });
+    let error = |status: u16, code: &str, fcm_code: Option<&str>| {
+        let details: Vec<serde_json::Value> = fcm_code
+            .map(|c| serde_json::json!({"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": c}))
+            .into_iter()
+            .collect();
+        serde_json::json!({"error": {"code": status, "message": "stand-in", "status": code, "details": details}})
+    };
+    if parts.uri.path() != format!("/v1/projects/{FCM_PROJECT}/messages:send") {
+        return json_response(404, error(404, "NOT_FOUND", None), &[]);
+    }
+    if !tokens.issued.lock().unwrap().contains(&bearer) {
+        return json_response(401, error(401, "UNAUTHENTICATED", None), &[]);
+    }
+    let message = &body["message"];
+    if !message["token"].is_string() || !message["data"].is_object() {
+        return json_response(
+            400,
+            error(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT")),
+            &[],
+        );
+    }
+    if let Some(scripted) = scripted {
+        tokio::time::sleep(scripted.delay).await;
+        if scripted.status != 200 {
+            let status_name = match scripted.status {
+                404 => "NOT_FOUND",
+                429 => "RESOURCE_EXHAUSTED",
+                503 => "UNAVAILABLE",
+                _ => "INTERNAL",
+            };
+            let headers: Vec<(&str, String)> = scripted
+                .retry_after
+                .map(|after| ("retry-after", after.to_string()))
+                .into_iter()
+                .collect();
+            let body = error(scripted.status, status_name, Some(scripted.reason));
+            return json_response(scripted.status, body, &headers);
+        }
+    }
+    let name = format!(
+        "projects/{FCM_PROJECT}/messages/{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    json_response(200, serde_json::json!({ "name": name }), &[])
+}
+
+/// Google's JWT-bearer grant: the assertion must be an RS256 JWT by the
+/// service account's key for the messaging scope, addressed to this endpoint.
+fn token_handle(
+    body: &[u8],
+    tokens: &TokenEndpoint,
+    public: &DecodingKey,
+    port: u16,
+) -> Response<Full<Bytes>> {
+    let form = String::from_utf8_lossy(body);
+    let field = |name: &str| {
+        form.split('&')
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let invalid = |why: &str| {
+        json_response(
+            400,
+            serde_json::json!({"error": "invalid_grant", "error_description": why}),
+            &[],
+        )
+    };
+    if field("grant_type") != "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer" {
+        return invalid("unsupported grant type");
+    }
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[format!("http://127.0.0.1:{port}/token")]);
+    validation.set_issuer(&[FCM_CLIENT_EMAIL]);
+    let Ok(token) =
+        jsonwebtoken::decode::<serde_json::Value>(&field("assertion"), public, &validation)
+    else {
+        return invalid("Invalid JWT Signature.");
+    };
+    if token.claims["scope"] != FCM_SCOPE {
+        return invalid("bad scope");
+    }
+    let mut issued = tokens.issued.lock().unwrap();
+    let access_token = format!("ya29.stand-in-{}", issued.len() + 1);
+    issued.push(access_token.clone());
+    let expires_in = *tokens.expires_in.lock().unwrap();
+    json_response(
+        200,
+        serde_json::json!({"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"}),
+        &[],
+    )
+}
+
+/// Both stand-ins and the `[push]` settings that point the server at them,
+/// with short timeouts and backoff so that retries happen within a test.
+pub struct PushStandIns {
+    pub apns: ApnsStandIn,
+    pub fcm: FcmStandIn,
+    pub config: PushConfig,
+}
+
+impl PushStandIns {
+    /// Starts both; credentials and the CA file are written into `dir`.
+    pub async fn start(dir: &Path) -> Self {
+        let ca = TestCa::new();
+        let ca_file = dir.join("push-ca.pem");
+        ca.write(&ca_file);
+        let apns = ApnsStandIn::start(&ca).await;
+        let fcm = FcmStandIn::start().await;
+        let config = PushConfig {
+            apns: Some(apns.config(dir, &ca_file)),
+            fcm: Some(fcm.config(dir)),
+            timeout: Duration::from_millis(500),
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+            ..PushConfig::default()
+        };
+        Self { apns, fcm, config }
+    }
+}

@@ -1,0 +1,521 @@
+//! Push delivery to the APNs and FCM stand-ins over HTTP/2: request shape and
+//! authentication, payload privacy, provider token reuse, retries, timeouts,
+//! dead tokens, bad credentials, and a dead provider.
+
+use mfa_proto::v1::{ChallengeState, PushDelivery, PushDeliveryState, PushPlatform, SignInContext};
+use mfa_sdk::{portal::RelyingParty, Authenticator, DeviceInfo};
+use mfa_tests::{push::*, *};
+
+const APNS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const FCM_TOKEN: &str = "fcm-registration-token-1:APA91bExample";
+
+fn context() -> SignInContext {
+    SignInContext {
+        application_name: "Customer portal".into(),
+        client_ip: "203.0.113.7".into(),
+        location: "Tokyo, JP".into(),
+        message: String::new(),
+    }
+}
+
+fn device(name: &str, platform: PushPlatform, token: &str) -> DeviceInfo {
+    DeviceInfo {
+        name: name.into(),
+        push_platform: platform,
+        push_token: token.into(),
+    }
+}
+
+/// A server pointed at fresh stand-ins, with `adjust` applied to its config.
+async fn start(
+    adjust: impl FnOnce(&mut mfa_server::Config),
+) -> (TestServer, PushStandIns, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let stand_ins = PushStandIns::start(dir.path()).await;
+    let config = stand_ins.config.clone();
+    let server = TestServer::start_with(|c| {
+        c.push = config;
+        adjust(c);
+    })
+    .await;
+    (server, stand_ins, dir)
+}
+
+/// Follows the challenge's watch until every device listed has a delivery
+/// in a final state (sent, failed, token invalid) and returns them.
+async fn settled_deliveries(
+    portal: &RelyingParty,
+    challenge_id: &str,
+    devices: usize,
+) -> Vec<PushDelivery> {
+    let mut watch = portal.watch_challenge(challenge_id).await.unwrap();
+    loop {
+        let challenge = within(watch.message())
+            .await
+            .unwrap()
+            .expect("watch open")
+            .challenge
+            .unwrap();
+        let settled = challenge
+            .push_deliveries
+            .iter()
+            .filter(|d| d.state() != PushDeliveryState::Retrying)
+            .count();
+        if settled == devices {
+            return challenge.push_deliveries;
+        }
+        assert_eq!(
+            challenge.state(),
+            ChallengeState::Pending,
+            "ended before delivery: {challenge:?}"
+        );
+    }
+}
+
+fn delivery(deliveries: &[PushDelivery], device_id: &str) -> PushDelivery {
+    deliveries
+        .iter()
+        .find(|d| d.device_id == device_id)
+        .unwrap_or_else(|| panic!("no delivery for {device_id}: {deliveries:?}"))
+        .clone()
+}
+
+#[tokio::test]
+async fn a_challenge_notifies_the_users_iphone_and_android_phone_with_signed_requests() {
+    let (server, push, _dir) = start(|_| {}).await;
+    let portal = server.portal().await;
+    let iphone = server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("iPhone", PushPlatform::Apns, APNS_TOKEN),
+        )
+        .await;
+    let mut android = server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
+        )
+        .await;
+
+    let challenge = portal.start_sign_in("u", context()).await.unwrap();
+    let apns = within(push.apns.wait_for(1)).await.remove(0);
+    let fcm = within(push.fcm.wait_for(1)).await.remove(0);
+
+    // APNs: the device path, Apple's headers, an actionable alert.
+    assert_eq!(apns.path, format!("/3/device/{APNS_TOKEN}"));
+    let header = |name: &str| apns.headers.get(name).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(header("apns-topic"), APNS_TOPIC);
+    assert_eq!(header("apns-push-type"), "alert");
+    assert_eq!(header("apns-priority"), "10");
+    let expires = challenge.expire_time.unwrap().seconds;
+    assert_eq!(header("apns-expiration"), expires.to_string());
+    assert_eq!(header("apns-collapse-id"), challenge.challenge_id);
+    let aps = &apns.body["aps"];
+    assert_eq!(aps["alert"]["title"], "Approve sign-in?");
+    assert_eq!(aps["alert"]["body"], "IHIGrp (External Collaboration)");
+    assert_eq!(aps["category"], "MFA_CHALLENGE");
+    assert_eq!(aps["mutable-content"], 1);
+    let notice = mfa_sdk::parse_push_payload(&apns.body.to_string()).unwrap();
+    assert_eq!(notice.challenge_id, challenge.challenge_id);
+    assert_eq!(notice.tenant_id, server.tenant.id);
+
+    // FCM: a high-priority data message that lives as long as the challenge.
+    assert_eq!(
+        fcm.path,
+        format!("/v1/projects/{FCM_PROJECT}/messages:send")
+    );
+    let message = &fcm.body["message"];
+    assert_eq!(message["token"], FCM_TOKEN);
+    assert_eq!(
+        message["data"]["challenge_id"],
+        challenge.challenge_id.as_str()
+    );
+    assert_eq!(message["android"]["priority"], "HIGH");
+    assert_eq!(
+        message["android"]["collapse_key"],
+        challenge.challenge_id.as_str()
+    );
+    let ttl: u64 = message["android"]["ttl"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=120).contains(&ttl),
+        "ttl {ttl}s within the challenge's two minutes"
+    );
+    assert_eq!(push.fcm.tokens_issued(), 1);
+    assert_eq!(fcm.bearer, "ya29.stand-in-1");
+
+    // Nothing personal crosses Apple's or Google's servers.
+    for body in [&apns.body, &fcm.body] {
+        let leaves = string_leaves(body);
+        for private in [
+            "u@example.jp",
+            "203.0.113.7",
+            "Tokyo, JP",
+            "Customer portal",
+            "u",
+            &challenge.number,
+        ] {
+            assert!(
+                !leaves.iter().any(|v| v == private || v.contains('@')),
+                "{private} in {body}"
+            );
+        }
+    }
+
+    // The portal sees both deliveries with the providers' ids.
+    let deliveries = settled_deliveries(&portal, &challenge.challenge_id, 2).await;
+    let ios = delivery(&deliveries, &iphone.account().device_id);
+    assert_eq!((ios.state(), ios.attempts), (PushDeliveryState::Sent, 1));
+    assert_eq!(ios.push_platform(), PushPlatform::Apns);
+    assert_eq!(ios.provider_message_id.len(), 36, "the apns-id: {ios:?}");
+    let droid = delivery(&deliveries, &android.account().device_id);
+    assert_eq!(droid.state(), PushDeliveryState::Sent);
+    assert!(droid
+        .provider_message_id
+        .starts_with(&format!("projects/{FCM_PROJECT}/messages/")));
+
+    // Notified, the phone fetches the challenge named in the push and answers.
+    let pending = only_pending(&mut android).await;
+    assert_eq!(pending.challenge_id, notice.challenge_id);
+    android.approve(&pending, &challenge.number).await.unwrap();
+    let outcome = portal.await_outcome(&challenge.challenge_id).await.unwrap();
+    assert_eq!(outcome.state(), ChallengeState::Approved);
+}
+
+#[tokio::test]
+async fn provider_tokens_are_reused_and_renewed_before_they_expire() {
+    let (server, push, _dir) = start(|_| {}).await;
+    let portal = server.portal().await;
+    server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("iPhone", PushPlatform::Apns, APNS_TOKEN),
+        )
+        .await;
+    server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
+        )
+        .await;
+    // A token that expires within the renewal margin is used once.
+    push.fcm.set_token_lifetime(30);
+    for round in 1..=2 {
+        portal.start_sign_in("u", context()).await.unwrap();
+        within(push.fcm.wait_for(round)).await;
+        assert_eq!(push.fcm.tokens_issued(), round);
+    }
+    // A token valid for an hour serves the following sends.
+    push.fcm.set_token_lifetime(3600);
+    for round in 3..=5 {
+        portal.start_sign_in("u", context()).await.unwrap();
+        within(push.fcm.wait_for(round)).await;
+    }
+    assert_eq!(push.fcm.tokens_issued(), 3);
+    let fcm = push.fcm.requests();
+    assert_eq!(fcm[2].bearer, fcm[4].bearer);
+
+    // One APNs provider token for every send.
+    let apns = within(push.apns.wait_for(5)).await;
+    assert!(apns.iter().all(|r| r.bearer == apns[0].bearer));
+}
+
+#[tokio::test]
+async fn throttled_and_unavailable_providers_are_retried_until_accepted() {
+    let (server, push, _dir) = start(|_| {}).await;
+    let portal = server.portal().await;
+    let iphone = server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("iPhone", PushPlatform::Apns, APNS_TOKEN),
+        )
+        .await;
+    let android = server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
+        )
+        .await;
+    push.apns.script([
+        Scripted::error(503, "ServiceUnavailable"),
+        Scripted {
+            retry_after: Some(0),
+            ..Scripted::error(429, "TooManyRequests")
+        },
+    ]);
+    push.fcm.script([
+        Scripted::error(503, "UNAVAILABLE"),
+        Scripted::error(500, "INTERNAL"),
+    ]);
+
+    let challenge = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &challenge.challenge_id, 2).await;
+    let ios = delivery(&deliveries, &iphone.account().device_id);
+    assert_eq!(
+        (ios.state(), ios.attempts),
+        (PushDeliveryState::Sent, 3),
+        "{ios:?}"
+    );
+    let droid = delivery(&deliveries, &android.account().device_id);
+    assert_eq!(
+        (droid.state(), droid.attempts),
+        (PushDeliveryState::Sent, 3),
+        "{droid:?}"
+    );
+    assert_eq!(push.apns.requests().len(), 3);
+    assert_eq!(push.fcm.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_provider_that_does_not_answer_in_time_is_retried_then_given_up() {
+    let (server, push, _dir) = start(|c| c.push.max_attempts = 2).await;
+    let portal = server.portal().await;
+    let android = server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
+        )
+        .await;
+    let too_slow = server.config.push.timeout * 3;
+    push.fcm.script([Scripted::slow(too_slow)]);
+    let first = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &first.challenge_id, 1).await;
+    let droid = delivery(&deliveries, &android.account().device_id);
+    assert_eq!(
+        (droid.state(), droid.attempts),
+        (PushDeliveryState::Sent, 2),
+        "{droid:?}"
+    );
+
+    push.fcm
+        .script([Scripted::slow(too_slow), Scripted::slow(too_slow)]);
+    let second = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &second.challenge_id, 1).await;
+    let droid = delivery(&deliveries, &android.account().device_id);
+    assert_eq!(
+        (droid.state(), droid.attempts, droid.reason.as_str()),
+        (PushDeliveryState::Failed, 2, "timeout")
+    );
+}
+
+#[tokio::test]
+async fn dead_tokens_are_not_used_again_until_the_app_sends_a_new_one() {
+    let (server, push, _dir) = start(|_| {}).await;
+    let portal = server.portal().await;
+    let mut iphone = server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("iPhone", PushPlatform::Apns, APNS_TOKEN),
+        )
+        .await;
+    let mut android = server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
+        )
+        .await;
+    push.apns.script([Scripted::error(410, "Unregistered")]);
+    push.fcm.script([Scripted::error(404, "UNREGISTERED")]);
+
+    let first = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &first.challenge_id, 2).await;
+    for phone in [&iphone, &android] {
+        let d = delivery(&deliveries, &phone.account().device_id);
+        assert_eq!(
+            (d.state(), d.attempts),
+            (PushDeliveryState::TokenInvalid, 1),
+            "{d:?}"
+        );
+    }
+    assert_eq!(d_reason(&deliveries, &iphone), "Unregistered");
+    assert_eq!(d_reason(&deliveries, &android), "UNREGISTERED");
+
+    // Neither device is notified again, yet both still answer by pulling.
+    let second = portal.start_sign_in("u", context()).await.unwrap();
+    assert!(portal
+        .get_challenge(&second.challenge_id)
+        .await
+        .unwrap()
+        .push_deliveries
+        .is_empty());
+    let pending = only_pending(&mut android).await;
+    android.approve(&pending, &second.number).await.unwrap();
+    assert_eq!(
+        (push.apns.requests().len(), push.fcm.requests().len()),
+        (1, 1)
+    );
+    let audit = server
+        .admin()
+        .await
+        .list_audit_events(mfa_proto::v1::ListAuditEventsRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let invalidated = audit
+        .events
+        .iter()
+        .filter(|e| e.event_type == "device.push_token_invalid")
+        .count();
+    assert_eq!(invalidated, 2);
+
+    // The app registers a fresh token: pushes resume.
+    let fresh = "f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f";
+    iphone
+        .update_push_token(PushPlatform::Apns, fresh)
+        .await
+        .unwrap();
+    let third = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &third.challenge_id, 1).await;
+    assert_eq!(
+        delivery(&deliveries, &iphone.account().device_id).state(),
+        PushDeliveryState::Sent
+    );
+    assert_eq!(push.apns.requests()[1].path, format!("/3/device/{fresh}"));
+}
+
+fn d_reason(deliveries: &[PushDelivery], phone: &Authenticator) -> String {
+    delivery(deliveries, &phone.account().device_id).reason
+}
+
+#[tokio::test]
+async fn a_provider_that_refuses_our_credentials_fails_the_delivery_not_the_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushStandIns::start(dir.path()).await;
+    // An APNs key the stand-in does not know: Apple answers InvalidProviderToken.
+    let other = ApnsStandIn::start(&TestCa::new()).await;
+    let mut config = push.config.clone();
+    let apns = config.apns.as_mut().unwrap();
+    std::fs::write(&apns.key_file, &other.key_pem).unwrap();
+    let server = TestServer::start_with(|c| c.push = config).await;
+    let portal = server.portal().await;
+    let mut iphone = server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("iPhone", PushPlatform::Apns, APNS_TOKEN),
+        )
+        .await;
+    let challenge = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &challenge.challenge_id, 1).await;
+    let ios = delivery(&deliveries, &iphone.account().device_id);
+    assert_eq!(
+        (ios.state(), ios.attempts, ios.reason.as_str()),
+        (PushDeliveryState::Failed, 1, "InvalidProviderToken")
+    );
+    let pending = only_pending(&mut iphone).await;
+    iphone.approve(&pending, &challenge.number).await.unwrap();
+}
+
+#[tokio::test]
+async fn with_a_provider_down_challenges_are_still_created_and_answered_by_pull() {
+    // A port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (server, _push, _dir) = start(|c| {
+        c.push.max_attempts = 2;
+        c.push.fcm.as_mut().unwrap().origin = Some(format!("http://{closed}"));
+    })
+    .await;
+    let portal = server.portal().await;
+    let mut android = server
+        .enroll_device(
+            &portal,
+            "u",
+            "u@example.jp",
+            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
+        )
+        .await;
+    let challenge = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &challenge.challenge_id, 1).await;
+    let d = delivery(&deliveries, &android.account().device_id);
+    assert_eq!(
+        (d.state(), d.attempts),
+        (PushDeliveryState::Failed, 2),
+        "{d:?}"
+    );
+    assert!(d.reason.starts_with("connection:"), "{d:?}");
+    let pending = only_pending(&mut android).await;
+    android.approve(&pending, &challenge.number).await.unwrap();
+    assert_eq!(
+        portal
+            .await_outcome(&challenge.challenge_id)
+            .await
+            .unwrap()
+            .state(),
+        ChallengeState::Approved
+    );
+}
+
+#[tokio::test]
+async fn missing_or_malformed_credentials_stop_the_server_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushStandIns::start(dir.path()).await;
+    let start_error = |config: mfa_server::push::config::PushConfig| async move {
+        let data = tempfile::tempdir().unwrap();
+        let mut c = test_config(data.path());
+        c.push = config;
+        match mfa_server::start(&c).await {
+            Ok(_) => panic!("started with bad credentials"),
+            Err(error) => error.to_string(),
+        }
+    };
+
+    let mut missing = push.config.clone();
+    missing.apns.as_mut().unwrap().key_file = dir.path().join("nowhere.p8");
+    let error = start_error(missing).await;
+    assert!(
+        error.contains("APNs key file") && error.contains("nowhere.p8"),
+        "{error}"
+    );
+
+    let mut garbage = push.config.clone();
+    let key_file = dir.path().join("garbage.p8");
+    std::fs::write(
+        &key_file,
+        "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    garbage.apns.as_mut().unwrap().key_file = key_file;
+    let error = start_error(garbage).await;
+    assert!(error.contains("not a PKCS#8 EC private key"), "{error}");
+
+    let mut account = push.config.clone();
+    let file = dir.path().join("account.json");
+    std::fs::write(&file, r#"{"type": "service_account", "project_id": "p"}"#).unwrap();
+    account.fcm.as_mut().unwrap().service_account_file = file;
+    let error = start_error(account).await;
+    assert!(error.contains("not a service account key"), "{error}");
+
+    let mut plain = push.config.clone();
+    plain.apns.as_mut().unwrap().origin = Some("http://push.example.com".into());
+    let error = start_error(plain).await;
+    assert!(error.contains("only on a loopback address"), "{error}");
+}
