@@ -78,10 +78,43 @@ pub struct Received {
 }
 
 #[derive(Default)]
-struct Log {
+pub struct Log {
     requests: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Scripted>>,
     arrived: Notify,
+}
+
+/// What tests do with either stand-in (for FCM: its message requests).
+pub trait StandIn {
+    #[doc(hidden)]
+    fn log(&self) -> &Log;
+
+    /// Answers the next requests with these replies, in order.
+    fn script(&self, replies: impl IntoIterator<Item = Scripted>) {
+        self.log().script.lock().unwrap().extend(replies);
+    }
+
+    /// Every request so far.
+    fn requests(&self) -> Vec<Received> {
+        self.log().requests()
+    }
+
+    /// Waits until `count` requests have arrived.
+    fn wait_for(&self, count: usize) -> impl std::future::Future<Output = Vec<Received>> {
+        self.log().wait_for(count)
+    }
+}
+
+impl StandIn for ApnsStandIn {
+    fn log(&self) -> &Log {
+        &self.log
+    }
+}
+
+impl StandIn for FcmStandIn {
+    fn log(&self) -> &Log {
+        &self.log
+    }
 }
 
 impl Log {
@@ -245,21 +278,6 @@ impl ApnsStandIn {
         }
     }
 
-    /// Answers the next requests with these replies, in order.
-    pub fn script(&self, replies: impl IntoIterator<Item = Scripted>) {
-        self.log.script.lock().unwrap().extend(replies);
-    }
-
-    /// Every request so far.
-    pub fn requests(&self) -> Vec<Received> {
-        self.log.requests()
-    }
-
-    /// Waits until `count` requests have arrived.
-    pub async fn wait_for(&self, count: usize) -> Vec<Received> {
-        self.log.wait_for(count).await
-    }
-
     /// The `[push.apns]` settings for this stand-in (key written into `dir`).
     pub fn config(&self, dir: &Path, ca_file: &Path) -> ApnsConfig {
         let key_file = dir.join("apns-key.p8");
@@ -385,21 +403,6 @@ impl FcmStandIn {
         .await;
         *listener_port.lock().unwrap() = addr.port();
         Self { addr, log, tokens }
-    }
-
-    /// Answers the next message requests with these replies, in order.
-    pub fn script(&self, replies: impl IntoIterator<Item = Scripted>) {
-        self.log.script.lock().unwrap().extend(replies);
-    }
-
-    /// Every message request so far.
-    pub fn requests(&self) -> Vec<Received> {
-        self.log.requests()
-    }
-
-    /// Waits until `count` message requests have arrived.
-    pub async fn wait_for(&self, count: usize) -> Vec<Received> {
-        self.log.wait_for(count).await
     }
 
     /// Access tokens issued so far.

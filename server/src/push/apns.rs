@@ -70,20 +70,17 @@ impl Apns {
     }
 
     fn request(&self, message: &Message, token: &str) -> Result<Request<Full<Bytes>>, Outcome> {
-        let uri = self
-            .transport
-            .uri(&format!("/3/device/{}", message.token))
-            .map_err(|e| Outcome::failed(format!("{e:?}")))?;
         let body = serde_json::to_vec(&message.notice.to_apns_payload())
             .map_err(|e| Outcome::failed(e.to_string()))?;
-        Request::post(uri)
-            .header("authorization", format!("bearer {token}"))
+        let path = format!("/3/device/{}", message.token);
+        self.transport
+            .post(&path, Some(&format!("bearer {token}")), "application/json")
+            .map_err(Outcome::transport)?
             .header("apns-topic", &self.topic)
             .header("apns-push-type", "alert")
             .header("apns-priority", "10")
             .header("apns-expiration", (message.expires_at / 1000).to_string())
             .header("apns-collapse-id", &message.challenge_id)
-            .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Outcome::failed(e.to_string()))
     }

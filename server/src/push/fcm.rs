@@ -101,10 +101,6 @@ impl Fcm {
         message: &Message,
         access_token: &str,
     ) -> Result<Request<Full<Bytes>>, Outcome> {
-        let uri = self
-            .messages
-            .uri(&self.send_path)
-            .map_err(|e| Outcome::failed(format!("{e:?}")))?;
         let remaining = ((message.expires_at - crate::domain::now_ms()).max(0) / 1000).max(1);
         let body = serde_json::json!({
             "message": {
@@ -117,9 +113,13 @@ impl Fcm {
                 },
             }
         });
-        Request::post(uri)
-            .header("authorization", format!("Bearer {access_token}"))
-            .header("content-type", "application/json")
+        self.messages
+            .post(
+                &self.send_path,
+                Some(&format!("Bearer {access_token}")),
+                "application/json",
+            )
+            .map_err(Outcome::transport)?
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| Outcome::failed(e.to_string()))
     }
@@ -249,12 +249,10 @@ impl OAuth {
         let form = format!(
             "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
         );
-        let uri = self
+        let request = self
             .transport
-            .uri(&self.token_path)
-            .map_err(|e| Outcome::failed(format!("{e:?}")))?;
-        let request = Request::post(uri)
-            .header("content-type", "application/x-www-form-urlencoded")
+            .post(&self.token_path, None, "application/x-www-form-urlencoded")
+            .map_err(Outcome::transport)?
             .body(Full::new(Bytes::from(form)))
             .map_err(|e| Outcome::failed(e.to_string()))?;
         let reply = self

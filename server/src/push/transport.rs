@@ -109,11 +109,22 @@ impl Transport {
             .unwrap_or(Err(TransportError::Timeout))
     }
 
-    /// `path` on this origin.
-    pub fn uri(&self, path: &str) -> Result<Uri, TransportError> {
-        format!("{}{path}", self.origin)
+    /// A POST to `path` on this origin with a body of `content_type`, and
+    /// this `authorization` header when given.
+    pub fn post(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        content_type: &str,
+    ) -> Result<http::request::Builder, TransportError> {
+        let uri: Uri = format!("{}{path}", self.origin)
             .parse()
-            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))
+            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))?;
+        let request = Request::post(uri).header(http::header::CONTENT_TYPE, content_type);
+        Ok(match authorization {
+            Some(value) => request.header(http::header::AUTHORIZATION, value),
+            None => request,
+        })
     }
 }
 

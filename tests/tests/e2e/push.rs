@@ -18,12 +18,24 @@ fn context() -> SignInContext {
     }
 }
 
-fn device(name: &str, platform: PushPlatform, token: &str) -> DeviceInfo {
-    DeviceInfo {
+/// Enrolls user "u"'s iPhone (APNs) or Android phone (FCM).
+async fn enroll(
+    server: &TestServer,
+    portal: &RelyingParty,
+    platform: PushPlatform,
+) -> Authenticator {
+    let (name, token) = match platform {
+        PushPlatform::Apns => ("iPhone", APNS_TOKEN),
+        _ => ("Pixel", FCM_TOKEN),
+    };
+    let info = DeviceInfo {
         name: name.into(),
         push_platform: platform,
         push_token: token.into(),
-    }
+    };
+    server
+        .enroll_device(portal, "u", "u@example.jp", info)
+        .await
 }
 
 /// A server pointed at fresh stand-ins, with `adjust` applied to its config.
@@ -84,22 +96,8 @@ fn delivery(deliveries: &[PushDelivery], device_id: &str) -> PushDelivery {
 async fn a_challenge_notifies_the_users_iphone_and_android_phone_with_signed_requests() {
     let (server, push, _dir) = start(|_| {}).await;
     let portal = server.portal().await;
-    let iphone = server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("iPhone", PushPlatform::Apns, APNS_TOKEN),
-        )
-        .await;
-    let mut android = server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
-        )
-        .await;
+    let iphone = enroll(&server, &portal, PushPlatform::Apns).await;
+    let mut android = enroll(&server, &portal, PushPlatform::Fcm).await;
 
     let challenge = portal.start_sign_in("u", context()).await.unwrap();
     let apns = within(push.apns.wait_for(1)).await.remove(0);
@@ -194,22 +192,8 @@ async fn a_challenge_notifies_the_users_iphone_and_android_phone_with_signed_req
 async fn provider_tokens_are_reused_and_renewed_before_they_expire() {
     let (server, push, _dir) = start(|_| {}).await;
     let portal = server.portal().await;
-    server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("iPhone", PushPlatform::Apns, APNS_TOKEN),
-        )
-        .await;
-    server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
-        )
-        .await;
+    enroll(&server, &portal, PushPlatform::Apns).await;
+    enroll(&server, &portal, PushPlatform::Fcm).await;
     // A token that expires within the renewal margin is used once.
     push.fcm.set_token_lifetime(30);
     for round in 1..=2 {
@@ -236,22 +220,8 @@ async fn provider_tokens_are_reused_and_renewed_before_they_expire() {
 async fn throttled_and_unavailable_providers_are_retried_until_accepted() {
     let (server, push, _dir) = start(|_| {}).await;
     let portal = server.portal().await;
-    let iphone = server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("iPhone", PushPlatform::Apns, APNS_TOKEN),
-        )
-        .await;
-    let android = server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
-        )
-        .await;
+    let iphone = enroll(&server, &portal, PushPlatform::Apns).await;
+    let android = enroll(&server, &portal, PushPlatform::Fcm).await;
     push.apns.script([
         Scripted::error(503, "ServiceUnavailable"),
         Scripted {
@@ -286,14 +256,7 @@ async fn throttled_and_unavailable_providers_are_retried_until_accepted() {
 async fn a_provider_that_does_not_answer_in_time_is_retried_then_given_up() {
     let (server, push, _dir) = start(|c| c.push.max_attempts = 2).await;
     let portal = server.portal().await;
-    let android = server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
-        )
-        .await;
+    let android = enroll(&server, &portal, PushPlatform::Fcm).await;
     let too_slow = server.config.push.timeout * 3;
     push.fcm.script([Scripted::slow(too_slow)]);
     let first = portal.start_sign_in("u", context()).await.unwrap();
@@ -320,22 +283,8 @@ async fn a_provider_that_does_not_answer_in_time_is_retried_then_given_up() {
 async fn dead_tokens_are_not_used_again_until_the_app_sends_a_new_one() {
     let (server, push, _dir) = start(|_| {}).await;
     let portal = server.portal().await;
-    let mut iphone = server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("iPhone", PushPlatform::Apns, APNS_TOKEN),
-        )
-        .await;
-    let mut android = server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
-        )
-        .await;
+    let mut iphone = enroll(&server, &portal, PushPlatform::Apns).await;
+    let mut android = enroll(&server, &portal, PushPlatform::Fcm).await;
     push.apns.script([Scripted::error(410, "Unregistered")]);
     push.fcm.script([Scripted::error(404, "UNREGISTERED")]);
 
@@ -413,14 +362,7 @@ async fn a_provider_that_refuses_our_credentials_fails_the_delivery_not_the_sign
     std::fs::write(&apns.key_file, &other.key_pem).unwrap();
     let server = TestServer::start_with(|c| c.push = config).await;
     let portal = server.portal().await;
-    let mut iphone = server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("iPhone", PushPlatform::Apns, APNS_TOKEN),
-        )
-        .await;
+    let mut iphone = enroll(&server, &portal, PushPlatform::Apns).await;
     let challenge = portal.start_sign_in("u", context()).await.unwrap();
     let deliveries = settled_deliveries(&portal, &challenge.challenge_id, 1).await;
     let ios = delivery(&deliveries, &iphone.account().device_id);
@@ -445,14 +387,7 @@ async fn with_a_provider_down_challenges_are_still_created_and_answered_by_pull(
     })
     .await;
     let portal = server.portal().await;
-    let mut android = server
-        .enroll_device(
-            &portal,
-            "u",
-            "u@example.jp",
-            device("Pixel", PushPlatform::Fcm, FCM_TOKEN),
-        )
-        .await;
+    let mut android = enroll(&server, &portal, PushPlatform::Fcm).await;
     let challenge = portal.start_sign_in("u", context()).await.unwrap();
     let deliveries = settled_deliveries(&portal, &challenge.challenge_id, 1).await;
     let d = delivery(&deliveries, &android.account().device_id);
