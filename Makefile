@@ -3,7 +3,7 @@
 BUF_VERSION := 1.75.0
 CARGO ?= cargo
 
-.PHONY: run test lint proto-lint fmt clippy deploy-check
+.PHONY: run test bench lint proto-lint fmt clippy deploy-check
 
 ## Builds and starts the server on the embedded default (SQLite under ./data),
 ## creating a demo tenant and keys on first start.
@@ -16,6 +16,14 @@ test: proto-lint deploy-check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	python3 tests/interop/check_vectors.py
+
+## Measures the release build: starts mfa-server on a fresh SQLite file (or
+## BENCH_ARGS="--db postgres://…"), drives it with the SDK-based load generator,
+## prints a table and writes JSON under target/bench/. More: BENCH_ARGS="--help".
+BENCH_ARGS ?=
+bench:
+	$(CARGO) build --release -p mfa-server -p mfa-bench
+	target/release/mfa-bench $(BENCH_ARGS)
 
 ## Checks deploy/: the alert rules and their unit tests, and every PromQL
 ## expression of the Grafana dashboard, with promtool (installed if missing).

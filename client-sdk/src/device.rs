@@ -76,9 +76,22 @@ impl Authenticator {
         info: DeviceInfo,
         store: &dyn KeyStore,
     ) -> Result<(Self, VerifiedChallenge), Error> {
+        let channel = connect(&uri.server_url).await?;
+        Self::enroll_over(channel, uri, info, store).await
+    }
+
+    /// [`enroll`](Self::enroll) over an existing connection to the server in
+    /// `uri`, for programs that act as many devices at once (a load
+    /// generator, a device farm) and share a few connections between them.
+    pub async fn enroll_over(
+        channel: Channel,
+        uri: &EnrollmentUri,
+        info: DeviceInfo,
+        store: &dyn KeyStore,
+    ) -> Result<(Self, VerifiedChallenge), Error> {
         let device_key = SigningKey::generate(&mut OsRng);
         let request = enrollment_request(&device_key, &uri.activation_code, info);
-        let mut client = DeviceServiceClient::new(connect(&uri.server_url).await?);
+        let mut client = DeviceServiceClient::new(channel);
         let response = client.complete_enrollment(request).await?.into_inner();
 
         let server_public_key = <[u8; 32]>::try_from(response.server_public_key.as_slice())

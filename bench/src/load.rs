@@ -1,0 +1,142 @@
+//! The load runner: a number of concurrent workers, each repeating one
+//! operation until the time is up (or it runs out of work), timing each step
+//! into its own histograms, merged at the end.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    time::{Duration, Instant},
+};
+
+/// Latencies by step name, in microseconds.
+#[derive(Default)]
+pub struct Steps(BTreeMap<&'static str, Histogram<u64>>);
+
+impl Steps {
+    /// Records that `step` took `took`.
+    pub fn record(&mut self, step: &'static str, took: Duration) {
+        let micros = (took.as_micros() as u64).max(1);
+        self.0
+            .entry(step)
+            .or_insert_with(|| Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds"))
+            .saturating_record(micros);
+    }
+
+    /// Times `future` as `step`.
+    pub async fn time<T>(&mut self, step: &'static str, future: impl Future<Output = T>) -> T {
+        let start = Instant::now();
+        let output = future.await;
+        self.record(step, start.elapsed());
+        output
+    }
+
+    fn merge(&mut self, other: Steps) {
+        for (step, histogram) in other.0 {
+            match self.0.get_mut(step) {
+                Some(mine) => mine.add(&histogram).expect("same bounds"),
+                None => {
+                    self.0.insert(step, histogram);
+                }
+            }
+        }
+    }
+
+    /// Quantiles per step, in milliseconds.
+    pub fn summary(&self) -> Vec<StepLatency> {
+        self.0
+            .iter()
+            .map(|(step, h)| {
+                let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+                StepLatency {
+                    step: step.to_string(),
+                    count: h.len(),
+                    p50_ms: ms(0.5),
+                    p90_ms: ms(0.9),
+                    p99_ms: ms(0.99),
+                    p999_ms: ms(0.999),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One step's latency quantiles.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepLatency {
+    pub step: String,
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+}
+
+/// A worker's operation.
+pub trait Worker: Send + 'static {
+    /// Does one operation, timing its steps; `Ok(false)` when out of work.
+    fn step(&mut self, steps: &mut Steps) -> impl Future<Output = Result<bool, String>> + Send;
+}
+
+/// What a run did.
+pub struct Run<W> {
+    pub ops: u64,
+    pub elapsed: Duration,
+    pub steps: Steps,
+    /// The workers, for the next phase.
+    pub workers: Vec<W>,
+}
+
+/// Runs every worker until `duration` has passed, `limit` operations are
+/// done in all, or the workers run out of work. The first error stops the
+/// run: a benchmark of failing calls measures nothing.
+pub async fn run<W: Worker>(
+    workers: Vec<W>,
+    duration: Duration,
+    limit: u64,
+) -> Result<Run<W>, String> {
+    let start = Instant::now();
+    // `Duration::MAX` means no time limit.
+    let deadline = start.checked_add(duration);
+    let left = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(limit));
+    let tasks: Vec<_> = workers
+        .into_iter()
+        .map(|mut worker| {
+            let left = left.clone();
+            tokio::spawn(async move {
+                let mut steps = Steps::default();
+                let mut ops = 0u64;
+                while deadline.is_none_or(|d| Instant::now() < d)
+                    && left
+                        .fetch_update(
+                            std::sync::atomic::Ordering::Relaxed,
+                            std::sync::atomic::Ordering::Relaxed,
+                            |n| n.checked_sub(1),
+                        )
+                        .is_ok()
+                {
+                    if !worker.step(&mut steps).await? {
+                        break;
+                    }
+                    ops += 1;
+                }
+                Ok::<_, String>((worker, steps, ops))
+            })
+        })
+        .collect();
+    let mut run = Run {
+        ops: 0,
+        elapsed: Duration::ZERO,
+        steps: Steps::default(),
+        workers: Vec::new(),
+    };
+    for task in tasks {
+        let (worker, steps, ops) = task.await.map_err(|e| e.to_string())??;
+        run.ops += ops;
+        run.steps.merge(steps);
+        run.workers.push(worker);
+    }
+    run.elapsed = start.elapsed();
+    Ok(run)
+}

@@ -1,0 +1,369 @@
+//! `mfa-bench`: starts the release `mfa-server` on a fresh database, seeds it
+//! with enrolled phones and pending challenges, and measures, in one run:
+//! the gRPC ceiling (health checks), enrollment, the full sign-in cycle,
+//! challenge creation alone and the device's answer alone. Prints a table and
+//! writes the same figures as JSON under `target/bench/`.
+
+mod load;
+mod scenarios;
+mod server;
+
+use clap::Parser;
+use load::{run, Run, StepLatency, Worker};
+use mfa_sdk::portal::RelyingParty;
+use scenarios::{Answer, Ceiling, Create, Enroll, FullCycle, User};
+use serde::Serialize;
+use server::{Server, Usage};
+use std::{path::PathBuf, time::Duration};
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+#[command(
+    about = "Measures mfa-server: full sign-ins, their parts, enrollment and the gRPC ceiling"
+)]
+struct Args {
+    /// Concurrent callers.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// How long each timed scenario runs.
+    #[arg(long, default_value = "8s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Data size: 1 means 10,000 enrolled phones and 1,000 pending challenges.
+    #[arg(long, default_value_t = 1)]
+    scale: u64,
+    /// A database URL (`postgres://…`, an empty database); default: SQLite in a temporary directory.
+    #[arg(long, default_value = "")]
+    db: String,
+    /// The server binary.
+    #[arg(long, default_value = "target/release/mfa-server")]
+    server: PathBuf,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Connections the portal and the phones share (each side).
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+}
+
+/// One scenario's figures.
+#[derive(Debug, Serialize)]
+struct Figures {
+    scenario: &'static str,
+    concurrency: usize,
+    ops: u64,
+    seconds: f64,
+    ops_per_second: f64,
+    /// Server CPU per 1,000 operations.
+    server_cpu_ms_per_1000: f64,
+    steps: Vec<StepLatency>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: String,
+    database: String,
+    scale: u64,
+    enrolled_phones: u64,
+    pending_challenges: u64,
+    concurrency: usize,
+    scenarios: Vec<Figures>,
+    /// Full cycles × RPCs per cycle ÷ health checks, per second, same run.
+    full_cycle_share_of_ceiling: f64,
+    server_peak_rss_mib: f64,
+}
+
+const CYCLE_RPCS: f64 = 4.0;
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Err(error) = bench(args).await {
+        eprintln!("mfa-bench: {error}");
+        std::process::exit(1);
+    }
+}
+
+async fn bench(args: Args) -> Result<(), String> {
+    let server = Server::start(&args.server, &args.db)?;
+    let connect = |n: usize| {
+        let url = server.url.clone();
+        async move {
+            let mut channels = Vec::new();
+            for _ in 0..n.max(1) {
+                let channel = Channel::from_shared(url.clone())
+                    .map_err(|e| e.to_string())?
+                    .connect()
+                    .await
+                    .map_err(|e| format!("connecting to {url}: {e}"))?;
+                channels.push(channel);
+            }
+            Ok::<_, String>(channels)
+        }
+    };
+    let phone_channels = connect(args.connections).await?;
+    let mut portals = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        portals.push(
+            RelyingParty::connect(&server.url, &server.portal_key)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let portal = |i: usize| portals[i % portals.len()].clone();
+    let c = args.concurrency.max(1);
+    let mut figures = Vec::new();
+    let mut measure = Measure { server: &server };
+
+    // The ceiling first, on an idle server.
+    let workers = (0..c)
+        .map(|i| Ceiling {
+            health: tonic_health::pb::health_client::HealthClient::new(
+                phone_channels[i % phone_channels.len()].clone(),
+            ),
+        })
+        .collect();
+    let (ceiling, _) = measure
+        .scenario(
+            "grpc ceiling (health check)",
+            c,
+            workers,
+            args.duration,
+            u64::MAX,
+        )
+        .await?;
+    let ceiling_rate = ceiling.ops_per_second;
+    figures.push(ceiling);
+
+    // Enrollment, which also seeds the data.
+    let phones = 10_000 * args.scale;
+    let pending = 1_000 * args.scale;
+    eprintln!("enrolling {phones} phones…");
+    let workers = (0..c)
+        .map(|i| Enroll {
+            portal: portal(i),
+            channel: phone_channels[i % phone_channels.len()].clone(),
+            prefix: format!("user{i}"),
+            next: 0,
+            users: Vec::new(),
+        })
+        .collect();
+    let (enrollment, enrolled) = measure
+        .scenario(
+            "enrollment (begin → register → number → verify)",
+            c,
+            workers,
+            Duration::MAX,
+            phones,
+        )
+        .await?;
+    figures.push(enrollment);
+    let mut users: Vec<User> = enrolled.into_iter().flat_map(|w| w.users).collect();
+
+    eprintln!("creating {pending} pending challenges…");
+    let waiting: Vec<User> = users.split_off(users.len() - pending as usize);
+    let workers = chunks(waiting, c)
+        .into_iter()
+        .enumerate()
+        .map(|(i, users)| Seed {
+            portal: portal(i),
+            users,
+        })
+        .collect();
+    run(workers, Duration::MAX, u64::MAX).await?;
+
+    // The sign-in scenarios, on their own users.
+    let cycle_users = users.split_off(users.len() - c);
+    let workers: Vec<FullCycle> = cycle_users
+        .into_iter()
+        .enumerate()
+        .map(|(i, user)| FullCycle {
+            portal: portal(i),
+            user,
+        })
+        .collect();
+    let (cycle, cycle_workers) = measure
+        .scenario("full sign-in cycle", c, workers, args.duration, u64::MAX)
+        .await?;
+    let cycle_rate = cycle.ops_per_second;
+    figures.push(cycle);
+
+    let workers: Vec<Create> = cycle_workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| Create {
+            portal: portal(i),
+            user_id: w.user.id.clone(),
+        })
+        .collect();
+    let (create, _) = measure
+        .scenario("challenge creation", c, workers, args.duration, u64::MAX)
+        .await?;
+    figures.push(create);
+
+    eprintln!("preparing {} challenges to answer…", users.len());
+    let mut workers = Vec::new();
+    for (i, chunk) in chunks(users, c).into_iter().enumerate() {
+        workers.push(Answer::prepare(&portal(i), chunk).await?);
+    }
+    let (answer, _) = measure
+        .scenario("device answer", c, workers, args.duration, u64::MAX)
+        .await?;
+    figures.push(answer);
+
+    let report = Report {
+        machine: machine(),
+        database: if args.db.is_empty() {
+            "sqlite".into()
+        } else {
+            "postgres".into()
+        },
+        scale: args.scale,
+        enrolled_phones: phones,
+        pending_challenges: pending,
+        concurrency: c,
+        full_cycle_share_of_ceiling: cycle_rate * CYCLE_RPCS / ceiling_rate,
+        server_peak_rss_mib: server.usage().peak_rss_bytes as f64 / (1024.0 * 1024.0),
+        scenarios: figures,
+    };
+    print!("{}", table(&report));
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    let path = args
+        .out
+        .join(format!("{}-scale{}.json", report.database, args.scale));
+    let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+    std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("results: {}", path.display());
+    Ok(())
+}
+
+/// Runs scenarios and attributes the server's CPU time to each.
+struct Measure<'a> {
+    server: &'a Server,
+}
+
+impl Measure<'_> {
+    async fn scenario<W: Worker>(
+        &mut self,
+        name: &'static str,
+        concurrency: usize,
+        workers: Vec<W>,
+        duration: Duration,
+        limit: u64,
+    ) -> Result<(Figures, Vec<W>), String> {
+        eprintln!("{name}…");
+        let before: Usage = self.server.usage();
+        let Run {
+            ops,
+            elapsed,
+            steps,
+            workers,
+        } = run(workers, duration, limit).await?;
+        let cpu = self.server.usage().cpu.saturating_sub(before.cpu);
+        let seconds = elapsed.as_secs_f64();
+        Ok((
+            Figures {
+                scenario: name,
+                concurrency,
+                ops,
+                seconds,
+                ops_per_second: ops as f64 / seconds,
+                server_cpu_ms_per_1000: cpu.as_secs_f64() * 1000.0 / (ops.max(1) as f64 / 1000.0),
+                steps: steps.summary(),
+            },
+            workers,
+        ))
+    }
+}
+
+/// Creates one challenge for each user and leaves it pending.
+struct Seed {
+    portal: RelyingParty,
+    users: Vec<User>,
+}
+
+impl Worker for Seed {
+    async fn step(&mut self, _: &mut load::Steps) -> Result<bool, String> {
+        let Some(user) = self.users.pop() else {
+            return Ok(false);
+        };
+        self.portal
+            .start_sign_in(&user.id, Default::default())
+            .await
+            .map_err(|e| format!("create: {e}"))?;
+        Ok(true)
+    }
+}
+
+/// Splits `items` into `n` nearly equal parts.
+fn chunks<T>(items: Vec<T>, n: usize) -> Vec<Vec<T>> {
+    let mut parts: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        parts[i % n].push(item);
+    }
+    parts
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} × {cpu}")
+}
+
+fn table(report: &Report) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nmfa-server on {} ({}), {} enrolled phones, {} pending challenges, concurrency {}\n",
+        report.database,
+        report.machine,
+        report.enrolled_phones,
+        report.pending_challenges,
+        report.concurrency
+    );
+    let _ = writeln!(
+        out,
+        "{:<50} {:>8} {:>10} {:>14}   {:<10} {:>8} {:>8} {:>8} {:>8}",
+        "scenario",
+        "ops",
+        "ops/s",
+        "cpu ms/1k ops",
+        "step",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "p99.9 ms"
+    );
+    for f in &report.scenarios {
+        for (i, s) in f.steps.iter().enumerate() {
+            let head = if i == 0 {
+                format!(
+                    "{:<50} {:>8} {:>10.0} {:>14.1}",
+                    f.scenario, f.ops, f.ops_per_second, f.server_cpu_ms_per_1000
+                )
+            } else {
+                format!("{:<50} {:>8} {:>10} {:>14}", "", "", "", "")
+            };
+            let _ = writeln!(
+                out,
+                "{head}   {:<10} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                s.step, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nfull cycle: {:.0}% of the gRPC ceiling ({} RPCs a cycle); server peak RSS {:.0} MiB\n",
+        report.full_cycle_share_of_ceiling * 100.0,
+        CYCLE_RPCS,
+        report.server_peak_rss_mib
+    );
+    out
+}

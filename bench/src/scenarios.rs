@@ -1,0 +1,213 @@
+//! What the bench does, as a portal and as phones would, through the SDK.
+
+use crate::load::{Steps, Worker};
+use mfa_sdk::{
+    portal::RelyingParty, proto, Authenticator, ChallengeState, DeviceInfo, EnrollmentUri,
+    MemoryKeyStore, PushPlatform, SignInContext, VerifiedChallenge,
+};
+use std::time::Instant;
+use tonic::transport::Channel;
+use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+
+fn context() -> SignInContext {
+    SignInContext {
+        application_name: "Customer portal".into(),
+        client_ip: "203.0.113.7".into(),
+        location: "Tokyo, JP".into(),
+        message: String::new(),
+    }
+}
+
+fn failed(what: &str) -> impl Fn(mfa_sdk::Error) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// A user with an enrolled phone.
+pub struct User {
+    pub id: String,
+    pub phone: Authenticator,
+}
+
+/// Enrolls phones: begin (portal) → register (phone) → the number (portal's
+/// watch) → verify (phone), as a person enrolling does. Keeps the users.
+pub struct Enroll {
+    pub portal: RelyingParty,
+    pub channel: Channel,
+    pub prefix: String,
+    pub next: u64,
+    pub users: Vec<User>,
+}
+
+impl Worker for Enroll {
+    async fn step(&mut self, steps: &mut Steps) -> Result<bool, String> {
+        let start = Instant::now();
+        let user_id = format!("{}-{}", self.prefix, self.next);
+        self.next += 1;
+        let email = format!("{user_id}@example.com");
+        let begun = steps
+            .time("begin", self.portal.begin_enrollment(&user_id, &email))
+            .await
+            .map_err(failed("begin enrollment"))?;
+        let uri = EnrollmentUri::parse(&begun.qr_uri).map_err(|e| e.to_string())?;
+        let info = DeviceInfo {
+            name: "bench phone".into(),
+            push_platform: PushPlatform::None,
+            push_token: String::new(),
+        };
+        let store = MemoryKeyStore::new();
+        let (mut phone, verification) = steps
+            .time(
+                "register",
+                Authenticator::enroll_over(self.channel.clone(), &uri, info, &store),
+            )
+            .await
+            .map_err(failed("register"))?;
+        let number = steps
+            .time("number", async {
+                let mut watch = self.portal.watch_enrollment(&begun.enrollment_id).await?;
+                let first = watch.message().await?;
+                Ok::<_, mfa_sdk::Error>(
+                    first
+                        .and_then(|m| m.enrollment)
+                        .map(|e| e.verification_number),
+                )
+            })
+            .await
+            .map_err(failed("watch enrollment"))?
+            .ok_or("the enrollment watch ended early")?;
+        let answer = steps
+            .time("verify", phone.approve(&verification, &number))
+            .await
+            .map_err(failed("verify"))?;
+        if answer.state != ChallengeState::Approved {
+            return Err(format!("verification ended {:?}", answer.state));
+        }
+        steps.record("enrollment", start.elapsed());
+        self.users.push(User { id: user_id, phone });
+        Ok(true)
+    }
+}
+
+/// The whole sign-in: create (portal) → list pending (phone) → approve with
+/// the typed number (phone) → get sees APPROVED (portal).
+pub struct FullCycle {
+    pub portal: RelyingParty,
+    pub user: User,
+}
+
+impl Worker for FullCycle {
+    async fn step(&mut self, steps: &mut Steps) -> Result<bool, String> {
+        let start = Instant::now();
+        let challenge = steps
+            .time(
+                "create",
+                self.portal.start_sign_in(&self.user.id, context()),
+            )
+            .await
+            .map_err(failed("create"))?;
+        let pending = steps
+            .time("list", self.user.phone.pending_challenges())
+            .await
+            .map_err(failed("list"))?;
+        let shown = pending
+            .iter()
+            .find(|p| p.challenge_id == challenge.challenge_id)
+            .ok_or("the phone does not see the challenge")?;
+        steps
+            .time("respond", self.user.phone.approve(shown, &challenge.number))
+            .await
+            .map_err(failed("respond"))?;
+        let seen = steps
+            .time("get", self.portal.get_challenge(&challenge.challenge_id))
+            .await
+            .map_err(failed("get"))?;
+        if seen.state() != proto::ChallengeState::Approved {
+            return Err(format!("the portal sees {:?}", seen.state()));
+        }
+        steps.record("cycle", start.elapsed());
+        Ok(true)
+    }
+}
+
+/// Challenge creation alone (each supersedes the user's previous one).
+pub struct Create {
+    pub portal: RelyingParty,
+    pub user_id: String,
+}
+
+impl Worker for Create {
+    async fn step(&mut self, steps: &mut Steps) -> Result<bool, String> {
+        steps
+            .time(
+                "create",
+                self.portal.start_sign_in(&self.user_id, context()),
+            )
+            .await
+            .map_err(failed("create"))?;
+        Ok(true)
+    }
+}
+
+/// The device's answer alone, to challenges created and listed beforehand.
+pub struct Answer {
+    pub ready: Vec<(User, VerifiedChallenge, String)>,
+    pub done: Vec<User>,
+}
+
+impl Answer {
+    /// Creates and lists one challenge for each of `users` (not timed).
+    pub async fn prepare(portal: &RelyingParty, users: Vec<User>) -> Result<Self, String> {
+        let mut ready = Vec::with_capacity(users.len());
+        for mut user in users {
+            let challenge = portal
+                .start_sign_in(&user.id, context())
+                .await
+                .map_err(failed("create"))?;
+            let shown = user
+                .phone
+                .pending_challenges()
+                .await
+                .map_err(failed("list"))?
+                .into_iter()
+                .find(|p| p.challenge_id == challenge.challenge_id)
+                .ok_or("the phone does not see the challenge")?;
+            ready.push((user, shown, challenge.number));
+        }
+        Ok(Self {
+            ready,
+            done: Vec::new(),
+        })
+    }
+}
+
+impl Worker for Answer {
+    async fn step(&mut self, steps: &mut Steps) -> Result<bool, String> {
+        let Some((mut user, shown, number)) = self.ready.pop() else {
+            return Ok(false);
+        };
+        let answer = steps
+            .time("respond", user.phone.approve(&shown, &number))
+            .await
+            .map_err(failed("respond"))?;
+        if answer.state != ChallengeState::Approved {
+            return Err(format!("answer ended {:?}", answer.state));
+        }
+        self.done.push(user);
+        Ok(true)
+    }
+}
+
+/// The transport's ceiling: a health check, the cheapest call there is.
+pub struct Ceiling {
+    pub health: HealthClient<Channel>,
+}
+
+impl Worker for Ceiling {
+    async fn step(&mut self, steps: &mut Steps) -> Result<bool, String> {
+        steps
+            .time("health", self.health.check(HealthCheckRequest::default()))
+            .await
+            .map_err(|e| format!("health: {e}"))?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,128 @@
+//! The server under test: the release `mfa-server` binary in its own
+//! process (so that its CPU time and memory are its own), on a fresh data
+//! directory, provisioned by `serve --dev`.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// A running `mfa-server serve --dev`.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    pub portal_key: String,
+    _data: tempfile::TempDir,
+}
+
+/// CPU time and peak memory of a process, read from `/proc`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub peak_rss_bytes: u64,
+}
+
+impl Server {
+    /// Starts `binary` with limits raised for load (a bench user signs in
+    /// thousands of times a minute) and challenges that outlive the run.
+    /// `database_url` empty means the embedded SQLite default.
+    pub fn start(binary: &Path, database_url: &str) -> Result<Self, String> {
+        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut command = Command::new(binary);
+        command
+            .args(["serve", "--dev"])
+            .env("MFA_DATA_DIR", data.path())
+            .env("MFA_LISTEN", "127.0.0.1:0")
+            .env("MFA_METRICS_LISTEN", "127.0.0.1:0")
+            .env("MFA_CHALLENGE_LIMIT", "1000000000")
+            .env("MFA_CHALLENGE_TTL", "1h")
+            .env("MFA_ENROLLMENT_TTL", "1h")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped());
+        if !database_url.is_empty() {
+            command.env("MFA_DATABASE_URL", database_url);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
+        let stdout = child.stdout.take().expect("piped");
+        let mut portal_key = None;
+        let mut url = None;
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if let Some(key) = line.trim().strip_prefix("portal key:") {
+                portal_key = Some(key.trim().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("mfa-server listening on ") {
+                url = rest.split(' ').next().map(|addr| format!("http://{addr}"));
+                break;
+            }
+        }
+        // Keep the pipe open and drained, so that the server never writes
+        // into a closed or full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        match (url, portal_key) {
+            (Some(url), Some(portal_key)) => Ok(Self {
+                child,
+                url,
+                portal_key,
+                _data: data,
+            }),
+            (None, _) => Err("the server exited before listening".into()),
+            (Some(_), None) => {
+                Err("the database is not empty: give the bench an empty database".into())
+            }
+        }
+    }
+
+    /// The server's CPU time so far and its peak resident memory.
+    pub fn usage(&self) -> Usage {
+        let pid = self.child.id();
+        let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                // Fields after the command name (which may hold spaces),
+                // starting with field 3 of stat(5); utime and stime are 14 and 15.
+                let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                let utime: u64 = fields.get(11)?.parse().ok()?;
+                let stime: u64 = fields.get(12)?.parse().ok()?;
+                Some(utime + stime)
+            })
+            .unwrap_or_default();
+        let peak_rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .unwrap_or_default();
+        Usage {
+            cpu: Duration::from_millis(ticks * 1000 / clock_ticks_per_second()),
+            peak_rss_bytes: peak_rss_kib * 1024,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `getconf CLK_TCK` (100 on Linux unless the kernel says otherwise).
+fn clock_ticks_per_second() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
