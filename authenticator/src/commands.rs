@@ -227,10 +227,7 @@ async fn answer(
                 app.approve(challenge, number).await?
             }
             _ => {
-                println!(
-                    "Type the {}-digit number, d or f.",
-                    challenge.number_length
-                );
+                println!("Type the {}-digit number, d or f.", challenge.number_length);
                 continue;
             }
         };

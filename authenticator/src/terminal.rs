@@ -6,7 +6,9 @@ use std::{
     time::SystemTime,
 };
 
-use mfa_sdk::{Account, Answer, ChallengeKind, ChallengeState, DenyReason, Error, VerifiedChallenge};
+use mfa_sdk::{
+    Account, Answer, ChallengeKind, ChallengeState, DenyReason, Error, VerifiedChallenge,
+};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
 
 /// The question asked for every challenge.
@@ -49,7 +51,7 @@ pub fn show_challenge(challenge: &VerifiedChallenge) {
         _ => "Sign-in request",
     };
     println!();
-    println!("{title} — {}", challenge.tenant_display_name);
+    println!("{title}: {}", challenge.tenant_display_name);
     println!("  account:     {}", challenge.user_email);
     if !challenge.application_name.is_empty() {
         println!("  application: {}", challenge.application_name);

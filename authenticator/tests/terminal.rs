@@ -97,7 +97,7 @@ async fn enroll_watch_and_approve_with_the_number_typed() {
     // Approve: the context the server signed, then the number typed.
     let challenge = portal.start_sign_in("user-1", context()).await.unwrap();
     on_terminal(|| {
-        watch.exp_string(&format!("Sign-in request — {TENANT}"))?;
+        watch.exp_string(&format!("Sign-in request: {TENANT}"))?;
         watch.exp_string("account:     hanako@example.jp")?;
         watch.exp_string("application: Expense reports")?;
         watch.exp_string("from:        198.51.100.7 (Osaka, Japan)")?;
@@ -130,7 +130,8 @@ async fn enroll_watch_and_approve_with_the_number_typed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_qr_code_is_explained_and_nothing_is_saved() {
-    let server = TestServer::start_with(|config| config.enrollment_ttl = Duration::from_secs(1)).await;
+    let server =
+        TestServer::start_with(|config| config.enrollment_ttl = Duration::from_secs(1)).await;
     let portal = server.portal().await;
     let begun = portal
         .begin_enrollment("user-1", "hanako@example.jp")

@@ -271,8 +271,7 @@ async fn enroll_qr(State(portal): Shared, headers: HeaderMap) -> Response {
 /// Live status of the enrollment, from the service's enrollment watch.
 async fn enroll_events(State(portal): Shared, headers: HeaderMap) -> Response {
     let t = Lang::from_headers(&headers).texts();
-    let Some(Step::Enrolling { enrollment_id, .. }) =
-        portal.sessions.get(&headers).map(|s| s.step)
+    let Some(Step::Enrolling { enrollment_id, .. }) = portal.sessions.get(&headers).map(|s| s.step)
     else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -513,9 +512,7 @@ fn challenge_status(t: &Texts, challenge: &Challenge) -> LiveStatus {
         },
         (ChallengeState::Denied, _) => LiveStatus::retry("denied", t.approve_denied),
         (ChallengeState::Expired, _) => LiveStatus::retry("expired", t.approve_expired),
-        (ChallengeState::Superseded, _) => {
-            LiveStatus::retry("superseded", t.approve_superseded)
-        }
+        (ChallengeState::Superseded, _) => LiveStatus::retry("superseded", t.approve_superseded),
         (ChallengeState::Cancelled, _) => LiveStatus::retry("cancelled", t.approve_cancelled),
         _ => LiveStatus::waiting("waiting", t.approve_waiting),
     }

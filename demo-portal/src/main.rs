@@ -20,7 +20,11 @@ use clap::Parser;
 use mfa_sdk::portal::RelyingParty;
 
 #[derive(Parser)]
-#[command(name = "demo-portal", version, about = "A demo portal using the MFA service")]
+#[command(
+    name = "demo-portal",
+    version,
+    about = "A demo portal using the MFA service"
+)]
 struct Args {
     /// Address to serve the portal on.
     #[arg(long, default_value = "127.0.0.1:8080")]

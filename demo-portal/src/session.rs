@@ -24,7 +24,10 @@ pub enum Step {
         server_url: String,
     },
     /// Waiting for the phone to approve this challenge.
-    Approving { challenge_id: String, number: String },
+    Approving {
+        challenge_id: String,
+        number: String,
+    },
     /// Second factor done; the terms of use are still to accept.
     Terms,
     /// Signed in.
@@ -88,7 +91,9 @@ impl Sessions {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         // A panic while holding the lock leaves a map that is still consistent.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -42,7 +42,10 @@ mod tests {
 
     #[test]
     fn only_the_right_password_signs_in() {
-        assert_eq!(check_password(" Hanako@example.jp", "demo"), Some(&USERS[0]));
+        assert_eq!(
+            check_password(" Hanako@example.jp", "demo"),
+            Some(&USERS[0])
+        );
         assert_eq!(check_password("hanako@example.jp", "wrong"), None);
         assert_eq!(check_password("nobody@example.jp", "demo"), None);
     }
