@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# `make demo`: starts mfa-server (fresh dev tenant, data under target/demo)
-# and the demo portal on loopback, then says what to open and what to run.
-# Ctrl-C stops both.
+# `make demo`: starts mfa-server and the demo portal on loopback, then says
+# what to open and what to run. Each run starts afresh: target/demo (the
+# server's data and the stand-in phone's accounts) is cleared and a new dev
+# tenant made. Ctrl-C stops both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target="${CARGO_TARGET_DIR:-target}"
 demo="$target/demo"
-rm -rf "$demo/server"
+rm -rf "$demo"
 mkdir -p "$demo/phone"
 
 # The server prints the dev tenant's portal key, then its address.

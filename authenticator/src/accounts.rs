@@ -24,7 +24,7 @@ pub struct Opened {
 }
 
 impl Accounts {
-    /// Opens (creating it owner-only if needed) `dir`, or `~/.mfa-authenticator`.
+    /// Opens `dir`, or `~/.mfa-authenticator`, creating it owner-only if needed.
     pub fn open(dir: Option<PathBuf>) -> io::Result<Self> {
         let dir = match dir {
             Some(dir) => dir,
@@ -34,12 +34,16 @@ impl Accounts {
                     io::Error::other("HOME is not set: give the accounts directory with --home")
                 })?,
         };
-        fs::create_dir_all(&dir)?;
+        // Directories made here are owner-only; an existing one is left as
+        // it is (the account files themselves are always 0600).
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
         }
+        builder.create(&dir)?;
         Ok(Self { dir })
     }
 

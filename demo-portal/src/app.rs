@@ -20,8 +20,8 @@ use axum::{
     Form, Router,
 };
 use mfa_sdk::{
-    portal::RelyingParty,
-    proto::{Challenge, DeviceState, Enrollment, EnrollmentState},
+    portal::{has_active_device, RelyingParty},
+    proto::{Challenge, Enrollment, EnrollmentState},
     ChallengeState, DenyReason, SignInContext,
 };
 use serde::{Deserialize, Serialize};
@@ -173,11 +173,7 @@ impl Portal {
         if status.blocked {
             return Err(Refusal::Blocked);
         }
-        let has_app = status
-            .devices
-            .iter()
-            .any(|device| device.state() == DeviceState::Active);
-        if has_app {
+        if has_active_device(&status) {
             self.new_challenge(user, client).await
         } else {
             self.new_enrollment(user).await
@@ -292,12 +288,7 @@ async fn enroll_done(State(portal): Shared, headers: HeaderMap) -> Response {
         return go(step_path(&session.step));
     }
     match portal.rp.user_status(session.user.id).await {
-        Ok(status)
-            if status
-                .devices
-                .iter()
-                .any(|device| device.state() == DeviceState::Active) =>
-        {
+        Ok(status) if has_active_device(&status) => {
             portal.after_second_factor(&headers, session.user).await
         }
         Ok(_) => go("/enroll"),
