@@ -54,7 +54,7 @@ export async function startStack(env = {}) {
       MFA_DATA_DIR: path.join(dir, 'server'),
       MFA_LISTEN: '127.0.0.1:0',
       MFA_METRICS_LISTEN: '127.0.0.1:0',
-      RUST_LOG: 'warn',
+      RUST_LOG: 'error',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
