@@ -11,7 +11,8 @@ run:
 	$(CARGO) run -p mfa-server -- serve --dev
 
 ## Every test: unit, protocol vectors (in Rust and in an independent Python
-## implementation), end-to-end over gRPC, and the proto lint.
+## implementation), end-to-end over gRPC, the proto lint, the authenticator in
+## a terminal and the demo portal in a browser.
 test: proto-lint deploy-check browser-test
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc

@@ -179,7 +179,7 @@ test('a denied sign-in offers a new try; "this wasn\'t me" blocks the user (Engl
 });
 
 test('an expired QR code and an expired sign-in each offer a new try', async () => {
-  const stack = await startStack({ MFA_ENROLLMENT_TTL: '4s', MFA_CHALLENGE_TTL: '8s' });
+  const stack = await startStack({ MFA_ENROLLMENT_TTL: '6s', MFA_CHALLENGE_TTL: '10s' });
   try {
     const page = await newPage('ja-JP');
     const phone = await stack.phone('alice-phone');
