@@ -77,21 +77,23 @@ async fn enroll_in_terminal(server: &TestServer, home: &Path, user_id: &str, ema
 async fn enroll_watch_and_approve_with_the_number_typed() {
     let server = TestServer::start().await;
     let portal = server.portal().await;
-    let home = tempfile::tempdir().unwrap();
-    enroll_in_terminal(&server, home.path(), "user-1", "hanako@example.jp").await;
+    let dir = tempfile::tempdir().unwrap();
+    // A directory the authenticator makes itself, so owner-only.
+    let home = dir.path().join("phone");
+    enroll_in_terminal(&server, &home, "user-1", "hanako@example.jp").await;
 
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&home.path().join("account-1.json")), 0o600);
-        assert_eq!(mode(home.path()), 0o700);
+        assert_eq!(mode(&home.join("account-1.json")), 0o600);
+        assert_eq!(mode(&home), 0o700);
     }
-    let mut list = authenticator(home.path(), &["accounts"]);
+    let mut list = authenticator(&home, &["accounts"]);
     on_terminal(|| list.exp_string(&format!("{TENANT}  <hanako@example.jp>")));
     assert_eq!(exit_code(&mut list), 0);
 
-    let mut watch = authenticator(home.path(), &["watch", "--poll-interval", "100ms"]);
+    let mut watch = authenticator(&home, &["watch", "--poll-interval", "100ms"]);
     on_terminal(|| watch.exp_string("Waiting for sign-in requests for 1 account(s)"));
 
     // Approve: the context the server signed, then the number typed.
