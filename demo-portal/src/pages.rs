@@ -158,7 +158,8 @@ impl Page {
 
 /// Listens to the page's server-sent events. Each message is JSON:
 /// `text` for the status line, `number` to show, `next` to go to, and
-/// `retry` to offer a new attempt; `final` closes the stream.
+/// `retry` to offer a new attempt (and fade a spent QR code); `final`
+/// closes the stream.
 fn live_status_script(events_url: &str) -> String {
     format!(
         r#"
@@ -173,7 +174,11 @@ events.onmessage = (event) => {{
     number.hidden = false;
   }}
   if (m.final) events.close();
-  if (m.retry) document.getElementById("retry").hidden = false;
+  if (m.retry) {{
+    document.getElementById("retry").hidden = false;
+    // A QR code that can no longer be used should not look scannable.
+    document.getElementById("qr")?.classList.add("spent");
+  }}
   if (m.next) window.location.assign(m.next);
 }};"#
     )
@@ -207,6 +212,7 @@ button { margin-top: 12px; padding: 10px 22px; font-size: 16px; background: #1f6
 .hint { color: #5b6b7b; font-size: 13px; }
 .error { color: #b42318; background: #fef3f2; padding: 10px; border-radius: 6px; }
 #qr { display: block; margin: 16px auto; background: #fff; }
+#qr.spent { opacity: .12; }
 .manual { display: grid; grid-template-columns: max-content 1fr; gap: 4px 14px; font-size: 14px; }
 .manual dd { margin: 0; font-family: ui-monospace, monospace; }
 .number { font-size: 72px; font-weight: 700; text-align: center; letter-spacing: 6px; margin: 16px 0; color: #1b3a5c; }

@@ -187,6 +187,7 @@ test('an expired QR code and an expired sign-in each offer a new try', async () 
     await page.waitForURL('**/enroll', WAIT);
     const expiredUri = await readQrCode(page);
     assert.match(await statusIs(page, 'expired'), /有効期限が切れました/);
+    await page.locator('#qr.spent').waitFor(WAIT);
     await shot(page, '11-qr-expired');
     const refused = await phone('enroll', '--uri', expiredUri, '--verify-later');
     assert.notEqual(refused.code, 0);
