@@ -92,3 +92,37 @@ fn account_number(path: &Path) -> Option<u64> {
         .parse()
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_account_files_count() {
+        assert_eq!(account_number(Path::new("/x/account-12.json")), Some(12));
+        assert_eq!(
+            account_number(Path::new("/x/.account-1.json.0123.tmp")),
+            None
+        );
+        assert_eq!(account_number(Path::new("/x/account-.json")), None);
+        assert_eq!(account_number(Path::new("/x/notes.txt")), None);
+    }
+
+    #[test]
+    fn new_accounts_come_after_the_last_one() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("phone");
+        let accounts = Accounts::open(Some(dir.clone())).unwrap();
+        assert!(accounts
+            .new_store()
+            .unwrap()
+            .path()
+            .ends_with("account-1.json"));
+        fs::write(dir.join("account-3.json"), "{}").unwrap();
+        assert!(accounts
+            .new_store()
+            .unwrap()
+            .path()
+            .ends_with("account-4.json"));
+    }
+}

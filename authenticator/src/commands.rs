@@ -165,7 +165,7 @@ async fn watch(accounts: &Accounts, poll_interval: Duration) -> Result<(), Failu
         ));
     }
     println!(
-        "Waiting for sign-in requests for {} account(s); Ctrl-C or Ctrl-D to stop.",
+        "Waiting for sign-in requests for {} account(s); Ctrl-C to stop.",
         opened.len()
     );
     let mut terminal = Terminal::new();
@@ -280,5 +280,20 @@ fn report(
         Ok(())
     } else {
         Err(Failure(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_number;
+
+    #[test]
+    fn a_number_has_the_challenge_length_and_only_digits() {
+        assert!(is_number("42", 2));
+        assert!(is_number("004217", 6));
+        assert!(!is_number("4", 2));
+        assert!(!is_number("4a", 2));
+        assert!(!is_number("d", 1));
+        assert!(!is_number("４２", 2));
     }
 }
