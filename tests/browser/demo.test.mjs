@@ -3,6 +3,7 @@
 // and the number is read from the page as a person reads it.
 
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,6 +20,11 @@ const WAIT = { timeout: 30_000 };
 let browser;
 
 before(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `no Chromium at ${CHROMIUM}: apt-get install chromium fonts-noto-cjk, or set CHROMIUM_PATH`,
+    );
+  }
   await mkdir(screenshotDir, { recursive: true });
   // --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
