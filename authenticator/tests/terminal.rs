@@ -47,14 +47,40 @@ fn context() -> SignInContext {
     }
 }
 
-/// Pastes the QR link into `enroll` and types the number the portal shows.
-async fn enroll_in_terminal(server: &TestServer, home: &Path, user_id: &str, email: &str) {
+/// How the person gives the enrollment to the authenticator.
+#[derive(Clone, Copy)]
+enum Entry {
+    /// Pastes the QR code's link.
+    QrLink,
+    /// Types the manual code and the server URL shown beneath the QR code.
+    ManualCode,
+}
+
+/// Enrolls through `enroll`'s prompts and types the number the portal shows.
+async fn enroll_in_terminal(
+    server: &TestServer,
+    home: &Path,
+    user_id: &str,
+    email: &str,
+    entry: Entry,
+) {
     let portal = server.portal().await;
     let begun = portal.begin_enrollment(user_id, email).await.unwrap();
     let mut enroll = authenticator(home, &["enroll"]);
     on_terminal(|| {
         enroll.exp_string("Paste the link from the QR code")?;
-        enroll.send_line(&begun.qr_uri)?;
+        match entry {
+            Entry::QrLink => {
+                enroll.send_line(&begun.qr_uri)?;
+            }
+            Entry::ManualCode => {
+                enroll.send_line("")?;
+                enroll.exp_string("Activation code:")?;
+                enroll.send_line(&begun.manual_code)?;
+                enroll.exp_string("Server URL:")?;
+                enroll.send_line(&begun.server_url)?;
+            }
+        }
         enroll.exp_string(&format!("Added account: {TENANT}  <{email}>"))?;
         enroll.exp_string("Confirm this device")?;
         enroll.exp_string(PROMPT)
@@ -80,7 +106,7 @@ async fn enroll_watch_and_approve_with_the_number_typed() {
     let dir = tempfile::tempdir().unwrap();
     // A directory the authenticator makes itself, so owner-only.
     let home = dir.path().join("phone");
-    enroll_in_terminal(&server, &home, "user-1", "hanako@example.jp").await;
+    enroll_in_terminal(&server, &home, "user-1", "hanako@example.jp", Entry::QrLink).await;
 
     #[cfg(unix)]
     {
@@ -163,7 +189,14 @@ async fn fraud_report_then_blocked_user_then_revoked_device() {
     let server = TestServer::start().await;
     let portal = server.portal().await;
     let home = tempfile::tempdir().unwrap();
-    enroll_in_terminal(&server, home.path(), "user-2", "taro@example.jp").await;
+    enroll_in_terminal(
+        &server,
+        home.path(),
+        "user-2",
+        "taro@example.jp",
+        Entry::ManualCode,
+    )
+    .await;
 
     let challenge = portal.start_sign_in("user-2", context()).await.unwrap();
     let mut deny = authenticator(home.path(), &["deny", "--fraud"]);
