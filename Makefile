@@ -3,7 +3,7 @@
 BUF_VERSION := 1.75.0
 CARGO ?= cargo
 
-.PHONY: run test bench lint proto-lint fmt clippy deploy-check
+.PHONY: run test bench lint proto-lint fmt clippy deploy-check demo browser-test
 
 ## Builds and starts the server on the embedded default (SQLite under ./data),
 ## creating a demo tenant and keys on first start.
@@ -11,8 +11,9 @@ run:
 	$(CARGO) run -p mfa-server -- serve --dev
 
 ## Every test: unit, protocol vectors (in Rust and in an independent Python
-## implementation), end-to-end over gRPC, and the proto lint.
-test: proto-lint deploy-check
+## implementation), end-to-end over gRPC, the proto lint, the authenticator in
+## a terminal and the demo portal in a browser.
+test: proto-lint deploy-check browser-test
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	python3 tests/interop/check_vectors.py
@@ -41,3 +42,16 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 lint: fmt clippy proto-lint
+
+## Starts mfa-server (fresh dev tenant) and the demo portal on loopback, and
+## prints what to open in the browser and what to run as the phone.
+demo:
+	$(CARGO) build -p mfa-server -p demo-portal -p mfa-authenticator
+	bash demo-portal/demo.sh
+
+## The demo portal in headless Chromium (Debian's `chromium`, driven by
+## playwright-core): enrollment by the rendered QR code, approve, deny, expiry.
+## Screenshots go to target/browser-screenshots/.
+browser-test:
+	$(CARGO) build -p mfa-server -p demo-portal -p mfa-authenticator
+	cd tests/browser && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test

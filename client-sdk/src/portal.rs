@@ -3,8 +3,8 @@
 
 use mfa_proto::v1::{
     portal_service_client::PortalServiceClient, BeginEnrollmentRequest, BeginEnrollmentResponse,
-    CancelChallengeRequest, Challenge, ChallengeState, CreateChallengeRequest, Enrollment,
-    EnrollmentState, GetChallengeRequest, GetUserStatusRequest, GetUserStatusResponse,
+    CancelChallengeRequest, Challenge, ChallengeState, CreateChallengeRequest, DeviceState,
+    Enrollment, EnrollmentState, GetChallengeRequest, GetUserStatusRequest, GetUserStatusResponse,
     RecordTermsAcceptanceRequest, RecordTermsAcceptanceResponse, SignInContext,
     WatchChallengeRequest, WatchChallengeResponse, WatchEnrollmentRequest, WatchEnrollmentResponse,
 };
@@ -214,6 +214,18 @@ impl RelyingParty {
     }
 }
 
+/// Whether a user has an active (enrolled and verified) device, from
+/// [`RelyingParty::user_status`]: if so, the portal asks for a sign-in
+/// approval ([`RelyingParty::start_sign_in`]); if not, it enrolls a phone
+/// first ([`RelyingParty::begin_enrollment`]). Devices still pending
+/// verification do not count.
+pub fn has_active_device(status: &GetUserStatusResponse) -> bool {
+    status
+        .devices
+        .iter()
+        .any(|device| device.state() == DeviceState::Active)
+}
+
 /// Whether an enrollment can no longer change.
 pub fn is_final_enrollment_state(state: EnrollmentState) -> bool {
     matches!(
@@ -228,6 +240,7 @@ pub fn is_final_enrollment_state(state: EnrollmentState) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mfa_proto::v1::Device;
 
     #[test]
     fn the_key_goes_in_the_authorization_header() {
@@ -246,6 +259,20 @@ mod tests {
             BearerAuth::new("line\nbreak"),
             Err(Error::InvalidApiKey)
         ));
+    }
+
+    #[test]
+    fn only_an_active_device_counts() {
+        let device = |state: DeviceState| Device {
+            state: state.into(),
+            ..Device::default()
+        };
+        let mut status = GetUserStatusResponse::default();
+        assert!(!has_active_device(&status));
+        status.devices = vec![device(DeviceState::PendingVerification)];
+        assert!(!has_active_device(&status));
+        status.devices.push(device(DeviceState::Active));
+        assert!(has_active_device(&status));
     }
 
     #[test]

@@ -1,0 +1,299 @@
+//! The commands: each takes what the command line gave and talks to the
+//! server through the SDK only.
+
+use std::{collections::HashSet, fmt, time::Duration};
+
+use mfa_sdk::{
+    Answer, Authenticator, ChallengeState, DeviceInfo, EnrollmentUri, PushPlatform,
+    VerifiedChallenge,
+};
+
+use crate::{
+    accounts::{Accounts, Opened},
+    terminal::{self, Terminal, NUMBER_PROMPT},
+    Command,
+};
+
+/// Why a command did not do what was asked, in words for the person.
+#[derive(Debug)]
+pub struct Failure(String);
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<mfa_sdk::Error> for Failure {
+    fn from(error: mfa_sdk::Error) -> Self {
+        Self(terminal::explain(&error))
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(error: std::io::Error) -> Self {
+        Self(format!("mfa-authenticator: {error}"))
+    }
+}
+
+impl From<mfa_sdk::EnrollmentUriError> for Failure {
+    fn from(error: mfa_sdk::EnrollmentUriError) -> Self {
+        mfa_sdk::Error::from(error).into()
+    }
+}
+
+fn failure(message: impl Into<String>) -> Failure {
+    Failure(format!("mfa-authenticator: {}", message.into()))
+}
+
+/// Runs one command.
+pub async fn run(command: Command, accounts: &Accounts) -> Result<(), Failure> {
+    match command {
+        Command::Enroll {
+            uri,
+            code,
+            url,
+            name,
+            verify_later,
+        } => {
+            let mut terminal = Terminal::new();
+            let uri = match (uri, code, url) {
+                (Some(uri), _, _) => EnrollmentUri::parse(uri.trim())?,
+                (None, Some(code), Some(url)) => EnrollmentUri::manual(&code, &url)?,
+                _ => ask_enrollment(&mut terminal).await?,
+            };
+            enroll(accounts, &uri, name, verify_later, &mut terminal).await
+        }
+        Command::Accounts => list(accounts).await,
+        Command::Watch { poll_interval } => watch(accounts, poll_interval).await,
+        Command::Approve { number, account } => {
+            let (mut app, challenge) = newest_pending(accounts, account.as_deref()).await?;
+            terminal::show_challenge(&challenge);
+            let answer = app.approve(&challenge, &number).await?;
+            report(&challenge, &answer, ChallengeState::Approved)
+        }
+        Command::Deny { fraud, account } => {
+            let (mut app, challenge) = newest_pending(accounts, account.as_deref()).await?;
+            terminal::show_challenge(&challenge);
+            let answer = if fraud {
+                app.report_fraud(&challenge).await?
+            } else {
+                app.deny(&challenge).await?
+            };
+            report(&challenge, &answer, ChallengeState::Denied)
+        }
+        Command::Remove { account } => {
+            let Opened { store, app } = accounts
+                .open_all()
+                .await?
+                .into_iter()
+                .find(|opened| opened.app.account().user_email == account)
+                .ok_or_else(|| failure(format!("no account for {account}")))?;
+            app.remove(&store).await?;
+            println!("Removed the account of {account}.");
+            Ok(())
+        }
+    }
+}
+
+/// Asks for the QR code's link, or for the code and the server URL.
+async fn ask_enrollment(terminal: &mut Terminal) -> Result<EnrollmentUri, Failure> {
+    let link = terminal
+        .ask("Paste the link from the QR code (mfa://enroll?...), or press Enter to type the code:")
+        .await?
+        .ok_or_else(|| failure("no link given"))?;
+    if !link.is_empty() {
+        return Ok(EnrollmentUri::parse(&link)?);
+    }
+    let code = terminal
+        .ask("Activation code:")
+        .await?
+        .ok_or_else(|| failure("no code given"))?;
+    let url = terminal
+        .ask("Server URL:")
+        .await?
+        .ok_or_else(|| failure("no server URL given"))?;
+    Ok(EnrollmentUri::manual(&code, &url)?)
+}
+
+async fn enroll(
+    accounts: &Accounts,
+    uri: &EnrollmentUri,
+    name: String,
+    verify_later: bool,
+    terminal: &mut Terminal,
+) -> Result<(), Failure> {
+    let store = accounts.new_store()?;
+    let info = DeviceInfo {
+        name,
+        push_platform: PushPlatform::None,
+        push_token: String::new(),
+    };
+    let (mut app, verification) = Authenticator::enroll(uri, info, &store).await?;
+    println!("Added account: {}", terminal::account_line(app.account()));
+    if verify_later {
+        println!(
+            "Confirm it with `mfa-authenticator approve --number <N>`, N being the number the portal shows."
+        );
+        return Ok(());
+    }
+    match answer(&mut app, &verification, terminal).await? {
+        Some(answer) => report(&verification, &answer, ChallengeState::Approved),
+        None => Err(failure(
+            "no number given; confirm later with `mfa-authenticator approve --number <N>`",
+        )),
+    }
+}
+
+async fn list(accounts: &Accounts) -> Result<(), Failure> {
+    let opened = accounts.open_all().await?;
+    if opened.is_empty() {
+        println!("No accounts yet: add one with `mfa-authenticator enroll`.");
+    }
+    for Opened { app, .. } in &opened {
+        println!("{}", terminal::account_line(app.account()));
+    }
+    Ok(())
+}
+
+/// Polls every account for new challenges and asks about each once.
+async fn watch(accounts: &Accounts, poll_interval: Duration) -> Result<(), Failure> {
+    let mut opened = accounts.open_all().await?;
+    if opened.is_empty() {
+        return Err(failure(
+            "no accounts yet: add one with `mfa-authenticator enroll`",
+        ));
+    }
+    println!(
+        "Waiting for sign-in requests for {} account(s); Ctrl-C to stop.",
+        opened.len()
+    );
+    let mut terminal = Terminal::new();
+    let mut seen = HashSet::new();
+    let mut revoked = HashSet::new();
+    loop {
+        for Opened { app, .. } in &mut opened {
+            let device_id = app.account().device_id.clone();
+            if revoked.contains(&device_id) {
+                continue;
+            }
+            let pending = match app.pending_challenges().await {
+                Ok(pending) => pending,
+                Err(error) => {
+                    eprintln!("{}", terminal::explain(&error));
+                    if error.is_device_revoked() {
+                        revoked.insert(device_id);
+                    }
+                    continue;
+                }
+            };
+            // Oldest first, as they were asked for.
+            for challenge in pending.iter().rev() {
+                if challenge.is_expired() || !seen.insert(challenge.challenge_id.clone()) {
+                    continue;
+                }
+                match answer(app, challenge, &mut terminal).await {
+                    Ok(Some(answer)) => {
+                        println!("{}", terminal::describe_answer(challenge, &answer))
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(failure) => eprintln!("{failure}"),
+                }
+            }
+        }
+        if revoked.len() == opened.len() {
+            return Err(failure("no account can receive sign-in requests any more"));
+        }
+        tokio::time::sleep(poll_interval).await;
+    }
+}
+
+/// Shows a challenge and asks for the number, deny or fraud; `None` when the
+/// input ended without an answer.
+async fn answer(
+    app: &mut Authenticator,
+    challenge: &VerifiedChallenge,
+    terminal: &mut Terminal,
+) -> Result<Option<Answer>, Failure> {
+    terminal::show_challenge(challenge);
+    loop {
+        let Some(input) = terminal.ask(NUMBER_PROMPT).await? else {
+            return Ok(None);
+        };
+        let answer = match input.as_str() {
+            "d" | "D" => app.deny(challenge).await?,
+            "f" | "F" => app.report_fraud(challenge).await?,
+            number if is_number(number, challenge.number_length) => {
+                app.approve(challenge, number).await?
+            }
+            _ => {
+                println!("Type the {}-digit number, d or f.", challenge.number_length);
+                continue;
+            }
+        };
+        return Ok(Some(answer));
+    }
+}
+
+fn is_number(input: &str, length: u32) -> bool {
+    input.len() == length as usize && input.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The newest challenge waiting on any account (or the one with this e-mail).
+async fn newest_pending(
+    accounts: &Accounts,
+    email: Option<&str>,
+) -> Result<(Authenticator, VerifiedChallenge), Failure> {
+    let mut newest: Option<(Authenticator, VerifiedChallenge)> = None;
+    let opened = accounts.open_all().await?;
+    if opened.is_empty() {
+        return Err(failure(
+            "no accounts yet: add one with `mfa-authenticator enroll`",
+        ));
+    }
+    for Opened { mut app, .. } in opened {
+        if email.is_some_and(|email| app.account().user_email != email) {
+            continue;
+        }
+        let challenge = app.pending_challenges().await?.into_iter().next();
+        if let Some(challenge) = challenge {
+            if newest
+                .as_ref()
+                .is_none_or(|(_, other)| challenge.create_time > other.create_time)
+            {
+                newest = Some((app, challenge));
+            }
+        }
+    }
+    newest.ok_or_else(|| failure("no sign-in request is waiting"))
+}
+
+/// Prints the challenge and the answer; fails unless it ended as `wanted`.
+fn report(
+    challenge: &VerifiedChallenge,
+    answer: &Answer,
+    wanted: ChallengeState,
+) -> Result<(), Failure> {
+    let text = terminal::describe_answer(challenge, answer);
+    if answer.state == wanted {
+        println!("{text}");
+        Ok(())
+    } else {
+        Err(Failure(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_number;
+
+    #[test]
+    fn a_number_has_the_challenge_length_and_only_digits() {
+        assert!(is_number("42", 2));
+        assert!(is_number("004217", 6));
+        assert!(!is_number("4", 2));
+        assert!(!is_number("4a", 2));
+        assert!(!is_number("d", 1));
+        assert!(!is_number("４２", 2));
+    }
+}

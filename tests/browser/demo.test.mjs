@@ -1,0 +1,226 @@
+// The demo portal as a person uses it, in headless Chromium: the QR code is
+// read by decoding the rendered image, the "phone" is `mfa-authenticator`,
+// and the number is read from the page as a person reads it.
+
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import jsQR from 'jsqr';
+import { chromium } from 'playwright-core';
+import { PNG } from 'pngjs';
+
+import { screenshotDir, startStack } from './stack.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const WAIT = { timeout: 30_000 };
+
+let browser;
+
+before(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `no Chromium at ${CHROMIUM}: apt-get install chromium fonts-noto-cjk, or set CHROMIUM_PATH`,
+    );
+  }
+  await mkdir(screenshotDir, { recursive: true });
+  // --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function newPage(locale) {
+  const context = await browser.newContext({ locale, viewport: { width: 720, height: 860 } });
+  return context.newPage();
+}
+
+function shot(page, name) {
+  return page.screenshot({ path: path.join(screenshotDir, `${name}.png`), fullPage: true });
+}
+
+async function signIn(page, url, email) {
+  await page.goto(url);
+  await page.fill('input[name=email]', email);
+  await page.fill('input[name=password]', 'demo');
+  await page.click('button[type=submit]');
+}
+
+/** Decodes the QR code from a screenshot of the rendered image. */
+async function readQrCode(page) {
+  const image = page.locator('#qr');
+  await image.waitFor(WAIT);
+  await page.waitForFunction(() => {
+    const img = document.getElementById('qr');
+    return img.complete && img.naturalWidth > 0;
+  });
+  const png = PNG.sync.read(await image.screenshot());
+  const code = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
+  assert.ok(code, 'the rendered QR code decodes');
+  assert.match(code.data, /^mfa:\/\/enroll\?/);
+  return code.data;
+}
+
+/** The number shown large on the page, once it is shown. */
+async function shownNumber(page) {
+  const number = page.locator('#number');
+  await number.waitFor({ state: 'visible', ...WAIT });
+  const text = (await number.textContent()).trim();
+  assert.match(text, /^\d{2}$/);
+  return text;
+}
+
+async function statusIs(page, state) {
+  await page.locator(`#status[data-state="${state}"]`).waitFor(WAIT);
+  return (await page.locator('#status').textContent()).trim();
+}
+
+/** On the enrollment page: scan the QR code with the phone, type the number. */
+async function enrollPhone(page, phone, email, shots = {}) {
+  await page.waitForURL('**/enroll', WAIT);
+  const uri = await readQrCode(page);
+  if (shots.qr) await shot(page, shots.qr);
+  const enrolled = await phone('enroll', '--uri', uri, '--verify-later');
+  assert.equal(enrolled.code, 0, enrolled.stderr);
+  assert.match(enrolled.stdout, new RegExp(`Demo tenant  <${email}>`));
+
+  const number = await shownNumber(page);
+  if (shots.number) await shot(page, shots.number);
+  const confirmed = await phone('approve', '--number', number);
+  assert.equal(confirmed.code, 0, confirmed.stderr);
+  assert.match(confirmed.stdout, /Device confirmed/);
+}
+
+test('first sign-in sets up the app by QR code, then the number approves sign-ins (Japanese)', async () => {
+  const stack = await startStack();
+  try {
+    const page = await newPage('ja-JP');
+    const phone = await stack.phone('hanako-phone');
+
+    await page.goto(stack.url);
+    await page.getByRole('heading', { name: 'サインイン' }).waitFor(WAIT);
+    await shot(page, '01-sign-in');
+    await signIn(page, stack.url, 'hanako@example.jp');
+    await enrollPhone(page, phone, 'hanako@example.jp', {
+      qr: '02-enroll-qr',
+      number: '03-enroll-number',
+    });
+
+    await page.waitForURL('**/terms', WAIT);
+    await page.getByRole('heading', { name: '利用規約' }).waitFor(WAIT);
+    await shot(page, '04-terms');
+    await page.click('#accept');
+    await page.waitForURL('**/welcome', WAIT);
+    assert.equal(await page.locator('#signed-in').textContent(), 'サインインしました');
+    await shot(page, '05-signed-in');
+
+    // The next sign-in: the number on the page, typed into the app.
+    await page.click('text=サインアウト');
+    await signIn(page, stack.url, 'hanako@example.jp');
+    await page.waitForURL('**/approve', WAIT);
+    const number = await shownNumber(page);
+    await statusIs(page, 'waiting');
+    await shot(page, '06-sign-in-number');
+
+    const listed = await phone('accounts');
+    assert.match(listed.stdout, /Demo tenant  <hanako@example\.jp>/);
+    const approved = await phone('approve', '--number', number);
+    assert.equal(approved.code, 0, approved.stderr);
+    assert.match(approved.stdout, /application: Demo portal/);
+    assert.match(approved.stdout, /from: +127\.0\.0\.1 \(Tokyo, Japan\)/);
+    assert.match(approved.stdout, /Approved/);
+
+    // Terms already accepted: straight to signed in.
+    await page.waitForURL('**/welcome', WAIT);
+    await page.locator('#signed-in').waitFor(WAIT);
+    await shot(page, '07-signed-in-again');
+  } finally {
+    await stack.stop();
+  }
+});
+
+test('a denied sign-in offers a new try; "this wasn\'t me" blocks the user (English)', async () => {
+  const stack = await startStack();
+  try {
+    const page = await newPage('en-US');
+    const phone = await stack.phone('taro-phone');
+    await signIn(page, stack.url, 'taro@example.jp');
+    await enrollPhone(page, phone, 'taro@example.jp');
+    await page.waitForURL('**/terms', WAIT);
+    await page.click('#accept');
+    await page.waitForURL('**/welcome', WAIT);
+    await page.click('text=Sign out');
+
+    await signIn(page, stack.url, 'taro@example.jp');
+    await page.waitForURL('**/approve', WAIT);
+    await shownNumber(page);
+    const denied = await phone('deny');
+    assert.equal(denied.code, 0, denied.stderr);
+    assert.equal(await statusIs(page, 'denied'), 'The sign-in was denied in the app.');
+    await page.locator('#retry').waitFor(WAIT);
+    await shot(page, '08-denied');
+
+    await page.click('#retry button');
+    await page.waitForURL('**/approve', WAIT);
+    await statusIs(page, 'waiting');
+    const reported = await phone('deny', '--fraud');
+    assert.equal(reported.code, 0, reported.stderr);
+    assert.match(await statusIs(page, 'reported'), /not yours/);
+    await shot(page, '09-reported');
+
+    // Blocked now: the sign-in page says so and explains what to do.
+    await page.context().clearCookies();
+    await signIn(page, stack.url, 'taro@example.jp');
+    await page.locator('#notice').waitFor(WAIT);
+    assert.match(await page.locator('#notice').textContent(), /blocked/);
+    assert.match(await page.locator('#lost-phone').textContent(), /Lost your phone\?/);
+    await shot(page, '10-blocked');
+  } finally {
+    await stack.stop();
+  }
+});
+
+test('an expired QR code and an expired sign-in each offer a new try', async () => {
+  const stack = await startStack({ MFA_ENROLLMENT_TTL: '6s', MFA_CHALLENGE_TTL: '10s' });
+  try {
+    const page = await newPage('ja-JP');
+    const phone = await stack.phone('alice-phone');
+    await signIn(page, stack.url, 'alice@example.com');
+    await page.waitForURL('**/enroll', WAIT);
+    const expiredUri = await readQrCode(page);
+    assert.match(await statusIs(page, 'expired'), /有効期限が切れました/);
+    await page.locator('#qr.spent').waitFor(WAIT);
+    await shot(page, '11-qr-expired');
+    const refused = await phone('enroll', '--uri', expiredUri, '--verify-later');
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /This QR code has expired/);
+    assert.match((await phone('accounts')).stdout, /No accounts yet/);
+
+    await page.click('#retry button');
+    await statusIs(page, 'waiting'); // the new page: the old one said expired
+    await enrollPhone(page, phone, 'alice@example.com');
+    await page.waitForURL('**/terms', WAIT);
+    await page.click('#accept');
+    await page.waitForURL('**/welcome', WAIT);
+    await page.click('text=サインアウト');
+
+    await signIn(page, stack.url, 'alice@example.com');
+    await page.waitForURL('**/approve', WAIT);
+    await shownNumber(page);
+    assert.match(await statusIs(page, 'expired'), /有効期限が切れました/);
+    await shot(page, '12-sign-in-expired');
+
+    await page.click('#retry button');
+    await page.waitForURL('**/approve', WAIT);
+    await statusIs(page, 'waiting');
+    const approved = await phone('approve', '--number', await shownNumber(page));
+    assert.equal(approved.code, 0, approved.stderr);
+    await page.waitForURL('**/welcome', WAIT);
+  } finally {
+    await stack.stop();
+  }
+});
