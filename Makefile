@@ -3,7 +3,7 @@
 BUF_VERSION := 1.75.0
 CARGO ?= cargo
 
-.PHONY: run test lint proto-lint fmt clippy deploy-check
+.PHONY: run test test-postgres lint proto-lint fmt clippy deploy-check
 
 ## Builds and starts the server on the embedded default (SQLite under ./data),
 ## creating a demo tenant and keys on first start.
@@ -11,11 +11,28 @@ run:
 	$(CARGO) run -p mfa-server -- serve --dev
 
 ## Every test: unit, protocol vectors (in Rust and in an independent Python
-## implementation), end-to-end over gRPC, and the proto lint.
+## implementation), end-to-end over gRPC (on SQLite, then on PostgreSQL), and
+## the proto lint.
 test: proto-lint deploy-check
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	python3 tests/interop/check_vectors.py
+	$(MAKE) test-postgres
+
+## The end-to-end suite again on PostgreSQL (a fresh database per test), when
+## PostgreSQL answers at MFA_TEST_POSTGRES_URL (default 127.0.0.1:5432, user
+## postgres); otherwise it says that it skipped and why, except under CI=true,
+## where it fails. (tests/tests/replicas.rs runs with the workspace tests.)
+MFA_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export MFA_TEST_POSTGRES_URL
+test-postgres:
+	@if bash tests/postgres-reachable.sh "$(MFA_TEST_POSTGRES_URL)"; then \
+	  MFA_TEST_DATABASE=postgres $(CARGO) test -p mfa-tests --test e2e; \
+	elif [ "$$CI" = true ]; then \
+	  echo "FAILED: PostgreSQL at $(MFA_TEST_POSTGRES_URL) is not reachable, and CI=true requires the PostgreSQL suite" >&2; exit 1; \
+	else \
+	  echo "SKIPPED the PostgreSQL suite: PostgreSQL at $(MFA_TEST_POSTGRES_URL) is not reachable (start it, or set MFA_TEST_POSTGRES_URL)"; \
+	fi
 
 ## Checks deploy/: the alert rules and their unit tests, and every PromQL
 ## expression of the Grafana dashboard, with promtool (installed if missing).

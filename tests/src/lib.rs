@@ -13,8 +13,8 @@ use mfa_sdk::{
     Authenticator, DeviceInfo, EnrollmentUri, KeyStore, MemoryKeyStore, PushPlatform,
     VerifiedChallenge,
 };
-use postgres::{Backend, TestDatabase};
 use mfa_server::{config::Config, model::Role, RunningServer};
+use postgres::{Backend, TestDatabase};
 use std::{sync::Arc, time::Duration};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 

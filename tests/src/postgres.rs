@@ -4,7 +4,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) can be reached.
 
 use sqlx::{Connection, Executor, PgConnection};
-use std::time::Duration;
+use std::{io::Write, time::Duration};
 
 /// The database the e2e suite runs on, chosen by `MFA_TEST_DATABASE`
 /// (`sqlite`, the default, or `postgres`).
@@ -48,7 +48,10 @@ pub async fn available_or_skip(test: &str) -> bool {
             panic!("PostgreSQL at {} is required under CI: {why}", admin_url())
         }
         Err(why) => {
-            eprintln!(
+            // Straight to stderr, past the test harness's output capture, so
+            // that the skip shows in an ordinary `cargo test` run.
+            let _ = writeln!(
+                std::io::stderr().lock(),
                 "SKIPPED {test}: PostgreSQL at {} is not reachable ({why}); \
                  start it or set MFA_TEST_POSTGRES_URL",
                 admin_url()
@@ -62,7 +65,10 @@ pub async fn available_or_skip(test: &str) -> bool {
 pub fn server_addr() -> std::net::SocketAddr {
     use std::net::ToSocketAddrs;
     let url = url::Url::parse(&admin_url()).expect("MFA_TEST_POSTGRES_URL is a URL");
-    (url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(5432))
+    (
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432),
+    )
         .to_socket_addrs()
         .expect("PostgreSQL address resolves")
         .next()

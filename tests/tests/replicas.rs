@@ -240,7 +240,10 @@ async fn replicas_sweeping_the_same_deadlines_expire_each_challenge_once() {
     let (first, mut first_watch) = watched_sign_in(&portal_a, "u1").await;
     let (second, mut second_watch) = watched_sign_in(&portal_b, "u2").await;
     for watch in [&mut first_watch, &mut second_watch] {
-        assert_eq!(within(outcome(watch)).await.state(), ChallengeState::Expired);
+        assert_eq!(
+            within(outcome(watch)).await.state(),
+            ChallengeState::Expired
+        );
     }
     let events = a
         .admin()
@@ -323,7 +326,10 @@ async fn a_killed_change_listener_reconnects_and_no_outcome_is_missed() {
     }
     let after = listeners(&mut admin, database.name()).await;
     assert_eq!(after.len(), 2, "{after:?}");
-    assert!(after.iter().all(|pid| !before.contains(pid)), "{before:?} {after:?}");
+    assert!(
+        after.iter().all(|pid| !before.contains(pid)),
+        "{before:?} {after:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,6 +382,26 @@ async fn a_database_outage_is_unavailable_and_service_recovers_by_itself() {
         within(outcome(&mut watch)).await.state(),
         ChallengeState::Approved
     );
-    let next = within(portal_a.start_sign_in("u", context())).await.unwrap();
+    let next = within(portal_a.start_sign_in("u", context()))
+        .await
+        .unwrap();
     assert_eq!(next.state(), ChallengeState::Pending);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_stops_the_start_with_a_message_that_hides_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    // Nothing listens on port 1.
+    config.database_url = Some("postgres://mfa:s3cret-pw@127.0.0.1:1/mfa".into());
+    config.database_acquire_timeout = Duration::from_millis(200);
+    let error = match mfa_server::start(&config).await {
+        Ok(_) => panic!("started without a database"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("postgres://mfa:***@127.0.0.1:1/mfa"),
+        "{error}"
+    );
+    assert!(!error.contains("s3cret-pw"), "{error}");
 }

@@ -134,10 +134,7 @@ pub(super) fn delivery(row: &impl Columns) -> StoreResult<PushDelivery> {
             PushPlatform::parse(&row.text("push_platform")?),
             "push platform",
         )?,
-        state: parse(
-            DeliveryState::parse(&row.text("state")?),
-            "delivery state",
-        )?,
+        state: parse(DeliveryState::parse(&row.text("state")?), "delivery state")?,
         attempts: u32::try_from(row.integer("attempts")?)
             .map_err(|_| corrupt("delivery attempts"))?,
         provider_message_id: row.text("provider_message_id")?,

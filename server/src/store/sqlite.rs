@@ -488,7 +488,10 @@ impl Store for SqliteStore {
         .bind(&challenge.user_id)
         .fetch_all(&mut *tx)
         .await?;
-        let superseded = rows.iter().map(decode::ended).collect::<StoreResult<Vec<_>>>()?;
+        let superseded = rows
+            .iter()
+            .map(decode::ended)
+            .collect::<StoreResult<Vec<_>>>()?;
         insert_challenge(&mut tx, challenge).await?;
         tx.commit().await?;
         Ok(superseded)
@@ -654,7 +657,11 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(decode::reset(revoked_devices, cancelled, cancelled_enrollments))
+        Ok(decode::reset(
+            revoked_devices,
+            cancelled,
+            cancelled_enrollments,
+        ))
     }
 
     async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()> {

@@ -80,7 +80,10 @@ async fn relay(listener: &mut PgListener, events: &Events) -> sqlx::Error {
         match listener.try_recv().await {
             Ok(Some(notification)) => match parse(notification.payload()) {
                 Some(change) => events.deliver(change),
-                None => tracing::warn!(payload = notification.payload(), "unknown change notification"),
+                None => tracing::warn!(
+                    payload = notification.payload(),
+                    "unknown change notification"
+                ),
             },
             Ok(None) => return sqlx::Error::Protocol("the listening connection closed".into()),
             Err(error) => return error,
@@ -103,8 +106,14 @@ mod tests {
 
     #[test]
     fn payloads_name_what_changed() {
-        assert_eq!(parse("challenge:c-1"), Some(Change::Challenge("c-1".into())));
-        assert_eq!(parse("enrollment:e-1"), Some(Change::Enrollment("e-1".into())));
+        assert_eq!(
+            parse("challenge:c-1"),
+            Some(Change::Challenge("c-1".into()))
+        );
+        assert_eq!(
+            parse("enrollment:e-1"),
+            Some(Change::Enrollment("e-1".into()))
+        );
         assert_eq!(parse("device:d-1"), None);
         assert_eq!(parse("challenge"), None);
     }

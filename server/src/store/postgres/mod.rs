@@ -447,12 +447,11 @@ impl Store for PostgresStore {
     }
 
     async fn list_deliveries(&self, challenge_id: &str) -> StoreResult<Vec<PushDelivery>> {
-        let rows = sqlx::query(
-            "SELECT * FROM push_deliveries WHERE challenge_id = $1 ORDER BY device_id",
-        )
-        .bind(challenge_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM push_deliveries WHERE challenge_id = $1 ORDER BY device_id")
+                .bind(challenge_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(decode::delivery).collect()
     }
 
@@ -577,12 +576,14 @@ impl Store for PostgresStore {
         let challenge = decode::challenge(&row)?;
         let enrollment_id = settle_verification(&mut tx, &challenge, now).await?;
         if let Some(until) = ending.block_user_until {
-            sqlx::query("UPDATE users SET blocked_until = $1 WHERE tenant_id = $2 AND user_id = $3")
-                .bind(until)
-                .bind(&challenge.tenant_id)
-                .bind(&challenge.user_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE users SET blocked_until = $1 WHERE tenant_id = $2 AND user_id = $3",
+            )
+            .bind(until)
+            .bind(&challenge.tenant_id)
+            .bind(&challenge.user_id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(Some(Ended {
@@ -686,7 +687,11 @@ impl Store for PostgresStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(decode::reset(revoked_devices, cancelled, cancelled_enrollments))
+        Ok(decode::reset(
+            revoked_devices,
+            cancelled,
+            cancelled_enrollments,
+        ))
     }
 
     async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()> {
