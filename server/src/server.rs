@@ -58,14 +58,13 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, ServerError> {
             changes: None,
         })
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let unreachable = |e: StoreError| {
-            ServerError::Setup(format!("database {}: {e}", config.database_url_redacted()))
-        };
         let store = PostgresStore::open(&url, config.pool_settings())
             .await
-            .map_err(unreachable)?;
+            .map_err(|e| {
+                ServerError::Setup(format!("database {}: {e}", config.database_url_redacted()))
+            })?;
         Ok(OpenedStore {
-            changes: Some(store.listen_for_changes().await.map_err(unreachable)?),
+            changes: Some(store.change_feed()),
             store: Arc::new(Instrumented(store)),
         })
     } else {
@@ -185,8 +184,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     ));
     service.store().migrate().await?;
     if let Some(changes) = changes {
-        // Runs until the store closes at shutdown.
-        tokio::spawn(changes.run(service.events().clone()));
+        // Listens before serving; relays until the store closes at shutdown.
+        changes.start(service.events().clone()).await?;
     }
     health.check(&service).await;
     tokio::spawn(health.monitor(service.clone(), config.health_interval));

@@ -8,7 +8,10 @@
 //! are lost, so after every (re)connection every watcher is told to re-read
 //! ([`Change::Everything`]): none misses a terminal state.
 
-use crate::events::{Change, Events};
+use crate::{
+    events::{Change, Events},
+    store::StoreResult,
+};
 use sqlx::postgres::{PgListener, PgPool};
 use std::time::Duration;
 
@@ -20,47 +23,52 @@ const FIRST_RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// Listens on the database's change channel and feeds [`Events`].
+#[derive(Debug, Clone)]
 pub struct ChangeFeed {
     pool: PgPool,
-    listener: PgListener,
 }
 
 impl ChangeFeed {
-    /// Starts listening: every change committed after this returns reaches
-    /// [`ChangeFeed::run`].
-    pub(super) async fn connect(pool: PgPool) -> Result<Self, sqlx::Error> {
-        let listener = listen(&pool).await?;
-        Ok(Self { pool, listener })
+    pub(super) fn new(pool: PgPool) -> Self {
+        Self { pool }
     }
 
-    /// Delivers changes until the pool is closed, reconnecting whenever the
-    /// listening connection is lost and then telling every watcher to re-read.
-    pub async fn run(self, events: Events) {
-        let Self { pool, mut listener } = self;
-        loop {
-            events.deliver(Change::Everything);
-            match relay(&mut listener, &events).await {
-                sqlx::Error::PoolClosed => return,
-                error => tracing::warn!(%error, "change listener lost; reconnecting"),
-            }
-            drop(listener);
-            let mut retry = FIRST_RETRY;
-            listener = loop {
-                if pool.is_closed() {
-                    return;
-                }
-                match listen(&pool).await {
-                    Ok(listener) => break listener,
-                    Err(sqlx::Error::PoolClosed) => return,
-                    Err(error) => {
-                        tracing::warn!(%error, retry_in = ?retry, "cannot listen for changes");
-                        tokio::time::sleep(retry).await;
-                        retry = (retry * 2).min(MAX_RETRY);
-                    }
-                }
-            };
-            tracing::info!("listening for changes again");
+    /// Starts listening, then relays changes to `events` in the background
+    /// until the pool is closed. Returns once listening, so that every change
+    /// committed afterwards reaches `events`.
+    pub async fn start(self, events: Events) -> StoreResult<()> {
+        let listener = listen(&self.pool).await?;
+        tokio::spawn(run(self.pool, listener, events));
+        Ok(())
+    }
+}
+
+/// Relays changes, reconnecting whenever the listening connection is lost
+/// and then telling every watcher to re-read.
+async fn run(pool: PgPool, mut listener: PgListener, events: Events) {
+    loop {
+        events.deliver(Change::Everything);
+        match relay(&mut listener, &events).await {
+            sqlx::Error::PoolClosed => return,
+            error => tracing::warn!(%error, "change listener lost; reconnecting"),
         }
+        drop(listener);
+        let mut retry = FIRST_RETRY;
+        listener = loop {
+            if pool.is_closed() {
+                return;
+            }
+            match listen(&pool).await {
+                Ok(listener) => break listener,
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?retry, "cannot listen for changes");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(MAX_RETRY);
+                }
+            }
+        };
+        tracing::info!("listening for changes again");
     }
 }
 

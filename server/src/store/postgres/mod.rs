@@ -48,10 +48,10 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
-    /// Starts listening for every replica's changes (our own included), to
-    /// relay them to watch streams with [`ChangeFeed::run`].
-    pub async fn listen_for_changes(&self) -> StoreResult<ChangeFeed> {
-        Ok(ChangeFeed::connect(self.pool.clone()).await?)
+    /// The feed of every replica's changes (our own included), to relay
+    /// to watch streams with [`ChangeFeed::start`].
+    pub fn change_feed(&self) -> ChangeFeed {
+        ChangeFeed::new(self.pool.clone())
     }
 }
 
