@@ -112,12 +112,6 @@ impl TestServer {
         }
     }
 
-    /// Stops the server (in-flight calls finish; watch streams end).
-    pub async fn stop(mut self) {
-        let running = self.running.take().expect("server is running");
-        running.stop().await.expect("server stops cleanly");
-    }
-
     fn running(&self) -> &RunningServer {
         self.running.as_ref().expect("server is running")
     }
