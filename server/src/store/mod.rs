@@ -24,6 +24,17 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
 }
 
+/// Where an enrollment ends when its verification challenge ends in `state`
+/// (its device becomes active when verified, and is revoked otherwise).
+fn enrollment_after_verification(state: ChallengeState) -> EnrollmentState {
+    match state {
+        ChallengeState::Approved => EnrollmentState::Verified,
+        ChallengeState::Expired => EnrollmentState::Expired,
+        ChallengeState::Cancelled | ChallengeState::Superseded => EnrollmentState::Cancelled,
+        ChallengeState::Denied | ChallengeState::Pending => EnrollmentState::Failed,
+    }
+}
+
 /// The database URL with its password, if any, replaced by `***`: the form
 /// that may be logged or shown.
 pub fn redacted_url(url: &str) -> String {

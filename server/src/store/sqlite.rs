@@ -93,23 +93,11 @@ async fn settle_verification(
     if challenge.kind != ChallengeKind::EnrollmentVerification {
         return Ok(None);
     }
-    let (device_sql, enrollment_state) = match challenge.state {
-        ChallengeState::Approved => (
-            "UPDATE devices SET state = 'active' WHERE id = ? AND state = 'pending_verification'",
-            EnrollmentState::Verified,
-        ),
-        ChallengeState::Expired => (
-            "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'",
-            EnrollmentState::Expired,
-        ),
-        ChallengeState::Cancelled | ChallengeState::Superseded => (
-            "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'",
-            EnrollmentState::Cancelled,
-        ),
-        ChallengeState::Denied | ChallengeState::Pending => (
-            "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'",
-            EnrollmentState::Failed,
-        ),
+    let enrollment_state = super::enrollment_after_verification(challenge.state);
+    let device_sql = if enrollment_state == EnrollmentState::Verified {
+        "UPDATE devices SET state = 'active' WHERE id = ? AND state = 'pending_verification'"
+    } else {
+        "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'"
     };
     let mut query = sqlx::query(device_sql);
     if enrollment_state != EnrollmentState::Verified {

@@ -15,7 +15,7 @@ mod feed;
 pub use feed::ChangeFeed;
 
 use super::rows::{self as decode, unique_violation};
-use super::{Ended, PoolSettings, Reset, Store, StoreResult, Swept};
+use super::{enrollment_after_verification, Ended, PoolSettings, Reset, Store, StoreResult, Swept};
 use crate::model::*;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -95,12 +95,7 @@ async fn settle_verification(
     if challenge.kind != ChallengeKind::EnrollmentVerification {
         return Ok(None);
     }
-    let enrollment_state = match challenge.state {
-        ChallengeState::Approved => EnrollmentState::Verified,
-        ChallengeState::Expired => EnrollmentState::Expired,
-        ChallengeState::Cancelled | ChallengeState::Superseded => EnrollmentState::Cancelled,
-        ChallengeState::Denied | ChallengeState::Pending => EnrollmentState::Failed,
-    };
+    let enrollment_state = enrollment_after_verification(challenge.state);
     if enrollment_state == EnrollmentState::Verified {
         sqlx::query(
             "UPDATE devices SET state = 'active' WHERE id = $1 AND state = 'pending_verification'",
