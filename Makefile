@@ -20,18 +20,19 @@ test: proto-lint deploy-check
 	$(MAKE) test-postgres
 
 ## The end-to-end suite again on PostgreSQL (a fresh database per test), when
-## PostgreSQL answers at MFA_TEST_POSTGRES_URL (default 127.0.0.1:5432, user
+## PostgreSQL answers at TEST_POSTGRES_URL (default 127.0.0.1:5432, user
 ## postgres); otherwise it says that it skipped and why, except under CI=true,
-## where it fails. (tests/tests/replicas.rs runs with the workspace tests.)
-MFA_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
-export MFA_TEST_POSTGRES_URL
+## where it fails. (tests/tests/store.rs and replicas.rs, which need PostgreSQL
+## whatever the backend, run with the workspace tests.)
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export TEST_POSTGRES_URL
 test-postgres:
-	@if bash tests/postgres-reachable.sh "$(MFA_TEST_POSTGRES_URL)"; then \
-	  MFA_TEST_DATABASE=postgres $(CARGO) test -p mfa-tests --test e2e; \
+	@if bash tests/postgres-reachable.sh "$(TEST_POSTGRES_URL)"; then \
+	  TEST_DATABASE=postgres $(CARGO) test --workspace --test e2e; \
 	elif [ "$$CI" = true ]; then \
-	  echo "FAILED: PostgreSQL at $(MFA_TEST_POSTGRES_URL) is not reachable, and CI=true requires the PostgreSQL suite" >&2; exit 1; \
+	  echo "FAILED: PostgreSQL at $(TEST_POSTGRES_URL) is not reachable, and CI=true requires the PostgreSQL suite" >&2; exit 1; \
 	else \
-	  echo "SKIPPED the PostgreSQL suite: PostgreSQL at $(MFA_TEST_POSTGRES_URL) is not reachable (start it, or set MFA_TEST_POSTGRES_URL)"; \
+	  echo "SKIPPED the PostgreSQL suite: PostgreSQL at $(TEST_POSTGRES_URL) is not reachable (start it, or set TEST_POSTGRES_URL)"; \
 	fi
 
 ## Checks deploy/: the alert rules and their unit tests, and every PromQL

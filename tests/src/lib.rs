@@ -1,5 +1,5 @@
 //! Test harness: starts the real `mfa-server` on a free loopback port with a
-//! temporary SQLite file (or, with `MFA_TEST_DATABASE=postgres`, a fresh
+//! temporary SQLite file (or, with `TEST_DATABASE=postgres`, a fresh
 //! PostgreSQL database), and gives tests a portal, an admin client and phones
 //! built on the SDK, all talking gRPC.
 
@@ -56,7 +56,7 @@ impl TestServer {
     }
 
     /// Starts with the test defaults changed by `adjust`, on the backend
-    /// `MFA_TEST_DATABASE` selects.
+    /// `TEST_DATABASE` selects.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let database = match postgres::backend() {
             Backend::Postgres => Some(Arc::new(TestDatabase::create().await)),
@@ -237,7 +237,7 @@ pub async fn phone_via(phone: &Authenticator, url: &str) -> Authenticator {
     Authenticator::open(&store)
         .await
         .expect("account opens")
-        .expect("account saved")
+        .expect("an account is saved")
 }
 
 /// Device details for a pull-only phone.

@@ -1,12 +1,12 @@
 //! PostgreSQL for the tests: which backend the suite runs on, a fresh
 //! uniquely named database per test (dropped afterwards), and whether the
-//! server at `MFA_TEST_POSTGRES_URL` (default
+//! server at `TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) can be reached.
 
 use sqlx::{Connection, Executor, PgConnection};
 use std::{io::Write, time::Duration};
 
-/// The database the e2e suite runs on, chosen by `MFA_TEST_DATABASE`
+/// The database the e2e suite runs on, chosen by `TEST_DATABASE`
 /// (`sqlite`, the default, or `postgres`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -16,16 +16,16 @@ pub enum Backend {
 
 /// The backend selected for this run.
 pub fn backend() -> Backend {
-    match std::env::var("MFA_TEST_DATABASE").as_deref() {
+    match std::env::var("TEST_DATABASE").as_deref() {
         Ok("postgres") => Backend::Postgres,
         Ok("sqlite") | Ok("") | Err(_) => Backend::Sqlite,
-        Ok(other) => panic!("MFA_TEST_DATABASE={other:?}: use sqlite or postgres"),
+        Ok(other) => panic!("TEST_DATABASE={other:?}: use sqlite or postgres"),
     }
 }
 
 /// The URL of the PostgreSQL server's maintenance database.
 pub fn admin_url() -> String {
-    std::env::var("MFA_TEST_POSTGRES_URL")
+    std::env::var("TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
@@ -53,7 +53,7 @@ pub async fn available_or_skip(test: &str) -> bool {
             let _ = writeln!(
                 std::io::stderr().lock(),
                 "SKIPPED {test}: PostgreSQL at {} is not reachable ({why}); \
-                 start it or set MFA_TEST_POSTGRES_URL",
+                 start it or set TEST_POSTGRES_URL",
                 admin_url()
             );
             false
@@ -64,7 +64,7 @@ pub async fn available_or_skip(test: &str) -> bool {
 /// The PostgreSQL server's address.
 pub fn server_addr() -> std::net::SocketAddr {
     use std::net::ToSocketAddrs;
-    let url = url::Url::parse(&admin_url()).expect("MFA_TEST_POSTGRES_URL is a URL");
+    let url = url::Url::parse(&admin_url()).expect("TEST_POSTGRES_URL is a URL");
     (
         url.host_str().unwrap_or("127.0.0.1"),
         url.port().unwrap_or(5432),
@@ -94,7 +94,7 @@ impl TestDatabase {
             .execute(format!("CREATE DATABASE {name}").as_str())
             .await
             .expect("create test database");
-        let mut url = url::Url::parse(&admin_url()).expect("MFA_TEST_POSTGRES_URL is a URL");
+        let mut url = url::Url::parse(&admin_url()).expect("TEST_POSTGRES_URL is a URL");
         url.set_path(&name);
         Self {
             name,

@@ -1,5 +1,5 @@
 //! End-to-end tests: the real server on loopback, a temporary SQLite file
-//! (or, with `MFA_TEST_DATABASE=postgres`, a fresh PostgreSQL database per
+//! (or, with `TEST_DATABASE=postgres`, a fresh PostgreSQL database per
 //! test), and only gRPC between them and the test (through the SDK).
 
 mod admin;
