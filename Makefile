@@ -3,7 +3,7 @@
 BUF_VERSION := 1.75.0
 CARGO ?= cargo
 
-.PHONY: run test bench lint proto-lint fmt clippy deploy-check demo browser-test
+.PHONY: run test test-postgres bench lint proto-lint fmt clippy deploy-check demo browser-test
 
 ## Builds and starts the server on the embedded default (SQLite under ./data),
 ## creating a demo tenant and keys on first start.
@@ -11,12 +11,29 @@ run:
 	$(CARGO) run -p mfa-server -- serve --dev
 
 ## Every test: unit, protocol vectors (in Rust and in an independent Python
-## implementation), end-to-end over gRPC, the proto lint, the authenticator in
-## a terminal and the demo portal in a browser.
+## implementation), end-to-end over gRPC (on SQLite, then on PostgreSQL), the
+## proto lint, the authenticator in a terminal and the demo portal in a browser.
 test: proto-lint deploy-check browser-test
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	python3 tests/interop/check_vectors.py
+	$(MAKE) test-postgres
+
+## The end-to-end suite again on PostgreSQL (a fresh database per test), when
+## PostgreSQL answers at TEST_POSTGRES_URL (default 127.0.0.1:5432, user
+## postgres); otherwise it says that it skipped and why, except under CI=true,
+## where it fails. (tests/tests/store.rs and replicas.rs, which need PostgreSQL
+## whatever the backend, run with the workspace tests.)
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+export TEST_POSTGRES_URL
+test-postgres:
+	@if bash tests/postgres-reachable.sh "$(TEST_POSTGRES_URL)"; then \
+	  TEST_DATABASE=postgres $(CARGO) test --workspace --test e2e; \
+	elif [ "$$CI" = true ]; then \
+	  echo "FAILED: PostgreSQL at $(TEST_POSTGRES_URL) is not reachable, and CI=true requires the PostgreSQL suite" >&2; exit 1; \
+	else \
+	  echo "SKIPPED the PostgreSQL suite: PostgreSQL at $(TEST_POSTGRES_URL) is not reachable (start it, or set TEST_POSTGRES_URL)"; \
+	fi
 
 ## Measures the release build: starts mfa-server on a fresh SQLite file (or
 ## BENCH_ARGS="--db postgres://…"), drives it with the SDK-based load generator,

@@ -24,8 +24,13 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Directory for the SQLite file and the server key.
     pub data_dir: PathBuf,
-    /// Database URL; defaults to `sqlite://<data_dir>/mfa.db`.
+    /// Database URL, `sqlite:` or `postgres:`; defaults to `sqlite://<data_dir>/mfa.db`.
     pub database_url: Option<String>,
+    /// PostgreSQL: most connections per replica (the change listener holds one).
+    pub database_max_connections: u32,
+    /// PostgreSQL: longest wait for a connection before a call fails with UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub database_acquire_timeout: Duration,
     /// The server's Ed25519 identity key; defaults to `<data_dir>/server-identity.key`,
     /// created (mode 0600) on first start.
     pub server_key_file: Option<PathBuf>,
@@ -69,6 +74,8 @@ impl Default for Config {
             public_url: None,
             data_dir: PathBuf::from("data"),
             database_url: None,
+            database_max_connections: 10,
+            database_acquire_timeout: Duration::from_secs(3),
             server_key_file: None,
             enrollment_ttl: Duration::from_secs(10 * 60),
             challenge_ttl: Duration::from_secs(2 * 60),
@@ -109,6 +116,19 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("mfa.db").display()))
+    }
+
+    /// The database URL in effect, with any password hidden, for logs and messages.
+    pub fn database_url_redacted(&self) -> String {
+        crate::store::redacted_url(&self.database_url())
+    }
+
+    /// The database pool settings.
+    pub fn pool_settings(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings {
+            max_connections: self.database_max_connections,
+            acquire_timeout: self.database_acquire_timeout,
+        }
     }
 
     /// The public URL in effect.

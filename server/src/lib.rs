@@ -6,7 +6,8 @@
 //! - [`domain`] holds the rules: enrollment, challenges, device proofs,
 //!   administration, audit.
 //! - [`store`] keeps state behind a narrow trait; [`store::SqliteStore`] is the
-//!   embedded default.
+//!   embedded default, [`store::PostgresStore`] serves several replicas, whose
+//!   changes reach every replica's [`events`] through [`store::ChangeFeed`].
 //! - [`push`] delivers notifications through APNs and FCM in the background;
 //!   [`sweeper`] expires what is due.
 //! - [`server`] wires them together; [`config`] reads the settings.

@@ -97,8 +97,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::Serve { dev } => serve(&config, dev).await,
         Command::Migrate => {
-            server::open_store(&config).await?.migrate().await?;
-            println!("migrations applied to {}", config.database_url());
+            server::open_store(&config).await?.store.migrate().await?;
+            println!("migrations applied to {}", config.database_url_redacted());
             Ok(())
         }
         Command::Tenant {
@@ -160,7 +160,7 @@ async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Err
     println!(
         "mfa-server listening on {} (database {})",
         running.addr,
-        config.database_url()
+        config.database_url_redacted()
     );
     let shutdown = running.shutdown_handle();
     tokio::spawn(async move {

@@ -8,7 +8,7 @@ use crate::{
     events::Events,
     identity::ServerIdentity,
     push::{self, Dispatcher, RetryPolicy},
-    store::{Instrumented, SqliteStore, Store, StoreError},
+    store::{ChangeFeed, Instrumented, PostgresStore, SqliteStore, Store, StoreError},
     sweeper,
     telemetry::{self, grpc::GrpcTelemetryLayer, health::Health},
 };
@@ -38,17 +38,38 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Opens the store named by the configuration's database URL.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> {
+/// A store opened from the configuration, and, on a database that several
+/// replicas share, the feed of every replica's changes.
+pub struct OpenedStore {
+    pub store: Arc<dyn Store>,
+    pub changes: Option<ChangeFeed>,
+}
+
+/// Opens the store named by the configuration's database URL: `sqlite:` or
+/// `postgres:` (also `postgresql:`).
+pub async fn open_store(config: &Config) -> Result<OpenedStore, ServerError> {
     let url = config.database_url();
     if url.starts_with("sqlite:") {
         if config.database_url.is_none() {
             std::fs::create_dir_all(&config.data_dir)?;
         }
-        Ok(Arc::new(Instrumented(SqliteStore::open(&url).await?)))
+        Ok(OpenedStore {
+            store: Arc::new(Instrumented(SqliteStore::open(&url).await?)),
+            changes: None,
+        })
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        let store = PostgresStore::open(&url, config.pool_settings())
+            .await
+            .map_err(|e| {
+                ServerError::Setup(format!("database {}: {e}", config.database_url_redacted()))
+            })?;
+        Ok(OpenedStore {
+            changes: Some(store.change_feed()),
+            store: Arc::new(Instrumented(store)),
+        })
     } else {
         Err(ServerError::Setup(format!(
-            "unsupported database URL scheme in {:?}: use sqlite:",
+            "unsupported database URL scheme {:?}: use sqlite: or postgres:",
             url.split(':').next().unwrap_or_default()
         )))
     }
@@ -57,14 +78,18 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, ServerError> 
 /// Opens the store, applies migrations and assembles the service; `public_url`
 /// is what enrollment QR codes point phones to.
 pub async fn build_service(config: &Config, public_url: String) -> Result<Service, ServerError> {
-    let service = assemble_service(config, public_url).await?;
+    let (service, _) = assemble_service(config, public_url).await?;
     service.store().migrate().await?;
     Ok(service)
 }
 
-/// Opens the store (without migrating) and assembles the service.
-async fn assemble_service(config: &Config, public_url: String) -> Result<Service, ServerError> {
-    let store = open_store(config).await?;
+/// Opens the store (without migrating) and assembles the service; returns
+/// the change feed to run, if the database has one.
+async fn assemble_service(
+    config: &Config,
+    public_url: String,
+) -> Result<(Service, Option<ChangeFeed>), ServerError> {
+    let OpenedStore { store, changes } = open_store(config).await?;
     let identity = ServerIdentity::load_or_create(&config.server_key_file()).map_err(|e| {
         ServerError::Setup(format!(
             "server key {}: {e}",
@@ -73,7 +98,10 @@ async fn assemble_service(config: &Config, public_url: String) -> Result<Service
     })?;
     let providers =
         push::providers(&config.push).map_err(|e| ServerError::Setup(format!("push: {e}")))?;
-    let events = Events::default();
+    let events = match changes {
+        Some(_) => Events::announced_by_database(),
+        None => Events::default(),
+    };
     let dispatcher = Dispatcher::new(
         providers,
         RetryPolicy {
@@ -86,14 +114,15 @@ async fn assemble_service(config: &Config, public_url: String) -> Result<Service
         store.clone(),
         events.clone(),
     );
-    Ok(Service::new(
+    let service = Service::new(
         store,
         identity,
         events,
         Arc::new(dispatcher),
         Limits::from(config),
         public_url,
-    ))
+    );
+    Ok((service, changes))
 }
 
 /// A running server.
@@ -146,7 +175,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let service = assemble_service(config, public_url).await?;
+    let (service, changes) = assemble_service(config, public_url).await?;
     let operators = tokio::spawn(telemetry::http::serve(
         metrics_listener,
         metrics,
@@ -154,6 +183,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         service.clone(),
     ));
     service.store().migrate().await?;
+    if let Some(changes) = changes {
+        // Listens before serving; relays until the store closes at shutdown.
+        changes.start(service.events().clone()).await?;
+    }
     health.check(&service).await;
     tokio::spawn(health.monitor(service.clone(), config.health_interval));
 

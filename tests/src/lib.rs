@@ -1,15 +1,20 @@
 //! Test harness: starts the real `mfa-server` on a free loopback port with a
-//! temporary SQLite file, and gives tests a portal, an admin client and
-//! phones built on the SDK, all talking gRPC.
+//! temporary SQLite file (or, with `TEST_DATABASE=postgres`, a fresh
+//! PostgreSQL database), and gives tests a portal, an admin client and phones
+//! built on the SDK, all talking gRPC.
 
+pub mod postgres;
 pub mod push;
+pub mod tcp_proxy;
 
 use mfa_proto::v1::{admin_service_client::AdminServiceClient, EnrollmentState};
 use mfa_sdk::{
     portal::{BearerAuth, RelyingParty},
-    Authenticator, DeviceInfo, EnrollmentUri, MemoryKeyStore, PushPlatform, VerifiedChallenge,
+    Authenticator, DeviceInfo, EnrollmentUri, KeyStore, MemoryKeyStore, PushPlatform,
+    VerifiedChallenge,
 };
 use mfa_server::{config::Config, model::Role, RunningServer};
+use postgres::{Backend, TestDatabase};
 use std::{sync::Arc, time::Duration};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
@@ -31,6 +36,7 @@ pub struct TestServer {
     pub tenant: TestTenant,
     running: Option<RunningServer>,
     dir: Arc<tempfile::TempDir>,
+    database: Option<Arc<TestDatabase>>,
 }
 
 /// Lifetimes short enough for tests to watch things expire without waiting long.
@@ -49,10 +55,24 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts with the test defaults changed by `adjust`.
+    /// Starts with the test defaults changed by `adjust`, on the backend
+    /// `TEST_DATABASE` selects.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let database = match postgres::backend() {
+            Backend::Postgres => Some(Arc::new(TestDatabase::create().await)),
+            Backend::Sqlite => None,
+        };
+        Self::start_on(database, adjust).await
+    }
+
+    /// Starts on `database`, or on a temporary SQLite file when it is `None`.
+    pub async fn start_on(
+        database: Option<Arc<TestDatabase>>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temporary directory"));
         let mut config = test_config(dir.path());
+        config.database_url = database.as_ref().map(|db| db.url.clone());
         adjust(&mut config);
         let running = mfa_server::start(&config).await.expect("server starts");
         let url = format!("http://{}", running.addr);
@@ -66,11 +86,30 @@ impl TestServer {
             },
             running: Some(running),
             dir,
+            database,
         };
         server.tenant = server
             .create_tenant("IHIGrp (External Collaboration)", 2)
             .await;
         server
+    }
+
+    /// Another replica: a second server on the same database and server key,
+    /// with its own listeners and `adjust` applied to its configuration.
+    pub async fn replica(&self, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.config.clone();
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.metrics_listen = "127.0.0.1:0".parse().unwrap();
+        adjust(&mut config);
+        let running = mfa_server::start(&config).await.expect("replica starts");
+        Self {
+            url: format!("http://{}", running.addr),
+            config,
+            tenant: self.tenant.clone(),
+            running: Some(running),
+            dir: self.dir.clone(),
+            database: self.database.clone(),
+        }
     }
 
     fn running(&self) -> &RunningServer {
@@ -110,6 +149,11 @@ impl TestServer {
     /// The address of `/metrics` and `/healthz`.
     pub fn metrics_addr(&self) -> std::net::SocketAddr {
         self.running().metrics_addr
+    }
+
+    /// The PostgreSQL database it runs on, if any.
+    pub fn database(&self) -> Option<&TestDatabase> {
+        self.database.as_deref()
     }
 
     /// The data directory.
@@ -181,6 +225,19 @@ impl TestServer {
         assert_eq!(done.state(), EnrollmentState::Verified);
         phone
     }
+}
+
+/// The same enrolled phone talking to the server at `url` (another replica
+/// behind the same load balancer).
+pub async fn phone_via(phone: &Authenticator, url: &str) -> Authenticator {
+    let mut account = phone.account().clone();
+    account.server_url = url.to_owned();
+    let store = MemoryKeyStore::new();
+    store.save(&account).expect("account saved");
+    Authenticator::open(&store)
+        .await
+        .expect("account opens")
+        .expect("an account is saved")
 }
 
 /// Device details for a pull-only phone.

@@ -49,7 +49,7 @@ where
             loop {
                 tokio::select! {
                     change = changes.recv() => match change {
-                        Ok(change) if change == target => break,
+                        Ok(change) if change == target || change == Change::Everything => break,
                         Ok(_) => continue,
                         Err(RecvError::Lagged(_)) => break,
                         Err(RecvError::Closed) => return,

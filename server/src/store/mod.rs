@@ -3,13 +3,53 @@
 //! pending"), so that every backend keeps the same guarantees.
 
 mod instrumented;
+mod postgres;
+mod rows;
 mod sqlite;
 
 pub use instrumented::Instrumented;
+pub use postgres::{ChangeFeed, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use crate::model::*;
 use async_trait::async_trait;
+use std::time::Duration;
+
+/// Connection pool limits for a database server (PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Most connections open at once (the change listener holds one).
+    pub max_connections: u32,
+    /// Longest wait for a connection before a call fails as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+/// Where an enrollment ends when its verification challenge ends in `state`
+/// (its device becomes active when verified, and is revoked otherwise).
+fn enrollment_after_verification(state: ChallengeState) -> EnrollmentState {
+    match state {
+        ChallengeState::Approved => EnrollmentState::Verified,
+        ChallengeState::Expired => EnrollmentState::Expired,
+        ChallengeState::Cancelled | ChallengeState::Superseded => EnrollmentState::Cancelled,
+        ChallengeState::Denied | ChallengeState::Pending => EnrollmentState::Failed,
+    }
+}
+
+/// The database URL with its password, if any, replaced by `***`: the form
+/// that may be logged or shown.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => format!(
+            "{}:…",
+            url.split(':').next().unwrap_or_default().escape_default()
+        ),
+    }
+}
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -184,4 +224,23 @@ pub trait Store: Send + Sync + 'static {
         before_id: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<AuditEvent>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn passwords_never_leave_the_url() {
+        assert_eq!(
+            redacted_url("postgres://mfa:s3cret@db.internal:5432/mfa"),
+            "postgres://mfa:***@db.internal:5432/mfa"
+        );
+        assert_eq!(
+            redacted_url("postgres://mfa@db.internal/mfa"),
+            "postgres://mfa@db.internal/mfa"
+        );
+        assert_eq!(redacted_url("sqlite://data/mfa.db"), "sqlite://data/mfa.db");
+        assert!(!redacted_url("postgres://mfa:s3cret@[bad/mfa").contains("s3cret"));
+    }
 }

@@ -4,13 +4,12 @@
 //! for SQLite's single write lock (no SQLITE_BUSY from lock upgrades), while
 //! reads use a separate pool and run concurrently with the writer (WAL).
 
-use super::{Ended, Reset, Store, StoreError, StoreResult, Swept};
+use super::rows::{self as decode, unique_violation};
+use super::{Ended, Reset, Store, StoreResult, Swept};
 use crate::model::*;
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 use std::{str::FromStr, time::Duration};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -54,144 +53,6 @@ impl SqliteStore {
     }
 }
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
-}
-
-fn parse<T>(parsed: Option<T>, what: &str) -> StoreResult<T> {
-    parsed.ok_or_else(|| corrupt(what))
-}
-
-fn unique_violation(error: sqlx::Error, what: &'static str) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate(what),
-        _ => StoreError::Unavailable(error),
-    }
-}
-
-fn key32(bytes: Vec<u8>, what: &str) -> StoreResult<[u8; 32]> {
-    bytes.try_into().map_err(|_| corrupt(what))
-}
-
-fn tenant_from_row(row: &SqliteRow) -> StoreResult<Tenant> {
-    Ok(Tenant {
-        id: row.try_get("id")?,
-        display_name: row.try_get("display_name")?,
-        number_digits: row.try_get::<i64, _>("number_digits")? as u8,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
-    Ok(User {
-        tenant_id: row.try_get("tenant_id")?,
-        user_id: row.try_get("user_id")?,
-        email: row.try_get("email")?,
-        blocked_until: row.try_get("blocked_until")?,
-        terms_version: row.try_get("terms_version")?,
-        terms_accepted_at: row.try_get("terms_accepted_at")?,
-    })
-}
-
-fn device_from_row(row: &SqliteRow) -> StoreResult<Device> {
-    Ok(Device {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        user_id: row.try_get("user_id")?,
-        display_name: row.try_get("display_name")?,
-        public_key: key32(row.try_get("public_key")?, "device public key")?,
-        push_platform: parse(
-            PushPlatform::parse(row.try_get("push_platform")?),
-            "push platform",
-        )?,
-        push_token: row.try_get("push_token")?,
-        state: parse(DeviceState::parse(row.try_get("state")?), "device state")?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-    })
-}
-
-fn enrollment_from_row(row: &SqliteRow) -> StoreResult<Enrollment> {
-    Ok(Enrollment {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        user_id: row.try_get("user_id")?,
-        state: parse(
-            EnrollmentState::parse(row.try_get("state")?),
-            "enrollment state",
-        )?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        device_id: row.try_get("device_id")?,
-        challenge_id: row.try_get("challenge_id")?,
-    })
-}
-
-fn delivery_from_row(row: &SqliteRow) -> StoreResult<PushDelivery> {
-    let attempts: i64 = row.try_get("attempts")?;
-    Ok(PushDelivery {
-        challenge_id: row.try_get("challenge_id")?,
-        device_id: row.try_get("device_id")?,
-        push_platform: parse(
-            PushPlatform::parse(row.try_get("push_platform")?),
-            "push platform",
-        )?,
-        state: parse(
-            DeliveryState::parse(row.try_get("state")?),
-            "delivery state",
-        )?,
-        attempts: u32::try_from(attempts).map_err(|_| corrupt("delivery attempts"))?,
-        provider_message_id: row.try_get("provider_message_id")?,
-        reason: row.try_get("reason")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn challenge_from_row(row: &SqliteRow) -> StoreResult<Challenge> {
-    let deny_reason: Option<String> = row.try_get("deny_reason")?;
-    Ok(Challenge {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        user_id: row.try_get("user_id")?,
-        kind: parse(ChallengeKind::parse(row.try_get("kind")?), "challenge kind")?,
-        target_device_id: row.try_get("target_device_id")?,
-        number: row.try_get("number")?,
-        nonce: key32(row.try_get("nonce")?, "challenge nonce")?,
-        state: parse(
-            ChallengeState::parse(row.try_get("state")?),
-            "challenge state",
-        )?,
-        deny_reason: match deny_reason {
-            Some(reason) => Some(parse(DenyReason::parse(&reason), "deny reason")?),
-            None => None,
-        },
-        answered_by: row.try_get("answered_by")?,
-        context: SignInContext {
-            application_name: row.try_get("application_name")?,
-            client_ip: row.try_get("client_ip")?,
-            location: row.try_get("location")?,
-            message: row.try_get("message")?,
-        },
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        ended_at: row.try_get("ended_at")?,
-    })
-}
-
-fn audit_from_row(row: &SqliteRow) -> StoreResult<AuditEvent> {
-    Ok(AuditEvent {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        at: row.try_get("at")?,
-        event_type: row.try_get("event_type")?,
-        user_id: row.try_get("user_id")?,
-        device_id: row.try_get("device_id")?,
-        challenge_id: row.try_get("challenge_id")?,
-        enrollment_id: row.try_get("enrollment_id")?,
-        detail: row.try_get("detail")?,
-    })
-}
-
 async fn insert_challenge(tx: &mut Transaction<'_, Sqlite>, c: &Challenge) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO challenges (id, tenant_id, user_id, kind, target_device_id, number, nonce, state,
@@ -232,23 +93,11 @@ async fn settle_verification(
     if challenge.kind != ChallengeKind::EnrollmentVerification {
         return Ok(None);
     }
-    let (device_sql, enrollment_state) = match challenge.state {
-        ChallengeState::Approved => (
-            "UPDATE devices SET state = 'active' WHERE id = ? AND state = 'pending_verification'",
-            EnrollmentState::Verified,
-        ),
-        ChallengeState::Expired => (
-            "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'",
-            EnrollmentState::Expired,
-        ),
-        ChallengeState::Cancelled | ChallengeState::Superseded => (
-            "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'",
-            EnrollmentState::Cancelled,
-        ),
-        ChallengeState::Denied | ChallengeState::Pending => (
-            "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'",
-            EnrollmentState::Failed,
-        ),
+    let enrollment_state = super::enrollment_after_verification(challenge.state);
+    let device_sql = if enrollment_state == EnrollmentState::Verified {
+        "UPDATE devices SET state = 'active' WHERE id = ? AND state = 'pending_verification'"
+    } else {
+        "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'"
     };
     let mut query = sqlx::query(device_sql);
     if enrollment_state != EnrollmentState::Verified {
@@ -326,7 +175,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(tenant_from_row).transpose()
+        row.as_ref().map(decode::tenant).transpose()
     }
 
     async fn count_tenants(&self) -> StoreResult<i64> {
@@ -360,14 +209,7 @@ impl Store for SqliteStore {
             .bind(&key_hash[..])
             .fetch_optional(&self.read)
             .await?;
-        row.map(|row| {
-            let role: String = row.try_get("role")?;
-            Ok((
-                row.try_get("tenant_id")?,
-                parse(Role::parse(&role), "role")?,
-            ))
-        })
-        .transpose()
+        row.as_ref().map(decode::role).transpose()
     }
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> StoreResult<Option<User>> {
@@ -376,7 +218,7 @@ impl Store for SqliteStore {
             .bind(user_id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(user_from_row).transpose()
+        row.as_ref().map(decode::user).transpose()
     }
 
     async fn set_blocked_until(
@@ -455,7 +297,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(enrollment_from_row).transpose()
+        row.as_ref().map(decode::enrollment).transpose()
     }
 
     async fn find_enrollment_by_code(
@@ -466,7 +308,7 @@ impl Store for SqliteStore {
             .bind(&code_hash[..])
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(enrollment_from_row).transpose()
+        row.as_ref().map(decode::enrollment).transpose()
     }
 
     async fn register_device(
@@ -519,7 +361,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(device_from_row).transpose()
+        row.as_ref().map(decode::device).transpose()
     }
 
     async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>> {
@@ -530,7 +372,7 @@ impl Store for SqliteStore {
         .bind(user_id)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(device_from_row).collect()
+        rows.iter().map(decode::device).collect()
     }
 
     async fn save_delivery(&self, d: &PushDelivery) -> StoreResult<()> {
@@ -562,7 +404,7 @@ impl Store for SqliteStore {
                 .bind(challenge_id)
                 .fetch_all(&self.read)
                 .await?;
-        rows.iter().map(delivery_from_row).collect()
+        rows.iter().map(decode::delivery).collect()
     }
 
     async fn invalidate_push_token(&self, device_id: &str, token: &str) -> StoreResult<bool> {
@@ -607,7 +449,7 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         for row in &rows {
-            settle_verification(&mut tx, &challenge_from_row(row)?, now).await?;
+            settle_verification(&mut tx, &decode::challenge(row)?, now).await?;
         }
         tx.commit().await?;
         Ok(result.rows_affected() == 1)
@@ -636,12 +478,7 @@ impl Store for SqliteStore {
         .await?;
         let superseded = rows
             .iter()
-            .map(|row| {
-                Ok(Ended {
-                    challenge: challenge_from_row(row)?,
-                    enrollment_id: None,
-                })
-            })
+            .map(decode::ended)
             .collect::<StoreResult<Vec<_>>>()?;
         insert_challenge(&mut tx, challenge).await?;
         tx.commit().await?;
@@ -653,7 +490,7 @@ impl Store for SqliteStore {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(challenge_from_row).transpose()
+        row.as_ref().map(decode::challenge).transpose()
     }
 
     async fn count_challenges_since(
@@ -686,7 +523,7 @@ impl Store for SqliteStore {
         .bind(device.state == DeviceState::Active)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(challenge_from_row).collect()
+        rows.iter().map(decode::challenge).collect()
     }
 
     async fn end_challenge(
@@ -710,7 +547,7 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else { return Ok(None) };
-        let challenge = challenge_from_row(&row)?;
+        let challenge = decode::challenge(&row)?;
         let enrollment_id = settle_verification(&mut tx, &challenge, now).await?;
         if let Some(until) = ending.block_user_until {
             sqlx::query("UPDATE users SET blocked_until = ? WHERE tenant_id = ? AND user_id = ?")
@@ -738,7 +575,7 @@ impl Store for SqliteStore {
         .await?;
         let mut swept = Swept::default();
         for row in &rows {
-            let challenge = challenge_from_row(row)?;
+            let challenge = decode::challenge(row)?;
             let enrollment_id = settle_verification(&mut tx, &challenge, now).await?;
             swept.challenges.push(Ended {
                 challenge,
@@ -754,7 +591,7 @@ impl Store for SqliteStore {
         .await?;
         swept.enrollments = rows
             .iter()
-            .map(enrollment_from_row)
+            .map(decode::enrollment)
             .collect::<StoreResult<_>>()?;
         sqlx::query("DELETE FROM device_nonces WHERE expires_at <= ?")
             .bind(now)
@@ -808,16 +645,11 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let cancelled_sign_ins = cancelled
-            .iter()
-            .filter(|(_, kind)| kind == ChallengeKind::SignIn.as_str())
-            .count() as u32;
-        Ok(Reset {
+        Ok(decode::reset(
             revoked_devices,
-            cancelled_challenges: cancelled.into_iter().map(|(id, _)| id).collect(),
-            cancelled_sign_ins,
+            cancelled,
             cancelled_enrollments,
-        })
+        ))
     }
 
     async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()> {
@@ -878,6 +710,6 @@ impl Store for SqliteStore {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(audit_from_row).collect()
+        rows.iter().map(decode::audit_event).collect()
     }
 }

@@ -1,5 +1,6 @@
-//! End-to-end tests: the real server on loopback, a temporary SQLite file,
-//! and only gRPC between them and the test (through the SDK).
+//! End-to-end tests: the real server on loopback, a temporary SQLite file
+//! (or, with `TEST_DATABASE=postgres`, a fresh PostgreSQL database per
+//! test), and only gRPC between them and the test (through the SDK).
 
 mod admin;
 mod enrollment;

@@ -1,7 +1,11 @@
 //! The standard services beside ours: health and reflection.
 
-use mfa_tests::*;
-use std::time::Duration;
+use mfa_tests::{
+    postgres::{self, Backend, TestDatabase},
+    tcp_proxy::TcpProxy,
+    *,
+};
+use std::{sync::Arc, time::Duration};
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 use tonic_health::pb::{
@@ -52,9 +56,55 @@ async fn healthz(server: &TestServer) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A database a test can take away from the server and give back: the
+/// SQLite file moved aside, or the connection to PostgreSQL cut.
+enum Removable {
+    SqliteFile(std::path::PathBuf),
+    Postgres(TcpProxy),
+}
+
+impl Removable {
+    async fn start(adjust: impl FnOnce(&mut mfa_server::Config)) -> (TestServer, Self) {
+        match postgres::backend() {
+            Backend::Sqlite => {
+                let server = TestServer::start_with(adjust).await;
+                let file = server.dir().join("mfa.db");
+                (server, Self::SqliteFile(file))
+            }
+            Backend::Postgres => {
+                let database = Arc::new(TestDatabase::create().await);
+                let proxy = TcpProxy::start(postgres::server_addr()).await;
+                let url = database.url_through(proxy.addr);
+                let server = TestServer::start_on(Some(database), |c| {
+                    c.database_url = Some(url);
+                    c.database_acquire_timeout = Duration::from_millis(500);
+                    adjust(c);
+                })
+                .await;
+                (server, Self::Postgres(proxy))
+            }
+        }
+    }
+
+    fn remove(&self) {
+        match self {
+            Self::SqliteFile(file) => std::fs::rename(file, file.with_extension("away")).unwrap(),
+            Self::Postgres(proxy) => proxy.cut(),
+        }
+    }
+
+    fn restore(&self) {
+        match self {
+            Self::SqliteFile(file) => std::fs::rename(file.with_extension("away"), file).unwrap(),
+            Self::Postgres(proxy) => proxy.restore(),
+        }
+    }
+}
+
 #[tokio::test]
 async fn health_goes_not_serving_while_the_database_is_gone_and_back_after() {
-    let server = TestServer::start_with(|c| c.health_interval = Duration::from_millis(50)).await;
+    let (server, database) =
+        Removable::start(|c| c.health_interval = Duration::from_millis(50)).await;
     let channel = Channel::from_shared(server.url.clone())
         .unwrap()
         .connect()
@@ -75,14 +125,12 @@ async fn health_goes_not_serving_while_the_database_is_gone_and_back_after() {
     assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
     assert_eq!(healthz(&server).await.unwrap(), "SERVING\n");
 
-    let database = server.dir().join("mfa.db");
-    let moved = server.dir().join("mfa.db.away");
-    std::fs::rename(&database, &moved).unwrap();
+    database.remove();
     assert_eq!(next_status(&mut watch).await, ServingStatus::NotServing);
     let refused = healthz(&server).await.unwrap_err();
     assert!(refused.contains("503"), "{refused}");
 
-    std::fs::rename(&moved, &database).unwrap();
+    database.restore();
     assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
     assert_eq!(healthz(&server).await.unwrap(), "SERVING\n");
     // Serving again means serving: a call that reads and writes works.

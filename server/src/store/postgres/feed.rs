@@ -1,0 +1,128 @@
+//! Relays the database's change notifications to this replica's watch
+//! streams, so that an answer stored through any replica reaches watchers on
+//! every replica at once.
+//!
+//! Triggers (migrations/postgres/0003_change_notifications.sql) send
+//! `challenge:<id>` or `enrollment:<id>` on the `mfa_changes` channel when a
+//! write commits. Notifications sent while the listening connection is down
+//! are lost, so after every (re)connection every watcher is told to re-read
+//! ([`Change::Everything`]): none misses a terminal state.
+
+use crate::{
+    events::{Change, Events},
+    store::StoreResult,
+};
+use sqlx::postgres::{PgListener, PgPool};
+use std::time::Duration;
+
+/// The channel the triggers notify.
+pub const CHANNEL: &str = "mfa_changes";
+/// First pause before reconnecting after a failed attempt; it doubles up to
+/// [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(2);
+
+/// Listens on the database's change channel and feeds [`Events`].
+#[derive(Debug, Clone)]
+pub struct ChangeFeed {
+    pool: PgPool,
+}
+
+impl ChangeFeed {
+    pub(super) fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Starts listening, then relays changes to `events` in the background
+    /// until the pool is closed. Returns once listening, so that every change
+    /// committed afterwards reaches `events`.
+    pub async fn start(self, events: Events) -> StoreResult<()> {
+        let listener = listen(&self.pool).await?;
+        tokio::spawn(run(self.pool, listener, events));
+        Ok(())
+    }
+}
+
+/// Relays changes, reconnecting whenever the listening connection is lost
+/// and then telling every watcher to re-read.
+async fn run(pool: PgPool, mut listener: PgListener, events: Events) {
+    loop {
+        events.deliver(Change::Everything);
+        match relay(&mut listener, &events).await {
+            sqlx::Error::PoolClosed => return,
+            error => tracing::warn!(%error, "change listener lost; reconnecting"),
+        }
+        drop(listener);
+        let mut retry = FIRST_RETRY;
+        listener = loop {
+            if pool.is_closed() {
+                return;
+            }
+            match listen(&pool).await {
+                Ok(listener) => break listener,
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?retry, "cannot listen for changes");
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(MAX_RETRY);
+                }
+            }
+        };
+        tracing::info!("listening for changes again");
+    }
+}
+
+/// A listener on [`CHANNEL`] over a connection from `pool`.
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    // Reconnect in `run`, not inside the listener, so that every new
+    // connection is followed by a re-read.
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Delivers notifications until the connection fails; returns why.
+async fn relay(listener: &mut PgListener, events: &Events) -> sqlx::Error {
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => match parse(notification.payload()) {
+                Some(change) => events.deliver(change),
+                None => tracing::warn!(
+                    payload = notification.payload(),
+                    "unknown change notification"
+                ),
+            },
+            Ok(None) => return sqlx::Error::Protocol("the listening connection closed".into()),
+            Err(error) => return error,
+        }
+    }
+}
+
+/// Reads a trigger's payload.
+fn parse(payload: &str) -> Option<Change> {
+    match payload.split_once(':')? {
+        ("challenge", id) => Some(Change::Challenge(id.to_owned())),
+        ("enrollment", id) => Some(Change::Enrollment(id.to_owned())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_what_changed() {
+        assert_eq!(
+            parse("challenge:c-1"),
+            Some(Change::Challenge("c-1".into()))
+        );
+        assert_eq!(
+            parse("enrollment:e-1"),
+            Some(Change::Enrollment("e-1".into()))
+        );
+        assert_eq!(parse("device:d-1"), None);
+        assert_eq!(parse("challenge"), None);
+    }
+}

@@ -1,0 +1,751 @@
+//! PostgreSQL, for several replicas sharing one database.
+//!
+//! Every operation is one statement or one transaction, so that the
+//! guarantees hold whichever replica runs it: answering is a conditional
+//! `UPDATE … WHERE state = 'pending'` (a second, concurrent answer finds the
+//! row no longer pending once the first commits); creating a challenge locks
+//! the user's row so that two replicas cannot both leave a pending sign-in;
+//! sweeping claims rows with `FOR UPDATE SKIP LOCKED`, so replicas sweeping at
+//! once share the work instead of waiting for or repeating each other.
+//! Changes are announced to every replica by triggers (`NOTIFY`), relayed by
+//! [`ChangeFeed`].
+
+mod feed;
+
+pub use feed::ChangeFeed;
+
+use super::rows::{self as decode, unique_violation};
+use super::{enrollment_after_verification, Ended, PoolSettings, Reset, Store, StoreResult, Swept};
+use crate::model::*;
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres, Transaction};
+use std::str::FromStr;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// PostgreSQL-backed store.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at a `postgres:` URL.
+    ///
+    /// Waiting for a connection is bounded by `acquire_timeout`, so that an
+    /// outage turns into a prompt UNAVAILABLE rather than hung calls; the pool
+    /// checks each idle connection before use and opens new ones as needed,
+    /// so service resumes by itself once the database is back.
+    pub async fn open(url: &str, settings: PoolSettings) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)?.application_name("mfa-server");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(2))
+            .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The feed of every replica's changes (our own included), to relay
+    /// to watch streams with [`ChangeFeed::start`].
+    pub fn change_feed(&self) -> ChangeFeed {
+        ChangeFeed::new(self.pool.clone())
+    }
+}
+
+async fn insert_challenge(tx: &mut Transaction<'_, Postgres>, c: &Challenge) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO challenges (id, tenant_id, user_id, kind, target_device_id, number, nonce, state,
+             deny_reason, answered_by, application_name, client_ip, location, message,
+             created_at, expires_at, ended_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    )
+    .bind(&c.id)
+    .bind(&c.tenant_id)
+    .bind(&c.user_id)
+    .bind(c.kind.as_str())
+    .bind(&c.target_device_id)
+    .bind(&c.number)
+    .bind(&c.nonce[..])
+    .bind(c.state.as_str())
+    .bind(c.deny_reason.map(DenyReason::as_str))
+    .bind(&c.answered_by)
+    .bind(&c.context.application_name)
+    .bind(&c.context.client_ip)
+    .bind(&c.context.location)
+    .bind(&c.context.message)
+    .bind(c.created_at)
+    .bind(c.expires_at)
+    .bind(c.ended_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| unique_violation(e, "challenge id"))?;
+    Ok(())
+}
+
+/// Applies what ending a verification challenge means for its device and
+/// enrollment; returns the enrollment that changed.
+async fn settle_verification(
+    tx: &mut Transaction<'_, Postgres>,
+    challenge: &Challenge,
+    now: i64,
+) -> StoreResult<Option<String>> {
+    if challenge.kind != ChallengeKind::EnrollmentVerification {
+        return Ok(None);
+    }
+    let enrollment_state = enrollment_after_verification(challenge.state);
+    if enrollment_state == EnrollmentState::Verified {
+        sqlx::query(
+            "UPDATE devices SET state = 'active' WHERE id = $1 AND state = 'pending_verification'",
+        )
+        .bind(&challenge.target_device_id)
+        .execute(&mut **tx)
+        .await?;
+    } else {
+        sqlx::query(
+            "UPDATE devices SET state = 'revoked', revoked_at = $1 WHERE id = $2 AND state != 'revoked'",
+        )
+        .bind(now)
+        .bind(&challenge.target_device_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let enrollment: Option<String> = sqlx::query_scalar(
+        "UPDATE enrollments SET state = $1 WHERE challenge_id = $2 AND state = 'device_registered' RETURNING id",
+    )
+    .bind(enrollment_state.as_str())
+    .bind(&challenge.id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(enrollment)
+}
+
+/// Ends a pending challenge: one that is due when expiring (`$6`), one that
+/// is not yet due otherwise.
+const END_CHALLENGE: &str =
+    "UPDATE challenges SET state = $1, deny_reason = $2, answered_by = $3, ended_at = $4
+     WHERE id = $5 AND state = 'pending' AND (($6 AND expires_at <= $4) OR (NOT $6 AND expires_at > $4))
+     RETURNING *";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn migrate(&self) -> StoreResult<()> {
+        // The migrator holds an advisory lock, so replicas starting together
+        // apply each migration once.
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1 FROM tenants LIMIT 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        self.pool.close().await;
+        Ok(())
+    }
+
+    async fn count_pending_challenges(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM challenges WHERE state = 'pending'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn create_tenant(&self, t: &Tenant) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tenants (id, display_name, number_digits, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&t.id)
+        .bind(&t.display_name)
+        .bind(i64::from(t.number_digits))
+        .bind(t.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, "tenant id"))?;
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::tenant).transpose()
+    }
+
+    async fn count_tenants(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn create_api_key(
+        &self,
+        id: &str,
+        tenant_id: &str,
+        role: Role,
+        key_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO api_keys (id, tenant_id, role, key_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(tenant_id)
+            .bind(role.as_str())
+            .bind(&key_hash[..])
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_violation(e, "API key"))?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<(String, Role)>> {
+        let row = sqlx::query("SELECT tenant_id, role FROM api_keys WHERE key_hash = $1")
+            .bind(&key_hash[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::role).transpose()
+    }
+
+    async fn get_user(&self, tenant_id: &str, user_id: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::user).transpose()
+    }
+
+    async fn set_blocked_until(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        until: Option<i64>,
+    ) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "UPDATE users SET blocked_until = $1 WHERE tenant_id = $2 AND user_id = $3",
+        )
+        .bind(until)
+        .bind(tenant_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn record_terms(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        version: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (tenant_id, user_id, email, terms_version, terms_accepted_at) VALUES ($1, $2, '', $3, $4)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET terms_version = excluded.terms_version,
+                 terms_accepted_at = excluded.terms_accepted_at",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .bind(version)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn create_enrollment(
+        &self,
+        e: &Enrollment,
+        email: &str,
+        code_hash: &[u8; 32],
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (tenant_id, user_id, email) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET email = excluded.email",
+        )
+        .bind(&e.tenant_id)
+        .bind(&e.user_id)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO enrollments (id, tenant_id, user_id, code_hash, state, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&e.id)
+        .bind(&e.tenant_id)
+        .bind(&e.user_id)
+        .bind(&code_hash[..])
+        .bind(e.state.as_str())
+        .bind(e.created_at)
+        .bind(e.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "activation code"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_enrollment(&self, id: &str) -> StoreResult<Option<Enrollment>> {
+        let row = sqlx::query("SELECT * FROM enrollments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::enrollment).transpose()
+    }
+
+    async fn find_enrollment_by_code(
+        &self,
+        code_hash: &[u8; 32],
+    ) -> StoreResult<Option<Enrollment>> {
+        let row = sqlx::query("SELECT * FROM enrollments WHERE code_hash = $1")
+            .bind(&code_hash[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::enrollment).transpose()
+    }
+
+    async fn register_device(
+        &self,
+        enrollment_id: &str,
+        d: &Device,
+        challenge: &Challenge,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE enrollments SET state = 'device_registered', device_id = $1, challenge_id = $2, expires_at = $3
+             WHERE id = $4 AND state = 'waiting_for_scan' AND expires_at > $5",
+        )
+        .bind(&d.id)
+        .bind(&challenge.id)
+        .bind(challenge.expires_at)
+        .bind(enrollment_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO devices (id, tenant_id, user_id, display_name, public_key, push_platform, push_token,
+                 state, created_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&d.id)
+        .bind(&d.tenant_id)
+        .bind(&d.user_id)
+        .bind(&d.display_name)
+        .bind(&d.public_key[..])
+        .bind(d.push_platform.as_str())
+        .bind(&d.push_token)
+        .bind(d.state.as_str())
+        .bind(d.created_at)
+        .bind(d.revoked_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| unique_violation(e, "device id"))?;
+        insert_challenge(&mut tx, challenge).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn get_device(&self, id: &str) -> StoreResult<Option<Device>> {
+        let row = sqlx::query("SELECT * FROM devices WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::device).transpose()
+    }
+
+    async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>> {
+        let rows = sqlx::query(
+            "SELECT * FROM devices WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode::device).collect()
+    }
+
+    async fn set_push_token(
+        &self,
+        device_id: &str,
+        platform: PushPlatform,
+        token: &str,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE devices SET push_platform = $1, push_token = $2 WHERE id = $3")
+            .bind(platform.as_str())
+            .bind(token)
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn revoke_device(&self, device_id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "UPDATE devices SET state = 'revoked', revoked_at = $1 WHERE id = $2 AND state != 'revoked'",
+        )
+        .bind(now)
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+        // A device still being verified takes its enrollment down with it.
+        let rows = sqlx::query(
+            "UPDATE challenges SET state = 'cancelled', ended_at = $1
+             WHERE target_device_id = $2 AND state = 'pending' RETURNING *",
+        )
+        .bind(now)
+        .bind(device_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            settle_verification(&mut tx, &decode::challenge(row)?, now).await?;
+        }
+        tx.commit().await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn save_delivery(&self, d: &PushDelivery) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO push_deliveries
+                 (challenge_id, device_id, push_platform, state, attempts, provider_message_id, reason, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (challenge_id, device_id) DO UPDATE SET
+                 state = excluded.state, attempts = excluded.attempts,
+                 provider_message_id = excluded.provider_message_id,
+                 reason = excluded.reason, updated_at = excluded.updated_at",
+        )
+        .bind(&d.challenge_id)
+        .bind(&d.device_id)
+        .bind(d.push_platform.as_str())
+        .bind(d.state.as_str())
+        .bind(i64::from(d.attempts))
+        .bind(&d.provider_message_id)
+        .bind(&d.reason)
+        .bind(d.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_deliveries(&self, challenge_id: &str) -> StoreResult<Vec<PushDelivery>> {
+        let rows =
+            sqlx::query("SELECT * FROM push_deliveries WHERE challenge_id = $1 ORDER BY device_id")
+                .bind(challenge_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(decode::delivery).collect()
+    }
+
+    async fn invalidate_push_token(&self, device_id: &str, token: &str) -> StoreResult<bool> {
+        let updated =
+            sqlx::query("UPDATE devices SET push_token = '' WHERE id = $1 AND push_token = $2")
+                .bind(device_id)
+                .bind(token)
+                .execute(&self.pool)
+                .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
+    async fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(device_id)
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<Vec<Ended>> {
+        let mut tx = self.pool.begin().await?;
+        // One challenge creation per user at a time, across replicas: the
+        // second waits, then supersedes the first's challenge.
+        sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE")
+            .bind(&challenge.tenant_id)
+            .bind(&challenge.user_id)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "UPDATE challenges SET state = 'superseded', ended_at = $1
+             WHERE tenant_id = $2 AND user_id = $3 AND kind = 'sign_in' AND state = 'pending' RETURNING *",
+        )
+        .bind(challenge.created_at)
+        .bind(&challenge.tenant_id)
+        .bind(&challenge.user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let superseded = rows
+            .iter()
+            .map(decode::ended)
+            .collect::<StoreResult<Vec<_>>>()?;
+        insert_challenge(&mut tx, challenge).await?;
+        tx.commit().await?;
+        Ok(superseded)
+    }
+
+    async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>> {
+        let row = sqlx::query("SELECT * FROM challenges WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::challenge).transpose()
+    }
+
+    async fn count_challenges_since(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        since: i64,
+    ) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM challenges WHERE tenant_id = $1 AND user_id = $2 AND kind = 'sign_in' AND created_at >= $3",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn pending_for_device(&self, device: &Device, now: i64) -> StoreResult<Vec<Challenge>> {
+        let rows = sqlx::query(
+            "SELECT * FROM challenges
+             WHERE tenant_id = $1 AND user_id = $2 AND state = 'pending' AND expires_at > $3
+               AND (target_device_id = $4 OR (target_device_id IS NULL AND $5))
+             ORDER BY created_at DESC",
+        )
+        .bind(&device.tenant_id)
+        .bind(&device.user_id)
+        .bind(now)
+        .bind(&device.id)
+        .bind(device.state == DeviceState::Active)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode::challenge).collect()
+    }
+
+    async fn end_challenge(
+        &self,
+        id: &str,
+        ending: &Ending,
+        now: i64,
+    ) -> StoreResult<Option<Ended>> {
+        let mut tx = self.pool.begin().await?;
+        if ending.block_user_until.is_some() {
+            // Lock the user before the challenge, in the order creating a
+            // challenge does, so that the two cannot deadlock.
+            sqlx::query(
+                "SELECT 1 FROM users WHERE (tenant_id, user_id) =
+                     (SELECT tenant_id, user_id FROM challenges WHERE id = $1) FOR UPDATE",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let row = sqlx::query(END_CHALLENGE)
+            .bind(ending.state.as_str())
+            .bind(ending.deny_reason.map(DenyReason::as_str))
+            .bind(&ending.answered_by)
+            .bind(now)
+            .bind(id)
+            .bind(ending.state == ChallengeState::Expired)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let challenge = decode::challenge(&row)?;
+        let enrollment_id = settle_verification(&mut tx, &challenge, now).await?;
+        if let Some(until) = ending.block_user_until {
+            sqlx::query(
+                "UPDATE users SET blocked_until = $1 WHERE tenant_id = $2 AND user_id = $3",
+            )
+            .bind(until)
+            .bind(&challenge.tenant_id)
+            .bind(&challenge.user_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(Ended {
+            challenge,
+            enrollment_id,
+        }))
+    }
+
+    async fn sweep(&self, now: i64, keep_attempts_since: i64) -> StoreResult<Swept> {
+        let mut tx = self.pool.begin().await?;
+        // Rows another replica is sweeping (or answering) right now are
+        // skipped: that replica settles them, or the next sweep does.
+        let rows = sqlx::query(
+            "UPDATE challenges SET state = 'expired', ended_at = $1
+             WHERE id IN (SELECT id FROM challenges WHERE state = 'pending' AND expires_at <= $1
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING *",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut swept = Swept::default();
+        for row in &rows {
+            let challenge = decode::challenge(row)?;
+            let enrollment_id = settle_verification(&mut tx, &challenge, now).await?;
+            swept.challenges.push(Ended {
+                challenge,
+                enrollment_id,
+            });
+        }
+        let rows = sqlx::query(
+            "UPDATE enrollments SET state = 'expired'
+             WHERE id IN (SELECT id FROM enrollments
+                          WHERE state IN ('waiting_for_scan', 'device_registered') AND expires_at <= $1
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING *",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        swept.enrollments = rows
+            .iter()
+            .map(decode::enrollment)
+            .collect::<StoreResult<_>>()?;
+        sqlx::query(
+            "DELETE FROM device_nonces WHERE (device_id, nonce) IN
+                 (SELECT device_id, nonce FROM device_nonces WHERE expires_at <= $1 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM failed_attempts WHERE id IN
+                 (SELECT id FROM failed_attempts WHERE at < $1 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(keep_attempts_since)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(swept)
+    }
+
+    async fn next_deadline(&self) -> StoreResult<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(t) FROM (
+                 SELECT MIN(expires_at) AS t FROM challenges WHERE state = 'pending'
+                 UNION ALL
+                 SELECT MIN(expires_at) FROM enrollments WHERE state IN ('waiting_for_scan', 'device_registered')
+             ) AS deadlines",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn reset_user(&self, tenant_id: &str, user_id: &str, now: i64) -> StoreResult<Reset> {
+        let mut tx = self.pool.begin().await?;
+        let revoked_devices = sqlx::query_scalar(
+            "UPDATE devices SET state = 'revoked', revoked_at = $1
+             WHERE tenant_id = $2 AND user_id = $3 AND state != 'revoked' RETURNING id",
+        )
+        .bind(now)
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let cancelled: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE challenges SET state = 'cancelled', ended_at = $1
+             WHERE tenant_id = $2 AND user_id = $3 AND state = 'pending' RETURNING id, kind",
+        )
+        .bind(now)
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let cancelled_enrollments = sqlx::query_scalar(
+            "UPDATE enrollments SET state = 'cancelled'
+             WHERE tenant_id = $1 AND user_id = $2 AND state IN ('waiting_for_scan', 'device_registered') RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(decode::reset(
+            revoked_devices,
+            cancelled,
+            cancelled_enrollments,
+        ))
+    }
+
+    async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO failed_attempts (scope, key, at) VALUES ($1, $2, $3)")
+            .bind(scope)
+            .bind(key)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn count_failures(&self, scope: &str, key: &str, since: i64) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM failed_attempts WHERE scope = $1 AND key = $2 AND at >= $3",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&e.tenant_id)
+        .bind(e.at)
+        .bind(&e.event_type)
+        .bind(&e.user_id)
+        .bind(&e.device_id)
+        .bind(&e.challenge_id)
+        .bind(&e.enrollment_id)
+        .bind(&e.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        tenant_id: &str,
+        user_id: Option<&str>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_events
+             WHERE tenant_id = $1 AND ($2::text IS NULL OR user_id = $2) AND id < $3
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(tenant_id)
+        .bind(user_id)
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode::audit_event).collect()
+    }
+}

@@ -1,0 +1,214 @@
+//! Turning stored rows into model values, written once for every backend:
+//! the decoders read columns by name through [`Columns`], which any sqlx row
+//! whose database stores text, 64-bit integers and bytes provides.
+
+use super::{StoreError, StoreResult};
+use crate::model::*;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+/// Typed column access by name, whatever the backend.
+pub(super) trait Columns {
+    fn text(&self, column: &str) -> StoreResult<String>;
+    fn optional_text(&self, column: &str) -> StoreResult<Option<String>>;
+    fn integer(&self, column: &str) -> StoreResult<i64>;
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>>;
+    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>>;
+}
+
+impl<R> Columns for R
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn optional_text(&self, column: &str) -> StoreResult<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn integer(&self, column: &str) -> StoreResult<i64> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        Ok(self.try_get(column)?)
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn parse<T>(parsed: Option<T>, what: &str) -> StoreResult<T> {
+    parsed.ok_or_else(|| corrupt(what))
+}
+
+fn key32(bytes: Vec<u8>, what: &str) -> StoreResult<[u8; 32]> {
+    bytes.try_into().map_err(|_| corrupt(what))
+}
+
+/// Maps a unique-constraint violation to [`StoreError::Duplicate`].
+pub(super) fn unique_violation(error: sqlx::Error, what: &'static str) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate(what),
+        _ => StoreError::Unavailable(error),
+    }
+}
+
+pub(super) fn role(row: &impl Columns) -> StoreResult<(String, Role)> {
+    Ok((
+        row.text("tenant_id")?,
+        parse(Role::parse(&row.text("role")?), "role")?,
+    ))
+}
+
+pub(super) fn tenant(row: &impl Columns) -> StoreResult<Tenant> {
+    Ok(Tenant {
+        id: row.text("id")?,
+        display_name: row.text("display_name")?,
+        number_digits: u8::try_from(row.integer("number_digits")?)
+            .map_err(|_| corrupt("number digits"))?,
+        created_at: row.integer("created_at")?,
+    })
+}
+
+pub(super) fn user(row: &impl Columns) -> StoreResult<User> {
+    Ok(User {
+        tenant_id: row.text("tenant_id")?,
+        user_id: row.text("user_id")?,
+        email: row.text("email")?,
+        blocked_until: row.optional_integer("blocked_until")?,
+        terms_version: row.optional_text("terms_version")?,
+        terms_accepted_at: row.optional_integer("terms_accepted_at")?,
+    })
+}
+
+pub(super) fn device(row: &impl Columns) -> StoreResult<Device> {
+    Ok(Device {
+        id: row.text("id")?,
+        tenant_id: row.text("tenant_id")?,
+        user_id: row.text("user_id")?,
+        display_name: row.text("display_name")?,
+        public_key: key32(row.bytes("public_key")?, "device public key")?,
+        push_platform: parse(
+            PushPlatform::parse(&row.text("push_platform")?),
+            "push platform",
+        )?,
+        push_token: row.text("push_token")?,
+        state: parse(DeviceState::parse(&row.text("state")?), "device state")?,
+        created_at: row.integer("created_at")?,
+        revoked_at: row.optional_integer("revoked_at")?,
+    })
+}
+
+pub(super) fn enrollment(row: &impl Columns) -> StoreResult<Enrollment> {
+    Ok(Enrollment {
+        id: row.text("id")?,
+        tenant_id: row.text("tenant_id")?,
+        user_id: row.text("user_id")?,
+        state: parse(
+            EnrollmentState::parse(&row.text("state")?),
+            "enrollment state",
+        )?,
+        created_at: row.integer("created_at")?,
+        expires_at: row.integer("expires_at")?,
+        device_id: row.optional_text("device_id")?,
+        challenge_id: row.optional_text("challenge_id")?,
+    })
+}
+
+pub(super) fn delivery(row: &impl Columns) -> StoreResult<PushDelivery> {
+    Ok(PushDelivery {
+        challenge_id: row.text("challenge_id")?,
+        device_id: row.text("device_id")?,
+        push_platform: parse(
+            PushPlatform::parse(&row.text("push_platform")?),
+            "push platform",
+        )?,
+        state: parse(DeliveryState::parse(&row.text("state")?), "delivery state")?,
+        attempts: u32::try_from(row.integer("attempts")?)
+            .map_err(|_| corrupt("delivery attempts"))?,
+        provider_message_id: row.text("provider_message_id")?,
+        reason: row.text("reason")?,
+        updated_at: row.integer("updated_at")?,
+    })
+}
+
+pub(super) fn challenge(row: &impl Columns) -> StoreResult<Challenge> {
+    Ok(Challenge {
+        id: row.text("id")?,
+        tenant_id: row.text("tenant_id")?,
+        user_id: row.text("user_id")?,
+        kind: parse(ChallengeKind::parse(&row.text("kind")?), "challenge kind")?,
+        target_device_id: row.optional_text("target_device_id")?,
+        number: row.text("number")?,
+        nonce: key32(row.bytes("nonce")?, "challenge nonce")?,
+        state: parse(
+            ChallengeState::parse(&row.text("state")?),
+            "challenge state",
+        )?,
+        deny_reason: match row.optional_text("deny_reason")? {
+            Some(reason) => Some(parse(DenyReason::parse(&reason), "deny reason")?),
+            None => None,
+        },
+        answered_by: row.optional_text("answered_by")?,
+        context: SignInContext {
+            application_name: row.text("application_name")?,
+            client_ip: row.text("client_ip")?,
+            location: row.text("location")?,
+            message: row.text("message")?,
+        },
+        created_at: row.integer("created_at")?,
+        expires_at: row.integer("expires_at")?,
+        ended_at: row.optional_integer("ended_at")?,
+    })
+}
+
+/// A challenge that just ended, without an enrollment.
+pub(super) fn ended(row: &impl Columns) -> StoreResult<super::Ended> {
+    Ok(super::Ended {
+        challenge: challenge(row)?,
+        enrollment_id: None,
+    })
+}
+
+pub(super) fn audit_event(row: &impl Columns) -> StoreResult<AuditEvent> {
+    Ok(AuditEvent {
+        id: row.integer("id")?,
+        tenant_id: row.optional_text("tenant_id")?,
+        at: row.integer("at")?,
+        event_type: row.text("event_type")?,
+        user_id: row.optional_text("user_id")?,
+        device_id: row.optional_text("device_id")?,
+        challenge_id: row.optional_text("challenge_id")?,
+        enrollment_id: row.optional_text("enrollment_id")?,
+        detail: row.text("detail")?,
+    })
+}
+
+/// The reset summary of cancelled challenges given as `(id, kind)`.
+pub(super) fn reset(
+    revoked_devices: Vec<String>,
+    cancelled: Vec<(String, String)>,
+    cancelled_enrollments: Vec<String>,
+) -> super::Reset {
+    let cancelled_sign_ins = cancelled
+        .iter()
+        .filter(|(_, kind)| kind == ChallengeKind::SignIn.as_str())
+        .count() as u32;
+    super::Reset {
+        revoked_devices,
+        cancelled_challenges: cancelled.into_iter().map(|(id, _)| id).collect(),
+        cancelled_sign_ins,
+        cancelled_enrollments,
+    }
+}

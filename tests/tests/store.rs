@@ -1,0 +1,522 @@
+//! The store contract, checked on every backend by one set of tests: values
+//! come back exactly as stored, and each operation keeps its guarantee
+//! (answered once, superseded, swept once, used once) when calls race.
+//!
+//! SQLite always runs; PostgreSQL runs on a fresh database when it is
+//! reachable (otherwise the test says it skipped it, or fails under CI).
+
+use mfa_server::{
+    model::*,
+    server::open_store,
+    store::{Store, StoreError},
+};
+use mfa_tests::{
+    postgres::{self, TestDatabase},
+    test_config,
+};
+use std::sync::Arc;
+
+/// A store under test and what keeps its database alive.
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
+}
+
+/// A migrated store on each backend available.
+async fn backends(test: &str) -> Vec<Backend> {
+    let mut backends = Vec::new();
+    for name in ["sqlite", "postgres"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        let database = if name == "postgres" {
+            if !postgres::available_or_skip(&format!("{test} on PostgreSQL")).await {
+                continue;
+            }
+            let database = TestDatabase::create().await;
+            config.database_url = Some(database.url.clone());
+            Some(database)
+        } else {
+            None
+        };
+        let store = open_store(&config).await.expect("store opens").store;
+        store.migrate().await.expect("migrations apply");
+        backends.push(Backend {
+            name,
+            store,
+            _dir: dir,
+            _database: database,
+        });
+    }
+    backends
+}
+
+const NOW: i64 = 1_780_000_000_000;
+
+fn id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4())
+}
+
+async fn tenant(store: &dyn Store) -> Tenant {
+    let tenant = Tenant {
+        id: id("tenant"),
+        display_name: "Example Ltd".into(),
+        number_digits: 3,
+        created_at: NOW,
+    };
+    store.create_tenant(&tenant).await.unwrap();
+    tenant
+}
+
+fn enrollment(tenant: &Tenant, user: &str) -> Enrollment {
+    Enrollment {
+        id: id("enrollment"),
+        tenant_id: tenant.id.clone(),
+        user_id: user.into(),
+        state: EnrollmentState::WaitingForScan,
+        created_at: NOW,
+        expires_at: NOW + 600_000,
+        device_id: None,
+        challenge_id: None,
+    }
+}
+
+fn device(tenant: &Tenant, user: &str, state: DeviceState) -> Device {
+    Device {
+        id: id("device"),
+        tenant_id: tenant.id.clone(),
+        user_id: user.into(),
+        display_name: "Hanako's phone".into(),
+        public_key: [7; 32],
+        push_platform: PushPlatform::Fcm,
+        push_token: "token-1".into(),
+        state,
+        created_at: NOW,
+        revoked_at: None,
+    }
+}
+
+fn challenge(tenant: &Tenant, user: &str, kind: ChallengeKind, expires_at: i64) -> Challenge {
+    Challenge {
+        id: id("challenge"),
+        tenant_id: tenant.id.clone(),
+        user_id: user.into(),
+        kind,
+        target_device_id: None,
+        number: "042".into(),
+        nonce: [9; 32],
+        state: ChallengeState::Pending,
+        deny_reason: None,
+        answered_by: None,
+        context: SignInContext {
+            application_name: "Portal".into(),
+            client_ip: "2001:db8::1".into(),
+            location: "Tōkyō, JP".into(),
+            message: "It's me".into(),
+        },
+        created_at: NOW,
+        expires_at,
+        ended_at: None,
+    }
+}
+
+fn unique_code_hash() -> [u8; 32] {
+    let mut hash = [0; 32];
+    hash[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    hash
+}
+
+/// A user with one active device, ready for sign-in challenges.
+async fn enrolled_user(store: &dyn Store, tenant: &Tenant, user: &str) -> Device {
+    let enrollment = enrollment(tenant, user);
+    store
+        .create_enrollment(&enrollment, "u@example.jp", &unique_code_hash())
+        .await
+        .unwrap();
+    let mut device = device(tenant, user, DeviceState::PendingVerification);
+    let mut verification = challenge(
+        tenant,
+        user,
+        ChallengeKind::EnrollmentVerification,
+        NOW + 60_000,
+    );
+    verification.target_device_id = Some(device.id.clone());
+    assert!(store
+        .register_device(&enrollment.id, &device, &verification, NOW)
+        .await
+        .unwrap());
+    let approved = Ending {
+        answered_by: Some(device.id.clone()),
+        ..Ending::unanswered(ChallengeState::Approved)
+    };
+    store
+        .end_challenge(&verification.id, &approved, NOW + 1)
+        .await
+        .unwrap()
+        .expect("verification approved");
+    device.state = DeviceState::Active;
+    device
+}
+
+#[tokio::test]
+async fn values_come_back_exactly_as_stored() {
+    for backend in backends("values_come_back_exactly_as_stored").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let tenant = tenant(store).await;
+        assert_eq!(
+            store.get_tenant(&tenant.id).await.unwrap(),
+            Some(tenant.clone()),
+            "{name}"
+        );
+        assert_eq!(store.get_tenant("nope").await.unwrap(), None, "{name}");
+        assert!(matches!(
+            store.create_tenant(&tenant).await,
+            Err(StoreError::Duplicate(_))
+        ));
+
+        store
+            .create_api_key(&id("key"), &tenant.id, Role::Admin, &[1; 32], NOW)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.find_api_key(&[1; 32]).await.unwrap(),
+            Some((tenant.id.clone(), Role::Admin)),
+            "{name}"
+        );
+
+        let enrollment = enrollment(&tenant, "hanako");
+        store
+            .create_enrollment(&enrollment, "hanako@example.jp", &[2; 32])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_enrollment(&enrollment.id).await.unwrap(),
+            Some(enrollment.clone())
+        );
+        assert_eq!(
+            store.find_enrollment_by_code(&[2; 32]).await.unwrap(),
+            Some(enrollment.clone())
+        );
+        let device = device(&tenant, "hanako", DeviceState::PendingVerification);
+        let mut verification = challenge(
+            &tenant,
+            "hanako",
+            ChallengeKind::EnrollmentVerification,
+            NOW + 60_000,
+        );
+        verification.target_device_id = Some(device.id.clone());
+        assert!(store
+            .register_device(&enrollment.id, &device, &verification, NOW)
+            .await
+            .unwrap());
+        assert!(!store
+            .register_device(&enrollment.id, &device, &verification, NOW)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_device(&device.id).await.unwrap(),
+            Some(device.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            store.get_challenge(&verification.id).await.unwrap(),
+            Some(verification.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            store.pending_for_device(&device, NOW).await.unwrap(),
+            vec![verification.clone()],
+            "{name}"
+        );
+
+        let user = store.get_user(&tenant.id, "hanako").await.unwrap().unwrap();
+        assert_eq!(
+            (user.email.as_str(), user.blocked_until, user.terms_version),
+            ("hanako@example.jp", None, None)
+        );
+        store
+            .record_terms(&tenant.id, "hanako", "2026-04", NOW)
+            .await
+            .unwrap();
+        assert!(store
+            .set_blocked_until(&tenant.id, "hanako", Some(NOW + 5))
+            .await
+            .unwrap());
+        let user = store.get_user(&tenant.id, "hanako").await.unwrap().unwrap();
+        assert_eq!(user.terms_version.as_deref(), Some("2026-04"));
+        assert_eq!(
+            (user.terms_accepted_at, user.blocked_until),
+            (Some(NOW), Some(NOW + 5))
+        );
+
+        let delivery = PushDelivery {
+            challenge_id: verification.id.clone(),
+            device_id: device.id.clone(),
+            push_platform: PushPlatform::Fcm,
+            state: DeliveryState::Retrying,
+            attempts: 1,
+            provider_message_id: String::new(),
+            reason: "timeout".into(),
+            updated_at: NOW,
+        };
+        store.save_delivery(&delivery).await.unwrap();
+        let sent = PushDelivery {
+            state: DeliveryState::Sent,
+            attempts: 2,
+            provider_message_id: "projects/p/messages/1".into(),
+            reason: String::new(),
+            ..delivery
+        };
+        store.save_delivery(&sent).await.unwrap();
+        assert_eq!(
+            store.list_deliveries(&verification.id).await.unwrap(),
+            vec![sent],
+            "{name}"
+        );
+        assert!(!store
+            .invalidate_push_token(&device.id, "old-token")
+            .await
+            .unwrap());
+        assert!(store
+            .invalidate_push_token(&device.id, "token-1")
+            .await
+            .unwrap());
+        assert_eq!(
+            store
+                .get_device(&device.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .push_token,
+            ""
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_answers_end_a_challenge_once_and_never_after_its_deadline() {
+    for backend in
+        backends("racing_answers_end_a_challenge_once_and_never_after_its_deadline").await
+    {
+        let store = backend.store.clone();
+        let tenant = tenant(&*store).await;
+        let device = enrolled_user(&*store, &tenant, "u").await;
+        for _ in 0..10 {
+            let c = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
+            store.create_challenge(&c).await.unwrap();
+            let answer = |state, reason| Ending {
+                deny_reason: reason,
+                answered_by: Some(device.id.clone()),
+                ..Ending::unanswered(state)
+            };
+            let approve = answer(ChallengeState::Approved, None);
+            let deny = answer(ChallengeState::Denied, Some(DenyReason::UserDenied));
+            let answers: Vec<_> = [approve, deny]
+                .into_iter()
+                .map(|ending| {
+                    let (store, id) = (store.clone(), c.id.clone());
+                    tokio::spawn(async move { store.end_challenge(&id, &ending, NOW + 2).await })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for answer in answers {
+                if let Some(ended) = answer.await.unwrap().unwrap() {
+                    winners.push(ended.challenge.state);
+                }
+            }
+            assert_eq!(winners.len(), 1, "{}: {winners:?}", backend.name);
+            let stored = store.get_challenge(&c.id).await.unwrap().unwrap();
+            assert_eq!(stored.state, winners[0]);
+            assert_eq!(stored.ended_at, Some(NOW + 2));
+        }
+
+        let late = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 10);
+        store.create_challenge(&late).await.unwrap();
+        let approve = Ending::unanswered(ChallengeState::Approved);
+        assert!(store
+            .end_challenge(&late.id, &approve, NOW + 10)
+            .await
+            .unwrap()
+            .is_none());
+        let expire = Ending::unanswered(ChallengeState::Expired);
+        assert!(store
+            .end_challenge(&late.id, &expire, NOW + 9)
+            .await
+            .unwrap()
+            .is_none());
+        let expired = store
+            .end_challenge(&late.id, &expire, NOW + 10)
+            .await
+            .unwrap();
+        assert_eq!(expired.unwrap().challenge.state, ChallengeState::Expired);
+    }
+}
+
+#[tokio::test]
+async fn a_new_challenge_supersedes_the_pending_sign_in() {
+    for backend in backends("a_new_challenge_supersedes_the_pending_sign_in").await {
+        let store = &*backend.store;
+        let tenant = tenant(store).await;
+        enrolled_user(store, &tenant, "u").await;
+        let first = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
+        assert!(store.create_challenge(&first).await.unwrap().is_empty());
+        let second = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
+        let superseded = store.create_challenge(&second).await.unwrap();
+        assert_eq!(superseded.len(), 1, "{}", backend.name);
+        assert_eq!(superseded[0].challenge.id, first.id);
+        assert_eq!(superseded[0].challenge.state, ChallengeState::Superseded);
+        assert_eq!(
+            store
+                .count_challenges_since(&tenant.id, "u", NOW)
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(store.count_pending_challenges().await.unwrap(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sweeps_expire_everything_due_exactly_once() {
+    for backend in backends("concurrent_sweeps_expire_everything_due_exactly_once").await {
+        let store = backend.store.clone();
+        let tenant = tenant(&*store).await;
+        let mut due = Vec::new();
+        for n in 0..12 {
+            let user = format!("user-{n}");
+            enrolled_user(&*store, &tenant, &user).await;
+            let c = challenge(&tenant, &user, ChallengeKind::SignIn, NOW + 100 + n);
+            store.create_challenge(&c).await.unwrap();
+            due.push(c.id);
+        }
+        let open = enrollment(&tenant, "late");
+        store
+            .create_enrollment(&open, "late@example.jp", &[3; 32])
+            .await
+            .unwrap();
+        let later = challenge(&tenant, "user-0", ChallengeKind::SignIn, NOW + 10_000_000);
+        let superseded = store.create_challenge(&later).await.unwrap();
+        due.retain(|id| *id != superseded[0].challenge.id);
+        assert_eq!(store.next_deadline().await.unwrap(), Some(NOW + 101));
+
+        let sweeps: Vec<_> = (0..2)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.sweep(NOW + 1_000_000, NOW).await })
+            })
+            .collect();
+        let mut expired = Vec::new();
+        let mut enrollments = Vec::new();
+        for sweep in sweeps {
+            let swept = sweep.await.unwrap().unwrap();
+            expired.extend(swept.challenges.into_iter().map(|e| e.challenge.id));
+            enrollments.extend(swept.enrollments.into_iter().map(|e| e.id));
+        }
+        expired.sort();
+        due.sort();
+        assert_eq!(
+            expired, due,
+            "{}: each due challenge expired once",
+            backend.name
+        );
+        assert_eq!(enrollments, vec![open.id.clone()]);
+        assert_eq!(store.next_deadline().await.unwrap(), Some(NOW + 10_000_000));
+    }
+}
+
+#[tokio::test]
+async fn nonces_are_used_once_and_counters_and_audit_page_the_same_way() {
+    for backend in backends("nonces_are_used_once_and_counters_and_audit_page_the_same_way").await {
+        let store = &*backend.store;
+        assert!(store.use_nonce("d", &[1, 2, 3], NOW).await.unwrap());
+        assert!(!store.use_nonce("d", &[1, 2, 3], NOW).await.unwrap());
+        assert!(store.use_nonce("e", &[1, 2, 3], NOW).await.unwrap());
+
+        for at in [NOW - 10, NOW, NOW + 10] {
+            store
+                .record_failure("activation", "203.0.113.7", at)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store
+                .count_failures("activation", "203.0.113.7", NOW)
+                .await
+                .unwrap(),
+            2
+        );
+        store.sweep(NOW + 1, NOW).await.unwrap();
+        assert_eq!(
+            store
+                .count_failures("activation", "203.0.113.7", 0)
+                .await
+                .unwrap(),
+            2
+        );
+        // The spent nonce was purged, so the store no longer remembers it.
+        assert!(store.use_nonce("d", &[1, 2, 3], NOW + 100).await.unwrap());
+
+        let tenant = tenant(store).await;
+        for n in 0..5 {
+            store
+                .append_audit(&AuditEvent {
+                    tenant_id: Some(tenant.id.clone()),
+                    at: NOW + n,
+                    event_type: "challenge.created".into(),
+                    user_id: Some(if n % 2 == 0 { "even" } else { "odd" }.into()),
+                    detail: format!("event {n}"),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        let first = store.list_audit(&tenant.id, None, None, 2).await.unwrap();
+        let details: Vec<_> = first.iter().map(|e| e.detail.as_str()).collect();
+        assert_eq!(details, ["event 4", "event 3"], "{}", backend.name);
+        let rest = store
+            .list_audit(&tenant.id, None, Some(first[1].id), 10)
+            .await
+            .unwrap();
+        assert_eq!(rest.len(), 3);
+        let even = store
+            .list_audit(&tenant.id, Some("even"), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(even.len(), 3);
+        assert_eq!(even[0].at, NOW + 4);
+    }
+}
+
+#[tokio::test]
+async fn a_reset_revokes_devices_and_cancels_everything_open() {
+    for backend in backends("a_reset_revokes_devices_and_cancels_everything_open").await {
+        let store = &*backend.store;
+        let tenant = tenant(store).await;
+        let device = enrolled_user(store, &tenant, "u").await;
+        let c = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
+        store.create_challenge(&c).await.unwrap();
+        let open = enrollment(&tenant, "u");
+        store
+            .create_enrollment(&open, "u@example.jp", &[4; 32])
+            .await
+            .unwrap();
+        let reset = store.reset_user(&tenant.id, "u", NOW + 5).await.unwrap();
+        assert_eq!(
+            reset.revoked_devices,
+            vec![device.id.clone()],
+            "{}",
+            backend.name
+        );
+        assert_eq!(reset.cancelled_challenges, vec![c.id.clone()]);
+        assert_eq!(reset.cancelled_sign_ins, 1);
+        assert_eq!(reset.cancelled_enrollments, vec![open.id.clone()]);
+        let revoked = store.get_device(&device.id).await.unwrap().unwrap();
+        assert_eq!(
+            (revoked.state, revoked.revoked_at),
+            (DeviceState::Revoked, Some(NOW + 5))
+        );
+        assert!(!store.revoke_device(&device.id, NOW + 6).await.unwrap());
+    }
+}
