@@ -201,9 +201,17 @@ async fn bench(args: Args) -> Result<(), String> {
     figures.push(create);
 
     eprintln!("preparing {} challenges to answer…", users.len());
+    let preparing: Vec<_> = chunks(users, c)
+        .into_iter()
+        .enumerate()
+        .map(|(i, chunk)| {
+            let portal = portal(i);
+            tokio::spawn(async move { Answer::prepare(&portal, chunk).await })
+        })
+        .collect();
     let mut workers = Vec::new();
-    for (i, chunk) in chunks(users, c).into_iter().enumerate() {
-        workers.push(Answer::prepare(&portal(i), chunk).await?);
+    for task in preparing {
+        workers.push(task.await.map_err(|e| e.to_string())??);
     }
     let (answer, _) = measure
         .scenario("device answer", c, workers, args.duration, u64::MAX)

@@ -56,6 +56,11 @@ pub struct Config {
     /// The window of `activation_failure_limit`.
     #[serde(with = "humantime_serde")]
     pub activation_window: Duration,
+    /// How long a portal or admin API key, once checked against the database,
+    /// is trusted from memory (`0s` checks every call). A key removed from the
+    /// database stops working on each replica within this time.
+    #[serde(with = "humantime_serde")]
+    pub api_key_cache_ttl: Duration,
     /// Push providers and delivery limits (`[push]`, `[push.apns]`, `[push.fcm]`).
     pub push: PushConfig,
     /// Address of the operators' HTTP listener (`/metrics`, `/healthz`).
@@ -85,6 +90,7 @@ impl Default for Config {
             clock_skew: Duration::from_secs(5 * 60),
             activation_failure_limit: 10,
             activation_window: Duration::from_secs(15 * 60),
+            api_key_cache_ttl: Duration::from_secs(10),
             push: PushConfig::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             health_interval: Duration::from_secs(5),

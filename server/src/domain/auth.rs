@@ -92,7 +92,18 @@ impl Service {
                 "an API key is required in the authorization metadata (Bearer mfak_…)",
             ));
         };
-        match self.store().find_api_key(&secret_hash(secret)).await? {
+        let hash = secret_hash(secret);
+        let found = match self.inner.api_keys.get(&hash) {
+            Some(found) => Some(found),
+            None => {
+                let found = self.store().find_api_key(&hash).await?;
+                if let Some(found) = &found {
+                    self.inner.api_keys.insert(hash, found.clone());
+                }
+                found
+            }
+        };
+        match found {
             Some((tenant_id, key_role)) if key_role == role => Ok(tenant_id),
             Some((tenant_id, _)) => {
                 self.audit_auth_failure(Some(tenant_id), "API key of another role")

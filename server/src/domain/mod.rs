@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod cache;
 mod challenge;
 mod device;
 mod enrollment;
@@ -28,6 +29,7 @@ use crate::{
     store::{Ended, Store},
     telemetry::metrics,
 };
+use cache::TtlCache;
 use rand::{rngs::OsRng, Rng, RngCore};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::{watch, Notify};
@@ -43,6 +45,7 @@ pub struct Limits {
     pub clock_skew: Duration,
     pub activation_failure_limit: u32,
     pub activation_window: Duration,
+    pub api_key_cache_ttl: Duration,
 }
 
 impl From<&Config> for Limits {
@@ -56,6 +59,7 @@ impl From<&Config> for Limits {
             clock_skew: c.clock_skew,
             activation_failure_limit: c.activation_failure_limit,
             activation_window: c.activation_window,
+            api_key_cache_ttl: c.api_key_cache_ttl,
         }
     }
 }
@@ -75,7 +79,16 @@ struct Inner {
     public_url: String,
     deadlines: Notify,
     shutdown: watch::Sender<bool>,
+    /// Tenants never change once created, so they are kept for long.
+    tenants: TtlCache<String, Tenant>,
+    /// Portal and admin keys by hash, kept for `api_key_cache_ttl`.
+    api_keys: TtlCache<[u8; 32], (String, Role)>,
 }
+
+/// How long a tenant read from the database is reused.
+const TENANT_CACHE_TTL: Duration = Duration::from_secs(10 * 60);
+/// Bound on each cache's entries.
+const CACHE_CAPACITY: usize = 10_000;
 
 impl Service {
     /// Assembles the service.
@@ -89,6 +102,8 @@ impl Service {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                tenants: TtlCache::new(TENANT_CACHE_TTL, CACHE_CAPACITY),
+                api_keys: TtlCache::new(limits.api_key_cache_ttl, CACHE_CAPACITY),
                 store,
                 identity,
                 events,
@@ -274,10 +289,18 @@ impl Service {
     }
 
     async fn tenant(&self, tenant_id: &str) -> Result<Tenant> {
-        self.store()
+        if let Some(tenant) = self.inner.tenants.get(tenant_id) {
+            return Ok(tenant);
+        }
+        let tenant = self
+            .store()
             .get_tenant(tenant_id)
             .await?
-            .ok_or_else(|| Error::Internal(format!("tenant {tenant_id} vanished")))
+            .ok_or_else(|| Error::Internal(format!("tenant {tenant_id} vanished")))?;
+        self.inner
+            .tenants
+            .insert(tenant_id.to_owned(), tenant.clone());
+        Ok(tenant)
     }
 }
 
