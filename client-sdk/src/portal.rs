@@ -15,7 +15,7 @@ use tonic::{
     Streaming,
 };
 
-use crate::{device::connect, Error};
+use crate::{ConnectOptions, Error};
 
 /// Adds the portal API key to every request as `authorization: Bearer <key>`.
 #[derive(Clone)]
@@ -64,8 +64,18 @@ pub struct RelyingParty {
 impl RelyingParty {
     /// Connects to the server at `url` with a portal API key.
     pub async fn connect(url: &str, api_key: &str) -> Result<Self, Error> {
+        Self::connect_with(url, api_key, &ConnectOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with connection settings: the server's CA
+    /// and, when the server requires one, the portal's client certificate.
+    pub async fn connect_with(
+        url: &str,
+        api_key: &str,
+        options: &ConnectOptions,
+    ) -> Result<Self, Error> {
         let auth = BearerAuth::new(api_key)?;
-        let channel = connect(url).await?;
+        let channel = options.connect(url).await?;
         Ok(Self {
             client: PortalServiceClient::with_interceptor(channel, auth),
         })

@@ -9,7 +9,8 @@
 //!   embedded default.
 //! - [`push`] delivers notifications through APNs and FCM in the background;
 //!   [`sweeper`] expires what is due.
-//! - [`server`] wires them together; [`config`] reads the settings.
+//! - [`server`] wires them together, behind [`tls`]; [`config`] reads the
+//!   settings.
 
 pub mod api;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod stats;
 pub mod store;
 pub mod sweeper;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{start, RunningServer};

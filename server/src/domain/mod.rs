@@ -9,6 +9,7 @@ mod device;
 mod enrollment;
 mod error;
 pub mod input;
+mod watches;
 
 pub use admin::{ResetCounts, UserStatus};
 pub use auth::ApiKey;
@@ -18,6 +19,7 @@ pub use challenge::Decision;
 pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
 pub use error::{Error, Reason, Result};
+pub use watches::WatchSlot;
 
 use crate::{
     config::Config,
@@ -43,6 +45,10 @@ pub struct Limits {
     pub clock_skew: Duration,
     pub activation_failure_limit: u32,
     pub activation_window: Duration,
+    pub signature_failure_limit: u32,
+    pub signature_window: Duration,
+    pub watch_streams_per_tenant: u32,
+    pub watch_max_duration: Duration,
 }
 
 impl From<&Config> for Limits {
@@ -56,6 +62,10 @@ impl From<&Config> for Limits {
             clock_skew: c.clock_skew,
             activation_failure_limit: c.activation_failure_limit,
             activation_window: c.activation_window,
+            signature_failure_limit: c.signature_failure_limit,
+            signature_window: c.signature_window,
+            watch_streams_per_tenant: c.watch_streams_per_tenant,
+            watch_max_duration: c.watch_max_duration,
         }
     }
 }
@@ -75,6 +85,7 @@ struct Inner {
     public_url: String,
     deadlines: Notify,
     shutdown: watch::Sender<bool>,
+    watches: watches::WatchSlots,
 }
 
 impl Service {
@@ -97,6 +108,7 @@ impl Service {
                 public_url,
                 deadlines: Notify::new(),
                 shutdown: watch::channel(false).0,
+                watches: watches::WatchSlots::default(),
             }),
         }
     }
@@ -116,7 +128,8 @@ impl Service {
         &self.inner.identity
     }
 
-    fn limits(&self) -> &Limits {
+    /// The limits and lifetimes in force.
+    pub fn limits(&self) -> &Limits {
         &self.inner.limits
     }
 
@@ -162,11 +175,17 @@ impl Service {
 
     /// Expires everything due now and tells watchers; returns the next deadline.
     pub async fn sweep(&self) -> Result<Option<i64>> {
-        let now = now_ms();
+        self.sweep_at(now_ms()).await
+    }
+
+    /// [`Self::sweep`] as if the clock read `now` (ms since the Unix epoch),
+    /// so that tests can expire challenges without waiting for them.
+    pub async fn sweep_at(&self, now: i64) -> Result<Option<i64>> {
         let keep_since = now
             - self
                 .limits()
                 .activation_window
+                .max(self.limits().signature_window)
                 .max(self.limits().challenge_window)
                 .as_millis() as i64;
         let swept = self.store().sweep(now, keep_since).await?;
