@@ -480,7 +480,7 @@ fn any_interleaving_ends_each_challenge_once_by_an_active_device_with_the_right_
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(48);
+        .unwrap_or(128);
     let mut runner = TestRunner::new(ProptestConfig {
         cases,
         // Each shrink step replays against the same database with a new

@@ -528,3 +528,55 @@ async fn guessing_activation_codes_is_throttled_per_address() {
     assert_eq!(error.code(), Some(Code::ResourceExhausted));
     assert!(error.is_rate_limited());
 }
+
+#[tokio::test]
+async fn a_leaked_database_holds_no_api_key_activation_code_or_device_secret() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let open = portal.begin_enrollment("v", "v@example.jp").await.unwrap();
+    let code = open.manual_code.replace('-', "");
+
+    let mut stored = Vec::new();
+    for name in ["mfa.db", "mfa.db-wal"] {
+        if let Ok(bytes) = std::fs::read(server.dir().join(name)) {
+            stored.extend(bytes);
+        }
+    }
+    assert!(!stored.is_empty(), "the database file was read");
+    let secrets: [(&str, Vec<u8>); 5] = [
+        ("portal key", server.tenant.portal_key.clone().into_bytes()),
+        ("admin key", server.tenant.admin_key.clone().into_bytes()),
+        ("activation code", code.clone().into_bytes()),
+        ("activation code as shown", open.manual_code.into_bytes()),
+        (
+            "device private key",
+            phone.account().signing_key().to_bytes().to_vec(),
+        ),
+    ];
+    for (what, secret) in secrets {
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret.as_slice()),
+            "the {what} is in the database"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_server_whose_key_differs_from_the_qr_code_is_refused_and_nothing_is_saved() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let begun = portal.begin_enrollment("u", "u@example.jp").await.unwrap();
+    let mut uri = EnrollmentUri::parse(&begun.qr_uri).unwrap();
+    // The QR code names another server's key: this server is an impostor to the app.
+    uri.server_public_key = Some(SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes());
+    let store = MemoryKeyStore::new();
+    let error = Authenticator::enroll(&uri, phone_info("Phone"), &store)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, mfa_sdk::Error::BadServerSignature),
+        "{error:?}"
+    );
+    assert!(mfa_sdk::KeyStore::load(&store).unwrap().is_none());
+}

@@ -90,7 +90,7 @@ async fn a_watch_ends_after_watch_max_duration() {
     );
     let ended = within(watch.message()).await.unwrap_err();
     assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
-    // Watching again works: the ended watch gave its slot back.
+    // The portal watches again and gets the current state.
     let mut again = portal.watch_enrollment(&begun.enrollment_id).await.unwrap();
     assert!(within(again.message()).await.unwrap().is_some());
 }
