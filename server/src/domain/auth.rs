@@ -169,7 +169,7 @@ impl Service {
                 reason: Some(Reason::ReplayedRequest),
             });
         }
-        ensure_not_revoked(&device)?;
+        self.ensure_not_revoked(&device, None).await?;
         Ok(device)
     }
 
@@ -229,6 +229,30 @@ impl Service {
         Ok(())
     }
 
+    /// Refuses a revoked device; the attempt is audited and counted, since a
+    /// revoked phone that still calls may be in someone else's hands.
+    pub(super) async fn ensure_not_revoked(
+        &self,
+        device: &Device,
+        challenge_id: Option<&str>,
+    ) -> Result<()> {
+        if device.state != DeviceState::Revoked {
+            return Ok(());
+        }
+        metrics::auth_failure("revoked_device");
+        self.audit_device(
+            device,
+            "device.revoked_refused",
+            challenge_id,
+            "a revoked device called",
+        )
+        .await;
+        Err(Error::PermissionDenied {
+            message: "this device has been revoked; enroll again from the portal".into(),
+            reason: Reason::DeviceRevoked,
+        })
+    }
+
     pub(super) async fn audit_device(
         &self,
         device: &Device,
@@ -247,14 +271,4 @@ impl Service {
         })
         .await;
     }
-}
-
-pub(super) fn ensure_not_revoked(device: &Device) -> Result<()> {
-    if device.state == DeviceState::Revoked {
-        return Err(Error::PermissionDenied {
-            message: "this device has been revoked; enroll again from the portal".into(),
-            reason: Reason::DeviceRevoked,
-        });
-    }
-    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Number-matching challenges: created by the portal, answered once by a
 //! device of the user with the number the person typed.
 
-use super::{auth::ensure_not_revoked, input, now_ms, Error, Reason, Result, Service};
+use super::{input, now_ms, Error, Reason, Result, Service};
 use crate::{events::Change, model::*, push::Message, telemetry::metrics};
 use mfa_proto::{push::PushNotice, signing};
 use subtle::ConstantTimeEq;
@@ -183,7 +183,8 @@ impl Service {
             answer.peer,
         )
         .await?;
-        ensure_not_revoked(&device)?;
+        self.ensure_not_revoked(&device, Some(&challenge.id))
+            .await?;
         if device.state != DeviceState::Active && challenge.target_device_id.is_none() {
             return Err(Error::NotFound("challenge"));
         }
