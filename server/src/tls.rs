@@ -8,12 +8,17 @@ use serde::{Deserialize, Serialize};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 use tonic::{
     service::Interceptor,
     transport::{Certificate, Identity, ServerTlsConfig},
     Request, Status,
 };
+
+/// A client that has not finished its TLS handshake by then is dropped, so
+/// that idle connections cannot pile up before they are even authenticated.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `[tls]` section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -81,7 +86,9 @@ impl TlsConfig {
                 key_file.display()
             ))
         })?;
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        let mut config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(cert, key))
+            .timeout(HANDSHAKE_TIMEOUT);
         match (&self.client_ca_file, self.require_client_cert) {
             (Some(ca_file), _) => {
                 let ca = read_certificates("client_ca_file", ca_file)?;
