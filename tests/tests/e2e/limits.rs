@@ -219,3 +219,23 @@ async fn failed_device_signatures_are_throttled_per_address() {
     );
     assert!(events.iter().any(|e| e == "device.throttled"), "{events:?}");
 }
+
+#[tokio::test]
+async fn the_portal_helper_watches_again_past_watch_max_duration() {
+    let server = TestServer::start_with(|c| {
+        c.watch_max_duration = Duration::from_millis(150);
+        c.challenge_ttl = Duration::from_secs(2);
+    })
+    .await;
+    let portal = server.portal().await;
+    server.enroll(&portal, "u", "u@example.jp").await;
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    // The challenge outlives several watches; the helper follows it to the end.
+    let outcome = within(portal.await_outcome(&challenge.challenge_id))
+        .await
+        .unwrap();
+    assert_eq!(outcome.state(), ChallengeState::Expired);
+}
