@@ -33,8 +33,15 @@ fn harness() -> &'static Harness {
             .build()
             .expect("runtime");
         let dir = tempfile::tempdir().expect("temporary directory");
+        // Every call comes from the same (unknown) address and user ids
+        // repeat: without these limits raised, the throttles would answer
+        // before the decoding the fuzzer should explore.
         let config = mfa_server::Config {
             data_dir: dir.path().to_path_buf(),
+            activation_failure_limit: u32::MAX,
+            signature_failure_limit: u32::MAX,
+            challenge_limit: u32::MAX,
+            watch_streams_per_tenant: u32::MAX,
             ..mfa_server::Config::default()
         };
         let (service, portal_key, admin_key) = runtime.block_on(async {
