@@ -198,6 +198,28 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_limits_read_from_the_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "mfa.toml",
+                "listen = \"0.0.0.0:50051\"\nwatch_max_duration = \"5m\"\n\
+                 [tls]\ncert_file = \"/etc/mfa/server.pem\"\nkey_file = \"/etc/mfa/server.key\"\n",
+            )?;
+            jail.set_env("MFA_TLS__REQUIRE_CLIENT_CERT", "true");
+            jail.set_env("MFA_TLS__CLIENT_CA_FILE", "/etc/mfa/clients.pem");
+            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
+            assert!(config.tls.enabled() && config.tls.require_client_cert);
+            assert_eq!(
+                config.tls.client_ca_file.as_deref(),
+                Some(Path::new("/etc/mfa/clients.pem"))
+            );
+            assert_eq!(config.public_url(), "https://0.0.0.0:50051");
+            assert_eq!(config.watch_max_duration, Duration::from_secs(300));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("mfa.toml", "challenge_tll = \"45s\"\n")?;
