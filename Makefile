@@ -3,7 +3,7 @@
 BUF_VERSION := 1.75.0
 CARGO ?= cargo
 
-.PHONY: run test test-postgres bench lint proto-lint fmt clippy deploy-check demo browser-test
+.PHONY: run test test-postgres bench lint proto-lint fmt clippy deploy-check demo browser-test fuzz
 
 ## Builds and starts the server on the embedded default (SQLite under ./data),
 ## creating a demo tenant and keys on first start.
@@ -72,3 +72,17 @@ demo:
 browser-test:
 	$(CARGO) build -p mfa-server -p demo-portal -p mfa-authenticator
 	cd tests/browser && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test
+## Fuzzes each target for FUZZ_SECONDS with cargo-fuzz and libFuzzer
+## (installed if missing). Stable Rust: RUSTC_BOOTSTRAP=1 lets cargo-fuzz use
+## the sanitizer-coverage flags; no sanitizer (safe Rust). New inputs go to
+## target/fuzz-corpus/, crashes to fuzz/artifacts/. See docs/security.md.
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := enrollment_uri signed_bytes push_payload request_decoding
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	for target in $(FUZZ_TARGETS); do \
+		mkdir -p target/fuzz-corpus/$$target && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --features libfuzzer --sanitizer none $$target \
+			target/fuzz-corpus/$$target fuzz/seeds/$$target -- -max_total_time=$(FUZZ_SECONDS) \
+			|| exit 1; \
+	done

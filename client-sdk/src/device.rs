@@ -5,7 +5,7 @@
 //! are pure functions of the key and the inputs, so the committed test vectors
 //! pin them.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use mfa_proto::{
@@ -18,12 +18,9 @@ use mfa_proto::{
     },
 };
 use rand::{rngs::OsRng, RngCore};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::{Account, Error, KeyStore, VerifiedChallenge};
-
-/// How long to wait for a connection to the server before giving up.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::{Account, ConnectOptions, Error, KeyStore, VerifiedChallenge};
 
 /// Method names that the device-request signature binds.
 mod method {
@@ -76,7 +73,18 @@ impl Authenticator {
         info: DeviceInfo,
         store: &dyn KeyStore,
     ) -> Result<(Self, VerifiedChallenge), Error> {
-        let channel = connect(&uri.server_url).await?;
+        Self::enroll_with(uri, info, store, &ConnectOptions::default()).await
+    }
+
+    /// [`enroll`](Self::enroll) with connection settings, e.g. the CA of a
+    /// server whose certificate is not signed by a public CA.
+    pub async fn enroll_with(
+        uri: &EnrollmentUri,
+        info: DeviceInfo,
+        store: &dyn KeyStore,
+        options: &ConnectOptions,
+    ) -> Result<(Self, VerifiedChallenge), Error> {
+        let channel = options.connect(&uri.server_url).await?;
         Self::enroll_over(channel, uri, info, store).await
     }
 
@@ -135,6 +143,14 @@ impl Authenticator {
     /// Connects lazily: an app starting without network opens its account
     /// anyway, and the first call reports the connection failure.
     pub async fn open(store: &dyn KeyStore) -> Result<Option<Self>, Error> {
+        Self::open_with(store, &ConnectOptions::default()).await
+    }
+
+    /// [`open`](Self::open) with connection settings.
+    pub async fn open_with(
+        store: &dyn KeyStore,
+        options: &ConnectOptions,
+    ) -> Result<Option<Self>, Error> {
         let Some(account) = store.load()? else {
             return Ok(None);
         };
@@ -144,7 +160,7 @@ impl Authenticator {
                 format!("the saved server key is not usable: {e}"),
             )
         })?;
-        let channel = endpoint(&account.server_url)?.connect_lazy();
+        let channel = options.endpoint(&account.server_url)?.connect_lazy();
         Ok(Some(Self {
             account,
             server_key,
@@ -301,15 +317,6 @@ impl Authenticator {
             typed_number,
         )
     }
-}
-
-fn endpoint(server_url: &str) -> Result<Endpoint, Error> {
-    Ok(Endpoint::from_shared(server_url.to_owned())?.connect_timeout(CONNECT_TIMEOUT))
-}
-
-/// Connects to the server at `server_url`.
-pub(crate) async fn connect(server_url: &str) -> Result<Channel, Error> {
-    Ok(endpoint(server_url)?.connect().await?)
 }
 
 fn now_ms() -> i64 {

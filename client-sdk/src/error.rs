@@ -28,6 +28,8 @@ pub mod reason {
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     /// The signed request was already used once.
     pub const REPLAYED_REQUEST: &str = "REPLAYED_REQUEST";
+    /// The tenant has as many open watch streams as the server allows.
+    pub const TOO_MANY_WATCHES: &str = "TOO_MANY_WATCHES";
 }
 
 /// Everything that can go wrong in the SDK.

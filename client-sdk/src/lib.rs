@@ -49,18 +49,22 @@
 //! # }
 //! ```
 //!
-//! The SDK connects over plain `http://` URLs; `https://` needs tonic's TLS
-//! features, which this crate does not enable yet.
+//! `https://` URLs are checked against the system's trust roots; pass
+//! [`ConnectOptions`] (to [`Authenticator::enroll_with`],
+//! [`Authenticator::open_with`] or [`portal::RelyingParty::connect_with`]) to
+//! trust an organisation's own CA or to present a client certificate.
 
 #![warn(missing_docs)]
 
 mod challenge;
+mod connect;
 mod device;
 mod error;
 pub mod portal;
 mod store;
 
 pub use challenge::VerifiedChallenge;
+pub use connect::ConnectOptions;
 pub use device::{Answer, Authenticator, DeviceInfo};
 pub use error::{reason, Error};
 pub use store::{Account, FileKeyStore, KeyStore, MemoryKeyStore};

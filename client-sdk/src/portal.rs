@@ -15,7 +15,7 @@ use tonic::{
     Streaming,
 };
 
-use crate::{device::connect, Error};
+use crate::{ConnectOptions, Error};
 
 /// Adds the portal API key to every request as `authorization: Bearer <key>`.
 #[derive(Clone)]
@@ -64,8 +64,18 @@ pub struct RelyingParty {
 impl RelyingParty {
     /// Connects to the server at `url` with a portal API key.
     pub async fn connect(url: &str, api_key: &str) -> Result<Self, Error> {
+        Self::connect_with(url, api_key, &ConnectOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with connection settings: the server's CA
+    /// and, when the server requires one, the portal's client certificate.
+    pub async fn connect_with(
+        url: &str,
+        api_key: &str,
+        options: &ConnectOptions,
+    ) -> Result<Self, Error> {
         let auth = BearerAuth::new(api_key)?;
-        let channel = connect(url).await?;
+        let channel = options.connect(url).await?;
         Ok(Self {
             client: PortalServiceClient::with_interceptor(channel, auth),
         })
@@ -103,20 +113,16 @@ impl RelyingParty {
     }
 
     /// Waits until the enrollment reaches a final state (verified, failed,
-    /// expired or cancelled) and returns it.
+    /// expired or cancelled) and returns it. A watch the server ends at its
+    /// longest duration is opened again.
     pub async fn await_enrollment(&self, enrollment_id: &str) -> Result<Enrollment, Error> {
-        let mut stream = self.watch_enrollment(enrollment_id).await?;
-        while let Some(message) = stream.message().await? {
-            let Some(enrollment) = message.enrollment else {
-                continue;
-            };
-            if is_final_enrollment_state(enrollment.state()) {
-                return Ok(enrollment);
-            }
-        }
-        Err(Error::Protocol(
+        follow_until(
+            || self.watch_enrollment(enrollment_id),
+            |message| message.enrollment,
+            |enrollment| is_final_enrollment_state(enrollment.state()),
             "the enrollment watch ended before the enrollment finished",
-        ))
+        )
+        .await
     }
 
     /// Asks the user's phone to approve a sign-in; show the returned
@@ -160,20 +166,16 @@ impl RelyingParty {
     }
 
     /// Waits until the challenge leaves the pending state and returns it:
-    /// approved, denied, expired, superseded or cancelled.
+    /// approved, denied, expired, superseded or cancelled. A watch the server
+    /// ends at its longest duration is opened again.
     pub async fn await_outcome(&self, challenge_id: &str) -> Result<Challenge, Error> {
-        let mut stream = self.watch_challenge(challenge_id).await?;
-        while let Some(message) = stream.message().await? {
-            let Some(challenge) = message.challenge else {
-                continue;
-            };
-            if challenge.state() != ChallengeState::Pending {
-                return Ok(challenge);
-            }
-        }
-        Err(Error::Protocol(
+        follow_until(
+            || self.watch_challenge(challenge_id),
+            |message| message.challenge,
+            |challenge| challenge.state() != ChallengeState::Pending,
             "the challenge watch ended while the challenge was pending",
-        ))
+        )
+        .await
     }
 
     /// Cancels a pending challenge, e.g. when the person left the sign-in page.
@@ -235,6 +237,36 @@ pub fn is_final_enrollment_state(state: EnrollmentState) -> bool {
             | EnrollmentState::Expired
             | EnrollmentState::Cancelled
     )
+}
+
+/// Follows the watches `open` makes until `is_final` holds for a value
+/// `extract` finds in a message. The server ends a watch at its longest
+/// duration with DEADLINE_EXCEEDED; the watch is then opened again.
+async fn follow_until<M, T, Open, Opened>(
+    open: Open,
+    extract: fn(M) -> Option<T>,
+    is_final: fn(&T) -> bool,
+    ended_early: &'static str,
+) -> Result<T, Error>
+where
+    Open: Fn() -> Opened,
+    Opened: std::future::Future<Output = Result<Streaming<M>, Error>>,
+{
+    loop {
+        let mut stream = open().await?;
+        loop {
+            match stream.message().await {
+                Ok(Some(message)) => {
+                    if let Some(value) = extract(message).filter(is_final) {
+                        return Ok(value);
+                    }
+                }
+                Ok(None) => return Err(Error::Protocol(ended_early)),
+                Err(status) if status.code() == tonic::Code::DeadlineExceeded => break,
+                Err(status) => return Err(status.into()),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

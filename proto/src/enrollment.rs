@@ -146,10 +146,13 @@ impl EnrollmentUri {
     }
 }
 
+/// Checks a server URL and returns its normal form: the URL as the URL
+/// standard serialises it, without trailing slashes. The normal form checks
+/// to itself, so a URL survives the QR code and manual entry unchanged.
 fn check_server_url(server_url: &str) -> Result<String, EnrollmentUriError> {
     match url::Url::parse(server_url.trim()) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-            Ok(server_url.trim().trim_end_matches('/').to_owned())
+            Ok(url.as_str().trim_end_matches('/').to_owned())
         }
         _ => Err(EnrollmentUriError::BadServerUrl),
     }
@@ -189,6 +192,34 @@ mod tests {
         assert!(normalize_activation_code("K7Q2M-9XW4U").is_err());
         assert!(normalize_activation_code("K7Q2M-9XW4é").is_err());
         assert_eq!(display_activation_code("K7Q2M9XW4T"), "K7Q2M-9XW4T");
+    }
+
+    #[test]
+    fn server_urls_normalise_to_a_fixed_point() {
+        // Found by the enrollment_uri fuzz target: "http://a/ /" became
+        // "http://a/ ", which normalised again to "http://a".
+        for typed in [
+            "http://a/ /",
+            "http://a//",
+            " https://MFA.example.com:443/ ",
+            "http://a\t.example/",
+            "https://[::1]:50051/path/",
+        ] {
+            let first = EnrollmentUri::manual("K7Q2M9XW4T", typed).unwrap();
+            let again = EnrollmentUri::manual("K7Q2M9XW4T", &first.server_url).unwrap();
+            assert_eq!(again, first, "{typed:?}");
+            let with_key = EnrollmentUri {
+                server_public_key: Some([1; 32]),
+                ..first
+            };
+            assert_eq!(EnrollmentUri::parse(&with_key.to_uri()), Ok(with_key));
+        }
+        assert_eq!(
+            EnrollmentUri::manual("K7Q2M9XW4T", " https://MFA.example.com:443/ ")
+                .unwrap()
+                .server_url,
+            "https://mfa.example.com"
+        );
     }
 
     #[test]

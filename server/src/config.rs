@@ -1,7 +1,7 @@
 //! Configuration: built-in defaults, then an optional TOML file, then `MFA_*`
 //! environment variables (e.g. `MFA_LISTEN=0.0.0.0:50051`, `MFA_CHALLENGE_TTL=90s`).
 
-use crate::{push::config::PushConfig, telemetry::logging::LogFormat};
+use crate::{push::config::PushConfig, telemetry::logging::LogFormat, tls::TlsConfig};
 use figment::{
     providers::{Env, Format, Serialized, Toml},
     Figment,
@@ -19,8 +19,10 @@ use std::{
 pub struct Config {
     /// Address of the gRPC listener.
     pub listen: SocketAddr,
+    /// TLS for the gRPC listener and client certificates (`[tls]`).
+    pub tls: TlsConfig,
     /// The URL phones use to reach this server; put into enrollment QR codes.
-    /// Defaults to `http://<listen>`.
+    /// Defaults to `http://<listen>` (`https://` with TLS).
     pub public_url: Option<String>,
     /// Directory for the SQLite file and the server key.
     pub data_dir: PathBuf,
@@ -61,6 +63,22 @@ pub struct Config {
     /// database stops working on each replica within this time.
     #[serde(with = "humantime_serde")]
     pub api_key_cache_ttl: Duration,
+    /// At most this many failed device signatures per client address per
+    /// `signature_window`; past it, device calls from the address are refused.
+    pub signature_failure_limit: u32,
+    /// The window of `signature_failure_limit`.
+    #[serde(with = "humantime_serde")]
+    pub signature_window: Duration,
+    /// Largest request message the server decodes (bytes); larger: OUT_OF_RANGE.
+    pub max_message_size: usize,
+    /// Calls (streams) open at once on one client connection; more: RESOURCE_EXHAUSTED.
+    pub max_streams_per_connection: u32,
+    /// Watch streams open at once per tenant; more: RESOURCE_EXHAUSTED.
+    pub watch_streams_per_tenant: u32,
+    /// Longest life of a watch stream; it then ends with DEADLINE_EXCEEDED
+    /// and the portal watches again.
+    #[serde(with = "humantime_serde")]
+    pub watch_max_duration: Duration,
     /// Push providers and delivery limits (`[push]`, `[push.apns]`, `[push.fcm]`).
     pub push: PushConfig,
     /// Address of the operators' HTTP listener (`/metrics`, `/healthz`).
@@ -76,6 +94,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            tls: TlsConfig::default(),
             public_url: None,
             data_dir: PathBuf::from("data"),
             database_url: None,
@@ -91,6 +110,12 @@ impl Default for Config {
             activation_failure_limit: 10,
             activation_window: Duration::from_secs(15 * 60),
             api_key_cache_ttl: Duration::from_secs(10),
+            signature_failure_limit: 20,
+            signature_window: Duration::from_secs(15 * 60),
+            max_message_size: 64 * 1024,
+            max_streams_per_connection: 100,
+            watch_streams_per_tenant: 1000,
+            watch_max_duration: Duration::from_secs(30 * 60),
             push: PushConfig::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             health_interval: Duration::from_secs(5),
@@ -139,9 +164,15 @@ impl Config {
 
     /// The public URL in effect.
     pub fn public_url(&self) -> String {
+        self.public_url_for(self.listen)
+    }
+
+    /// The public URL in effect for a listener bound to `addr`.
+    pub fn public_url_for(&self, addr: SocketAddr) -> String {
+        let scheme = if self.tls.enabled() { "https" } else { "http" };
         self.public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .unwrap_or_else(|| format!("{scheme}://{addr}"))
     }
 
     /// The server key path in effect.
@@ -188,6 +219,28 @@ mod tests {
             assert_eq!(apns.origin(), "https://api.sandbox.push.apple.com");
             assert_eq!(config.push.timeout, Duration::from_secs(3));
             assert_eq!(config.push.fcm, None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tls_and_limits_read_from_the_file_and_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "mfa.toml",
+                "listen = \"0.0.0.0:50051\"\nwatch_max_duration = \"5m\"\n\
+                 [tls]\ncert_file = \"/etc/mfa/server.pem\"\nkey_file = \"/etc/mfa/server.key\"\n",
+            )?;
+            jail.set_env("MFA_TLS__REQUIRE_CLIENT_CERT", "true");
+            jail.set_env("MFA_TLS__CLIENT_CA_FILE", "/etc/mfa/clients.pem");
+            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
+            assert!(config.tls.enabled() && config.tls.require_client_cert);
+            assert_eq!(
+                config.tls.client_ca_file.as_deref(),
+                Some(Path::new("/etc/mfa/clients.pem"))
+            );
+            assert_eq!(config.public_url(), "https://0.0.0.0:50051");
+            assert_eq!(config.watch_max_duration, Duration::from_secs(300));
             Ok(())
         });
     }

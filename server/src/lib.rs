@@ -10,7 +10,8 @@
 //!   changes reach every replica's [`events`] through [`store::ChangeFeed`].
 //! - [`push`] delivers notifications through APNs and FCM in the background;
 //!   [`sweeper`] expires what is due.
-//! - [`server`] wires them together; [`config`] reads the settings.
+//! - [`server`] wires them together, behind [`tls`]; [`config`] reads the
+//!   settings.
 
 pub mod api;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod stats;
 pub mod store;
 pub mod sweeper;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{start, RunningServer};

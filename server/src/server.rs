@@ -2,7 +2,7 @@
 //! listener (with health and reflection).
 
 use crate::{
-    api::{AdminApi, DeviceApi, PortalApi},
+    api::{AdminApi, DeviceApi, PortalApi, StreamLimitLayer},
     config::Config,
     domain::{Limits, Service},
     events::Events,
@@ -19,9 +19,8 @@ use mfa_proto::v1::{
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
 
-/// Largest request the server accepts (bytes).
-const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 /// How long in-flight calls may take to finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -164,6 +163,12 @@ impl RunningServer {
 /// Health is NOT_SERVING until migrations are applied and the database
 /// answers, and whenever it stops answering.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
+    // Checked before binding, so that a plaintext listener never opens where
+    // it is not allowed.
+    let tls = config
+        .tls
+        .server_config(config.listen)
+        .map_err(|e| ServerError::Setup(e.to_string()))?;
     let metrics = telemetry::metrics::install();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::new(health_reporter).await;
@@ -171,10 +176,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let addr = listener.local_addr()?;
     let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
     let metrics_addr = metrics_listener.local_addr()?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = config.public_url_for(addr);
     let (service, changes) = assemble_service(config, public_url).await?;
     let operators = tokio::spawn(telemetry::http::serve(
         metrics_listener,
@@ -200,23 +202,31 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let mut shutdown_grace = shutdown.subscribe();
     tokio::spawn(sweeper::run(service.clone()));
 
-    let router = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let client_cert = config.tls.client_cert_policy();
+    let router = builder
         .layer(GrpcTelemetryLayer)
+        .layer(StreamLimitLayer::new(config.max_streams_per_connection))
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(
+        .add_service(InterceptedService::new(
             PortalServiceServer::new(PortalApi::new(service.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_SIZE),
-        )
+                .max_decoding_message_size(config.max_message_size),
+            client_cert,
+        ))
         .add_service(
             DeviceServiceServer::new(DeviceApi::new(service.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_SIZE),
+                .max_decoding_message_size(config.max_message_size),
         )
-        .add_service(
+        .add_service(InterceptedService::new(
             AdminServiceServer::new(AdminApi::new(service.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_SIZE),
-        );
-    tracing::info!(%addr, "mfa-server listening");
+                .max_decoding_message_size(config.max_message_size),
+            client_cert,
+        ));
+    tracing::info!(%addr, tls = config.tls.enabled(), "mfa-server listening");
     let stopping = service.clone();
     let service_for_close = service.clone();
     let task = tokio::spawn(async move {

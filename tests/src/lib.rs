@@ -5,13 +5,15 @@
 
 pub mod postgres;
 pub mod push;
+pub mod scrape;
 pub mod tcp_proxy;
+pub mod tls;
 
 use mfa_proto::v1::{admin_service_client::AdminServiceClient, EnrollmentState};
 use mfa_sdk::{
     portal::{BearerAuth, RelyingParty},
-    Authenticator, DeviceInfo, EnrollmentUri, KeyStore, MemoryKeyStore, PushPlatform,
-    VerifiedChallenge,
+    Authenticator, ConnectOptions, DeviceInfo, EnrollmentUri, KeyStore, MemoryKeyStore,
+    PushPlatform, VerifiedChallenge,
 };
 use mfa_server::{config::Config, model::Role, RunningServer};
 use postgres::{Backend, TestDatabase};
@@ -34,6 +36,8 @@ pub struct TestServer {
     pub config: Config,
     pub url: String,
     pub tenant: TestTenant,
+    /// How the test's portal, admin and phones connect (TLS settings).
+    pub connect: ConnectOptions,
     running: Option<RunningServer>,
     dir: Arc<tempfile::TempDir>,
     database: Option<Arc<TestDatabase>>,
@@ -75,10 +79,11 @@ impl TestServer {
         config.database_url = database.as_ref().map(|db| db.url.clone());
         adjust(&mut config);
         let running = mfa_server::start(&config).await.expect("server starts");
-        let url = format!("http://{}", running.addr);
+        let url = config.public_url_for(running.addr);
         let mut server = Self {
             config,
             url,
+            connect: ConnectOptions::default(),
             tenant: TestTenant {
                 id: String::new(),
                 portal_key: String::new(),
@@ -103,9 +108,10 @@ impl TestServer {
         adjust(&mut config);
         let running = mfa_server::start(&config).await.expect("replica starts");
         Self {
-            url: format!("http://{}", running.addr),
+            url: config.public_url_for(running.addr),
             config,
             tenant: self.tenant.clone(),
+            connect: self.connect.clone(),
             running: Some(running),
             dir: self.dir.clone(),
             database: self.database.clone(),
@@ -168,7 +174,7 @@ impl TestServer {
 
     /// A portal with any key.
     pub async fn portal_with(&self, key: &str) -> RelyingParty {
-        RelyingParty::connect(&self.url, key)
+        RelyingParty::connect_with(&self.url, key, &self.connect)
             .await
             .expect("portal connects")
     }
@@ -180,11 +186,7 @@ impl TestServer {
 
     /// An admin client with any key.
     pub async fn admin_with(&self, key: &str) -> AdminClient {
-        let channel = Channel::from_shared(self.url.clone())
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let channel = self.connect.connect(&self.url).await.unwrap();
         AdminServiceClient::with_interceptor(channel, BearerAuth::new(key).unwrap())
     }
 
@@ -209,9 +211,10 @@ impl TestServer {
             .await
             .expect("begin enrollment");
         let uri = EnrollmentUri::parse(&begun.qr_uri).expect("QR URI parses");
-        let (mut phone, verification) = Authenticator::enroll(&uri, info, &MemoryKeyStore::new())
-            .await
-            .expect("phone enrolls");
+        let (mut phone, verification) =
+            Authenticator::enroll_with(&uri, info, &MemoryKeyStore::new(), &self.connect)
+                .await
+                .expect("phone enrolls");
         let number = verification_number(portal, &begun.enrollment_id).await;
         let answer = phone
             .approve(&verification, &number)

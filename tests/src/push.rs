@@ -148,28 +148,19 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new() -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "mfa test CA");
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf_params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-        let leaf = leaf_params.signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+        let pki = crate::tls::TestPki::new("mfa test CA");
+        let leaf = pki.server();
         let mut server = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(
-                vec![leaf.der().clone()],
-                rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+                vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
             )
             .unwrap();
         server.alpn_protocols = vec![b"h2".to_vec()];
         Self {
-            cert_pem: ca.pem(),
+            cert_pem: pki.ca_pem(),
             server,
         }
     }

@@ -4,34 +4,10 @@
 
 use mfa_proto::v1::{self as proto, ChallengeState, SignInContext};
 use mfa_sdk::{Authenticator, DeviceInfo, EnrollmentUri, MemoryKeyStore, PushPlatform};
+use mfa_tests::scrape::{scrape, value};
 use mfa_tests::*;
-use prometheus_parse::{Scrape, Value};
 use std::time::Duration;
 use tonic::Code;
-
-/// Scrapes the server's `/metrics`, failing on anything the parser rejects.
-async fn scrape(server: &TestServer) -> Scrape {
-    let url = format!("http://{}/metrics", server.metrics_addr());
-    let text = mfa_server::stats::fetch(&url)
-        .await
-        .expect("metrics endpoint answers");
-    Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("valid text format")
-}
-
-/// The value of `metric` over samples that carry all of `labels`, summed;
-/// histogram counts are read from the `_count` series.
-fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == metric)
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-            ref other => panic!("{metric} is not a scalar: {other:?}"),
-        })
-        .sum()
-}
 
 async fn sign_in(portal: &mfa_sdk::portal::RelyingParty) -> proto::Challenge {
     portal

@@ -18,10 +18,11 @@ impl DeviceApi {
     }
 }
 
-/// Decodes a request's proof for `method`.
+/// Decodes a request's proof for `method`, made from `peer`.
 fn call<'a>(
     proof: &'a Option<DeviceProof>,
     method: &'a str,
+    peer: &'a str,
 ) -> Result<DeviceCall<'a>, domain::Error> {
     let proof = proof
         .as_ref()
@@ -34,6 +35,7 @@ fn call<'a>(
             signature: &proof.signature,
         },
         method,
+        peer,
     })
 }
 
@@ -73,10 +75,11 @@ impl DeviceService for DeviceApi {
         &self,
         request: Request<ListPendingChallengesRequest>,
     ) -> Result<Response<ListPendingChallengesResponse>, Status> {
+        let peer = peer(&request);
         let r = request.into_inner();
         let pending = self
             .service
-            .pending_challenges(call(&r.proof, "ListPendingChallenges")?)
+            .pending_challenges(call(&r.proof, "ListPendingChallenges", &peer)?)
             .await?;
         Ok(Response::new(ListPendingChallengesResponse {
             challenges: pending.iter().map(convert::pending).collect(),
@@ -87,6 +90,7 @@ impl DeviceService for DeviceApi {
         &self,
         request: Request<RespondToChallengeRequest>,
     ) -> Result<Response<RespondToChallengeResponse>, Status> {
+        let peer = peer(&request);
         let r = request.into_inner();
         let wire = mfa_proto::v1::Decision::try_from(r.decision)
             .unwrap_or(mfa_proto::v1::Decision::Unspecified);
@@ -110,6 +114,7 @@ impl DeviceService for DeviceApi {
                 decision_name: wire.as_str_name(),
                 typed_number: &r.typed_number,
                 signature: &r.signature,
+                peer: &peer,
             })
             .await?;
         Ok(Response::new(convert::answer(&challenge)))
@@ -119,11 +124,12 @@ impl DeviceService for DeviceApi {
         &self,
         request: Request<UpdatePushTokenRequest>,
     ) -> Result<Response<UpdatePushTokenResponse>, Status> {
+        let peer = peer(&request);
         let r = request.into_inner();
         let (platform, platform_name) = convert::push_platform(r.push_platform)?;
         self.service
             .update_push_token(
-                call(&r.proof, "UpdatePushToken")?,
+                call(&r.proof, "UpdatePushToken", &peer)?,
                 platform,
                 platform_name,
                 &r.push_token,
@@ -136,9 +142,10 @@ impl DeviceService for DeviceApi {
         &self,
         request: Request<RemoveDeviceRequest>,
     ) -> Result<Response<RemoveDeviceResponse>, Status> {
+        let peer = peer(&request);
         let r = request.into_inner();
         self.service
-            .remove_device(call(&r.proof, "RemoveDevice")?)
+            .remove_device(call(&r.proof, "RemoveDevice", &peer)?)
             .await?;
         Ok(Response::new(RemoveDeviceResponse {}))
     }

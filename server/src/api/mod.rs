@@ -5,11 +5,13 @@ mod admin;
 mod convert;
 mod device;
 mod portal;
+mod stream_limit;
 mod watch;
 
 pub use admin::AdminApi;
 pub use device::DeviceApi;
 pub use portal::PortalApi;
+pub use stream_limit::StreamLimitLayer;
 
 use crate::{
     domain::{self, Service},

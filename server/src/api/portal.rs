@@ -64,6 +64,7 @@ impl PortalService for PortalApi {
         let id = request.into_inner().enrollment_id;
         // Validate and check ownership before streaming, so errors come back as the call's status.
         self.service.enrollment(&tenant, &id).await?;
+        let slot = self.service.open_watch(&tenant)?;
         let service = self.service.clone();
         let target = Change::Enrollment(id.clone());
         let fetch = move || {
@@ -76,6 +77,7 @@ impl PortalService for PortalApi {
         };
         let stream = watch::follow(
             &self.service,
+            slot,
             target,
             fetch,
             convert::is_terminal_enrollment,
@@ -121,6 +123,7 @@ impl PortalService for PortalApi {
         let tenant = self.tenant(&request).await?;
         let id = request.into_inner().challenge_id;
         self.service.challenge(&tenant, &id).await?;
+        let slot = self.service.open_watch(&tenant)?;
         let service = self.service.clone();
         let target = Change::Challenge(id.clone());
         let fetch = move || {
@@ -131,7 +134,13 @@ impl PortalService for PortalApi {
                 Ok(convert::challenge(&challenge, &deliveries))
             }
         };
-        let stream = watch::follow(&self.service, target, fetch, convert::is_terminal_challenge);
+        let stream = watch::follow(
+            &self.service,
+            slot,
+            target,
+            fetch,
+            convert::is_terminal_challenge,
+        );
         Ok(Response::new(boxed(stream, |c| WatchChallengeResponse {
             challenge: Some(c),
         })))

@@ -1,7 +1,10 @@
 //! Server-streaming watches: the current state at once, then every change,
-//! ending after a terminal state.
+//! ending after a terminal state (or after `watch_max_duration`).
 
-use crate::{domain::Service, events::Change};
+use crate::{
+    domain::{Service, WatchSlot},
+    events::Change,
+};
 use std::future::Future;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -9,9 +12,12 @@ use tonic::Status;
 
 /// Streams `fetch()` for the object named by `target`, re-reading it on every
 /// change event for it (and after missed events), until `is_terminal`; a
-/// shutdown ends the stream with UNAVAILABLE so that the caller watches again.
+/// shutdown ends the stream with UNAVAILABLE, and the longest watch duration
+/// with DEADLINE_EXCEEDED, so that the caller watches again. `slot` is held
+/// for as long as the stream lasts.
 pub fn follow<T, F, Fut>(
     service: &Service,
+    slot: WatchSlot,
     target: Change,
     fetch: F,
     is_terminal: fn(&T) -> bool,
@@ -25,7 +31,11 @@ where
     // Subscribe before the first read so that no change can slip between them.
     let mut changes = service.events().subscribe();
     let service = service.clone();
+    let max_duration = service.limits().watch_max_duration;
     tokio::spawn(async move {
+        let mut slot = Some(slot);
+        let ended_by_limit = tokio::time::sleep(max_duration);
+        tokio::pin!(ended_by_limit);
         let mut last: Option<T> = None;
         loop {
             let done = match fetch().await {
@@ -33,6 +43,11 @@ where
                 Ok(value) => {
                     let terminal = is_terminal(&value);
                     last = Some(value.clone());
+                    if terminal {
+                        // Freed before the caller sees the end, so that a
+                        // caller who watches again at once finds it free.
+                        drop(slot.take());
+                    }
                     if tx.send(Ok(value)).await.is_err() {
                         return;
                     }
@@ -57,6 +72,13 @@ where
                     () = tx.closed() => return,
                     () = service.shutting_down() => {
                         let _ = tx.send(Err(Status::unavailable("the server is shutting down; watch again"))).await;
+                        return;
+                    }
+                    () = &mut ended_by_limit => {
+                        let _ = tx.send(Err(Status::deadline_exceeded(format!(
+                            "this watch reached the longest watch duration ({}s); watch again",
+                            max_duration.as_secs()
+                        )))).await;
                         return;
                     }
                 }

@@ -10,6 +10,8 @@ use mfa_proto::signing;
 
 /// Prefix of every API key, so that leaked keys are easy to recognise.
 const API_KEY_PREFIX: &str = "mfak_";
+/// Scope of failed device signatures, counted per client address.
+const SIGNATURE_SCOPE: &str = "device_signature";
 
 /// A freshly created API key; the secret is shown once and stored hashed.
 pub struct ApiKey {
@@ -139,6 +141,7 @@ impl Service {
         proof: &Proof<'_>,
         method: &str,
         body: &[&str],
+        peer: &str,
     ) -> Result<Device> {
         input::id("proof.device_id", proof.device_id)?;
         input::signature(proof.signature)?;
@@ -162,7 +165,7 @@ impl Service {
             body,
         }
         .signed_bytes();
-        self.check_device_signature(&device, &message, proof.signature, None)
+        self.check_device_signature(&device, &message, proof.signature, None, peer)
             .await?;
         if !self
             .store()
@@ -177,7 +180,7 @@ impl Service {
                 reason: Some(Reason::ReplayedRequest),
             });
         }
-        ensure_not_revoked(&device)?;
+        self.ensure_not_revoked(&device, None).await?;
         Ok(device)
     }
 
@@ -188,18 +191,43 @@ impl Service {
         })
     }
 
-    /// Verifies a device's signature; a bad one is audited and refused.
+    /// Verifies a device's signature; a bad one is audited, counted against
+    /// the caller's address (`peer`) and refused. An address past its
+    /// failed-signature limit is refused before anything is verified.
     pub(super) async fn check_device_signature(
         &self,
         device: &Device,
         message: &[u8],
         signature: &[u8],
         challenge_id: Option<&str>,
+        peer: &str,
     ) -> Result<()> {
+        let since = now_ms() - self.limits().signature_window.as_millis() as i64;
+        let failures = self
+            .store()
+            .count_failures(SIGNATURE_SCOPE, peer, since)
+            .await?;
+        if failures >= i64::from(self.limits().signature_failure_limit) {
+            metrics::throttled("device_signature");
+            self.audit_device(
+                device,
+                "device.throttled",
+                challenge_id,
+                "too many failed signatures from the caller's address",
+            )
+            .await;
+            return Err(Error::exhausted(
+                Reason::RateLimited,
+                "too many failed device signatures from this address; wait and try again",
+            ));
+        }
         let key = signing::parse_public_key(&device.public_key)
             .map_err(|e| Error::Internal(format!("stored key of device {}: {e}", device.id)))?;
         if signing::verify(&key, message, signature).is_err() {
             metrics::auth_failure("device_signature");
+            self.store()
+                .record_failure(SIGNATURE_SCOPE, peer, now_ms())
+                .await?;
             self.audit_device(
                 device,
                 "device.bad_signature",
@@ -210,6 +238,30 @@ impl Service {
             return Err(Error::unauthenticated("device signature does not verify"));
         }
         Ok(())
+    }
+
+    /// Refuses a revoked device; the attempt is audited and counted, since a
+    /// revoked phone that still calls may be in someone else's hands.
+    pub(super) async fn ensure_not_revoked(
+        &self,
+        device: &Device,
+        challenge_id: Option<&str>,
+    ) -> Result<()> {
+        if device.state != DeviceState::Revoked {
+            return Ok(());
+        }
+        metrics::auth_failure("revoked_device");
+        self.audit_device(
+            device,
+            "device.revoked_refused",
+            challenge_id,
+            "a revoked device called",
+        )
+        .await;
+        Err(Error::PermissionDenied {
+            message: "this device has been revoked; enroll again from the portal".into(),
+            reason: Reason::DeviceRevoked,
+        })
     }
 
     pub(super) async fn audit_device(
@@ -230,14 +282,4 @@ impl Service {
         })
         .await;
     }
-}
-
-pub(super) fn ensure_not_revoked(device: &Device) -> Result<()> {
-    if device.state == DeviceState::Revoked {
-        return Err(Error::PermissionDenied {
-            message: "this device has been revoked; enroll again from the portal".into(),
-            reason: Reason::DeviceRevoked,
-        });
-    }
-    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Number-matching challenges: created by the portal, answered once by a
 //! device of the user with the number the person typed.
 
-use super::{auth::ensure_not_revoked, input, now_ms, Error, Reason, Result, Service};
+use super::{input, now_ms, Error, Reason, Result, Service};
 use crate::{events::Change, model::*, push::Message, telemetry::metrics};
 use mfa_proto::{push::PushNotice, signing};
 use subtle::ConstantTimeEq;
@@ -15,6 +15,8 @@ pub struct Answer<'a> {
     pub decision_name: &'a str,
     pub typed_number: &'a str,
     pub signature: &'a [u8],
+    /// The caller's address, for throttling failed signatures.
+    pub peer: &'a str,
 }
 
 /// What the person decided on the phone.
@@ -84,6 +86,7 @@ impl Service {
             .count_challenges_since(tenant_id, user_id, window_start)
             .await?;
         if recent >= i64::from(self.limits().challenge_limit) {
+            metrics::throttled("challenges");
             self.audit(AuditEvent {
                 tenant_id: Some(tenant_id.to_owned()),
                 event_type: "challenge.rate_limited".into(),
@@ -172,9 +175,16 @@ impl Service {
             challenge_nonce: &challenge.nonce,
         }
         .signed_bytes();
-        self.check_device_signature(&device, &message, answer.signature, Some(&challenge.id))
+        self.check_device_signature(
+            &device,
+            &message,
+            answer.signature,
+            Some(&challenge.id),
+            answer.peer,
+        )
+        .await?;
+        self.ensure_not_revoked(&device, Some(&challenge.id))
             .await?;
-        ensure_not_revoked(&device)?;
         if device.state != DeviceState::Active && challenge.target_device_id.is_none() {
             return Err(Error::NotFound("challenge"));
         }

@@ -18,6 +18,8 @@ pub struct PendingChallenge {
 pub struct DeviceCall<'a> {
     pub proof: Proof<'a>,
     pub method: &'a str,
+    /// The caller's address, for throttling failed signatures.
+    pub peer: &'a str,
 }
 
 impl Service {
@@ -57,7 +59,7 @@ impl Service {
     /// The challenges waiting for this device (the pull path).
     pub async fn pending_challenges(&self, call: DeviceCall<'_>) -> Result<Vec<PendingChallenge>> {
         let device = self
-            .authenticate_device(&call.proof, call.method, &[])
+            .authenticate_device(&call.proof, call.method, &[], call.peer)
             .await?;
         let challenges = self.store().pending_for_device(&device, now_ms()).await?;
         if challenges.is_empty() {
@@ -90,7 +92,7 @@ impl Service {
             super::input::text("push_token", token, 4096)?;
         }
         let device = self
-            .authenticate_device(&call.proof, call.method, &[platform_name, token])
+            .authenticate_device(&call.proof, call.method, &[platform_name, token], call.peer)
             .await?;
         self.store()
             .set_push_token(&device.id, platform, token)
@@ -108,7 +110,7 @@ impl Service {
     /// Removes the calling device.
     pub async fn remove_device(&self, call: DeviceCall<'_>) -> Result<()> {
         let device = self
-            .authenticate_device(&call.proof, call.method, &[])
+            .authenticate_device(&call.proof, call.method, &[], call.peer)
             .await?;
         self.store().revoke_device(&device.id, now_ms()).await?;
         self.audit_device(&device, "device.removed", None, "removed by the device")

@@ -120,6 +120,7 @@ impl Service {
             .count_failures(ACTIVATION_SCOPE, new.peer, window_start)
             .await?;
         if failures >= i64::from(self.limits().activation_failure_limit) {
+            metrics::throttled("activation");
             return Err(Error::exhausted(
                 Reason::RateLimited,
                 "too many failed activation attempts from this address; wait and try again",

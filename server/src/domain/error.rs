@@ -17,6 +17,7 @@ pub enum Reason {
     NoActiveDevice,
     RateLimited,
     ReplayedRequest,
+    TooManyWatches,
 }
 
 impl Reason {
@@ -33,6 +34,7 @@ impl Reason {
             Self::NoActiveDevice => "NO_ACTIVE_DEVICE",
             Self::RateLimited => "RATE_LIMITED",
             Self::ReplayedRequest => "REPLAYED_REQUEST",
+            Self::TooManyWatches => "TOO_MANY_WATCHES",
         }
     }
 }

@@ -10,6 +10,7 @@ mod device;
 mod enrollment;
 mod error;
 pub mod input;
+mod watches;
 
 pub use admin::{ResetCounts, UserStatus};
 pub use auth::ApiKey;
@@ -19,6 +20,7 @@ pub use challenge::Decision;
 pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
 pub use error::{Error, Reason, Result};
+pub use watches::WatchSlot;
 
 use crate::{
     config::Config,
@@ -46,6 +48,10 @@ pub struct Limits {
     pub activation_failure_limit: u32,
     pub activation_window: Duration,
     pub api_key_cache_ttl: Duration,
+    pub signature_failure_limit: u32,
+    pub signature_window: Duration,
+    pub watch_streams_per_tenant: u32,
+    pub watch_max_duration: Duration,
 }
 
 impl From<&Config> for Limits {
@@ -60,6 +66,10 @@ impl From<&Config> for Limits {
             activation_failure_limit: c.activation_failure_limit,
             activation_window: c.activation_window,
             api_key_cache_ttl: c.api_key_cache_ttl,
+            signature_failure_limit: c.signature_failure_limit,
+            signature_window: c.signature_window,
+            watch_streams_per_tenant: c.watch_streams_per_tenant,
+            watch_max_duration: c.watch_max_duration,
         }
     }
 }
@@ -83,6 +93,7 @@ struct Inner {
     tenants: TtlCache<String, Tenant>,
     /// Portal and admin keys by hash, kept for `api_key_cache_ttl`.
     api_keys: TtlCache<[u8; 32], (String, Role)>,
+    watches: watches::WatchSlots,
 }
 
 /// How long a tenant read from the database is reused.
@@ -112,6 +123,7 @@ impl Service {
                 public_url,
                 deadlines: Notify::new(),
                 shutdown: watch::channel(false).0,
+                watches: watches::WatchSlots::default(),
             }),
         }
     }
@@ -131,7 +143,8 @@ impl Service {
         &self.inner.identity
     }
 
-    fn limits(&self) -> &Limits {
+    /// The limits and lifetimes in force.
+    pub fn limits(&self) -> &Limits {
         &self.inner.limits
     }
 
@@ -177,11 +190,17 @@ impl Service {
 
     /// Expires everything due now and tells watchers; returns the next deadline.
     pub async fn sweep(&self) -> Result<Option<i64>> {
-        let now = now_ms();
+        self.sweep_at(now_ms()).await
+    }
+
+    /// [`Self::sweep`] as if the clock read `now` (ms since the Unix epoch),
+    /// so that tests can expire challenges without waiting for them.
+    pub async fn sweep_at(&self, now: i64) -> Result<Option<i64>> {
         let keep_since = now
             - self
                 .limits()
                 .activation_window
+                .max(self.limits().signature_window)
                 .max(self.limits().challenge_window)
                 .as_millis() as i64;
         let swept = self.store().sweep(now, keep_since).await?;

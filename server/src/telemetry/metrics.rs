@@ -101,6 +101,10 @@ fn describe() {
         "1 while the service is serving, 0 otherwise"
     );
     describe_counter!("mfa_auth_failures_total", "Failed authentications by kind");
+    describe_counter!(
+        "mfa_throttled_total",
+        "Calls refused by a limit (RESOURCE_EXHAUSTED), by limit"
+    );
 }
 
 /// The outcome label of an ended challenge.
@@ -168,6 +172,12 @@ pub fn push_sent(provider: &'static str, outcome: &'static str, since_creation: 
 /// A failed authentication of this kind.
 pub fn auth_failure(kind: &'static str) {
     metrics::counter!("mfa_auth_failures_total", "kind" => kind).increment(1);
+}
+
+/// A call refused by a limit: `activation`, `device_signature`,
+/// `challenges`, `watch_streams` or `connection_streams`.
+pub fn throttled(limit: &'static str) {
+    metrics::counter!("mfa_throttled_total", "limit" => limit).increment(1);
 }
 
 /// How long a store operation took.

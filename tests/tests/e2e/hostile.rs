@@ -1,16 +1,52 @@
 //! Hostile and malformed input: replays, forged signatures, other tenants,
 //! missing keys, revoked devices, bad fields. Each is refused with the right
-//! code and changes nothing.
+//! code, changes nothing, and is audited and counted where it is an attack.
 
 use ed25519_dalek::SigningKey;
 use mfa_proto::v1::{ChallengeState, Decision, SignInContext};
 use mfa_proto::{signing, v1 as proto};
 use mfa_sdk::{Authenticator, EnrollmentUri, MemoryKeyStore};
-use mfa_tests::*;
+use mfa_tests::{
+    scrape::{scrape, value},
+    *,
+};
 use tonic::Code;
 
 fn code_of<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
     result.expect_err("call should fail").code()
+}
+
+/// The types of a user's audit events, newest first.
+async fn audit_types(server: &TestServer, user_id: &str) -> Vec<String> {
+    server
+        .admin()
+        .await
+        .list_audit_events(proto::ListAuditEventsRequest {
+            user_id: user_id.into(),
+            page_size: 1000,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect()
+}
+
+fn count(events: &[String], event_type: &str) -> usize {
+    events.iter().filter(|e| *e == event_type).count()
+}
+
+/// `mfa_auth_failures_total` of a kind. The recorder is process-wide, so
+/// tests compare it before and after their own calls.
+async fn auth_failures(server: &TestServer, kind: &str) -> f64 {
+    value(
+        &scrape(server).await,
+        "mfa_auth_failures_total",
+        &[("kind", kind)],
+    )
 }
 
 #[tokio::test]
@@ -24,6 +60,7 @@ async fn a_replayed_device_request_is_refused() {
         .list_pending_challenges(request.clone())
         .await
         .unwrap();
+    let replays_before = auth_failures(&server, "replay").await;
     let replay = phone
         .client()
         .list_pending_challenges(request)
@@ -31,6 +68,11 @@ async fn a_replayed_device_request_is_refused() {
         .unwrap_err();
     assert_eq!(replay.code(), Code::Unauthenticated);
     assert!(mfa_sdk::Error::from(replay).is_replayed_request());
+    assert!(auth_failures(&server, "replay").await >= replays_before + 1.0);
+    assert_eq!(
+        count(&audit_types(&server, "u").await, "device.replay_rejected"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -145,6 +187,7 @@ async fn another_devices_signature_is_refused() {
         .await
         .unwrap();
     let pending = only_pending(&mut phone).await;
+    let bad_before = auth_failures(&server, "device_signature").await;
 
     // Signed by another device's key, claiming to be the user's phone.
     let message = signing::Approval {
@@ -183,6 +226,11 @@ async fn another_devices_signature_is_refused() {
     assert_eq!(
         code_of(phone.client().respond_to_challenge(request).await),
         Code::Unauthenticated
+    );
+    assert!(auth_failures(&server, "device_signature").await >= bad_before + 2.0);
+    assert_eq!(
+        count(&audit_types(&server, "u").await, "device.bad_signature"),
+        2
     );
 
     assert_eq!(
@@ -270,6 +318,7 @@ async fn another_tenants_objects_are_not_found() {
 #[tokio::test]
 async fn missing_or_wrong_api_keys_are_unauthenticated() {
     let server = TestServer::start().await;
+    let before = auth_failures(&server, "api_key").await;
     for key in [
         "",
         "mfak_not-a-real-key",
@@ -296,6 +345,10 @@ async fn missing_or_wrong_api_keys_are_unauthenticated() {
         !error.message().contains(&server.tenant.portal_key),
         "errors never echo keys"
     );
+    assert!(auth_failures(&server, "api_key").await >= before + 5.0);
+    // Keys of this tenant used in the wrong role are in its audit log (an
+    // unknown key names no tenant, so it is only logged and counted).
+    assert_eq!(count(&audit_types(&server, "").await, "auth.failed"), 2);
 }
 
 #[tokio::test]
@@ -339,6 +392,11 @@ async fn a_revoked_device_can_do_nothing() {
             .unwrap()
             .state(),
         ChallengeState::Pending
+    );
+    assert!(auth_failures(&server, "revoked_device").await >= 2.0);
+    assert_eq!(
+        count(&audit_types(&server, "u").await, "device.revoked_refused"),
+        2
     );
 }
 
@@ -527,4 +585,98 @@ async fn guessing_activation_codes_is_throttled_per_address() {
         .unwrap_err();
     assert_eq!(error.code(), Some(Code::ResourceExhausted));
     assert!(error.is_rate_limited());
+}
+
+#[tokio::test]
+async fn a_leaked_database_holds_no_api_key_activation_code_or_device_secret() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let open = portal.begin_enrollment("v", "v@example.jp").await.unwrap();
+    let code = open.manual_code.replace('-', "");
+
+    let mut stored = Vec::new();
+    for name in ["mfa.db", "mfa.db-wal"] {
+        if let Ok(bytes) = std::fs::read(server.dir().join(name)) {
+            stored.extend(bytes);
+        }
+    }
+    assert!(!stored.is_empty(), "the database file was read");
+    let secrets: [(&str, Vec<u8>); 5] = [
+        ("portal key", server.tenant.portal_key.clone().into_bytes()),
+        ("admin key", server.tenant.admin_key.clone().into_bytes()),
+        ("activation code", code.clone().into_bytes()),
+        ("activation code as shown", open.manual_code.into_bytes()),
+        (
+            "device private key",
+            phone.account().signing_key().to_bytes().to_vec(),
+        ),
+    ];
+    for (what, secret) in secrets {
+        assert!(
+            !stored.windows(secret.len()).any(|w| w == secret.as_slice()),
+            "the {what} is in the database"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_server_whose_key_differs_from_the_qr_code_is_refused_and_nothing_is_saved() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let begun = portal.begin_enrollment("u", "u@example.jp").await.unwrap();
+    let mut uri = EnrollmentUri::parse(&begun.qr_uri).unwrap();
+    // The QR code names another server's key: this server is an impostor to the app.
+    uri.server_public_key = Some(SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes());
+    let store = MemoryKeyStore::new();
+    let error = Authenticator::enroll(&uri, phone_info("Phone"), &store)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, mfa_sdk::Error::BadServerSignature),
+        "{error:?}"
+    );
+    assert!(mfa_sdk::KeyStore::load(&store).unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_flood_of_challenges_for_one_user_is_capped_audited_and_counted() {
+    let server = TestServer::start_with(|c| c.challenge_limit = 3).await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(
+            portal
+                .start_sign_in("u", SignInContext::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let throttled_before = value(
+        &scrape(&server).await,
+        "mfa_throttled_total",
+        &[("limit", "challenges")],
+    );
+    for _ in 0..5 {
+        let error = portal
+            .start_sign_in("u", SignInContext::default())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Some(Code::ResourceExhausted));
+        assert!(error.is_rate_limited());
+    }
+    let throttled = value(
+        &scrape(&server).await,
+        "mfa_throttled_total",
+        &[("limit", "challenges")],
+    );
+    assert!(throttled >= throttled_before + 5.0);
+    let events = audit_types(&server, "u").await;
+    assert_eq!(count(&events, "challenge.rate_limited"), 5);
+    assert_eq!(count(&events, "challenge.created"), 3);
+    assert_eq!(count(&events, "challenge.superseded"), 2);
+    // The phone sees only the last one, still waiting.
+    let pending = only_pending(&mut phone).await;
+    assert_eq!(pending.challenge_id, last.unwrap().challenge_id);
 }

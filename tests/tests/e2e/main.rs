@@ -5,7 +5,9 @@
 mod admin;
 mod enrollment;
 mod hostile;
+mod limits;
 mod persistence;
 mod push;
 mod service;
 mod sign_in;
+mod tls;

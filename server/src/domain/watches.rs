@@ -1,0 +1,57 @@
+//! Open watch streams per tenant: each holds a task and a connection slot for
+//! as long as it lasts, so one tenant may not hold all of them.
+
+use super::{Error, Reason, Result, Service};
+use crate::telemetry::metrics;
+use std::{collections::HashMap, sync::Mutex};
+
+/// Open watches by tenant id.
+#[derive(Debug, Default)]
+pub(super) struct WatchSlots {
+    open: Mutex<HashMap<String, u32>>,
+}
+
+/// An open watch of a tenant; frees its slot when dropped (when the stream ends).
+pub struct WatchSlot {
+    service: Service,
+    tenant_id: String,
+}
+
+impl Service {
+    /// Takes a watch slot for the tenant, or refuses past `watch_streams_per_tenant`.
+    pub fn open_watch(&self, tenant_id: &str) -> Result<WatchSlot> {
+        let limit = self.limits().watch_streams_per_tenant;
+        let mut open = self.inner.watches.open.lock().expect("watch slots lock");
+        let count = open.entry(tenant_id.to_owned()).or_default();
+        if *count >= limit {
+            metrics::throttled("watch_streams");
+            return Err(Error::exhausted(
+                Reason::TooManyWatches,
+                format!("this tenant already has {limit} open watch streams; close one first"),
+            ));
+        }
+        *count += 1;
+        Ok(WatchSlot {
+            service: self.clone(),
+            tenant_id: tenant_id.to_owned(),
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .service
+            .inner
+            .watches
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.tenant_id) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.tenant_id);
+            }
+        }
+    }
+}

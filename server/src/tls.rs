@@ -1,0 +1,216 @@
+//! Transport security of the gRPC listener: TLS with rustls, optional client
+//! certificates for portal and admin callers, and the rule that plaintext is
+//! served only on a loopback address unless the operator forces it.
+
+use crate::telemetry::metrics;
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use serde::{Deserialize, Serialize};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+use tonic::{
+    service::Interceptor,
+    transport::{Certificate, Identity, ServerTlsConfig},
+    Request, Status,
+};
+
+/// A client that has not finished its TLS handshake by then is dropped, so
+/// that idle connections cannot pile up before they are even authenticated.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `[tls]` section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM), leaf first. Setting it (with
+    /// `key_file`) turns TLS on.
+    pub cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: Option<PathBuf>,
+    /// CA (PEM) that signs portal and admin client certificates. When set,
+    /// the handshake asks for a client certificate and verifies any that is
+    /// presented; phones present none and authenticate with their device key.
+    pub client_ca_file: Option<PathBuf>,
+    /// Refuse portal and admin calls that came without a client certificate
+    /// signed by `client_ca_file` (UNAUTHENTICATED), on top of the API key.
+    pub require_client_cert: bool,
+    /// Serve plaintext on a non-loopback address (only behind a proxy that
+    /// terminates TLS on the same host or a trusted network).
+    pub allow_plaintext: bool,
+}
+
+/// Settings that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("tls: {0}")]
+pub struct TlsError(String);
+
+impl TlsConfig {
+    /// Whether the listener speaks TLS.
+    pub fn enabled(&self) -> bool {
+        self.cert_file.is_some()
+    }
+
+    /// Checks the settings against the listen address and reads the files:
+    /// the listener's TLS configuration, or `None` for plaintext.
+    pub fn server_config(&self, listen: SocketAddr) -> Result<Option<ServerTlsConfig>, TlsError> {
+        let (cert_file, key_file) = match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => (cert, key),
+            (None, None) => {
+                if self.client_ca_file.is_some() || self.require_client_cert {
+                    return Err(TlsError(
+                        "client certificates need TLS: set cert_file and key_file".into(),
+                    ));
+                }
+                if !listen.ip().is_loopback() && !self.allow_plaintext {
+                    return Err(TlsError(format!(
+                        "refusing to serve plaintext gRPC on the non-loopback address {listen}: \
+                         set [tls] cert_file and key_file, or tls.allow_plaintext = true if a \
+                         proxy in front terminates TLS"
+                    )));
+                }
+                return Ok(None);
+            }
+            _ => {
+                return Err(TlsError(
+                    "cert_file and key_file must be set together".into(),
+                ))
+            }
+        };
+        let cert = read_certificates("cert_file", cert_file)?;
+        let key = std::fs::read(key_file).map_err(|e| file_error("key_file", key_file, e))?;
+        PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+            TlsError(format!(
+                "key_file {}: no usable private key: {e}",
+                key_file.display()
+            ))
+        })?;
+        let mut config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(cert, key))
+            .timeout(HANDSHAKE_TIMEOUT);
+        match (&self.client_ca_file, self.require_client_cert) {
+            (Some(ca_file), _) => {
+                let ca = read_certificates("client_ca_file", ca_file)?;
+                config = config
+                    .client_ca_root(Certificate::from_pem(ca))
+                    .client_auth_optional(true);
+            }
+            (None, true) => return Err(TlsError(
+                "require_client_cert needs client_ca_file, the CA that signs client certificates"
+                    .into(),
+            )),
+            (None, false) => {}
+        }
+        Ok(Some(config))
+    }
+
+    /// The check in front of the portal and admin services.
+    pub fn client_cert_policy(&self) -> ClientCertPolicy {
+        ClientCertPolicy {
+            required: self.require_client_cert,
+        }
+    }
+}
+
+/// Reads a PEM file that must hold at least one certificate.
+fn read_certificates(key: &str, path: &Path) -> Result<Vec<u8>, TlsError> {
+    let pem = std::fs::read(path).map_err(|e| file_error(key, path, e))?;
+    let count = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError(format!("{key} {}: {e}", path.display())))?
+        .len();
+    if count == 0 {
+        return Err(TlsError(format!(
+            "{key} {}: no PEM certificate in it",
+            path.display()
+        )));
+    }
+    Ok(pem)
+}
+
+fn file_error(key: &str, path: &Path, error: std::io::Error) -> TlsError {
+    TlsError(format!("{key} {}: {error}", path.display()))
+}
+
+/// Refuses calls without a verified client certificate when one is
+/// required. The handshake has already verified any certificate presented
+/// against the client CA, so its presence is the proof.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientCertPolicy {
+    required: bool,
+}
+
+impl Interceptor for ClientCertPolicy {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        if self.required && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
+            metrics::auth_failure("client_certificate");
+            tracing::warn!("authentication failed: no client certificate");
+            return Err(Status::unauthenticated(
+                "this service requires a TLS client certificate signed by the server's client CA",
+            ));
+        }
+        Ok(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loopback() -> SocketAddr {
+        "127.0.0.1:50051".parse().unwrap()
+    }
+
+    #[test]
+    fn plaintext_is_for_loopback_unless_forced() {
+        let public: SocketAddr = "0.0.0.0:50051".parse().unwrap();
+        let plain = TlsConfig::default();
+        assert!(plain.server_config(loopback()).unwrap().is_none());
+        let error = plain.server_config(public).unwrap_err().to_string();
+        assert!(error.contains("non-loopback"), "{error}");
+        let forced = TlsConfig {
+            allow_plaintext: true,
+            ..TlsConfig::default()
+        };
+        assert!(forced.server_config(public).unwrap().is_none());
+    }
+
+    #[test]
+    fn incomplete_settings_are_errors() {
+        let half = TlsConfig {
+            cert_file: Some("server.pem".into()),
+            ..TlsConfig::default()
+        };
+        assert!(half.server_config(loopback()).is_err());
+        let ca_without_tls = TlsConfig {
+            client_ca_file: Some("ca.pem".into()),
+            ..TlsConfig::default()
+        };
+        assert!(ca_without_tls.server_config(loopback()).is_err());
+    }
+
+    #[test]
+    fn missing_or_empty_files_name_the_key_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate").unwrap();
+        let missing = TlsConfig {
+            cert_file: Some(dir.path().join("missing.pem")),
+            key_file: Some(empty.clone()),
+            ..TlsConfig::default()
+        };
+        let error = missing.server_config(loopback()).unwrap_err().to_string();
+        assert!(
+            error.contains("cert_file") && error.contains("missing.pem"),
+            "{error}"
+        );
+        let not_pem = TlsConfig {
+            cert_file: Some(empty.clone()),
+            key_file: Some(empty),
+            ..TlsConfig::default()
+        };
+        let error = not_pem.server_config(loopback()).unwrap_err().to_string();
+        assert!(error.contains("no PEM certificate"), "{error}");
+    }
+}

@@ -1,0 +1,241 @@
+//! Resource limits: each is set low in the configuration, crossed, and
+//! answered with its documented status code, counted in the metrics.
+
+use mfa_proto::v1::{
+    self as proto, ChallengeState, Decision, ListAuditEventsRequest, ResetUserMethodsRequest,
+    SignInContext,
+};
+use mfa_sdk::reason;
+use mfa_tests::{
+    scrape::{scrape, value},
+    *,
+};
+use std::time::Duration;
+use tonic::Code;
+
+async fn throttled(server: &TestServer, limit: &str) -> f64 {
+    value(
+        &scrape(server).await,
+        "mfa_throttled_total",
+        &[("limit", limit)],
+    )
+}
+
+#[tokio::test]
+async fn a_request_larger_than_max_message_size_is_out_of_range() {
+    let server = TestServer::start_with(|c| c.max_message_size = 1024).await;
+    let portal = server.portal().await;
+    let oversized = proto::CreateChallengeRequest {
+        user_id: "u".repeat(2000),
+        context: None,
+    };
+    let status = portal
+        .client()
+        .create_challenge(oversized)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    // Below the limit the same kind of request is decoded and judged on its content.
+    let decoded = proto::CreateChallengeRequest {
+        user_id: "u".repeat(900),
+        context: None,
+    };
+    let status = portal.client().create_challenge(decoded).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
+#[tokio::test]
+async fn calls_past_the_per_connection_limit_are_resource_exhausted() {
+    let server = TestServer::start_with(|c| c.max_streams_per_connection = 2).await;
+    let enrolling = server.portal().await;
+    let mut phone = server.enroll(&enrolling, "u", "u@example.jp").await;
+    let challenge = enrolling
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+
+    // One connection holds two open watches: its third call is refused.
+    let portal = server.portal().await;
+    let mut watches = Vec::new();
+    for _ in 0..2 {
+        let mut watch = portal
+            .watch_challenge(&challenge.challenge_id)
+            .await
+            .unwrap();
+        within(watch.message()).await.unwrap().expect("first state");
+        watches.push(watch);
+    }
+    let error = portal.user_status("u").await.unwrap_err();
+    assert_eq!(error.code(), Some(Code::ResourceExhausted), "{error:?}");
+    assert!(throttled(&server, "connection_streams").await >= 1.0);
+
+    // Other connections are not affected, and nothing changed.
+    let other = server.portal().await;
+    assert_eq!(other.user_status("u").await.unwrap().devices.len(), 1);
+    let pending = only_pending(&mut phone).await;
+    assert_eq!(pending.challenge_id, challenge.challenge_id);
+}
+
+#[tokio::test]
+async fn a_watch_ends_after_watch_max_duration() {
+    let server =
+        TestServer::start_with(|c| c.watch_max_duration = Duration::from_millis(300)).await;
+    let portal = server.portal().await;
+    let begun = portal.begin_enrollment("u", "u@example.jp").await.unwrap();
+    let mut watch = portal.watch_enrollment(&begun.enrollment_id).await.unwrap();
+    let first = within(watch.message()).await.unwrap().expect("first state");
+    assert_eq!(
+        first.enrollment.unwrap().state(),
+        proto::EnrollmentState::WaitingForScan
+    );
+    let ended = within(watch.message()).await.unwrap_err();
+    assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    // The portal watches again and gets the current state.
+    let mut again = portal.watch_enrollment(&begun.enrollment_id).await.unwrap();
+    assert!(within(again.message()).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn watch_streams_per_tenant_are_limited() {
+    let server = TestServer::start_with(|c| c.watch_streams_per_tenant = 2).await;
+    let portal = server.portal().await;
+    let mut watches = Vec::new();
+    for user in ["a", "b"] {
+        let begun = portal
+            .begin_enrollment(user, &format!("{user}@example.jp"))
+            .await
+            .unwrap();
+        let mut watch = portal.watch_enrollment(&begun.enrollment_id).await.unwrap();
+        within(watch.message()).await.unwrap().expect("first state");
+        watches.push(watch);
+    }
+    let third = portal.begin_enrollment("c", "c@example.jp").await.unwrap();
+    let error = server
+        .portal()
+        .await
+        .watch_enrollment(&third.enrollment_id)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(Code::ResourceExhausted), "{error:?}");
+    assert_eq!(error.reason(), Some(reason::TOO_MANY_WATCHES));
+    assert!(throttled(&server, "watch_streams").await >= 1.0);
+
+    // Another tenant has its own slots.
+    let other = server.create_tenant("Other", 2).await;
+    let other_portal = server.portal_with(&other.portal_key).await;
+    let begun = other_portal
+        .begin_enrollment("x", "x@example.jp")
+        .await
+        .unwrap();
+    let mut watch = other_portal
+        .watch_enrollment(&begun.enrollment_id)
+        .await
+        .unwrap();
+    assert!(within(watch.message()).await.unwrap().is_some());
+
+    // A watch that ends frees its slot: cancel user a's enrollment.
+    server
+        .admin()
+        .await
+        .reset_user_methods(ResetUserMethodsRequest {
+            user_id: "a".into(),
+        })
+        .await
+        .unwrap();
+    let last = within(watches[0].message()).await.unwrap().expect("end");
+    assert_eq!(
+        last.enrollment.unwrap().state(),
+        proto::EnrollmentState::Cancelled
+    );
+    let mut watch = portal.watch_enrollment(&third.enrollment_id).await.unwrap();
+    assert!(within(watch.message()).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn failed_device_signatures_are_throttled_per_address() {
+    let server = TestServer::start_with(|c| c.signature_failure_limit = 3).await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    let pending = only_pending(&mut phone).await;
+
+    for _ in 0..3 {
+        let mut forged = phone.approval_request(&pending, Decision::Approve, &challenge.number);
+        forged.signature[0] ^= 1;
+        let status = phone
+            .client()
+            .respond_to_challenge(forged)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    }
+    // Now even a correctly signed call from this address is refused, and
+    // the challenge is still pending.
+    let error = phone
+        .approve(&pending, &challenge.number)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some(Code::ResourceExhausted), "{error:?}");
+    assert!(error.is_rate_limited());
+    let error = phone.pending_challenges().await.unwrap_err();
+    assert_eq!(error.code(), Some(Code::ResourceExhausted), "{error:?}");
+    let current = portal
+        .client()
+        .get_challenge(proto::GetChallengeRequest {
+            challenge_id: challenge.challenge_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .challenge
+        .unwrap();
+    assert_eq!(current.state(), ChallengeState::Pending);
+
+    assert!(throttled(&server, "device_signature").await >= 1.0);
+    let events: Vec<String> = server
+        .admin()
+        .await
+        .list_audit_events(ListAuditEventsRequest {
+            user_id: "u".into(),
+            page_size: 100,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "device.bad_signature")
+            .count(),
+        3
+    );
+    assert!(events.iter().any(|e| e == "device.throttled"), "{events:?}");
+}
+
+#[tokio::test]
+async fn the_portal_helper_watches_again_past_watch_max_duration() {
+    let server = TestServer::start_with(|c| {
+        c.watch_max_duration = Duration::from_millis(150);
+        c.challenge_ttl = Duration::from_secs(2);
+    })
+    .await;
+    let portal = server.portal().await;
+    server.enroll(&portal, "u", "u@example.jp").await;
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    // The challenge outlives several watches; the helper follows it to the end.
+    let outcome = within(portal.await_outcome(&challenge.challenge_id))
+        .await
+        .unwrap();
+    assert_eq!(outcome.state(), ChallengeState::Expired);
+}
