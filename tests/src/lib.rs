@@ -4,6 +4,7 @@
 //! built on the SDK, all talking gRPC.
 
 pub mod postgres;
+pub mod process;
 pub mod push;
 pub mod scrape;
 pub mod tcp_proxy;
@@ -206,28 +207,40 @@ impl TestServer {
         email: &str,
         info: DeviceInfo,
     ) -> Authenticator {
-        let begun = portal
-            .begin_enrollment(user_id, email)
-            .await
-            .expect("begin enrollment");
-        let uri = EnrollmentUri::parse(&begun.qr_uri).expect("QR URI parses");
-        let (mut phone, verification) =
-            Authenticator::enroll_with(&uri, info, &MemoryKeyStore::new(), &self.connect)
-                .await
-                .expect("phone enrolls");
-        let number = verification_number(portal, &begun.enrollment_id).await;
-        let answer = phone
-            .approve(&verification, &number)
-            .await
-            .expect("verification answer");
-        assert_eq!(answer.state, mfa_proto::v1::ChallengeState::Approved);
-        let done = portal
-            .await_enrollment(&begun.enrollment_id)
-            .await
-            .expect("enrollment ends");
-        assert_eq!(done.state(), EnrollmentState::Verified);
-        phone
+        enroll_phone(portal, user_id, email, info, &self.connect).await
     }
+}
+
+/// Enrolls a phone described by `info` for `user_id` through `portal`, with
+/// any server (see [`TestServer::enroll`]).
+pub async fn enroll_phone(
+    portal: &RelyingParty,
+    user_id: &str,
+    email: &str,
+    info: DeviceInfo,
+    connect: &ConnectOptions,
+) -> Authenticator {
+    let begun = portal
+        .begin_enrollment(user_id, email)
+        .await
+        .expect("begin enrollment");
+    let uri = EnrollmentUri::parse(&begun.qr_uri).expect("QR URI parses");
+    let (mut phone, verification) =
+        Authenticator::enroll_with(&uri, info, &MemoryKeyStore::new(), connect)
+            .await
+            .expect("phone enrolls");
+    let number = verification_number(portal, &begun.enrollment_id).await;
+    let answer = phone
+        .approve(&verification, &number)
+        .await
+        .expect("verification answer");
+    assert_eq!(answer.state, mfa_proto::v1::ChallengeState::Approved);
+    let done = portal
+        .await_enrollment(&begun.enrollment_id)
+        .await
+        .expect("enrollment ends");
+    assert_eq!(done.state(), EnrollmentState::Verified);
+    phone
 }
 
 /// The same enrolled phone talking to the server at `url` (another replica
