@@ -79,6 +79,14 @@ pub struct Config {
     /// and the portal watches again.
     #[serde(with = "humantime_serde")]
     pub watch_max_duration: Duration,
+    /// How long ended challenges and enrollments stay readable (GetChallenge,
+    /// the portal's records) before the sweeper deletes them; never less than
+    /// `challenge_window`, whose limit counts them.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How long audit events are kept before the sweeper deletes them.
+    #[serde(with = "humantime_serde")]
+    pub audit_retention: Duration,
     /// Push providers and delivery limits (`[push]`, `[push.apns]`, `[push.fcm]`).
     pub push: PushConfig,
     /// Address of the operators' HTTP listener (`/metrics`, `/healthz`).
@@ -116,6 +124,8 @@ impl Default for Config {
             max_streams_per_connection: 100,
             watch_streams_per_tenant: 1000,
             watch_max_duration: Duration::from_secs(30 * 60),
+            retention: Duration::from_secs(30 * 24 * 60 * 60),
+            audit_retention: Duration::from_secs(400 * 24 * 60 * 60),
             push: PushConfig::default(),
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             health_interval: Duration::from_secs(5),

@@ -1,9 +1,10 @@
 //! Expires challenges and enrollments at their deadlines. The task sleeps until
 //! the earliest deadline in the store, and is woken early when a new one is
-//! added, so nothing is polled.
+//! added, so nothing is polled. Between sweeps it purges what has outlived
+//! its retention (`retention`, `audit_retention`).
 
-use crate::domain::{now_ms, Service};
-use std::time::Duration;
+use crate::domain::{now_ms, Limits, Service};
+use std::time::{Duration, Instant};
 
 /// Longest sleep between sweeps, so that spent nonces and attempts are purged
 /// even when nothing is pending.
@@ -13,7 +14,17 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// Runs until the service shuts down.
 pub async fn run(service: Service) {
+    let purge_every = purge_interval(service.limits());
+    let mut next_purge = Instant::now();
     loop {
+        if Instant::now() >= next_purge {
+            match service.purge().await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "purged data past its retention"),
+                Err(error) => tracing::warn!(%error, "purge failed"),
+            }
+            next_purge = Instant::now() + purge_every;
+        }
         let wait = match service.sweep().await {
             Ok(Some(deadline)) => Duration::from_millis(
                 (deadline - now_ms()).clamp(0, MAX_IDLE.as_millis() as i64) as u64,
@@ -24,10 +35,21 @@ pub async fn run(service: Service) {
                 RETRY
             }
         };
+        let wait = wait.min(next_purge.saturating_duration_since(Instant::now()));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = service.deadline_added() => {}
             () = service.shutting_down() => return,
         }
     }
+}
+
+/// A quarter of the shortest retention, between one second and [`MAX_IDLE`]:
+/// rows outlive their retention by at most that.
+fn purge_interval(limits: &Limits) -> Duration {
+    let shortest = limits
+        .retention
+        .max(limits.challenge_window)
+        .min(limits.audit_retention);
+    (shortest / 4).clamp(Duration::from_secs(1), MAX_IDLE)
 }

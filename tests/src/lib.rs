@@ -153,6 +153,12 @@ impl TestServer {
         self.running = Some(mfa_server::start(&config).await.expect("server restarts"));
     }
 
+    /// The service inside the server, for what a test does as if at another
+    /// time (e.g. [`mfa_server::domain::Service::purge_at`]).
+    pub fn service(&self) -> &mfa_server::domain::Service {
+        &self.running().service
+    }
+
     /// The address of `/metrics` and `/healthz`.
     pub fn metrics_addr(&self) -> std::net::SocketAddr {
         self.running().metrics_addr

@@ -52,6 +52,8 @@ pub struct Limits {
     pub signature_window: Duration,
     pub watch_streams_per_tenant: u32,
     pub watch_max_duration: Duration,
+    pub retention: Duration,
+    pub audit_retention: Duration,
 }
 
 impl From<&Config> for Limits {
@@ -70,6 +72,8 @@ impl From<&Config> for Limits {
             signature_window: c.signature_window,
             watch_streams_per_tenant: c.watch_streams_per_tenant,
             watch_max_duration: c.watch_max_duration,
+            retention: c.retention,
+            audit_retention: c.audit_retention,
         }
     }
 }
@@ -221,6 +225,23 @@ impl Service {
                 .publish(Change::Enrollment(enrollment.id.clone()));
         }
         Ok(self.store().next_deadline().await?)
+    }
+
+    /// Deletes what has outlived its retention: ended challenges and
+    /// enrollments after `retention` (never sooner than `challenge_window`,
+    /// whose limit counts them), audit events after `audit_retention`.
+    /// Returns how many rows went.
+    pub async fn purge(&self) -> Result<u64> {
+        self.purge_at(now_ms()).await
+    }
+
+    /// [`Self::purge`] as if the clock read `now` (ms since the Unix epoch).
+    pub async fn purge_at(&self, now: i64) -> Result<u64> {
+        let limits = self.limits();
+        let keep_ended = limits.retention.max(limits.challenge_window);
+        let ended_before = now - keep_ended.as_millis() as i64;
+        let audit_before = now - limits.audit_retention.as_millis() as i64;
+        Ok(self.store().purge(ended_before, audit_before).await?)
     }
 
     /// Resolves when a new deadline may be earlier than the sweeper's.

@@ -57,6 +57,7 @@ timed! {
     fn pending_for_device(&self, device: &Device, now: i64) -> Vec<Challenge>;
     fn end_challenge(&self, id: &str, ending: &Ending, now: i64) -> Option<Ended>;
     fn sweep(&self, now: i64, keep_attempts_since: i64) -> Swept;
+    fn purge(&self, ended_before: i64, audit_before: i64) -> u64;
     fn next_deadline(&self) -> Option<i64>;
     fn reset_user(&self, tenant_id: &str, user_id: &str, now: i64) -> Reset;
     fn record_failure(&self, scope: &str, key: &str, now: i64) -> ();

@@ -95,6 +95,16 @@ pub struct Reset {
     pub cancelled_enrollments: Vec<String>,
 }
 
+/// The statements of [`Store::purge`], the same on every backend: the first
+/// two take the end cutoff, the last the audit cutoff, each as `$1`. Push
+/// deliveries go with their challenge (`ON DELETE CASCADE`).
+pub(crate) const PURGE_ENDED: [&str; 2] = [
+    "DELETE FROM challenges WHERE ended_at < $1",
+    "DELETE FROM enrollments
+     WHERE state NOT IN ('waiting_for_scan', 'device_registered') AND expires_at < $1",
+];
+pub(crate) const PURGE_AUDIT: &str = "DELETE FROM audit_events WHERE at < $1";
+
 /// The operations the service needs from its database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -207,6 +217,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Expires everything due at `now` and purges spent nonces and attempts.
     async fn sweep(&self, now: i64, keep_attempts_since: i64) -> StoreResult<Swept>;
+    /// Deletes challenges that ended before `ended_before` (with their push
+    /// deliveries), ended enrollments that expired before it, and audit
+    /// events older than `audit_before`; returns how many rows it deleted.
+    async fn purge(&self, ended_before: i64, audit_before: i64) -> StoreResult<u64>;
     /// The earliest expiry among pending challenges and open enrollments.
     async fn next_deadline(&self) -> StoreResult<Option<i64>>;
     /// Revokes all of a user's devices and cancels everything open.

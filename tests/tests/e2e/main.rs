@@ -8,6 +8,7 @@ mod hostile;
 mod limits;
 mod persistence;
 mod push;
+mod retention;
 mod service;
 mod sign_in;
 mod tls;

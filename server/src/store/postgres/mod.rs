@@ -641,6 +641,24 @@ impl Store for PostgresStore {
         Ok(swept)
     }
 
+    async fn purge(&self, ended_before: i64, audit_before: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut deleted = 0;
+        for statement in super::PURGE_ENDED {
+            let done = sqlx::query(statement)
+                .bind(ended_before)
+                .execute(&mut *tx)
+                .await?;
+            deleted += done.rows_affected();
+        }
+        let done = sqlx::query(super::PURGE_AUDIT)
+            .bind(audit_before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted + done.rows_affected())
+    }
+
     async fn next_deadline(&self) -> StoreResult<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(t) FROM (
