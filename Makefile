@@ -3,7 +3,7 @@
 BUF_VERSION := 1.75.0
 CARGO ?= cargo
 
-.PHONY: run test test-postgres bench lint proto-lint fmt clippy deploy-check demo browser-test fuzz
+.PHONY: run test test-postgres bench lint proto-lint fmt clippy deploy-check demo browser-test fuzz soak
 
 ## Builds and starts the server on the embedded default (SQLite under ./data),
 ## creating a demo tenant and keys on first start.
@@ -17,6 +17,8 @@ test: proto-lint deploy-check browser-test
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	python3 tests/interop/check_vectors.py
+	$(CARGO) build -p mfa-server -p mfa-bench
+	target/debug/mfa-soak --server target/debug/mfa-server --duration 30s
 	$(MAKE) test-postgres
 
 ## The end-to-end suite again on PostgreSQL (a fresh database per test), when
@@ -42,6 +44,15 @@ BENCH_ARGS ?=
 bench:
 	$(CARGO) build --release -p mfa-server -p mfa-bench
 	target/release/mfa-bench $(BENCH_ARGS)
+
+## Runs sign-ins against the release server for SOAK_DURATION with short
+## lifetimes and retention, and fails unless its memory, open file descriptors
+## and SQLite size (with -wal) stay flat once expired data is swept. A 30 s
+## run on the debug build is part of `make test`. See docs/security.md.
+SOAK_DURATION ?= 10m
+soak:
+	$(CARGO) build --release -p mfa-server -p mfa-bench
+	target/release/mfa-soak --server target/release/mfa-server --duration $(SOAK_DURATION)
 
 ## Checks deploy/: the alert rules and their unit tests, and every PromQL
 ## expression of the Grafana dashboard, with promtool (installed if missing).

@@ -30,6 +30,16 @@ impl Server {
     /// thousands of times a minute) and challenges that outlive the run.
     /// `database_url` empty means the embedded SQLite default.
     pub fn start(binary: &Path, database_url: &str) -> Result<Self, String> {
+        Self::start_with(binary, database_url, &[])
+    }
+
+    /// [`Self::start`] with `settings` (`MFA_*` variables) overriding the
+    /// bench's.
+    pub fn start_with(
+        binary: &Path,
+        database_url: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut command = Command::new(binary);
         command
@@ -41,6 +51,7 @@ impl Server {
             .env("MFA_CHALLENGE_TTL", "1h")
             .env("MFA_ENROLLMENT_TTL", "1h")
             .env("RUST_LOG", "warn")
+            .envs(settings.iter().copied())
             .stdout(Stdio::piped());
         if !database_url.is_empty() {
             command.env("MFA_DATABASE_URL", database_url);
@@ -78,9 +89,14 @@ impl Server {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The server's CPU time so far and its peak resident memory.
     pub fn usage(&self) -> Usage {
-        let pid = self.child.id();
+        let pid = self.pid();
         let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
             .and_then(|stat| {
@@ -92,20 +108,25 @@ impl Server {
                 Some(utime + stime)
             })
             .unwrap_or_default();
-        let peak_rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            })
-            .unwrap_or_default();
+        let peak_rss_kib = status_kib(pid, "VmHWM:");
         Usage {
             cpu: Duration::from_millis(ticks * 1000 / clock_ticks_per_second()),
             peak_rss_bytes: peak_rss_kib * 1024,
         }
     }
+}
+
+/// A `kB` field of `/proc/PID/status`, e.g. `VmHWM:`; 0 if unreadable.
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or_default()
 }
 
 impl Drop for Server {
