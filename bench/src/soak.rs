@@ -34,9 +34,11 @@ use std::{
 use tonic::transport::Channel;
 
 /// Lifetimes short enough that data ends and outlives its retention many
-/// times in a short run.
+/// times in a short run. The clock skew bounds how long a device request's
+/// nonce is kept for replay detection (phone and server share a clock here).
 const TTL: Duration = Duration::from_secs(2);
 const SETTINGS: &[(&str, &str)] = &[
+    ("MFA_CLOCK_SKEW", "4s"),
     ("MFA_CHALLENGE_TTL", "2s"),
     ("MFA_ENROLLMENT_TTL", "2s"),
     ("MFA_RETENTION", "4s"),
@@ -44,7 +46,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("MFA_AUDIT_RETENTION", "8s"),
 ];
 /// The time after which every kind of data has outlived its retention at
-/// least once (audit retention, a purge interval, slack).
+/// least once (the audit retention, a purge interval, slack).
 const MIN_WARMUP: Duration = Duration::from_secs(12);
 
 #[derive(Parser)]
