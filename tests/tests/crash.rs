@@ -23,7 +23,10 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::{
     collections::HashMap,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -100,21 +103,31 @@ async fn crash_rounds(data_dir: &Path, database_url: Option<&str>) {
     let created = Arc::new(Mutex::new(Vec::new()));
     for round in 0..ROUNDS {
         let mut workers = Vec::new();
+        let killed = Arc::new(AtomicBool::new(false));
         for (n, (user, phone)) in phones.iter().enumerate() {
             let portal = RelyingParty::connect(&server.url, &keys.portal_key)
                 .await
                 .unwrap();
             let phone = phone_via(phone, &server.url).await;
             let rng = StdRng::seed_from_u64(seed ^ (round << 8 | n as u64));
-            let (user, acknowledged, created) =
-                (user.clone(), acknowledged.clone(), created.clone());
+            let (user, acknowledged, created, killed) = (
+                user.clone(),
+                acknowledged.clone(),
+                created.clone(),
+                killed.clone(),
+            );
             workers.push(tokio::spawn(sign_in_until_failure(
-                portal,
-                phone,
-                user,
-                rng,
-                acknowledged,
-                created,
+                Client {
+                    portal,
+                    phone,
+                    user,
+                    rng,
+                },
+                Records {
+                    acknowledged,
+                    created,
+                    killed,
+                },
             )));
         }
         // The crash moment is the point of the test, not a wait for
@@ -122,6 +135,7 @@ async fn crash_rounds(data_dir: &Path, database_url: Option<&str>) {
         let run = rng.gen_range(Duration::from_millis(200)..MAX_RUN_BEFORE_KILL);
         tokio::time::sleep(run).await;
         let pid = server.pid();
+        killed.store(true, Ordering::SeqCst);
         server.kill();
         for worker in workers {
             tokio::time::timeout(Duration::from_secs(10), worker)
@@ -156,25 +170,50 @@ fn start(data_dir: &Path, database_url: Option<&str>) -> ServerProcess {
     tokio::task::block_in_place(|| ServerProcess::start(data_dir, database_url, SETTINGS))
 }
 
-/// One user's sign-ins in a loop: the portal creates a challenge, the phone
-/// fetches it and approves (mostly), denies, types a wrong number or leaves
-/// it. Ends at the first failed call (the server died).
-async fn sign_in_until_failure(
+/// One user's portal session and phone.
+struct Client {
     portal: RelyingParty,
-    mut phone: Authenticator,
+    phone: Authenticator,
     user: String,
-    mut rng: StdRng,
+    rng: StdRng,
+}
+
+/// What the clients record, and whether the server has been killed.
+struct Records {
     acknowledged: Arc<Mutex<Vec<Acknowledged>>>,
     created: Arc<Mutex<Vec<String>>>,
-) {
-    let device_id = phone.account().device_id.clone();
+    killed: Arc<AtomicBool>,
+}
+
+impl Records {
+    /// Whether a failed call is the kill's doing; a failure before the
+    /// kill is a fault of the server and fails the test.
+    fn after_kill(&self, what: &str, error: mfa_sdk::Error) {
+        assert!(
+            self.killed.load(Ordering::SeqCst),
+            "{what} failed before the kill: {error}"
+        );
+    }
+}
+
+/// One user's sign-ins in a loop: the portal creates a challenge, the phone
+/// fetches it and approves (mostly), denies, types a wrong number or leaves
+/// it. Ends at the first call that fails because the server was killed.
+async fn sign_in_until_failure(mut client: Client, records: Records) {
+    let device_id = client.phone.account().device_id.clone();
     loop {
-        let Ok(challenge) = portal.start_sign_in(&user, context()).await else {
-            return;
+        let challenge = match client.portal.start_sign_in(&client.user, context()).await {
+            Ok(challenge) => challenge,
+            Err(error) => return records.after_kill("CreateChallenge", error),
         };
-        created.lock().unwrap().push(challenge.challenge_id.clone());
-        let Ok(pending) = phone.pending_challenges().await else {
-            return;
+        records
+            .created
+            .lock()
+            .unwrap()
+            .push(challenge.challenge_id.clone());
+        let pending = match client.phone.pending_challenges().await {
+            Ok(pending) => pending,
+            Err(error) => return records.after_kill("ListPendingChallenges", error),
         };
         let Some(shown) = pending
             .iter()
@@ -182,21 +221,22 @@ async fn sign_in_until_failure(
         else {
             continue;
         };
-        let answer = match rng.gen_range(0..10) {
-            0..=5 => phone.approve(shown, &challenge.number).await,
-            6..=7 => phone.deny(shown).await,
-            8 => phone.approve(shown, &wrong_number(&challenge.number)).await,
+        let number = &challenge.number;
+        let answer = match client.rng.gen_range(0..10) {
+            0..=5 => client.phone.approve(shown, number).await,
+            6..=7 => client.phone.deny(shown).await,
+            8 => client.phone.approve(shown, &wrong_number(number)).await,
             _ => continue,
         };
         match answer {
-            Ok(answer) => acknowledged.lock().unwrap().push(Acknowledged {
+            Ok(answer) => records.acknowledged.lock().unwrap().push(Acknowledged {
                 challenge_id: challenge.challenge_id,
                 device_id: device_id.clone(),
                 state: answer.state,
             }),
-            // Expired while the server was down or slow: not acknowledged.
-            Err(e) if e.is_challenge_expired() => {}
-            Err(_) => return,
+            // Expired while the machine was slow: not acknowledged.
+            Err(error) if error.is_challenge_expired() => {}
+            Err(error) => return records.after_kill("RespondToChallenge", error),
         }
     }
 }
