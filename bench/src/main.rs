@@ -76,6 +76,8 @@ struct Report {
 }
 
 const CYCLE_RPCS: f64 = 4.0;
+/// Upper bound on the challenges created ahead for the device-answer scenario.
+const MAX_PREPARED_ANSWERS: usize = 20_000;
 
 #[tokio::main]
 async fn main() {
@@ -225,6 +227,8 @@ async fn bench(args: Args) -> Result<(), String> {
         .await?;
     figures.push(create);
 
+    // Enough answers for the run at well above the rates seen here.
+    users.truncate(MAX_PREPARED_ANSWERS);
     eprintln!("preparing {} challenges to answer…", users.len());
     let preparing: Vec<_> = chunks(users, c)
         .into_iter()

@@ -10,6 +10,7 @@ use mfa_tests::{
     scrape::{scrape, value},
     *,
 };
+use std::time::Duration;
 use tonic::Code;
 
 fn code_of<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
@@ -682,4 +683,34 @@ async fn a_flood_of_challenges_for_one_user_is_capped_audited_and_counted() {
     // The phone sees only the last one, still waiting.
     let pending = only_pending(&mut phone).await;
     assert_eq!(pending.challenge_id, last.unwrap().challenge_id);
+}
+
+#[tokio::test]
+async fn a_deleted_api_key_stops_working_once_its_cached_check_expires() {
+    let ttl = Duration::from_millis(300);
+    let server = TestServer::start_with(|c| c.api_key_cache_ttl = ttl).await;
+    let portal = server.portal().await;
+    portal.user_status("u").await.unwrap();
+
+    server
+        .execute_sql("DELETE FROM api_keys WHERE role = 'portal'")
+        .await;
+    // Within the cache lifetime the checked key is still trusted...
+    portal.user_status("u").await.unwrap();
+    // ...and once it has passed, the database decides.
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let error = portal.user_status("u").await.unwrap_err();
+    assert_eq!(error.code(), Some(Code::Unauthenticated), "{error:?}");
+}
+
+#[tokio::test]
+async fn with_no_api_key_cache_a_deleted_key_stops_working_at_once() {
+    let server = TestServer::start_with(|c| c.api_key_cache_ttl = Duration::ZERO).await;
+    let portal = server.portal().await;
+    portal.user_status("u").await.unwrap();
+    server
+        .execute_sql("DELETE FROM api_keys WHERE role = 'portal'")
+        .await;
+    let error = portal.user_status("u").await.unwrap_err();
+    assert_eq!(error.code(), Some(Code::Unauthenticated), "{error:?}");
 }
