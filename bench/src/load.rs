@@ -96,6 +96,17 @@ pub async fn run<W: Worker>(
     duration: Duration,
     limit: u64,
 ) -> Result<Run<W>, String> {
+    run_paced(workers, duration, limit, None).await
+}
+
+/// [`run`], each worker starting an operation at most once per `pace`
+/// (an open-loop rate of workers ÷ pace), when given.
+pub async fn run_paced<W: Worker>(
+    workers: Vec<W>,
+    duration: Duration,
+    limit: u64,
+    pace: Option<Duration>,
+) -> Result<Run<W>, String> {
     let start = Instant::now();
     // `Duration::MAX` means no time limit.
     let deadline = start.checked_add(duration);
@@ -107,6 +118,11 @@ pub async fn run<W: Worker>(
             tokio::spawn(async move {
                 let mut steps = Steps::default();
                 let mut ops = 0u64;
+                let mut ticks = pace.map(|pace| {
+                    let mut ticks = tokio::time::interval(pace);
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticks
+                });
                 while deadline.is_none_or(|d| Instant::now() < d)
                     && left
                         .fetch_update(
@@ -116,6 +132,9 @@ pub async fn run<W: Worker>(
                         )
                         .is_ok()
                 {
+                    if let Some(ticks) = &mut ticks {
+                        ticks.tick().await;
+                    }
                     if !worker.step(&mut steps).await? {
                         break;
                     }

@@ -9,12 +9,12 @@ mod scenarios;
 mod server;
 
 use clap::Parser;
-use load::{run, Run, StepLatency, Worker};
+use load::{run, run_paced, Run, StepLatency, Worker};
 use mfa_sdk::portal::RelyingParty;
 use scenarios::{Answer, Ceiling, Create, Enroll, FullCycle, User};
 use serde::Serialize;
 use server::{Server, Usage};
-use std::{path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 use tonic::transport::Channel;
 
 #[derive(Parser)]
@@ -69,10 +69,15 @@ struct Report {
     scenarios: Vec<Figures>,
     /// Full cycles × RPCs per cycle ÷ health checks, per second, same run.
     full_cycle_share_of_ceiling: f64,
+    /// The server's own handling time per call (p99, from its metrics), by
+    /// method, while full cycles run at half the peak rate.
+    server_p99_ms_at_half_rate: BTreeMap<String, f64>,
     server_peak_rss_mib: f64,
 }
 
 const CYCLE_RPCS: f64 = 4.0;
+/// Upper bound on the challenges created ahead for the device-answer scenario.
+const MAX_PREPARED_ANSWERS: usize = 20_000;
 
 #[tokio::main]
 async fn main() {
@@ -187,6 +192,28 @@ async fn bench(args: Args) -> Result<(), String> {
     let cycle_rate = cycle.ops_per_second;
     figures.push(cycle);
 
+    // Half the peak rate, paced: how long the server itself takes per call
+    // when it is not saturated, read from its own metrics for this window.
+    let pace = Duration::from_secs_f64(c as f64 / (cycle_rate / 2.0).max(1.0));
+    let before = server.metrics().await?;
+    let (half, cycle_workers) = measure
+        .paced(
+            "full sign-in cycle at half the peak rate",
+            c,
+            cycle_workers,
+            args.duration,
+            Some(pace),
+        )
+        .await?;
+    figures.push(half);
+    let window = server.metrics().await?.since(&before);
+    println!("\nthe server's own view of the half-rate run (its metrics):\n\n{window}");
+    let server_p99_ms_at_half_rate = window
+        .call_quantiles(0.99)
+        .into_iter()
+        .map(|(method, seconds)| (method, seconds * 1000.0))
+        .collect();
+
     let workers: Vec<Create> = cycle_workers
         .iter()
         .enumerate()
@@ -200,6 +227,8 @@ async fn bench(args: Args) -> Result<(), String> {
         .await?;
     figures.push(create);
 
+    // Enough answers for the run at well above the rates seen here.
+    users.truncate(MAX_PREPARED_ANSWERS);
     eprintln!("preparing {} challenges to answer…", users.len());
     let preparing: Vec<_> = chunks(users, c)
         .into_iter()
@@ -230,6 +259,7 @@ async fn bench(args: Args) -> Result<(), String> {
         pending_challenges: pending,
         concurrency: c,
         full_cycle_share_of_ceiling: cycle_rate * CYCLE_RPCS / ceiling_rate,
+        server_p99_ms_at_half_rate,
         server_peak_rss_mib: server.usage().peak_rss_bytes as f64 / (1024.0 * 1024.0),
         scenarios: figures,
     };
@@ -258,6 +288,32 @@ impl Measure<'_> {
         duration: Duration,
         limit: u64,
     ) -> Result<(Figures, Vec<W>), String> {
+        self.run(name, concurrency, workers, duration, limit, None)
+            .await
+    }
+
+    /// A scenario at a fixed rate: each worker starts one operation per `pace`.
+    async fn paced<W: Worker>(
+        &mut self,
+        name: &'static str,
+        concurrency: usize,
+        workers: Vec<W>,
+        duration: Duration,
+        pace: Option<Duration>,
+    ) -> Result<(Figures, Vec<W>), String> {
+        self.run(name, concurrency, workers, duration, u64::MAX, pace)
+            .await
+    }
+
+    async fn run<W: Worker>(
+        &mut self,
+        name: &'static str,
+        concurrency: usize,
+        workers: Vec<W>,
+        duration: Duration,
+        limit: u64,
+        pace: Option<Duration>,
+    ) -> Result<(Figures, Vec<W>), String> {
         eprintln!("{name}…");
         let before: Usage = self.server.usage();
         let Run {
@@ -265,7 +321,7 @@ impl Measure<'_> {
             elapsed,
             steps,
             workers,
-        } = run(workers, duration, limit).await?;
+        } = run_paced(workers, duration, limit, pace).await?;
         let cpu = self.server.usage().cpu.saturating_sub(before.cpu);
         let seconds = elapsed.as_secs_f64();
         Ok((
@@ -373,5 +429,15 @@ fn table(report: &Report) -> String {
         CYCLE_RPCS,
         report.server_peak_rss_mib
     );
+    if let Some((method, p99)) = report
+        .server_p99_ms_at_half_rate
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+    {
+        let _ = writeln!(
+            out,
+            "at half the peak rate, the server's slowest call p99 is {p99:.2} ms ({method})\n"
+        );
+    }
     out
 }

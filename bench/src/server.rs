@@ -2,6 +2,7 @@
 //! process (so that its CPU time and memory are its own), on a fresh data
 //! directory, provisioned by `serve --dev`.
 
+use mfa_server::stats::{self, Stats};
 use std::{
     io::{BufRead, BufReader},
     path::Path,
@@ -15,6 +16,8 @@ pub struct Server {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     pub portal_key: String,
+    /// `http://127.0.0.1:PORT/metrics`.
+    pub metrics_url: String,
     _data: tempfile::TempDir,
 }
 
@@ -62,10 +65,14 @@ impl Server {
         let stdout = child.stdout.take().expect("piped");
         let mut portal_key = None;
         let mut url = None;
+        let mut metrics_url = None;
         let mut lines = BufReader::new(stdout).lines();
         for line in lines.by_ref().map_while(Result::ok) {
             if let Some(key) = line.trim().strip_prefix("portal key:") {
                 portal_key = Some(key.trim().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("metrics and health on ") {
+                metrics_url = rest.split(' ').next().map(str::to_owned);
             }
             if let Some(rest) = line.strip_prefix("mfa-server listening on ") {
                 url = rest.split(' ').next().map(|addr| format!("http://{addr}"));
@@ -75,15 +82,16 @@ impl Server {
         // Keep the pipe open and drained, so that the server never writes
         // into a closed or full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        match (url, portal_key) {
-            (Some(url), Some(portal_key)) => Ok(Self {
+        match (url, portal_key, metrics_url) {
+            (Some(url), Some(portal_key), Some(metrics_url)) => Ok(Self {
                 child,
                 url,
                 portal_key,
+                metrics_url,
                 _data: data,
             }),
-            (None, _) => Err("the server exited before listening".into()),
-            (Some(_), None) => {
+            (None, _, _) | (_, _, None) => Err("the server exited before listening".into()),
+            (Some(_), None, _) => {
                 Err("the database is not empty: give the bench an empty database".into())
             }
         }
@@ -92,6 +100,14 @@ impl Server {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The server's own view: a scrape of its metrics endpoint.
+    pub async fn metrics(&self) -> Result<Stats, String> {
+        let text = stats::fetch(&self.metrics_url)
+            .await
+            .map_err(|e| e.to_string())?;
+        Stats::parse(&text).map_err(|e| format!("{}: {e}", self.metrics_url))
     }
 
     /// The server's CPU time so far and its peak resident memory.

@@ -18,8 +18,7 @@ use mfa_proto::v1::{
 };
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::interceptor::InterceptedService;
+use tonic::{service::interceptor::InterceptedService, transport::server::TcpIncoming};
 
 /// How long in-flight calls may take to finish after a shutdown request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -229,15 +228,17 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     tracing::info!(%addr, tls = config.tls.enabled(), "mfa-server listening");
     let stopping = service.clone();
     let service_for_close = service.clone();
+    // Small gRPC frames go out at once: with Nagle's algorithm a response
+    // waits for the client's delayed ACK (40 ms on Linux).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {
-        let serve =
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                let _ = shutdown_rx.wait_for(|stop| *stop).await;
-                // Ends watch streams (with UNAVAILABLE) and the sweeper, so that
-                // open streams do not hold the shutdown.
-                stopping.begin_shutdown();
-                tracing::info!("stopped accepting calls; finishing those in flight");
-            });
+        let serve = router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown_rx.wait_for(|stop| *stop).await;
+            // Ends watch streams (with UNAVAILABLE) and the sweeper, so that
+            // open streams do not hold the shutdown.
+            stopping.begin_shutdown();
+            tracing::info!("stopped accepting calls; finishing those in flight");
+        });
         tokio::pin!(serve);
         let served = tokio::select! {
             result = &mut serve => result,

@@ -213,6 +213,61 @@ impl Stats {
         Ok(stats)
     }
 
+    /// What happened between `earlier` and this scrape of the same server:
+    /// counts and histogram buckets subtracted, gauges as they are now.
+    pub fn since(&self, earlier: &Stats) -> Stats {
+        fn minus(
+            now: &BTreeMap<Vec<String>, Buckets>,
+            then: &BTreeMap<Vec<String>, Buckets>,
+        ) -> BTreeMap<Vec<String>, Buckets> {
+            now.iter()
+                .map(|(key, buckets)| {
+                    let before = then.get(key);
+                    let window = buckets
+                        .iter()
+                        .map(|&(bound, count)| {
+                            let old = before
+                                .and_then(|b| b.iter().find(|(b, _)| *b == bound))
+                                .map_or(0.0, |&(_, c)| c);
+                            (bound, count - old)
+                        })
+                        .collect();
+                    (key.clone(), window)
+                })
+                .filter(|(_, buckets): &(_, Buckets)| observations(buckets) > 0.0)
+                .collect()
+        }
+        Stats {
+            requests: self
+                .requests
+                .iter()
+                .map(|(key, &(n, failed))| {
+                    let (n0, failed0) = earlier.requests.get(key).copied().unwrap_or_default();
+                    (key.clone(), (n - n0, failed - failed0))
+                })
+                .filter(|(_, (n, _))| *n > 0.0)
+                .collect(),
+            grpc_latency: minus(&self.grpc_latency, &earlier.grpc_latency),
+            answer: minus(&self.answer, &earlier.answer),
+            push_accept: minus(&self.push_accept, &earlier.push_accept),
+            store: minus(&self.store, &earlier.store),
+            pending: self.pending,
+            serving: self.serving,
+        }
+    }
+
+    /// The `q` quantile of the server's handling time, in seconds, per gRPC
+    /// method (`Service/Method`).
+    pub fn call_quantiles(&self, q: f64) -> Vec<(String, f64)> {
+        self.grpc_latency
+            .iter()
+            .filter_map(|(key, buckets)| {
+                let name = format!("{}/{}", short_service(&key[0]), key[1]);
+                histogram_quantile(q, buckets).map(|v| (name, v))
+            })
+            .collect()
+    }
+
     /// True when the scrape held none of mfa-server's metrics.
     pub fn is_empty(&self) -> bool {
         self.requests.is_empty()
@@ -485,6 +540,35 @@ mfa_challenges_pending 3
 # TYPE mfa_health_serving gauge
 mfa_health_serving 1
 "#;
+
+    #[test]
+    fn since_keeps_only_what_happened_between_two_scrapes() {
+        let earlier = Stats::parse(SAMPLE).unwrap();
+        // Ten more CreateChallenge calls, all in the 2.5–5 ms bucket.
+        let later_text = SAMPLE
+            .replace("code=\"OK\"} 95", "code=\"OK\"} 105")
+            .replace("le=\"0.005\"} 90", "le=\"0.005\"} 100")
+            .replace(
+                "CreateChallenge\",le=\"0.01\"} 100",
+                "CreateChallenge\",le=\"0.01\"} 110",
+            )
+            .replace(
+                "CreateChallenge\",le=\"1\"} 100",
+                "CreateChallenge\",le=\"1\"} 110",
+            )
+            .replace(
+                "CreateChallenge\",le=\"+Inf\"} 100",
+                "CreateChallenge\",le=\"+Inf\"} 110",
+            );
+        let window = Stats::parse(&later_text).unwrap().since(&earlier);
+        assert_eq!(window.requests.len(), 1, "{:?}", window.requests);
+        let calls = window.call_quantiles(0.99);
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].0, "PortalService/CreateChallenge");
+        assert!((0.0025..=0.005).contains(&calls[0].1), "{calls:?}");
+        assert!(window.store.is_empty());
+        assert_eq!(window.pending, Some(3.0));
+    }
 
     fn close(actual: Option<f64>, expected: f64) -> bool {
         actual.is_some_and(|a| (a - expected).abs() < 1e-9)

@@ -174,6 +174,43 @@ impl TestServer {
         self.dir.path()
     }
 
+    /// Runs `sql` on the server's database directly, as an operator with a
+    /// database shell would (both backends accept the same plain statements).
+    pub async fn execute_sql(&self, sql: &str) {
+        use sqlx::{Connection, Executor};
+        match self.database() {
+            Some(database) => {
+                let mut connection = sqlx::PgConnection::connect(&database.url)
+                    .await
+                    .expect("database connection");
+                connection.execute(sql).await.expect("statement runs");
+            }
+            None => {
+                let url = format!("sqlite://{}", self.dir().join("mfa.db").display());
+                let mut connection = sqlx::SqliteConnection::connect(&url)
+                    .await
+                    .expect("database connection");
+                connection.execute(sql).await.expect("statement runs");
+            }
+        }
+    }
+
+    /// Everything the database holds, as someone with a copy of it would
+    /// read it: the SQLite file and its log, or on PostgreSQL every row of
+    /// every table as text (binary columns in hex).
+    pub async fn database_dump(&self) -> Vec<u8> {
+        let Some(database) = self.database() else {
+            let mut stored = Vec::new();
+            for name in ["mfa.db", "mfa.db-wal"] {
+                if let Ok(bytes) = std::fs::read(self.dir().join(name)) {
+                    stored.extend(bytes);
+                }
+            }
+            return stored;
+        };
+        database.dump().await.into_bytes()
+    }
+
     /// The portal of the default tenant.
     pub async fn portal(&self) -> RelyingParty {
         self.portal_with(&self.tenant.portal_key).await

@@ -115,6 +115,31 @@ impl TestDatabase {
         &self.name
     }
 
+    /// Every row of every table in it, as text.
+    pub async fn dump(&self) -> String {
+        let mut connection = PgConnection::connect(&self.url)
+            .await
+            .expect("test database connection");
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(&mut connection)
+                .await
+                .expect("table list");
+        let mut dump = String::new();
+        for table in tables {
+            let rows: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT t::text FROM \"{table}\" t"))
+                    .fetch_all(&mut connection)
+                    .await
+                    .expect("table rows");
+            for row in rows {
+                dump.push_str(&row);
+                dump.push('\n');
+            }
+        }
+        dump
+    }
+
     /// A direct connection, for what a test does to the database itself.
     pub async fn connect_admin(&self) -> PgConnection {
         connect_admin().await.expect("admin connection")

@@ -10,6 +10,7 @@ use mfa_tests::{
     scrape::{scrape, value},
     *,
 };
+use std::time::Duration;
 use tonic::Code;
 
 fn code_of<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
@@ -595,13 +596,13 @@ async fn a_leaked_database_holds_no_api_key_activation_code_or_device_secret() {
     let open = portal.begin_enrollment("v", "v@example.jp").await.unwrap();
     let code = open.manual_code.replace('-', "");
 
-    let mut stored = Vec::new();
-    for name in ["mfa.db", "mfa.db-wal"] {
-        if let Ok(bytes) = std::fs::read(server.dir().join(name)) {
-            stored.extend(bytes);
-        }
-    }
-    assert!(!stored.is_empty(), "the database file was read");
+    let stored = server.database_dump().await;
+    // The dump is real: what the service must keep is there.
+    let email = b"u@example.jp";
+    assert!(
+        stored.windows(email.len()).any(|w| w == email),
+        "the dump holds the stored data"
+    );
     let secrets: [(&str, Vec<u8>); 5] = [
         ("portal key", server.tenant.portal_key.clone().into_bytes()),
         ("admin key", server.tenant.admin_key.clone().into_bytes()),
@@ -612,11 +613,14 @@ async fn a_leaked_database_holds_no_api_key_activation_code_or_device_secret() {
             phone.account().signing_key().to_bytes().to_vec(),
         ),
     ];
+    // Raw, and hex-encoded as a text dump shows binary columns.
     for (what, secret) in secrets {
-        assert!(
-            !stored.windows(secret.len()).any(|w| w == secret.as_slice()),
-            "the {what} is in the database"
-        );
+        for form in [secret.clone(), hex::encode(&secret).into_bytes()] {
+            assert!(
+                !stored.windows(form.len()).any(|w| w == form.as_slice()),
+                "the {what} is in the database"
+            );
+        }
     }
 }
 
@@ -679,4 +683,34 @@ async fn a_flood_of_challenges_for_one_user_is_capped_audited_and_counted() {
     // The phone sees only the last one, still waiting.
     let pending = only_pending(&mut phone).await;
     assert_eq!(pending.challenge_id, last.unwrap().challenge_id);
+}
+
+#[tokio::test]
+async fn a_deleted_api_key_stops_working_once_its_cached_check_expires() {
+    let ttl = Duration::from_millis(300);
+    let server = TestServer::start_with(|c| c.api_key_cache_ttl = ttl).await;
+    let portal = server.portal().await;
+    portal.user_status("u").await.unwrap();
+
+    server
+        .execute_sql("DELETE FROM api_keys WHERE role = 'portal'")
+        .await;
+    // Within the cache lifetime the checked key is still trusted...
+    portal.user_status("u").await.unwrap();
+    // ...and once it has passed, the database decides.
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let error = portal.user_status("u").await.unwrap_err();
+    assert_eq!(error.code(), Some(Code::Unauthenticated), "{error:?}");
+}
+
+#[tokio::test]
+async fn with_no_api_key_cache_a_deleted_key_stops_working_at_once() {
+    let server = TestServer::start_with(|c| c.api_key_cache_ttl = Duration::ZERO).await;
+    let portal = server.portal().await;
+    portal.user_status("u").await.unwrap();
+    server
+        .execute_sql("DELETE FROM api_keys WHERE role = 'portal'")
+        .await;
+    let error = portal.user_status("u").await.unwrap_err();
+    assert_eq!(error.code(), Some(Code::Unauthenticated), "{error:?}");
 }
