@@ -610,20 +610,20 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, ended_before: i64, audit_before: i64) -> StoreResult<u64> {
-        let mut tx = self.write.begin().await?;
+        // Each statement on its own: nothing ties them together, and short
+        // transactions hold their locks briefly.
         let mut deleted = 0;
         for statement in super::PURGE_ENDED {
             let done = sqlx::query(statement)
                 .bind(ended_before)
-                .execute(&mut *tx)
+                .execute(&self.write)
                 .await?;
             deleted += done.rows_affected();
         }
         let done = sqlx::query(super::PURGE_AUDIT)
             .bind(audit_before)
-            .execute(&mut *tx)
+            .execute(&self.write)
             .await?;
-        tx.commit().await?;
         Ok(deleted + done.rows_affected())
     }
 
