@@ -221,8 +221,16 @@ impl Service {
                 "too many failed device signatures from this address; wait and try again",
             ));
         }
-        let key = signing::parse_public_key(&device.public_key)
-            .map_err(|e| Error::Internal(format!("stored key of device {}: {e}", device.id)))?;
+        let key = match self.inner.device_keys.get(&device.public_key) {
+            Some(key) => key,
+            None => {
+                let key = signing::parse_public_key(&device.public_key).map_err(|e| {
+                    Error::Internal(format!("stored key of device {}: {e}", device.id))
+                })?;
+                self.inner.device_keys.insert(device.public_key, key);
+                key
+            }
+        };
         if signing::verify(&key, message, signature).is_err() {
             metrics::auth_failure("device_signature");
             self.store()

@@ -32,6 +32,7 @@ use crate::{
     telemetry::metrics,
 };
 use cache::TtlCache;
+use ed25519_dalek::VerifyingKey;
 use rand::{rngs::OsRng, Rng, RngCore};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::{watch, Notify};
@@ -97,10 +98,13 @@ struct Inner {
     tenants: TtlCache<String, Tenant>,
     /// Portal and admin keys by hash, kept for `api_key_cache_ttl`.
     api_keys: TtlCache<[u8; 32], (String, Role)>,
+    /// Device public keys, decompressed once: the value follows from the
+    /// bytes alone, so it can never be stale.
+    device_keys: TtlCache<[u8; 32], VerifyingKey>,
     watches: watches::WatchSlots,
 }
 
-/// How long a tenant read from the database is reused.
+/// How long a tenant read from the database (or a parsed device key) is reused.
 const TENANT_CACHE_TTL: Duration = Duration::from_secs(10 * 60);
 /// Bound on each cache's entries.
 const CACHE_CAPACITY: usize = 10_000;
@@ -119,6 +123,7 @@ impl Service {
             inner: Arc::new(Inner {
                 tenants: TtlCache::new(TENANT_CACHE_TTL, CACHE_CAPACITY),
                 api_keys: TtlCache::new(limits.api_key_cache_ttl, CACHE_CAPACITY),
+                device_keys: TtlCache::new(TENANT_CACHE_TTL, CACHE_CAPACITY),
                 store,
                 identity,
                 events,
