@@ -16,6 +16,10 @@ const RETRY: Duration = Duration::from_secs(1);
 pub async fn run(service: Service) {
     let purge_every = purge_interval(service.limits());
     let mut next_purge = Instant::now();
+    // A new deadline only moves the wake-up: the store is swept when a
+    // deadline (or MAX_IDLE) comes, not once for every challenge created.
+    let mut due = true;
+    let mut next_sweep = Instant::now();
     loop {
         if Instant::now() >= next_purge {
             match service.purge().await {
@@ -25,20 +29,27 @@ pub async fn run(service: Service) {
             }
             next_purge = Instant::now() + purge_every;
         }
-        let wait = match service.sweep().await {
-            Ok(Some(deadline)) => Duration::from_millis(
-                (deadline - now_ms()).clamp(0, MAX_IDLE.as_millis() as i64) as u64,
-            ),
+        let next_deadline = if due {
+            next_sweep = Instant::now() + MAX_IDLE;
+            service.sweep().await
+        } else {
+            service.next_deadline().await
+        };
+        let wait = match next_deadline {
+            Ok(Some(deadline)) => Duration::from_millis((deadline - now_ms()).max(0) as u64),
             Ok(None) => MAX_IDLE,
             Err(error) => {
                 tracing::warn!(%error, "sweep failed");
                 RETRY
             }
         };
-        let wait = wait.min(next_purge.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        let wait = wait
+            .min(next_sweep.saturating_duration_since(now))
+            .min(next_purge.saturating_duration_since(now));
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = service.deadline_added() => {}
+            () = tokio::time::sleep(wait) => due = true,
+            () = service.deadline_added() => due = false,
             () = service.shutting_down() => return,
         }
     }

@@ -184,6 +184,14 @@ async fn metrics_count_what_a_scripted_run_did() {
         7.0
     );
     assert_eq!(value(&after, "mfa_health_serving", &[]), 1.0);
+    // The sweeper sweeps when a deadline comes (here: the start and the one
+    // expiry), not once for each of the nine challenges and enrollments.
+    let sweeps = value(
+        &after,
+        "mfa_store_operation_seconds_count",
+        &[("operation", "sweep")],
+    );
+    assert!((1.0..=4.0).contains(&sweeps), "{sweeps} sweeps");
 
     // No label carries a user id or an e-mail address.
     for sample in &after.samples {

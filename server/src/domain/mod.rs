@@ -202,6 +202,11 @@ impl Service {
         self.sweep_at(now_ms()).await
     }
 
+    /// The earliest deadline of a pending challenge or an open enrollment.
+    pub async fn next_deadline(&self) -> Result<Option<i64>> {
+        Ok(self.store().next_deadline().await?)
+    }
+
     /// [`Self::sweep`] as if the clock read `now` (ms since the Unix epoch),
     /// so that tests can expire challenges without waiting for them.
     pub async fn sweep_at(&self, now: i64) -> Result<Option<i64>> {
@@ -229,7 +234,7 @@ impl Service {
             self.events()
                 .publish(Change::Enrollment(enrollment.id.clone()));
         }
-        Ok(self.store().next_deadline().await?)
+        self.next_deadline().await
     }
 
     /// Deletes what has outlived its retention: ended challenges and
