@@ -111,15 +111,19 @@ pub async fn run_paced<W: Worker>(
     // `Duration::MAX` means no time limit.
     let deadline = start.checked_add(duration);
     let left = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(limit));
+    let workers_count = workers.len().max(1) as u32;
     let tasks: Vec<_> = workers
         .into_iter()
-        .map(|mut worker| {
+        .enumerate()
+        .map(|(i, mut worker)| {
             let left = left.clone();
             tokio::spawn(async move {
                 let mut steps = Steps::default();
                 let mut ops = 0u64;
                 let mut ticks = pace.map(|pace| {
-                    let mut ticks = tokio::time::interval(pace);
+                    // Staggered, so that the workers do not start in bursts.
+                    let first = tokio::time::Instant::now() + pace * i as u32 / workers_count;
+                    let mut ticks = tokio::time::interval_at(first, pace);
                     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     ticks
                 });
