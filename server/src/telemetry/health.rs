@@ -28,13 +28,14 @@ pub struct Health {
 }
 
 impl Health {
-    /// Starts NOT_SERVING.
+    /// Starts NOT_SERVING (quietly: that is the normal state until the
+    /// migrations have run).
     pub async fn new(reporter: HealthReporter) -> Self {
         let health = Self {
-            serving: Arc::new(AtomicBool::new(true)),
+            serving: Arc::new(AtomicBool::new(false)),
             reporter,
         };
-        health.set(false).await;
+        health.report(false).await;
         health
     }
 
@@ -48,6 +49,16 @@ impl Health {
         if self.serving.swap(serving, Ordering::Relaxed) == serving {
             return;
         }
+        self.report(serving).await;
+        if serving {
+            tracing::info!("serving");
+        } else {
+            tracing::warn!("not serving");
+        }
+    }
+
+    /// Publishes `serving` on gRPC health and in the metrics.
+    async fn report(&self, serving: bool) {
         let status = if serving {
             ServingStatus::Serving
         } else {
@@ -57,11 +68,6 @@ impl Health {
             self.reporter.set_service_status(*name, status).await;
         }
         super::metrics::set_serving(serving);
-        if serving {
-            tracing::info!("serving");
-        } else {
-            tracing::warn!("not serving");
-        }
     }
 
     /// Checks the database now and reports the result.
