@@ -174,6 +174,25 @@ impl TestServer {
         self.dir.path()
     }
 
+    /// The types of the tenant's audit events (of one user, unless
+    /// `user_id` is empty), newest first, as an administrator lists them.
+    pub async fn audit_types(&self, user_id: &str) -> Vec<String> {
+        self.admin()
+            .await
+            .list_audit_events(mfa_proto::v1::ListAuditEventsRequest {
+                user_id: user_id.into(),
+                page_size: 1000,
+                page_token: String::new(),
+            })
+            .await
+            .expect("audit events")
+            .into_inner()
+            .events
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+
     /// Runs `sql` on the server's database directly, as an operator with a
     /// database shell would (both backends accept the same plain statements).
     pub async fn execute_sql(&self, sql: &str) {

@@ -17,25 +17,6 @@ fn code_of<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
     result.expect_err("call should fail").code()
 }
 
-/// The types of a user's audit events, newest first.
-async fn audit_types(server: &TestServer, user_id: &str) -> Vec<String> {
-    server
-        .admin()
-        .await
-        .list_audit_events(proto::ListAuditEventsRequest {
-            user_id: user_id.into(),
-            page_size: 1000,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
-}
-
 fn count(events: &[String], event_type: &str) -> usize {
     events.iter().filter(|e| *e == event_type).count()
 }
@@ -71,7 +52,7 @@ async fn a_replayed_device_request_is_refused() {
     assert!(mfa_sdk::Error::from(replay).is_replayed_request());
     assert!(auth_failures(&server, "replay").await >= replays_before + 1.0);
     assert_eq!(
-        count(&audit_types(&server, "u").await, "device.replay_rejected"),
+        count(&server.audit_types("u").await, "device.replay_rejected"),
         1
     );
 }
@@ -230,7 +211,7 @@ async fn another_devices_signature_is_refused() {
     );
     assert!(auth_failures(&server, "device_signature").await >= bad_before + 2.0);
     assert_eq!(
-        count(&audit_types(&server, "u").await, "device.bad_signature"),
+        count(&server.audit_types("u").await, "device.bad_signature"),
         2
     );
 
@@ -349,7 +330,7 @@ async fn missing_or_wrong_api_keys_are_unauthenticated() {
     assert!(auth_failures(&server, "api_key").await >= before + 5.0);
     // Keys of this tenant used in the wrong role are in its audit log (an
     // unknown key names no tenant, so it is only logged and counted).
-    assert_eq!(count(&audit_types(&server, "").await, "auth.failed"), 2);
+    assert_eq!(count(&server.audit_types("").await, "auth.failed"), 2);
 }
 
 #[tokio::test]
@@ -396,7 +377,7 @@ async fn a_revoked_device_can_do_nothing() {
     );
     assert!(auth_failures(&server, "revoked_device").await >= 2.0);
     assert_eq!(
-        count(&audit_types(&server, "u").await, "device.revoked_refused"),
+        count(&server.audit_types("u").await, "device.revoked_refused"),
         2
     );
 }
@@ -676,7 +657,7 @@ async fn a_flood_of_challenges_for_one_user_is_capped_audited_and_counted() {
         &[("limit", "challenges")],
     );
     assert!(throttled >= throttled_before + 5.0);
-    let events = audit_types(&server, "u").await;
+    let events = server.audit_types("u").await;
     assert_eq!(count(&events, "challenge.rate_limited"), 5);
     assert_eq!(count(&events, "challenge.created"), 3);
     assert_eq!(count(&events, "challenge.superseded"), 2);

@@ -2,8 +2,7 @@
 //! answered with its documented status code, counted in the metrics.
 
 use mfa_proto::v1::{
-    self as proto, ChallengeState, Decision, ListAuditEventsRequest, ResetUserMethodsRequest,
-    SignInContext,
+    self as proto, ChallengeState, Decision, ResetUserMethodsRequest, SignInContext,
 };
 use mfa_sdk::reason;
 use mfa_tests::{
@@ -195,21 +194,7 @@ async fn failed_device_signatures_are_throttled_per_address() {
     assert_eq!(current.state(), ChallengeState::Pending);
 
     assert!(throttled(&server, "device_signature").await >= 1.0);
-    let events: Vec<String> = server
-        .admin()
-        .await
-        .list_audit_events(ListAuditEventsRequest {
-            user_id: "u".into(),
-            page_size: 100,
-            page_token: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect();
+    let events = server.audit_types("u").await;
     assert_eq!(
         events
             .iter()

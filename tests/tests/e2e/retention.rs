@@ -3,7 +3,7 @@
 //! them) and audit events after `audit_retention`; pending challenges and
 //! devices stay.
 
-use mfa_proto::v1::{self as proto, ChallengeState, SignInContext};
+use mfa_proto::v1::{ChallengeState, SignInContext};
 use mfa_server::domain::now_ms;
 use mfa_tests::*;
 use std::time::Duration;
@@ -31,7 +31,7 @@ async fn the_purge_deletes_ended_challenges_and_old_audit_only() {
         .start_sign_in("v", SignInContext::default())
         .await
         .unwrap();
-    let audit_before = audit_types(&server).await;
+    let audit_before = server.audit_types("").await;
     let now = now_ms();
 
     // Past `retention` but within `challenge_window`: the limit still counts
@@ -71,7 +71,7 @@ async fn the_purge_deletes_ended_challenges_and_old_audit_only() {
             .state(),
         ChallengeState::Pending
     );
-    assert_eq!(audit_types(&server).await, audit_before);
+    assert_eq!(server.audit_types("").await, audit_before);
     let again = portal
         .start_sign_in("u", SignInContext::default())
         .await
@@ -88,21 +88,5 @@ async fn the_purge_deletes_ended_challenges_and_old_audit_only() {
         .purge_at(now + 61 * MINUTE_MS)
         .await
         .unwrap();
-    assert_eq!(audit_types(&server).await, Vec::<String>::new());
-}
-
-/// Every audit event type of the tenant, newest first.
-async fn audit_types(server: &TestServer) -> Vec<String> {
-    let events = server
-        .admin()
-        .await
-        .list_audit_events(proto::ListAuditEventsRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
-    events.into_iter().map(|e| e.event_type).collect()
+    assert_eq!(server.audit_types("").await, Vec::<String>::new());
 }
