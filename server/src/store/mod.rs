@@ -57,6 +57,9 @@ pub enum StoreError {
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
     Unavailable(#[from] sqlx::Error),
+    /// The embedded database (SQLite) failed.
+    #[error("database unavailable: {0}")]
+    Embedded(#[from] rusqlite::Error),
     /// A unique value (id, key hash, activation code hash) already exists.
     #[error("duplicate {0}")]
     Duplicate(&'static str),

@@ -1,25 +1,43 @@
 //! The embedded default: one SQLite file in WAL mode.
 //!
-//! Writes go through a pool of one connection, so our own writers never race
-//! for SQLite's single write lock (no SQLITE_BUSY from lock upgrades), while
-//! reads use a separate pool and run concurrently with the writer (WAL).
+//! Statements run synchronously on the calling thread (rusqlite), with their
+//! prepared form cached per connection. A statement on a local file takes
+//! microseconds, less than handing it to another thread and back would cost
+//! (which is what an async driver does for every statement and every row).
+//! Writes go through one connection behind a mutex, so our own writers never
+//! race for SQLite's single write lock; reads take a connection of their own
+//! and run beside the writer (WAL).
+//!
+//! Migrations stay with sqlx's migrator, which keeps its ledger in the same
+//! file and shares the bundled SQLite library.
 
-use super::rows::{self as decode, unique_violation};
-use super::{Ended, Reset, Store, StoreResult, Swept};
+use super::rows::{self as decode, Columns};
+use super::{Ended, Reset, Store, StoreError, StoreResult, Swept};
 use crate::model::*;
 use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, Params, TransactionBehavior};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
-use std::{str::FromStr, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::{Mutex, MutexGuard},
+    time::Duration,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
+/// How long a statement waits for a lock another process holds (`migrate`,
+/// a backup) before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle read connections kept for reuse; more are opened under load.
+const IDLE_READERS: usize = 8;
+
 /// SQLite-backed store.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SqliteStore {
-    write: SqlitePool,
-    read: SqlitePool,
-    options: SqliteConnectOptions,
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
 }
 
 impl SqliteStore {
@@ -30,67 +48,208 @@ impl SqliteStore {
     /// last commits, never corrupt the file); foreign keys are enforced; a busy
     /// timeout rides out checkpoints and other processes such as `migrate`.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
+        let options = SqliteConnectOptions::from_str(url)?;
+        let path = options.get_filename().to_owned();
+        let writer = connect(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        writer.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(Self {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `work` on a read connection (a pooled one, or a new one).
+    fn read<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let pooled = lock(&self.readers).pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => connect(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?,
+        };
+        let result = work(&connection);
+        let mut idle = lock(&self.readers);
+        if idle.len() < IDLE_READERS {
+            idle.push(connection);
+        }
+        result
+    }
+
+    /// Runs `work` on the write connection, outside a transaction (for one
+    /// statement, which SQLite makes atomic on its own).
+    fn write<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        work(&lock(&self.writer))
+    }
+
+    /// Runs `work` in a write transaction, committed if it returns `Ok`.
+    fn transaction<T>(&self, work: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let mut writer = lock(&self.writer);
+        let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = work(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// sqlx's view of the same file, for its migrator.
+    fn sqlx_options(&self) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
+            .filename(&self.path)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        // A connection to a local file cannot go stale, so the pool hands
-        // connections out without the round trip of a test query first.
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
-        let options = options.read_only(true).create_if_missing(false);
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
-        Ok(Self {
-            write,
-            read,
-            options,
-        })
+            .busy_timeout(BUSY_TIMEOUT)
     }
 }
 
-async fn insert_challenge(tx: &mut Transaction<'_, Sqlite>, c: &Challenge) -> StoreResult<()> {
-    sqlx::query(
+/// A connection with the settings every statement relies on.
+fn connect(path: &Path, flags: OpenFlags) -> StoreResult<Connection> {
+    let connection = Connection::open_with_flags(
+        path,
+        flags | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+/// A lock that a panic elsewhere does not poison for good: a transaction
+/// interrupted by a panic was rolled back when it dropped.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A rusqlite row read by column name, for the shared decoders.
+struct Row<'a>(&'a rusqlite::Row<'a>);
+
+impl Columns for Row<'_> {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn optional_text(&self, column: &str) -> StoreResult<Option<String>> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn integer(&self, column: &str) -> StoreResult<i64> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        Ok(self.0.get(column)?)
+    }
+}
+
+/// Every row of a query (or of a statement with `RETURNING`), decoded.
+fn all<T>(
+    connection: &Connection,
+    sql: &str,
+    params: impl Params,
+    decode: impl Fn(&Row) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    let mut decoded = Vec::new();
+    while let Some(row) = rows.next()? {
+        decoded.push(decode(&Row(row))?);
+    }
+    Ok(decoded)
+}
+
+/// The first row of a query, decoded, if there is one.
+fn optional<T>(
+    connection: &Connection,
+    sql: &str,
+    params: impl Params,
+    decode: impl Fn(&Row) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let mut rows = statement.query(params)?;
+    rows.next()?.map(|row| decode(&Row(row))).transpose()
+}
+
+/// The single value a query returns.
+fn scalar<T: rusqlite::types::FromSql>(
+    connection: &Connection,
+    sql: &str,
+    params: impl Params,
+) -> StoreResult<T> {
+    Ok(connection
+        .prepare_cached(sql)?
+        .query_row(params, |row| row.get(0))?)
+}
+
+/// Runs a statement; returns how many rows it changed.
+fn execute(connection: &Connection, sql: &str, params: impl Params) -> StoreResult<usize> {
+    Ok(connection.prepare_cached(sql)?.execute(params)?)
+}
+
+/// [`execute`] for an insert whose unique constraint names `what`.
+fn insert(
+    connection: &Connection,
+    sql: &str,
+    params: impl Params,
+    what: &'static str,
+) -> StoreResult<()> {
+    match connection.prepare_cached(sql)?.execute(params) {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(error, _))
+            if error.code == rusqlite::ErrorCode::ConstraintViolation
+                && matches!(
+                    error.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                        | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+        {
+            Err(StoreError::Duplicate(what))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn insert_challenge(connection: &Connection, c: &Challenge) -> StoreResult<()> {
+    insert(
+        connection,
         "INSERT INTO challenges (id, tenant_id, user_id, kind, target_device_id, number, nonce, state,
              deny_reason, answered_by, application_name, client_ip, location, message,
              created_at, expires_at, ended_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            c.id,
+            c.tenant_id,
+            c.user_id,
+            c.kind.as_str(),
+            c.target_device_id,
+            c.number,
+            &c.nonce[..],
+            c.state.as_str(),
+            c.deny_reason.map(DenyReason::as_str),
+            c.answered_by,
+            c.context.application_name,
+            c.context.client_ip,
+            c.context.location,
+            c.context.message,
+            c.created_at,
+            c.expires_at,
+            c.ended_at,
+        ],
+        "challenge id",
     )
-    .bind(&c.id)
-    .bind(&c.tenant_id)
-    .bind(&c.user_id)
-    .bind(c.kind.as_str())
-    .bind(&c.target_device_id)
-    .bind(&c.number)
-    .bind(&c.nonce[..])
-    .bind(c.state.as_str())
-    .bind(c.deny_reason.map(DenyReason::as_str))
-    .bind(&c.answered_by)
-    .bind(&c.context.application_name)
-    .bind(&c.context.client_ip)
-    .bind(&c.context.location)
-    .bind(&c.context.message)
-    .bind(c.created_at)
-    .bind(c.expires_at)
-    .bind(c.ended_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| unique_violation(e, "challenge id"))?;
-    Ok(())
 }
 
 /// Applies what ending a verification challenge means for its device and
 /// enrollment; returns the enrollment that changed.
-async fn settle_verification(
-    tx: &mut Transaction<'_, Sqlite>,
+fn settle_verification(
+    connection: &Connection,
     challenge: &Challenge,
     now: i64,
 ) -> StoreResult<Option<String>> {
@@ -98,27 +257,46 @@ async fn settle_verification(
         return Ok(None);
     }
     let enrollment_state = super::enrollment_after_verification(challenge.state);
-    let device_sql = if enrollment_state == EnrollmentState::Verified {
-        "UPDATE devices SET state = 'active' WHERE id = ? AND state = 'pending_verification'"
+    if enrollment_state == EnrollmentState::Verified {
+        execute(
+            connection,
+            "UPDATE devices SET state = 'active' WHERE id = ? AND state = 'pending_verification'",
+            [&challenge.target_device_id],
+        )?;
     } else {
-        "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'"
-    };
-    let mut query = sqlx::query(device_sql);
-    if enrollment_state != EnrollmentState::Verified {
-        query = query.bind(now);
+        execute(
+            connection,
+            "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'",
+            params![now, challenge.target_device_id],
+        )?;
     }
-    query
-        .bind(&challenge.target_device_id)
-        .execute(&mut **tx)
-        .await?;
-    let enrollment: Option<String> = sqlx::query_scalar(
+    optional(
+        connection,
         "UPDATE enrollments SET state = ? WHERE challenge_id = ? AND state = 'device_registered' RETURNING id",
+        params![enrollment_state.as_str(), challenge.id],
+        |row| row.text("id"),
     )
-    .bind(enrollment_state.as_str())
-    .bind(&challenge.id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(enrollment)
+}
+
+/// Ends challenges that `sql` (an `UPDATE … RETURNING *`) selected, settling
+/// the enrollments that verification challenges belong to.
+fn end_challenges(
+    connection: &Connection,
+    sql: &str,
+    params: impl Params,
+    now: i64,
+) -> StoreResult<Vec<Ended>> {
+    let challenges = all(connection, sql, params, |row| decode::challenge(row))?;
+    challenges
+        .into_iter()
+        .map(|challenge| {
+            let enrollment_id = settle_verification(connection, &challenge, now)?;
+            Ok(Ended {
+                challenge,
+                enrollment_id,
+            })
+        })
+        .collect()
 }
 
 const END_CHALLENGE: &str =
@@ -129,63 +307,64 @@ const END_CHALLENGE: &str =
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR.run(&self.write).await?;
-        Ok(())
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(self.sqlx_options())
+            .await?;
+        let migrated = MIGRATOR.run(&pool).await;
+        pool.close().await;
+        Ok(migrated?)
     }
 
     async fn ping(&self) -> StoreResult<()> {
         // A fresh connection, not a pooled one: pooled connections keep an
         // open file even after the database's volume went away.
-        use sqlx::ConnectOptions;
-        let mut connection = self.options.connect().await?;
-        sqlx::query("SELECT 1 FROM tenants LIMIT 1")
-            .execute(&mut connection)
-            .await?;
+        let connection = connect(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        scalar::<i64>(&connection, "SELECT COUNT(*) FROM tenants", [])?;
         Ok(())
     }
 
     async fn close(&self) -> StoreResult<()> {
-        // Closing the last writer connection checkpoints the WAL into the
-        // database file.
-        self.read.close().await;
-        self.write.close().await;
-        Ok(())
+        // Checkpointing moves the WAL into the database file, so that the
+        // file is complete on its own once the process ends.
+        lock(&self.readers).clear();
+        self.write(|writer| {
+            writer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
     }
 
     async fn count_pending_challenges(&self) -> StoreResult<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM challenges WHERE state = 'pending'")
-                .fetch_one(&self.read)
-                .await?,
-        )
+        self.read(|c| {
+            scalar(
+                c,
+                "SELECT COUNT(*) FROM challenges WHERE state = 'pending'",
+                [],
+            )
+        })
     }
 
     async fn create_tenant(&self, t: &Tenant) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO tenants (id, display_name, number_digits, created_at) VALUES (?, ?, ?, ?)",
-        )
-        .bind(&t.id)
-        .bind(&t.display_name)
-        .bind(i64::from(t.number_digits))
-        .bind(t.created_at)
-        .execute(&self.write)
-        .await
-        .map_err(|e| unique_violation(e, "tenant id"))?;
-        Ok(())
+        self.write(|c| {
+            insert(
+                c,
+                "INSERT INTO tenants (id, display_name, number_digits, created_at) VALUES (?, ?, ?, ?)",
+                params![t.id, t.display_name, t.number_digits, t.created_at],
+                "tenant id",
+            )
+        })
     }
 
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
-        let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(decode::tenant).transpose()
+        self.read(|c| {
+            optional(c, "SELECT * FROM tenants WHERE id = ?", [id], |row| {
+                decode::tenant(row)
+            })
+        })
     }
 
     async fn count_tenants(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
-            .fetch_one(&self.read)
-            .await?)
+        self.read(|c| scalar(c, "SELECT COUNT(*) FROM tenants", []))
     }
 
     async fn create_api_key(
@@ -196,33 +375,36 @@ impl Store for SqliteStore {
         key_hash: &[u8; 32],
         now: i64,
     ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO api_keys (id, tenant_id, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(id)
-            .bind(tenant_id)
-            .bind(role.as_str())
-            .bind(&key_hash[..])
-            .bind(now)
-            .execute(&self.write)
-            .await
-            .map_err(|e| unique_violation(e, "API key"))?;
-        Ok(())
+        self.write(|c| {
+            insert(
+                c,
+                "INSERT INTO api_keys (id, tenant_id, role, key_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                params![id, tenant_id, role.as_str(), &key_hash[..], now],
+                "API key",
+            )
+        })
     }
 
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<(String, Role)>> {
-        let row = sqlx::query("SELECT tenant_id, role FROM api_keys WHERE key_hash = ?")
-            .bind(&key_hash[..])
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(decode::role).transpose()
+        self.read(|c| {
+            optional(
+                c,
+                "SELECT tenant_id, role FROM api_keys WHERE key_hash = ?",
+                [&key_hash[..]],
+                |row| decode::role(row),
+            )
+        })
     }
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE tenant_id = ? AND user_id = ?")
-            .bind(tenant_id)
-            .bind(user_id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(decode::user).transpose()
+        self.read(|c| {
+            optional(
+                c,
+                "SELECT * FROM users WHERE tenant_id = ? AND user_id = ?",
+                [tenant_id, user_id],
+                |row| decode::user(row),
+            )
+        })
     }
 
     async fn set_blocked_until(
@@ -231,14 +413,14 @@ impl Store for SqliteStore {
         user_id: &str,
         until: Option<i64>,
     ) -> StoreResult<bool> {
-        let result =
-            sqlx::query("UPDATE users SET blocked_until = ? WHERE tenant_id = ? AND user_id = ?")
-                .bind(until)
-                .bind(tenant_id)
-                .bind(user_id)
-                .execute(&self.write)
-                .await?;
-        Ok(result.rows_affected() == 1)
+        self.write(|c| {
+            let changed = execute(
+                c,
+                "UPDATE users SET blocked_until = ? WHERE tenant_id = ? AND user_id = ?",
+                params![until, tenant_id, user_id],
+            )?;
+            Ok(changed == 1)
+        })
     }
 
     async fn record_terms(
@@ -248,18 +430,16 @@ impl Store for SqliteStore {
         version: &str,
         now: i64,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO users (tenant_id, user_id, email, terms_version, terms_accepted_at) VALUES (?, ?, '', ?, ?)
-             ON CONFLICT (tenant_id, user_id) DO UPDATE SET terms_version = excluded.terms_version,
-                 terms_accepted_at = excluded.terms_accepted_at",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .bind(version)
-        .bind(now)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        self.write(|c| {
+            execute(
+                c,
+                "INSERT INTO users (tenant_id, user_id, email, terms_version, terms_accepted_at) VALUES (?, ?, '', ?, ?)
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET terms_version = excluded.terms_version,
+                     terms_accepted_at = excluded.terms_accepted_at",
+                params![tenant_id, user_id, version, now],
+            )?;
+            Ok(())
+        })
     }
 
     async fn create_enrollment(
@@ -268,51 +448,51 @@ impl Store for SqliteStore {
         email: &str,
         code_hash: &[u8; 32],
     ) -> StoreResult<()> {
-        let mut tx = self.write.begin().await?;
-        sqlx::query(
-            "INSERT INTO users (tenant_id, user_id, email) VALUES (?, ?, ?)
-             ON CONFLICT (tenant_id, user_id) DO UPDATE SET email = excluded.email",
-        )
-        .bind(&e.tenant_id)
-        .bind(&e.user_id)
-        .bind(email)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO enrollments (id, tenant_id, user_id, code_hash, state, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&e.id)
-        .bind(&e.tenant_id)
-        .bind(&e.user_id)
-        .bind(&code_hash[..])
-        .bind(e.state.as_str())
-        .bind(e.created_at)
-        .bind(e.expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, "activation code"))?;
-        tx.commit().await?;
-        Ok(())
+        self.transaction(|c| {
+            execute(
+                c,
+                "INSERT INTO users (tenant_id, user_id, email) VALUES (?, ?, ?)
+                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET email = excluded.email",
+                params![e.tenant_id, e.user_id, email],
+            )?;
+            insert(
+                c,
+                "INSERT INTO enrollments (id, tenant_id, user_id, code_hash, state, created_at, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    e.id,
+                    e.tenant_id,
+                    e.user_id,
+                    &code_hash[..],
+                    e.state.as_str(),
+                    e.created_at,
+                    e.expires_at
+                ],
+                "activation code",
+            )
+        })
     }
 
     async fn get_enrollment(&self, id: &str) -> StoreResult<Option<Enrollment>> {
-        let row = sqlx::query("SELECT * FROM enrollments WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(decode::enrollment).transpose()
+        self.read(|c| {
+            optional(c, "SELECT * FROM enrollments WHERE id = ?", [id], |row| {
+                decode::enrollment(row)
+            })
+        })
     }
 
     async fn find_enrollment_by_code(
         &self,
         code_hash: &[u8; 32],
     ) -> StoreResult<Option<Enrollment>> {
-        let row = sqlx::query("SELECT * FROM enrollments WHERE code_hash = ?")
-            .bind(&code_hash[..])
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(decode::enrollment).transpose()
+        self.read(|c| {
+            optional(
+                c,
+                "SELECT * FROM enrollments WHERE code_hash = ?",
+                [&code_hash[..]],
+                |row| decode::enrollment(row),
+            )
+        })
     }
 
     async fn register_device(
@@ -322,103 +502,105 @@ impl Store for SqliteStore {
         challenge: &Challenge,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await?;
-        let claimed = sqlx::query(
-            "UPDATE enrollments SET state = 'device_registered', device_id = ?, challenge_id = ?, expires_at = ?
-             WHERE id = ? AND state = 'waiting_for_scan' AND expires_at > ?",
-        )
-        .bind(&d.id)
-        .bind(&challenge.id)
-        .bind(challenge.expires_at)
-        .bind(enrollment_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO devices (id, tenant_id, user_id, display_name, public_key, push_platform, push_token,
-                 state, created_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&d.id)
-        .bind(&d.tenant_id)
-        .bind(&d.user_id)
-        .bind(&d.display_name)
-        .bind(&d.public_key[..])
-        .bind(d.push_platform.as_str())
-        .bind(&d.push_token)
-        .bind(d.state.as_str())
-        .bind(d.created_at)
-        .bind(d.revoked_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, "device id"))?;
-        insert_challenge(&mut tx, challenge).await?;
-        tx.commit().await?;
-        Ok(true)
+        self.transaction(|c| {
+            let claimed = execute(
+                c,
+                "UPDATE enrollments SET state = 'device_registered', device_id = ?, challenge_id = ?, expires_at = ?
+                 WHERE id = ? AND state = 'waiting_for_scan' AND expires_at > ?",
+                params![d.id, challenge.id, challenge.expires_at, enrollment_id, now],
+            )?;
+            if claimed != 1 {
+                return Ok(false);
+            }
+            insert(
+                c,
+                "INSERT INTO devices (id, tenant_id, user_id, display_name, public_key, push_platform, push_token,
+                     state, created_at, revoked_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    d.id,
+                    d.tenant_id,
+                    d.user_id,
+                    d.display_name,
+                    &d.public_key[..],
+                    d.push_platform.as_str(),
+                    d.push_token,
+                    d.state.as_str(),
+                    d.created_at,
+                    d.revoked_at
+                ],
+                "device id",
+            )?;
+            insert_challenge(c, challenge)?;
+            Ok(true)
+        })
     }
 
     async fn get_device(&self, id: &str) -> StoreResult<Option<Device>> {
-        let row = sqlx::query("SELECT * FROM devices WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(decode::device).transpose()
+        self.read(|c| {
+            optional(c, "SELECT * FROM devices WHERE id = ?", [id], |row| {
+                decode::device(row)
+            })
+        })
     }
 
     async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>> {
-        let rows = sqlx::query(
-            "SELECT * FROM devices WHERE tenant_id = ? AND user_id = ? ORDER BY created_at, id",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(decode::device).collect()
+        self.read(|c| {
+            all(
+                c,
+                "SELECT * FROM devices WHERE tenant_id = ? AND user_id = ? ORDER BY created_at, id",
+                [tenant_id, user_id],
+                |row| decode::device(row),
+            )
+        })
     }
 
     async fn save_delivery(&self, d: &PushDelivery) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO push_deliveries
-                 (challenge_id, device_id, push_platform, state, attempts, provider_message_id, reason, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (challenge_id, device_id) DO UPDATE SET
-                 state = excluded.state, attempts = excluded.attempts,
-                 provider_message_id = excluded.provider_message_id,
-                 reason = excluded.reason, updated_at = excluded.updated_at",
-        )
-        .bind(&d.challenge_id)
-        .bind(&d.device_id)
-        .bind(d.push_platform.as_str())
-        .bind(d.state.as_str())
-        .bind(i64::from(d.attempts))
-        .bind(&d.provider_message_id)
-        .bind(&d.reason)
-        .bind(d.updated_at)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        self.write(|c| {
+            execute(
+                c,
+                "INSERT INTO push_deliveries
+                     (challenge_id, device_id, push_platform, state, attempts, provider_message_id, reason, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (challenge_id, device_id) DO UPDATE SET
+                     state = excluded.state, attempts = excluded.attempts,
+                     provider_message_id = excluded.provider_message_id,
+                     reason = excluded.reason, updated_at = excluded.updated_at",
+                params![
+                    d.challenge_id,
+                    d.device_id,
+                    d.push_platform.as_str(),
+                    d.state.as_str(),
+                    d.attempts,
+                    d.provider_message_id,
+                    d.reason,
+                    d.updated_at
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     async fn list_deliveries(&self, challenge_id: &str) -> StoreResult<Vec<PushDelivery>> {
-        let rows =
-            sqlx::query("SELECT * FROM push_deliveries WHERE challenge_id = ? ORDER BY device_id")
-                .bind(challenge_id)
-                .fetch_all(&self.read)
-                .await?;
-        rows.iter().map(decode::delivery).collect()
+        self.read(|c| {
+            all(
+                c,
+                "SELECT * FROM push_deliveries WHERE challenge_id = ? ORDER BY device_id",
+                [challenge_id],
+                |row| decode::delivery(row),
+            )
+        })
     }
 
     async fn invalidate_push_token(&self, device_id: &str, token: &str) -> StoreResult<bool> {
-        let updated =
-            sqlx::query("UPDATE devices SET push_token = '' WHERE id = ? AND push_token = ?")
-                .bind(device_id)
-                .bind(token)
-                .execute(&self.write)
-                .await?;
-        Ok(updated.rows_affected() == 1)
+        self.write(|c| {
+            let changed = execute(
+                c,
+                "UPDATE devices SET push_token = '' WHERE id = ? AND push_token = ?",
+                [device_id, token],
+            )?;
+            Ok(changed == 1)
+        })
     }
 
     async fn set_push_token(
@@ -427,74 +609,66 @@ impl Store for SqliteStore {
         platform: PushPlatform,
         token: &str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE devices SET push_platform = ?, push_token = ? WHERE id = ?")
-            .bind(platform.as_str())
-            .bind(token)
-            .bind(device_id)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        self.write(|c| {
+            execute(
+                c,
+                "UPDATE devices SET push_platform = ?, push_token = ? WHERE id = ?",
+                [platform.as_str(), token, device_id],
+            )?;
+            Ok(())
+        })
     }
 
     async fn revoke_device(&self, device_id: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await?;
-        let result = sqlx::query("UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'")
-            .bind(now)
-            .bind(device_id)
-            .execute(&mut *tx)
-            .await?;
-        // A device still being verified takes its enrollment down with it.
-        let rows = sqlx::query(
-            "UPDATE challenges SET state = 'cancelled', ended_at = ?
-             WHERE target_device_id = ? AND state = 'pending' RETURNING *",
-        )
-        .bind(now)
-        .bind(device_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in &rows {
-            settle_verification(&mut tx, &decode::challenge(row)?, now).await?;
-        }
-        tx.commit().await?;
-        Ok(result.rows_affected() == 1)
+        self.transaction(|c| {
+            let revoked = execute(
+                c,
+                "UPDATE devices SET state = 'revoked', revoked_at = ? WHERE id = ? AND state != 'revoked'",
+                params![now, device_id],
+            )?;
+            // A device still being verified takes its enrollment down with it.
+            end_challenges(
+                c,
+                "UPDATE challenges SET state = 'cancelled', ended_at = ?
+                 WHERE target_device_id = ? AND state = 'pending' RETURNING *",
+                params![now, device_id],
+                now,
+            )?;
+            Ok(revoked == 1)
+        })
     }
 
     async fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> StoreResult<bool> {
-        let result = sqlx::query("INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-            .bind(device_id)
-            .bind(nonce)
-            .bind(expires_at)
-            .execute(&self.write)
-            .await?;
-        Ok(result.rows_affected() == 1)
+        self.write(|c| {
+            let inserted = execute(
+                c,
+                "INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                params![device_id, nonce, expires_at],
+            )?;
+            Ok(inserted == 1)
+        })
     }
 
     async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<Vec<Ended>> {
-        let mut tx = self.write.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE challenges SET state = 'superseded', ended_at = ?
-             WHERE tenant_id = ? AND user_id = ? AND kind = 'sign_in' AND state = 'pending' RETURNING *",
-        )
-        .bind(challenge.created_at)
-        .bind(&challenge.tenant_id)
-        .bind(&challenge.user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let superseded = rows
-            .iter()
-            .map(decode::ended)
-            .collect::<StoreResult<Vec<_>>>()?;
-        insert_challenge(&mut tx, challenge).await?;
-        tx.commit().await?;
-        Ok(superseded)
+        self.transaction(|c| {
+            let superseded = all(
+                c,
+                "UPDATE challenges SET state = 'superseded', ended_at = ?
+                 WHERE tenant_id = ? AND user_id = ? AND kind = 'sign_in' AND state = 'pending' RETURNING *",
+                params![challenge.created_at, challenge.tenant_id, challenge.user_id],
+                |row| decode::ended(row),
+            )?;
+            insert_challenge(c, challenge)?;
+            Ok(superseded)
+        })
     }
 
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>> {
-        let row = sqlx::query("SELECT * FROM challenges WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(decode::challenge).transpose()
+        self.read(|c| {
+            optional(c, "SELECT * FROM challenges WHERE id = ?", [id], |row| {
+                decode::challenge(row)
+            })
+        })
     }
 
     async fn count_challenges_since(
@@ -503,31 +677,33 @@ impl Store for SqliteStore {
         user_id: &str,
         since: i64,
     ) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM challenges WHERE tenant_id = ? AND user_id = ? AND kind = 'sign_in' AND created_at >= ?",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .bind(since)
-        .fetch_one(&self.read)
-        .await?)
+        self.read(|c| {
+            scalar(
+                c,
+                "SELECT COUNT(*) FROM challenges WHERE tenant_id = ? AND user_id = ? AND kind = 'sign_in' AND created_at >= ?",
+                params![tenant_id, user_id, since],
+            )
+        })
     }
 
     async fn pending_for_device(&self, device: &Device, now: i64) -> StoreResult<Vec<Challenge>> {
-        let rows = sqlx::query(
-            "SELECT * FROM challenges
-             WHERE tenant_id = ? AND user_id = ? AND state = 'pending' AND expires_at > ?
-               AND (target_device_id = ? OR (target_device_id IS NULL AND ?))
-             ORDER BY created_at DESC",
-        )
-        .bind(&device.tenant_id)
-        .bind(&device.user_id)
-        .bind(now)
-        .bind(&device.id)
-        .bind(device.state == DeviceState::Active)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(decode::challenge).collect()
+        self.read(|c| {
+            all(
+                c,
+                "SELECT * FROM challenges
+                 WHERE tenant_id = ? AND user_id = ? AND state = 'pending' AND expires_at > ?
+                   AND (target_device_id = ? OR (target_device_id IS NULL AND ?))
+                 ORDER BY created_at DESC",
+                params![
+                    device.tenant_id,
+                    device.user_id,
+                    now,
+                    device.id,
+                    device.state == DeviceState::Active
+                ],
+                |row| decode::challenge(row),
+            )
+        })
     }
 
     async fn end_challenge(
@@ -537,76 +713,61 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<Option<Ended>> {
         let expiring = ending.state == ChallengeState::Expired;
-        let mut tx = self.write.begin().await?;
-        let row = sqlx::query(END_CHALLENGE)
-            .bind(ending.state.as_str())
-            .bind(ending.deny_reason.map(DenyReason::as_str))
-            .bind(&ending.answered_by)
-            .bind(now)
-            .bind(id)
-            .bind(expiring)
-            .bind(now)
-            .bind(expiring)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let challenge = decode::challenge(&row)?;
-        let enrollment_id = settle_verification(&mut tx, &challenge, now).await?;
-        if let Some(until) = ending.block_user_until {
-            sqlx::query("UPDATE users SET blocked_until = ? WHERE tenant_id = ? AND user_id = ?")
-                .bind(until)
-                .bind(&challenge.tenant_id)
-                .bind(&challenge.user_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(Some(Ended {
-            challenge,
-            enrollment_id,
-        }))
+        self.transaction(|c| {
+            let ended = end_challenges(
+                c,
+                END_CHALLENGE,
+                params![
+                    ending.state.as_str(),
+                    ending.deny_reason.map(DenyReason::as_str),
+                    ending.answered_by,
+                    now,
+                    id,
+                    expiring,
+                    now,
+                    expiring,
+                    now
+                ],
+                now,
+            )?
+            .pop();
+            if let (Some(ended), Some(until)) = (&ended, ending.block_user_until) {
+                execute(
+                    c,
+                    "UPDATE users SET blocked_until = ? WHERE tenant_id = ? AND user_id = ?",
+                    params![until, ended.challenge.tenant_id, ended.challenge.user_id],
+                )?;
+            }
+            Ok(ended)
+        })
     }
 
     async fn sweep(&self, now: i64, keep_attempts_since: i64) -> StoreResult<Swept> {
-        let mut tx = self.write.begin().await?;
-        let rows = sqlx::query(
-            "UPDATE challenges SET state = 'expired', ended_at = ? WHERE state = 'pending' AND expires_at <= ? RETURNING *",
-        )
-        .bind(now)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut swept = Swept::default();
-        for row in &rows {
-            let challenge = decode::challenge(row)?;
-            let enrollment_id = settle_verification(&mut tx, &challenge, now).await?;
-            swept.challenges.push(Ended {
-                challenge,
-                enrollment_id,
-            });
-        }
-        let rows = sqlx::query(
-            "UPDATE enrollments SET state = 'expired'
-             WHERE state IN ('waiting_for_scan', 'device_registered') AND expires_at <= ? RETURNING *",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        swept.enrollments = rows
-            .iter()
-            .map(decode::enrollment)
-            .collect::<StoreResult<_>>()?;
-        sqlx::query("DELETE FROM device_nonces WHERE expires_at <= ?")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM failed_attempts WHERE at < ?")
-            .bind(keep_attempts_since)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(swept)
+        self.transaction(|c| {
+            let challenges = end_challenges(
+                c,
+                "UPDATE challenges SET state = 'expired', ended_at = ? WHERE state = 'pending' AND expires_at <= ? RETURNING *",
+                [now, now],
+                now,
+            )?;
+            let enrollments = all(
+                c,
+                "UPDATE enrollments SET state = 'expired'
+                 WHERE state IN ('waiting_for_scan', 'device_registered') AND expires_at <= ? RETURNING *",
+                [now],
+                |row| decode::enrollment(row),
+            )?;
+            execute(c, "DELETE FROM device_nonces WHERE expires_at <= ?", [now])?;
+            execute(
+                c,
+                "DELETE FROM failed_attempts WHERE at < ?",
+                [keep_attempts_since],
+            )?;
+            Ok(Swept {
+                challenges,
+                enrollments,
+            })
+        })
     }
 
     async fn purge(&self, ended_before: i64, audit_before: i64) -> StoreResult<u64> {
@@ -614,103 +775,96 @@ impl Store for SqliteStore {
         // transactions hold their locks briefly.
         let mut deleted = 0;
         for statement in super::PURGE_ENDED {
-            let done = sqlx::query(statement)
-                .bind(ended_before)
-                .execute(&self.write)
-                .await?;
-            deleted += done.rows_affected();
+            deleted += self.write(|c| execute(c, statement, [ended_before]))?;
         }
-        let done = sqlx::query(super::PURGE_AUDIT)
-            .bind(audit_before)
-            .execute(&self.write)
-            .await?;
-        Ok(deleted + done.rows_affected())
+        deleted += self.write(|c| execute(c, super::PURGE_AUDIT, [audit_before]))?;
+        Ok(deleted as u64)
     }
 
     async fn next_deadline(&self) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MIN(t) FROM (
-                 SELECT MIN(expires_at) AS t FROM challenges WHERE state = 'pending'
-                 UNION ALL
-                 SELECT MIN(expires_at) FROM enrollments WHERE state IN ('waiting_for_scan', 'device_registered'))",
-        )
-        .fetch_one(&self.read)
-        .await?)
+        self.read(|c| {
+            scalar(
+                c,
+                "SELECT MIN(t) FROM (
+                     SELECT MIN(expires_at) AS t FROM challenges WHERE state = 'pending'
+                     UNION ALL
+                     SELECT MIN(expires_at) FROM enrollments WHERE state IN ('waiting_for_scan', 'device_registered'))",
+                [],
+            )
+        })
     }
 
     async fn reset_user(&self, tenant_id: &str, user_id: &str, now: i64) -> StoreResult<Reset> {
-        let mut tx = self.write.begin().await?;
-        let revoked_devices = sqlx::query_scalar(
-            "UPDATE devices SET state = 'revoked', revoked_at = ?
-             WHERE tenant_id = ? AND user_id = ? AND state != 'revoked' RETURNING id",
-        )
-        .bind(now)
-        .bind(tenant_id)
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let cancelled: Vec<(String, String)> = sqlx::query_as(
-            "UPDATE challenges SET state = 'cancelled', ended_at = ?
-             WHERE tenant_id = ? AND user_id = ? AND state = 'pending' RETURNING id, kind",
-        )
-        .bind(now)
-        .bind(tenant_id)
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let cancelled_enrollments = sqlx::query_scalar(
-            "UPDATE enrollments SET state = 'cancelled'
-             WHERE tenant_id = ? AND user_id = ? AND state IN ('waiting_for_scan', 'device_registered') RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(decode::reset(
-            revoked_devices,
-            cancelled,
-            cancelled_enrollments,
-        ))
+        self.transaction(|c| {
+            let revoked_devices = all(
+                c,
+                "UPDATE devices SET state = 'revoked', revoked_at = ?
+                 WHERE tenant_id = ? AND user_id = ? AND state != 'revoked' RETURNING id",
+                params![now, tenant_id, user_id],
+                |row| row.text("id"),
+            )?;
+            let cancelled = all(
+                c,
+                "UPDATE challenges SET state = 'cancelled', ended_at = ?
+                 WHERE tenant_id = ? AND user_id = ? AND state = 'pending' RETURNING id, kind",
+                params![now, tenant_id, user_id],
+                |row| Ok((row.text("id")?, row.text("kind")?)),
+            )?;
+            let cancelled_enrollments = all(
+                c,
+                "UPDATE enrollments SET state = 'cancelled'
+                 WHERE tenant_id = ? AND user_id = ? AND state IN ('waiting_for_scan', 'device_registered') RETURNING id",
+                [tenant_id, user_id],
+                |row| row.text("id"),
+            )?;
+            Ok(decode::reset(
+                revoked_devices,
+                cancelled,
+                cancelled_enrollments,
+            ))
+        })
     }
 
     async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()> {
-        sqlx::query("INSERT INTO failed_attempts (scope, key, at) VALUES (?, ?, ?)")
-            .bind(scope)
-            .bind(key)
-            .bind(now)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        self.write(|c| {
+            execute(
+                c,
+                "INSERT INTO failed_attempts (scope, key, at) VALUES (?, ?, ?)",
+                params![scope, key, now],
+            )?;
+            Ok(())
+        })
     }
 
     async fn count_failures(&self, scope: &str, key: &str, since: i64) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM failed_attempts WHERE scope = ? AND key = ? AND at >= ?",
-        )
-        .bind(scope)
-        .bind(key)
-        .bind(since)
-        .fetch_one(&self.read)
-        .await?)
+        self.read(|c| {
+            scalar(
+                c,
+                "SELECT COUNT(*) FROM failed_attempts WHERE scope = ? AND key = ? AND at >= ?",
+                params![scope, key, since],
+            )
+        })
     }
 
     async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&e.tenant_id)
-        .bind(e.at)
-        .bind(&e.event_type)
-        .bind(&e.user_id)
-        .bind(&e.device_id)
-        .bind(&e.challenge_id)
-        .bind(&e.enrollment_id)
-        .bind(&e.detail)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        self.write(|c| {
+            execute(
+                c,
+                "INSERT INTO audit_events (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params![
+                    e.tenant_id,
+                    e.at,
+                    e.event_type,
+                    e.user_id,
+                    e.device_id,
+                    e.challenge_id,
+                    e.enrollment_id,
+                    e.detail
+                ],
+            )?;
+            Ok(())
+        })
     }
 
     async fn list_audit(
@@ -720,18 +874,21 @@ impl Store for SqliteStore {
         before_id: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_events
-             WHERE tenant_id = ? AND (? IS NULL OR user_id = ?) AND id < ?
-             ORDER BY id DESC LIMIT ?",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .bind(user_id)
-        .bind(before_id.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(decode::audit_event).collect()
+        self.read(|c| {
+            all(
+                c,
+                "SELECT * FROM audit_events
+                 WHERE tenant_id = ? AND (? IS NULL OR user_id = ?) AND id < ?
+                 ORDER BY id DESC LIMIT ?",
+                params![
+                    tenant_id,
+                    user_id,
+                    user_id,
+                    before_id.unwrap_or(i64::MAX),
+                    limit
+                ],
+                |row| decode::audit_event(row),
+            )
+        })
     }
 }
