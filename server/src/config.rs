@@ -73,6 +73,11 @@ pub struct Config {
     pub max_message_size: usize,
     /// Calls (streams) open at once on one client connection; more: RESOURCE_EXHAUSTED.
     pub max_streams_per_connection: u32,
+    /// A client connection with no call open for this long is closed (an
+    /// open watch counts as a call, however quiet); `0s` keeps idle
+    /// connections open.
+    #[serde(with = "humantime_serde")]
+    pub idle_connection_timeout: Duration,
     /// Watch streams open at once per tenant; more: RESOURCE_EXHAUSTED.
     pub watch_streams_per_tenant: u32,
     /// Longest life of a watch stream; it then ends with DEADLINE_EXCEEDED
@@ -122,6 +127,7 @@ impl Default for Config {
             signature_window: Duration::from_secs(15 * 60),
             max_message_size: 64 * 1024,
             max_streams_per_connection: 100,
+            idle_connection_timeout: Duration::from_secs(5 * 60),
             watch_streams_per_tenant: 1000,
             watch_max_duration: Duration::from_secs(30 * 60),
             retention: Duration::from_secs(30 * 24 * 60 * 60),
@@ -243,6 +249,7 @@ mod tests {
             )?;
             jail.set_env("MFA_TLS__REQUIRE_CLIENT_CERT", "true");
             jail.set_env("MFA_TLS__CLIENT_CA_FILE", "/etc/mfa/clients.pem");
+            jail.set_env("MFA_IDLE_CONNECTION_TIMEOUT", "90s");
             let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
             assert!(config.tls.enabled() && config.tls.require_client_cert);
             assert_eq!(
@@ -251,6 +258,7 @@ mod tests {
             );
             assert_eq!(config.public_url(), "https://0.0.0.0:50051");
             assert_eq!(config.watch_max_duration, Duration::from_secs(300));
+            assert_eq!(config.idle_connection_timeout, Duration::from_secs(90));
             Ok(())
         });
     }

@@ -3,7 +3,11 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use mfa_server::{config::Config, model::Role, server, telemetry};
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    time::{Duration, UNIX_EPOCH},
+};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +76,19 @@ enum ApiKeyCommand {
         #[arg(long, value_enum)]
         role: KeyRole,
     },
+    /// Lists a tenant's API keys: id, role, when created and revoked (never
+    /// the keys themselves).
+    List {
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revokes an API key. Running servers accept it for at most
+    /// `api_key_cache_ttl` more.
+    Revoke {
+        /// The key's id (as `api-key list` shows it).
+        id: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -109,10 +126,21 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", tenant.id);
             Ok(())
         }
-        Command::ApiKey {
-            command: ApiKeyCommand::Create { tenant, role },
-        } => {
-            let service = server::build_service(&config, config.public_url()).await?;
+        Command::ApiKey { command } => api_key(&config, command).await,
+        Command::Stats { url } => {
+            print!("{}", mfa_server::stats::report(&url).await?);
+            Ok(())
+        }
+    }
+}
+
+async fn api_key(
+    config: &Config,
+    command: ApiKeyCommand,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let service = server::build_service(config, config.public_url()).await?;
+    match command {
+        ApiKeyCommand::Create { tenant, role } => {
             let role = match role {
                 KeyRole::Portal => Role::Portal,
                 KeyRole::Admin => Role::Admin,
@@ -123,13 +151,47 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 "(key id {}; this is the only time the key is shown)",
                 key.id
             );
-            Ok(())
         }
-        Command::Stats { url } => {
-            print!("{}", mfa_server::stats::report(&url).await?);
-            Ok(())
+        ApiKeyCommand::List { tenant } => {
+            let keys = service.list_api_keys(&tenant).await?;
+            println!("{}", columns(["ID", "ROLE", "CREATED", "REVOKED"]));
+            for key in &keys {
+                let revoked = key.revoked_at.map_or_else(|| "-".to_owned(), time);
+                let created = time(key.created_at);
+                println!(
+                    "{}",
+                    columns([&key.id, key.role.as_str(), &created, &revoked])
+                );
+            }
         }
+        ApiKeyCommand::Revoke { id } => match service.revoke_api_key(&id).await? {
+            (key, true) => println!(
+                "revoked API key {} ({} key of tenant {}); servers that checked it \
+                 recently accept it for at most {} more (api_key_cache_ttl)",
+                key.id,
+                key.role.as_str(),
+                key.tenant_id,
+                humantime::format_duration(config.api_key_cache_ttl),
+            ),
+            (key, false) => println!(
+                "API key {} was already revoked at {}",
+                key.id,
+                key.revoked_at.map_or_else(|| "-".to_owned(), time),
+            ),
+        },
     }
+    Ok(())
+}
+
+/// One row of `api-key list`: id, role, created, revoked.
+fn columns([id, role, created, revoked]: [&str; 4]) -> String {
+    format!("{id:<36}  {role:<6}  {created:<20}  {revoked}")
+}
+
+/// A stored time (milliseconds since the epoch) as RFC 3339, in UTC.
+fn time(ms: i64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or_default());
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Error>> {

@@ -112,6 +112,19 @@ pub struct Tenant {
     pub created_at: i64,
 }
 
+/// A portal or admin API key as stored: whose it is and when it was created
+/// and revoked. The key itself is never stored, only its hash, which stays
+/// in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub role: Role,
+    pub created_at: i64,
+    /// Once set, the key no longer authenticates.
+    pub revoked_at: Option<i64>,
+}
+
 /// A person, as the portal identifies them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

@@ -2,7 +2,7 @@
 //! listener (with health and reflection).
 
 use crate::{
-    api::{AdminApi, DeviceApi, PortalApi, StreamLimitLayer},
+    api::{AdminApi, Connections, DeviceApi, PortalApi, StreamLimitLayer},
     config::Config,
     domain::{Limits, Service},
     events::Events,
@@ -206,9 +206,13 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         builder = builder.tls_config(tls)?;
     }
     let client_cert = config.tls.client_cert_policy();
+    let connections = Connections::default();
     let router = builder
         .layer(GrpcTelemetryLayer)
-        .layer(StreamLimitLayer::new(config.max_streams_per_connection))
+        .layer(StreamLimitLayer::new(
+            config.max_streams_per_connection,
+            connections.clone(),
+        ))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(InterceptedService::new(
@@ -230,7 +234,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let service_for_close = service.clone();
     // Small gRPC frames go out at once: with Nagle's algorithm a response
     // waits for the client's delayed ACK (40 ms on Linux).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = connections.track(
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        config.idle_connection_timeout,
+    );
     let task = tokio::spawn(async move {
         let serve = router.serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown_rx.wait_for(|stop| *stop).await;

@@ -155,6 +155,97 @@ async fn an_operator_provisions_a_tenant_and_serves_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_and_revokes_api_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let api_key = |args: &[&str]| run(mfa_server(dir.path()).arg("api-key").args(args));
+    let tenant = stdout(&run(
+        mfa_server(dir.path()).args(["tenant", "create", "--name", "Acme"])
+    ));
+    let create = |role: &str| {
+        let created = api_key(&["create", "--tenant", &tenant, "--role", role]);
+        let stderr = String::from_utf8_lossy(&created.stderr).into_owned();
+        let id = stderr
+            .split("key id ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_else(|| panic!("no key id in {stderr}"))
+            .to_owned();
+        (id, stdout(&created))
+    };
+    let (portal_id, portal_key) = create("portal");
+    let (admin_id, admin_key) = create("admin");
+    let row = |listing: &str, id: &str| {
+        listing
+            .lines()
+            .find(|line| line.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} is not listed: {listing}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut outputs = Vec::new();
+
+    let listed = api_key(&["list", "--tenant", &tenant]);
+    let listing = stdout(&listed);
+    let portal_row = row(&listing, &portal_id);
+    assert_eq!(
+        (&*portal_row[1], &*portal_row[3]),
+        ("portal", "-"),
+        "{listing}"
+    );
+    assert_eq!(row(&listing, &admin_id)[1], "admin");
+    outputs.push(listed);
+
+    // A server that checks the key on every call refuses it once revoked.
+    let mut command = mfa_server(dir.path());
+    command.env("MFA_API_KEY_CACHE_TTL", "0s");
+    let (child, _, addr) = serve_with(command, false);
+    status_with(&addr, &portal_key)
+        .await
+        .expect("the key works before it is revoked");
+    let revoked = api_key(&["revoke", &portal_id]);
+    let message = stdout(&revoked);
+    assert!(
+        message.contains(&format!("revoked API key {portal_id}")),
+        "{message}"
+    );
+    outputs.push(revoked);
+    let refused = status_with(&addr, &portal_key).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    stop(child);
+
+    // Revoking again says so; the listing shows when it was revoked.
+    let again = api_key(&["revoke", &portal_id]);
+    assert!(stdout(&again).contains("already revoked"), "{again:?}");
+    outputs.push(again);
+    let listed = api_key(&["list", "--tenant", &tenant]);
+    let listing = stdout(&listed);
+    let portal_row = row(&listing, &portal_id);
+    assert!(portal_row[3].ends_with('Z'), "a revocation time: {listing}");
+    assert_eq!(row(&listing, &admin_id)[3], "-");
+    outputs.push(listed);
+
+    // An unknown id, and a key pasted instead of its id, are errors.
+    let unknown = api_key(&["revoke", "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("API key not found"));
+    let pasted = api_key(&["revoke", &admin_key]);
+    assert!(!pasted.status.success());
+    assert!(String::from_utf8_lossy(&pasted.stderr).contains("not the key itself"));
+    outputs.extend([unknown, pasted]);
+
+    for output in &outputs {
+        for text in [&output.stdout, &output.stderr] {
+            let text = String::from_utf8_lossy(text);
+            assert!(
+                !text.contains(&portal_key) && !text.contains(&admin_key),
+                "a key is printed"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_dev_on_an_empty_database_prints_working_keys() {
     let dir = tempfile::tempdir().unwrap();
     let (child, lines, addr) = serve(dir.path(), true);

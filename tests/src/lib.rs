@@ -159,6 +159,11 @@ impl TestServer {
         &self.running().service
     }
 
+    /// The address of the gRPC listener.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.running().addr
+    }
+
     /// The address of `/metrics` and `/healthz`.
     pub fn metrics_addr(&self) -> std::net::SocketAddr {
         self.running().metrics_addr

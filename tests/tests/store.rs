@@ -520,3 +520,55 @@ async fn a_reset_revokes_devices_and_cancels_everything_open() {
         assert!(!store.revoke_device(&device.id, NOW + 6).await.unwrap());
     }
 }
+
+#[tokio::test]
+async fn a_revoked_api_key_is_still_listed_but_no_longer_found() {
+    for backend in backends("a_revoked_api_key_is_still_listed_but_no_longer_found").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let tenant = tenant(store).await;
+        let other = self::tenant(store).await;
+        let key = |id: &str, role, created_at, revoked_at| ApiKeyRecord {
+            id: id.to_owned(),
+            tenant_id: tenant.id.clone(),
+            role,
+            created_at,
+            revoked_at,
+        };
+        let (portal, admin) = (id("key"), id("key"));
+        store
+            .create_api_key(&portal, &tenant.id, Role::Portal, &[5; 32], NOW)
+            .await
+            .unwrap();
+        store
+            .create_api_key(&admin, &tenant.id, Role::Admin, &[6; 32], NOW + 1)
+            .await
+            .unwrap();
+        store
+            .create_api_key(&id("key"), &other.id, Role::Portal, &[7; 32], NOW)
+            .await
+            .unwrap();
+
+        assert!(store.revoke_api_key(&portal, NOW + 5).await.unwrap());
+        assert!(!store.revoke_api_key(&portal, NOW + 6).await.unwrap());
+        assert!(!store.revoke_api_key("no-such-key", NOW).await.unwrap());
+        assert_eq!(store.find_api_key(&[5; 32]).await.unwrap(), None, "{name}");
+        assert_eq!(
+            store.find_api_key(&[6; 32]).await.unwrap(),
+            Some((tenant.id.clone(), Role::Admin)),
+            "{name}"
+        );
+        let revoked = key(&portal, Role::Portal, NOW, Some(NOW + 5));
+        assert_eq!(
+            store.get_api_key(&portal).await.unwrap(),
+            Some(revoked.clone()),
+            "{name}"
+        );
+        assert_eq!(store.get_api_key("no-such-key").await.unwrap(), None);
+        assert_eq!(
+            store.list_api_keys(&tenant.id).await.unwrap(),
+            vec![revoked, key(&admin, Role::Admin, NOW + 1, None)],
+            "{name}"
+        );
+    }
+}

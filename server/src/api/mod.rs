@@ -2,6 +2,7 @@
 //! (rejecting bad input there, once), calls the domain, and encodes the result.
 
 mod admin;
+mod connection;
 mod convert;
 mod device;
 mod portal;
@@ -9,6 +10,7 @@ mod stream_limit;
 mod watch;
 
 pub use admin::AdminApi;
+pub use connection::Connections;
 pub use device::DeviceApi;
 pub use portal::PortalApi;
 pub use stream_limit::StreamLimitLayer;

@@ -1,18 +1,18 @@
 //! A limit on the calls open at once on one client connection: past it, a
 //! call is answered RESOURCE_EXHAUSTED at once, so that one connection cannot
-//! hold every task and watch the server has. A call's slot is held until its
-//! response body ends (for a watch, until the stream closes).
+//! hold every task and watch the server has. A call is open until its
+//! response body ends (for a watch, until the stream closes); the count is
+//! kept in [`Connections`], where the idle timeout reads it too.
 
+use super::connection::{Call, Connections};
 use crate::telemetry::metrics;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use std::{
-    collections::HashMap,
     future::Future,
     net::SocketAddr,
     pin::Pin,
-    sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 use tonic::{
@@ -22,23 +22,17 @@ use tonic::{
 };
 use tower::{Layer, Service};
 
-/// Open calls by the client connection's remote address.
-type OpenCalls = Arc<Mutex<HashMap<SocketAddr, u32>>>;
-
 /// Adds [`StreamLimit`] with at most `limit` calls per connection.
 #[derive(Debug, Clone)]
 pub struct StreamLimitLayer {
     limit: u32,
-    open: OpenCalls,
+    connections: Connections,
 }
 
 impl StreamLimitLayer {
-    /// At most `limit` calls open at once per connection.
-    pub fn new(limit: u32) -> Self {
-        Self {
-            limit,
-            open: OpenCalls::default(),
-        }
+    /// At most `limit` calls open at once on each of `connections`.
+    pub fn new(limit: u32, connections: Connections) -> Self {
+        Self { limit, connections }
     }
 }
 
@@ -49,7 +43,7 @@ impl<S> Layer<S> for StreamLimitLayer {
         StreamLimit {
             inner,
             limit: self.limit,
-            open: self.open.clone(),
+            connections: self.connections.clone(),
         }
     }
 }
@@ -59,7 +53,7 @@ impl<S> Layer<S> for StreamLimitLayer {
 pub struct StreamLimit<S> {
     inner: S,
     limit: u32,
-    open: OpenCalls,
+    connections: Connections,
 }
 
 impl<S, B, RB> Service<Request<B>> for StreamLimit<S>
@@ -78,9 +72,10 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let slot = match remote_addr(&request) {
-            Some(peer) => match self.take_slot(peer) {
-                Some(slot) => Some(slot),
+        let connection = remote_addr(&request).and_then(|peer| self.connections.get(peer));
+        let call = match connection {
+            Some(activity) => match activity.begin(self.limit) {
+                Some(call) => Some(call),
                 None => {
                     metrics::throttled("connection_streams");
                     let response = Status::resource_exhausted(format!(
@@ -91,34 +86,19 @@ where
                     return Box::pin(async move { Ok(response) });
                 }
             },
-            // Every listener we serve records the remote address; without
-            // one there is no connection to count against.
+            // The server tracks every connection it accepts; a request
+            // from elsewhere has no connection to count against.
             None => None,
         };
-        let call = self.inner.call(request);
+        let response = self.inner.call(request);
         Box::pin(async move {
-            let response = call.await?;
+            let response = response.await?;
             Ok(response.map(|body| {
                 Body::new(Held {
                     body: Body::new(body),
-                    _slot: slot,
+                    _call: call,
                 })
             }))
-        })
-    }
-}
-
-impl<S> StreamLimit<S> {
-    fn take_slot(&self, peer: SocketAddr) -> Option<Slot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(peer).or_default();
-        if *count >= self.limit {
-            return None;
-        }
-        *count += 1;
-        Some(Slot {
-            open: self.open.clone(),
-            peer,
         })
     }
 }
@@ -135,28 +115,10 @@ fn remote_addr<B>(request: &Request<B>) -> Option<SocketAddr> {
         })
 }
 
-/// One open call of a connection; freed when dropped.
-struct Slot {
-    open: OpenCalls,
-    peer: SocketAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.peer) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.peer);
-            }
-        }
-    }
-}
-
-/// A response body that holds its call's slot until it is dropped.
+/// A response body that keeps its call open until it is dropped.
 struct Held {
     body: Body,
-    _slot: Option<Slot>,
+    _call: Option<Call>,
 }
 
 impl http_body::Body for Held {

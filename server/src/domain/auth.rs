@@ -2,7 +2,7 @@
 
 use super::{input, new_id, now_ms, random_bytes, secret_hash, Error, Reason, Result, Service};
 use crate::{
-    model::{AuditEvent, Device, DeviceState, Role, Tenant},
+    model::{ApiKeyRecord, AuditEvent, Device, DeviceState, Role, Tenant},
     telemetry::metrics,
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
@@ -83,6 +83,45 @@ impl Service {
         })
         .await;
         Ok(key)
+    }
+
+    /// A tenant's API keys, revoked ones included, oldest first (CLI).
+    pub async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        input::id("tenant", tenant_id)?;
+        if self.store().get_tenant(tenant_id).await?.is_none() {
+            return Err(Error::NotFound("tenant"));
+        }
+        Ok(self.store().list_api_keys(tenant_id).await?)
+    }
+
+    /// Revokes an API key by its id (CLI); true if this call revoked it,
+    /// false if it was revoked already. The row stays, so that the audit
+    /// trail keeps naming it. A server that checked the key within
+    /// `api_key_cache_ttl` keeps accepting it until that time has passed.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<(ApiKeyRecord, bool)> {
+        if id.starts_with(API_KEY_PREFIX) {
+            // Someone pasted the key itself: refuse without repeating it.
+            return Err(Error::invalid(
+                "give the key's id (as `api-key list` shows it), not the key itself",
+            ));
+        }
+        input::id("key id", id)?;
+        let revoked = self.store().revoke_api_key(id, now_ms()).await?;
+        let key = self
+            .store()
+            .get_api_key(id)
+            .await?
+            .ok_or(Error::NotFound("API key"))?;
+        if revoked {
+            self.audit(AuditEvent {
+                tenant_id: Some(key.tenant_id.clone()),
+                event_type: "api_key.revoked".into(),
+                detail: format!("role {} key {}", key.role.as_str(), key.id),
+                ..Default::default()
+            })
+            .await;
+        }
+        Ok((key, revoked))
     }
 
     /// The tenant of a valid key of this role.

@@ -36,6 +36,9 @@ timed! {
     fn count_tenants(&self) -> i64;
     fn create_api_key(&self, id: &str, tenant_id: &str, role: Role, key_hash: &[u8; 32], now: i64) -> ();
     fn find_api_key(&self, key_hash: &[u8; 32]) -> Option<(String, Role)>;
+    fn get_api_key(&self, id: &str) -> Option<ApiKeyRecord>;
+    fn list_api_keys(&self, tenant_id: &str) -> Vec<ApiKeyRecord>;
+    fn revoke_api_key(&self, id: &str, now: i64) -> bool;
     fn get_user(&self, tenant_id: &str, user_id: &str) -> Option<User>;
     fn set_blocked_until(&self, tenant_id: &str, user_id: &str, until: Option<i64>) -> bool;
     fn record_terms(&self, tenant_id: &str, user_id: &str, version: &str, now: i64) -> ();

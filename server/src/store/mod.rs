@@ -108,6 +108,11 @@ pub(crate) const PURGE_ENDED: [&str; 2] = [
 ];
 pub(crate) const PURGE_AUDIT: &str = "DELETE FROM audit_events WHERE at < $1";
 
+/// The statement of [`Store::find_api_key`], the same on every backend
+/// (`$1`: the key's hash): a revoked key no longer authenticates.
+pub(crate) const FIND_API_KEY: &str =
+    "SELECT tenant_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL";
+
 /// The operations the service needs from its database.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -131,8 +136,14 @@ pub trait Store: Send + Sync + 'static {
         key_hash: &[u8; 32],
         now: i64,
     ) -> StoreResult<()>;
-    /// The tenant and role of the key with this hash.
+    /// The tenant and role of the unrevoked key with this hash.
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<(String, Role)>>;
+    /// The key with this id, revoked or not.
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// A tenant's keys, revoked ones included, oldest first.
+    async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Revokes a key unless already revoked; true if it changed.
+    async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool>;
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> StoreResult<Option<User>>;
     /// Sets (or clears) the block on a user's new challenges.

@@ -71,6 +71,17 @@ pub(super) fn role(row: &impl Columns) -> StoreResult<(String, Role)> {
     ))
 }
 
+pub(super) fn api_key(row: &impl Columns) -> StoreResult<ApiKeyRecord> {
+    let (tenant_id, role) = role(row)?;
+    Ok(ApiKeyRecord {
+        id: row.text("id")?,
+        tenant_id,
+        role,
+        created_at: row.integer("created_at")?,
+        revoked_at: row.optional_integer("revoked_at")?,
+    })
+}
+
 pub(super) fn tenant(row: &impl Columns) -> StoreResult<Tenant> {
     Ok(Tenant {
         id: row.text("id")?,

@@ -387,12 +387,9 @@ impl Store for SqliteStore {
 
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<(String, Role)>> {
         self.read(|c| {
-            optional(
-                c,
-                "SELECT tenant_id, role FROM api_keys WHERE key_hash = ?",
-                [&key_hash[..]],
-                |row| decode::role(row),
-            )
+            optional(c, super::FIND_API_KEY, [&key_hash[..]], |row| {
+                decode::role(row)
+            })
         })
     }
 
@@ -889,6 +886,40 @@ impl Store for SqliteStore {
                 ],
                 |row| decode::audit_event(row),
             )
+        })
+    }
+
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        self.read(|c| {
+            optional(
+                c,
+                "SELECT id, tenant_id, role, created_at, revoked_at FROM api_keys WHERE id = ?",
+                [id],
+                |row| decode::api_key(row),
+            )
+        })
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.read(|c| {
+            all(
+                c,
+                "SELECT id, tenant_id, role, created_at, revoked_at FROM api_keys
+                 WHERE tenant_id = ? ORDER BY created_at, id",
+                [tenant_id],
+                |row| decode::api_key(row),
+            )
+        })
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool> {
+        self.write(|c| {
+            let revoked = execute(
+                c,
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                params![now, id],
+            )?;
+            Ok(revoked == 1)
         })
     }
 }

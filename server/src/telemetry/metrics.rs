@@ -124,7 +124,7 @@ fn describe() {
     describe_counter!("mfa_auth_failures_total", "Failed authentications by kind");
     describe_counter!(
         "mfa_throttled_total",
-        "Calls refused by a limit (RESOURCE_EXHAUSTED), by limit"
+        "Calls refused (RESOURCE_EXHAUSTED) or idle connections closed by a limit, by limit"
     );
 }
 
@@ -196,7 +196,8 @@ pub fn auth_failure(kind: &'static str) {
 }
 
 /// A call refused by a limit: `activation`, `device_signature`,
-/// `challenges`, `watch_streams` or `connection_streams`.
+/// `challenges`, `watch_streams` or `connection_streams`; or a connection
+/// closed by one: `idle_connection`.
 pub fn throttled(limit: &'static str) {
     metrics::counter!("mfa_throttled_total", "limit" => limit).increment(1);
 }

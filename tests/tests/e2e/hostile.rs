@@ -666,16 +666,26 @@ async fn a_flood_of_challenges_for_one_user_is_capped_audited_and_counted() {
     assert_eq!(pending.challenge_id, last.unwrap().challenge_id);
 }
 
+/// Revokes the default tenant's portal key, as `mfa-server api-key revoke` does.
+async fn revoke_portal_key(server: &TestServer) {
+    let service = server.service();
+    let keys = service.list_api_keys(&server.tenant.id).await.unwrap();
+    let portal = keys
+        .iter()
+        .find(|k| k.role == mfa_server::model::Role::Portal)
+        .expect("a portal key");
+    let (revoked, changed) = service.revoke_api_key(&portal.id).await.unwrap();
+    assert!(changed && revoked.revoked_at.is_some(), "{revoked:?}");
+}
+
 #[tokio::test]
-async fn a_deleted_api_key_stops_working_once_its_cached_check_expires() {
+async fn a_revoked_api_key_stops_working_once_its_cached_check_expires() {
     let ttl = Duration::from_millis(300);
     let server = TestServer::start_with(|c| c.api_key_cache_ttl = ttl).await;
     let portal = server.portal().await;
     portal.user_status("u").await.unwrap();
 
-    server
-        .execute_sql("DELETE FROM api_keys WHERE role = 'portal'")
-        .await;
+    revoke_portal_key(&server).await;
     // Within the cache lifetime the checked key is still trusted...
     portal.user_status("u").await.unwrap();
     // ...and once it has passed, the database decides.
@@ -685,13 +695,14 @@ async fn a_deleted_api_key_stops_working_once_its_cached_check_expires() {
 }
 
 #[tokio::test]
-async fn with_no_api_key_cache_a_deleted_key_stops_working_at_once() {
+async fn with_no_api_key_cache_a_revoked_key_stops_working_at_once() {
     let server = TestServer::start_with(|c| c.api_key_cache_ttl = Duration::ZERO).await;
     let portal = server.portal().await;
     portal.user_status("u").await.unwrap();
-    server
-        .execute_sql("DELETE FROM api_keys WHERE role = 'portal'")
-        .await;
+    revoke_portal_key(&server).await;
     let error = portal.user_status("u").await.unwrap_err();
     assert_eq!(error.code(), Some(Code::Unauthenticated), "{error:?}");
+    // The tenant's admin key still works, and its audit log holds the revocation.
+    let events = server.audit_types("").await;
+    assert_eq!(count(&events, "api_key.revoked"), 1, "{events:?}");
 }

@@ -1,6 +1,10 @@
 //! Resource limits: each is set low in the configuration, crossed, and
 //! answered with its documented status code, counted in the metrics.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use mfa_proto::v1::{
     self as proto, ChallengeState, Decision, ResetUserMethodsRequest, SignInContext,
 };
@@ -9,7 +13,8 @@ use mfa_tests::{
     scrape::{scrape, value},
     *,
 };
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::{net::TcpStream, task::JoinHandle};
 use tonic::Code;
 
 async fn throttled(server: &TestServer, limit: &str) -> f64 {
@@ -223,4 +228,98 @@ async fn the_portal_helper_watches_again_past_watch_max_duration() {
         .await
         .unwrap();
     assert_eq!(outcome.state(), ChallengeState::Expired);
+}
+
+/// The idle timeout of the tests below: short, so that they wait little.
+const IDLE: Duration = Duration::from_millis(200);
+
+/// An HTTP/2 connection of the test's own to the server, and a task that
+/// ends when the server closes it.
+async fn raw_connection(server: &TestServer) -> (SendRequest<Full<Bytes>>, JoinHandle<()>) {
+    let tcp = TcpStream::connect(server.addr()).await.unwrap();
+    // A request's HEADERS and DATA frames go out at once, not 40 ms apart.
+    tcp.set_nodelay(true).unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let closed = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, closed)
+}
+
+/// One gRPC health check on `connection`, read to its end; its `grpc-status`.
+async fn health_check(server: &TestServer, connection: &mut SendRequest<Full<Bytes>>) -> String {
+    let request = http::Request::post(format!("{}/grpc.health.v1.Health/Check", server.url))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        // An empty HealthCheckRequest (the whole server): uncompressed, length 0.
+        .body(Full::new(Bytes::from_static(&[0; 5])))
+        .unwrap();
+    let response = connection.send_request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap();
+    let trailers = body.trailers().expect("gRPC trailers");
+    trailers["grpc-status"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_connection_without_a_call_for_idle_connection_timeout_is_closed() {
+    let server = TestServer::start_with(|c| c.idle_connection_timeout = IDLE).await;
+    let closed_before = throttled(&server, "idle_connection").await;
+    let (mut connection, closed) = raw_connection(&server).await;
+    assert_eq!(health_check(&server, &mut connection).await, "0");
+    let quiet_since = Instant::now();
+
+    within(closed).await.unwrap();
+    assert!(quiet_since.elapsed() >= IDLE, "closed before it was idle");
+    assert!(connection.is_closed());
+    assert!(throttled(&server, "idle_connection").await > closed_before);
+    // The client's next call opens a new connection.
+    assert!(server.portal().await.user_status("u").await.is_ok());
+}
+
+#[tokio::test]
+async fn an_open_watch_keeps_its_connection_past_idle_connection_timeout() {
+    let server = TestServer::start_with(|c| c.idle_connection_timeout = IDLE).await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    // A connection that carries nothing but the watch.
+    let watching = server.portal().await;
+    let mut watch = watching
+        .watch_challenge(&challenge.challenge_id)
+        .await
+        .unwrap();
+    let first = within(watch.message()).await.unwrap().expect("first state");
+    assert_eq!(first.challenge.unwrap().state(), ChallengeState::Pending);
+
+    // Meanwhile a connection without a call is closed, and the watch stays
+    // quiet for a few more idle periods...
+    let (mut quiet, closed) = raw_connection(&server).await;
+    assert_eq!(health_check(&server, &mut quiet).await, "0");
+    within(closed).await.unwrap();
+    tokio::time::sleep(IDLE * 3).await;
+
+    // ...and still delivers the outcome.
+    let pending = only_pending(&mut phone).await;
+    phone.approve(&pending, &challenge.number).await.unwrap();
+    let outcome = within(watch.message()).await.unwrap().expect("outcome");
+    assert_eq!(outcome.challenge.unwrap().state(), ChallengeState::Approved);
+}
+
+#[tokio::test]
+async fn a_connection_calling_more_often_than_idle_connection_timeout_stays_open() {
+    let server = TestServer::start_with(|c| c.idle_connection_timeout = IDLE).await;
+    let (mut connection, closed) = raw_connection(&server).await;
+    let started = Instant::now();
+    while started.elapsed() < IDLE * 4 {
+        assert_eq!(health_check(&server, &mut connection).await, "0");
+        tokio::time::sleep(IDLE / 4).await;
+    }
+    assert!(!closed.is_finished(), "the server closed a busy connection");
+    assert_eq!(health_check(&server, &mut connection).await, "0");
 }

@@ -207,11 +207,42 @@ impl Store for PostgresStore {
     }
 
     async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<(String, Role)>> {
-        let row = sqlx::query("SELECT tenant_id, role FROM api_keys WHERE key_hash = $1")
+        let row = sqlx::query(super::FIND_API_KEY)
             .bind(&key_hash[..])
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(decode::role).transpose()
+    }
+
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, role, created_at, revoked_at FROM api_keys WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode::api_key).transpose()
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, role, created_at, revoked_at FROM api_keys
+             WHERE tenant_id = $1 ORDER BY created_at, id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode::api_key).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let result =
+            sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(result.rows_affected() == 1)
     }
 
     async fn get_user(&self, tenant_id: &str, user_id: &str) -> StoreResult<Option<User>> {
