@@ -204,6 +204,8 @@ pub struct Ending {
     pub answered_by: Option<String>,
     /// Block the user's new challenges until then (fraud report).
     pub block_user_until: Option<i64>,
+    /// Why it ended, for the audit log, when the deny reason does not say.
+    pub note: Option<String>,
 }
 
 impl Ending {
@@ -214,6 +216,7 @@ impl Ending {
             deny_reason: None,
             answered_by: None,
             block_user_until: None,
+            note: None,
         }
     }
 }

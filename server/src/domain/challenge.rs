@@ -105,19 +105,10 @@ impl Service {
         let superseded = self.store().create_challenge(&challenge).await?;
         self.wake_sweeper();
         for ended in &superseded {
-            self.announce_end(ended, Some(format!("superseded by {}", challenge.id)))
-                .await;
+            self.announce_end(ended);
         }
         tracing::info!(challenge_id = %challenge.id, "challenge created");
         metrics::challenge_created(tenant_id);
-        self.audit(AuditEvent {
-            tenant_id: Some(tenant_id.to_owned()),
-            event_type: "challenge.created".into(),
-            user_id: Some(user_id.to_owned()),
-            challenge_id: Some(challenge.id.clone()),
-            ..Default::default()
-        })
-        .await;
         self.events()
             .publish(Change::Challenge(challenge.id.clone()));
 
@@ -230,16 +221,9 @@ impl Service {
                 "challenge already ended",
             ));
         };
-        self.announce_end(&ended, None).await;
+        self.announce_end(&ended);
         if ending.block_user_until.is_some() {
             tracing::warn!(challenge_id = %ended.challenge.id, "fraud reported; user blocked");
-            self.audit_device(
-                &device,
-                "user.blocked",
-                Some(&ended.challenge.id),
-                "fraud reported",
-            )
-            .await;
         }
         Ok(ended.challenge)
     }
@@ -249,15 +233,17 @@ impl Service {
         let challenge = self.challenge(tenant_id, challenge_id).await?;
         let now = now_ms();
         ensure_pending(&challenge, now)?;
-        let ending = Ending::unanswered(ChallengeState::Cancelled);
+        let ending = Ending {
+            note: Some("cancelled by the portal".into()),
+            ..Ending::unanswered(ChallengeState::Cancelled)
+        };
         match self
             .store()
             .end_challenge(&challenge.id, &ending, now)
             .await?
         {
             Some(ended) => {
-                self.announce_end(&ended, Some("cancelled by the portal".into()))
-                    .await;
+                self.announce_end(&ended);
                 Ok(ended.challenge)
             }
             None => {
@@ -278,6 +264,7 @@ fn denied(device: &Device, reason: DenyReason, block_user_until: Option<i64>) ->
         deny_reason: Some(reason),
         answered_by: Some(device.id.clone()),
         block_user_until,
+        note: None,
     }
 }
 

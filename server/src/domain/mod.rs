@@ -219,18 +219,10 @@ impl Service {
                 .as_millis() as i64;
         let swept = self.store().sweep(now, keep_since).await?;
         for ended in &swept.challenges {
-            self.announce_end(ended, None).await;
+            self.announce_end(ended);
         }
         for enrollment in &swept.enrollments {
             metrics::enrollment(&enrollment.tenant_id, "expired");
-            self.audit(AuditEvent {
-                tenant_id: Some(enrollment.tenant_id.clone()),
-                event_type: "enrollment.expired".into(),
-                user_id: Some(enrollment.user_id.clone()),
-                enrollment_id: Some(enrollment.id.clone()),
-                ..Default::default()
-            })
-            .await;
             self.events()
                 .publish(Change::Enrollment(enrollment.id.clone()));
         }
@@ -275,25 +267,12 @@ impl Service {
         self.inner.deadlines.notify_one();
     }
 
-    /// Audits and publishes a challenge that ended (and its enrollment).
-    async fn announce_end(&self, ended: &Ended, detail: Option<String>) {
+    /// Counts and publishes a challenge that ended (and its enrollment); the
+    /// store audited it in the transaction that ended it.
+    fn announce_end(&self, ended: &Ended) {
         let c = &ended.challenge;
-        let event_type = format!("challenge.{}", c.state.as_str());
         tracing::info!(challenge_id = %c.id, state = c.state.as_str(), "challenge ended");
         metrics::challenge_ended(c);
-        self.audit(AuditEvent {
-            tenant_id: Some(c.tenant_id.clone()),
-            event_type,
-            user_id: Some(c.user_id.clone()),
-            device_id: c.answered_by.clone().or_else(|| c.target_device_id.clone()),
-            challenge_id: Some(c.id.clone()),
-            enrollment_id: ended.enrollment_id.clone(),
-            detail: detail
-                .or_else(|| c.deny_reason.map(|r| r.as_str().to_owned()))
-                .unwrap_or_default(),
-            ..Default::default()
-        })
-        .await;
         self.events().publish(Change::Challenge(c.id.clone()));
         if let Some(enrollment_id) = &ended.enrollment_id {
             self.events()

@@ -35,6 +35,99 @@ fn enrollment_after_verification(state: ChallengeState) -> EnrollmentState {
     }
 }
 
+/// The audit entries a store writes in the same transaction as the change
+/// they record, so that no crash can separate an outcome from its record.
+pub(crate) mod audit {
+    use super::Ended;
+    use crate::model::*;
+
+    /// A challenge was created.
+    pub fn created(challenge: &Challenge) -> AuditEvent {
+        AuditEvent {
+            tenant_id: Some(challenge.tenant_id.clone()),
+            at: challenge.created_at,
+            event_type: "challenge.created".into(),
+            user_id: Some(challenge.user_id.clone()),
+            challenge_id: Some(challenge.id.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// A challenge ended (`challenge.approved`, `challenge.expired`, …), with
+    /// `note` or else its deny reason as the detail.
+    pub fn ended(ended: &Ended, note: Option<&str>, at: i64) -> AuditEvent {
+        let c = &ended.challenge;
+        AuditEvent {
+            tenant_id: Some(c.tenant_id.clone()),
+            at,
+            event_type: format!("challenge.{}", c.state.as_str()),
+            user_id: Some(c.user_id.clone()),
+            device_id: c.answered_by.clone().or_else(|| c.target_device_id.clone()),
+            challenge_id: Some(c.id.clone()),
+            enrollment_id: ended.enrollment_id.clone(),
+            detail: note
+                .map(str::to_owned)
+                .or_else(|| c.deny_reason.map(|r| r.as_str().to_owned()))
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    /// The user was blocked by a fraud report on this challenge.
+    pub fn blocked(challenge: &Challenge, at: i64) -> AuditEvent {
+        AuditEvent {
+            tenant_id: Some(challenge.tenant_id.clone()),
+            at,
+            event_type: "user.blocked".into(),
+            user_id: Some(challenge.user_id.clone()),
+            device_id: challenge.answered_by.clone(),
+            challenge_id: Some(challenge.id.clone()),
+            detail: "fraud reported".into(),
+            ..Default::default()
+        }
+    }
+
+    /// An enrollment expired unfinished.
+    pub fn enrollment_expired(enrollment: &Enrollment, at: i64) -> AuditEvent {
+        AuditEvent {
+            tenant_id: Some(enrollment.tenant_id.clone()),
+            at,
+            event_type: "enrollment.expired".into(),
+            user_id: Some(enrollment.user_id.clone()),
+            enrollment_id: Some(enrollment.id.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// The entries of one sweep: expired challenges and enrollments.
+    pub fn swept(swept: &super::Swept, at: i64) -> Vec<AuditEvent> {
+        let challenges = swept.challenges.iter().map(|e| ended(e, None, at));
+        let enrollments = swept.enrollments.iter().map(|e| enrollment_expired(e, at));
+        challenges.chain(enrollments).collect()
+    }
+
+    /// The entries of a challenge's creation and of those it superseded.
+    pub fn creation(challenge: &Challenge, superseded: &[Ended]) -> Vec<AuditEvent> {
+        let note = format!("superseded by {}", challenge.id);
+        superseded
+            .iter()
+            .map(|e| ended(e, Some(&note), challenge.created_at))
+            .chain([created(challenge)])
+            .collect()
+    }
+
+    /// The entries of an ending: the end, and the block a fraud report set.
+    pub fn ending(ended: &Ended, ending: &Ending, at: i64) -> Vec<AuditEvent> {
+        let block = ending
+            .block_user_until
+            .map(|_| blocked(&ended.challenge, at));
+        [self::ended(ended, ending.note.as_deref(), at)]
+            .into_iter()
+            .chain(block)
+            .collect()
+    }
+}
+
 /// The database URL with its password, if any, replaced by `***`: the form
 /// that may be logged or shown.
 pub fn redacted_url(url: &str) -> String {
@@ -207,7 +300,8 @@ pub trait Store: Send + Sync + 'static {
     async fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> StoreResult<bool>;
 
     /// Inserts a challenge, superseding the user's pending sign-in challenges
-    /// in the same transaction; returns the superseded ones.
+    /// in the same transaction; returns the superseded ones. The audit entries
+    /// ([`audit::creation`]) go in the same transaction.
     async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<Vec<Ended>>;
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>>;
     /// How many challenges the user got since `since`.
@@ -221,7 +315,8 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_for_device(&self, device: &Device, now: i64) -> StoreResult<Vec<Challenge>>;
     /// Ends a challenge if it is still pending (and, unless it is being
     /// expired, not yet expired at `now`); `None` if it was not. Ending a
-    /// verification challenge also settles its enrollment and device.
+    /// verification challenge also settles its enrollment and device. The
+    /// audit entries ([`audit::ending`]) go in the same transaction.
     async fn end_challenge(
         &self,
         id: &str,
@@ -229,7 +324,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<Option<Ended>>;
 
-    /// Expires everything due at `now` and purges spent nonces and attempts.
+    /// Expires everything due at `now` (audited in the same transaction:
+    /// [`audit::swept`]) and purges spent nonces and attempts.
     async fn sweep(&self, now: i64, keep_attempts_since: i64) -> StoreResult<Swept>;
     /// Deletes challenges that ended before `ended_before` (with their push
     /// deliveries), ended enrollments that expired before it, and audit

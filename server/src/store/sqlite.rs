@@ -12,7 +12,7 @@
 //! file and shares the bundled SQLite library.
 
 use super::rows::{self as decode, Columns};
-use super::{Ended, Reset, Store, StoreError, StoreResult, Swept};
+use super::{audit, Ended, Reset, Store, StoreError, StoreResult, Swept};
 use crate::model::*;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, Params, TransactionBehavior};
@@ -297,6 +297,31 @@ fn end_challenges(
             })
         })
         .collect()
+}
+
+/// Appends audit entries (in the caller's transaction, if any).
+fn insert_audit<'a>(
+    connection: &Connection,
+    events: impl IntoIterator<Item = &'a AuditEvent>,
+) -> StoreResult<()> {
+    for e in events {
+        execute(
+            connection,
+            "INSERT INTO audit_events (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            params![
+                e.tenant_id,
+                e.at,
+                e.event_type,
+                e.user_id,
+                e.device_id,
+                e.challenge_id,
+                e.enrollment_id,
+                e.detail
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 const END_CHALLENGE: &str =
@@ -656,6 +681,7 @@ impl Store for SqliteStore {
                 |row| decode::ended(row),
             )?;
             insert_challenge(c, challenge)?;
+            insert_audit(c, &audit::creation(challenge, &superseded))?;
             Ok(superseded)
         })
     }
@@ -728,14 +754,16 @@ impl Store for SqliteStore {
                 now,
             )?
             .pop();
-            if let (Some(ended), Some(until)) = (&ended, ending.block_user_until) {
+            let Some(ended) = ended else { return Ok(None) };
+            if let Some(until) = ending.block_user_until {
                 execute(
                     c,
                     "UPDATE users SET blocked_until = ? WHERE tenant_id = ? AND user_id = ?",
                     params![until, ended.challenge.tenant_id, ended.challenge.user_id],
                 )?;
             }
-            Ok(ended)
+            insert_audit(c, &audit::ending(&ended, ending, now))?;
+            Ok(Some(ended))
         })
     }
 
@@ -760,10 +788,12 @@ impl Store for SqliteStore {
                 "DELETE FROM failed_attempts WHERE at < ?",
                 [keep_attempts_since],
             )?;
-            Ok(Swept {
+            let swept = Swept {
                 challenges,
                 enrollments,
-            })
+            };
+            insert_audit(c, &audit::swept(&swept, now))?;
+            Ok(swept)
         })
     }
 
@@ -843,25 +873,8 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        self.write(|c| {
-            execute(
-                c,
-                "INSERT INTO audit_events (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                params![
-                    e.tenant_id,
-                    e.at,
-                    e.event_type,
-                    e.user_id,
-                    e.device_id,
-                    e.challenge_id,
-                    e.enrollment_id,
-                    e.detail
-                ],
-            )?;
-            Ok(())
-        })
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        self.write(|c| insert_audit(c, [event]))
     }
 
     async fn list_audit(

@@ -15,11 +15,13 @@ mod feed;
 pub use feed::ChangeFeed;
 
 use super::rows::{self as decode, unique_violation};
-use super::{enrollment_after_verification, Ended, PoolSettings, Reset, Store, StoreResult, Swept};
+use super::{
+    audit, enrollment_after_verification, Ended, PoolSettings, Reset, Store, StoreResult, Swept,
+};
 use crate::model::*;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::str::FromStr;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -120,6 +122,27 @@ async fn settle_verification(
     .fetch_optional(&mut **tx)
     .await?;
     Ok(enrollment)
+}
+
+/// Appends audit entries (in the caller's transaction, if any).
+async fn insert_audit(connection: &mut PgConnection, events: &[AuditEvent]) -> StoreResult<()> {
+    for e in events {
+        sqlx::query(
+            "INSERT INTO audit_events (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&e.tenant_id)
+        .bind(e.at)
+        .bind(&e.event_type)
+        .bind(&e.user_id)
+        .bind(&e.device_id)
+        .bind(&e.challenge_id)
+        .bind(&e.enrollment_id)
+        .bind(&e.detail)
+        .execute(&mut *connection)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Ends a pending challenge: one that is due when expiring (`$6`), one that
@@ -526,6 +549,7 @@ impl Store for PostgresStore {
             .map(decode::ended)
             .collect::<StoreResult<Vec<_>>>()?;
         insert_challenge(&mut tx, challenge).await?;
+        insert_audit(&mut tx, &audit::creation(challenge, &superseded)).await?;
         tx.commit().await?;
         Ok(superseded)
     }
@@ -611,11 +635,13 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
-        Ok(Some(Ended {
+        let ended = Ended {
             challenge,
             enrollment_id,
-        }))
+        };
+        insert_audit(&mut tx, &audit::ending(&ended, ending, now)).await?;
+        tx.commit().await?;
+        Ok(Some(ended))
     }
 
     async fn sweep(&self, now: i64, keep_attempts_since: i64) -> StoreResult<Swept> {
@@ -668,6 +694,7 @@ impl Store for PostgresStore {
         .bind(keep_attempts_since)
         .execute(&mut *tx)
         .await?;
+        insert_audit(&mut tx, &audit::swept(&swept, now)).await?;
         tx.commit().await?;
         Ok(swept)
     }
@@ -759,22 +786,9 @@ impl Store for PostgresStore {
         .await?)
     }
 
-    async fn append_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&e.tenant_id)
-        .bind(e.at)
-        .bind(&e.event_type)
-        .bind(&e.user_id)
-        .bind(&e.device_id)
-        .bind(&e.challenge_id)
-        .bind(&e.enrollment_id)
-        .bind(&e.detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        let mut connection = self.pool.acquire().await?;
+        insert_audit(&mut connection, std::slice::from_ref(event)).await
     }
 
     async fn list_audit(
