@@ -156,6 +156,9 @@ pub enum StoreError {
     /// A unique value (id, key hash, activation code hash) already exists.
     #[error("duplicate {0}")]
     Duplicate(&'static str),
+    /// A thread or file the store needs could not be set up.
+    #[error("database I/O: {0}")]
+    Io(#[from] std::io::Error),
     /// A stored value could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

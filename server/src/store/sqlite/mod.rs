@@ -16,6 +16,8 @@
 //! Migrations stay with sqlx's migrator, which keeps its ledger in the same
 //! file and shares the bundled SQLite library.
 
+mod checkpoint;
+
 use super::rows::{self as decode, Columns};
 use super::{audit, Ended, Reset, Store, StoreError, StoreResult, Swept};
 use crate::model::*;
@@ -25,7 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use std::{
     path::{Path, PathBuf},
     str::FromStr,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
 
@@ -41,8 +43,9 @@ const IDLE_READERS: usize = 8;
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Arc<Mutex<Connection>>,
     readers: Mutex<Vec<Connection>>,
+    _checkpointer: checkpoint::Checkpointer,
 }
 
 impl SqliteStore {
@@ -51,7 +54,8 @@ impl SqliteStore {
     /// WAL lets readers run beside the writer; `synchronous = NORMAL` is
     /// durable across process crashes in WAL mode (an OS crash may lose the
     /// last commits, never corrupt the file); foreign keys are enforced; a busy
-    /// timeout rides out checkpoints and other processes such as `migrate`.
+    /// timeout rides out other processes such as `migrate`. Checkpoints run on
+    /// a thread of their own ([`checkpoint`]).
     pub async fn open(url: &str) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?;
         let path = options.get_filename().to_owned();
@@ -61,9 +65,12 @@ impl SqliteStore {
         )?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "NORMAL")?;
+        writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
+            _checkpointer: checkpoint::Checkpointer::start(&path, writer.clone())?,
             path,
-            writer: Mutex::new(writer),
+            writer,
             readers: Mutex::new(Vec::new()),
         })
     }

@@ -1,0 +1,85 @@
+//! WAL checkpoints on a thread of their own.
+//!
+//! By default the commit that grows the WAL past 1,000 pages copies them into
+//! the database file and syncs both, so every few hundred writes one caller
+//! waited for the disk while holding the write lock. Here the write connection
+//! never checkpoints on its own; this thread copies the WAL into the database
+//! every [`INTERVAL`], in `PASSIVE` mode, which neither waits for nor blocks
+//! readers and the writer.
+//!
+//! A WAL only starts over from its beginning when a write begins with all of
+//! it copied, which under steady writes a checkpoint beside the writer almost
+//! never achieves; the file would grow for ever. So once it holds more than
+//! [`RESTART_FRAMES`], the thread takes the writer for a moment and copies
+//! the few frames written since its last pass, and the next write starts the
+//! WAL over. Commits stay as durable as before: `synchronous = NORMAL` never
+//! synced at commit in WAL mode, only at checkpoints, and checkpoints still
+//! sync.
+
+use super::{connect, lock};
+use crate::store::StoreResult;
+use rusqlite::{Connection, OpenFlags};
+use std::{
+    path::Path,
+    sync::{
+        mpsc::{self, RecvTimeoutError},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+/// How often the WAL is copied into the database file.
+pub const INTERVAL: Duration = Duration::from_millis(200);
+/// WAL frames (pages) beyond which the WAL is made to start over.
+pub const RESTART_FRAMES: i64 = 1000;
+
+/// The checkpoint thread; it stops when this is dropped.
+#[derive(Debug)]
+pub struct Checkpointer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Starts checkpointing the database at `path`, whose only writer in this
+    /// process is `writer`.
+    pub fn start(path: &Path, writer: Arc<Mutex<Connection>>) -> StoreResult<Self> {
+        let connection = connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                // Runs until the sender is dropped (a disconnect, not a timeout).
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
+                    let restarted = checkpoint(&connection).and_then(|frames| {
+                        if frames > RESTART_FRAMES {
+                            checkpoint(&lock(&writer))?;
+                        }
+                        Ok(())
+                    });
+                    if let Err(error) = restarted {
+                        tracing::warn!(%error, "WAL checkpoint failed; retrying");
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A `PASSIVE` checkpoint; returns how many frames the WAL holds.
+fn checkpoint(connection: &Connection) -> rusqlite::Result<i64> {
+    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
