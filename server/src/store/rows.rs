@@ -1,6 +1,7 @@
 //! Turning stored rows into model values, written once for every backend:
 //! the decoders read columns by name through [`Columns`], which any sqlx row
-//! whose database stores text, 64-bit integers and bytes provides.
+//! whose database stores text, 64-bit integers and bytes provides (PostgreSQL),
+//! and the SQLite store's wrapper of a rusqlite row.
 
 use super::{StoreError, StoreResult};
 use crate::model::*;
