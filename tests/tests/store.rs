@@ -572,3 +572,82 @@ async fn a_revoked_api_key_is_still_listed_but_no_longer_found() {
         );
     }
 }
+
+/// The audit entries of a challenge's creation and end are part of the change
+/// itself (the same transaction), on every backend: creating, superseding,
+/// answering with a fraud report (which blocks the user) and expiring each
+/// leave their entries without the caller appending any.
+#[tokio::test]
+async fn state_changes_carry_their_audit_entries() {
+    for backend in backends("state_changes_carry_their_audit_entries").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let tenant = tenant(store).await;
+        let device = enrolled_user(store, &tenant, "aiko").await;
+        let first = challenge(&tenant, "aiko", ChallengeKind::SignIn, NOW + 60_000);
+        assert!(store.create_challenge(&first).await.unwrap().is_empty());
+        let second = challenge(&tenant, "aiko", ChallengeKind::SignIn, NOW + 60_000);
+        assert_eq!(store.create_challenge(&second).await.unwrap().len(), 1);
+        let fraud = Ending {
+            state: ChallengeState::Denied,
+            deny_reason: Some(DenyReason::FraudReported),
+            answered_by: Some(device.id.clone()),
+            block_user_until: Some(NOW + 3_600_000),
+            note: None,
+        };
+        store
+            .end_challenge(&second.id, &fraud, NOW + 2)
+            .await
+            .unwrap()
+            .expect("answered");
+        let third = challenge(&tenant, "aiko", ChallengeKind::SignIn, NOW + 10);
+        store.create_challenge(&third).await.unwrap();
+        assert_eq!(
+            store.sweep(NOW + 11, NOW).await.unwrap().challenges.len(),
+            1
+        );
+
+        let events = store
+            .list_audit(&tenant.id, Some("aiko"), None, 100)
+            .await
+            .unwrap();
+        let of = |challenge: &Challenge| -> Vec<(String, String)> {
+            let mut found: Vec<_> = events
+                .iter()
+                .filter(|e| e.challenge_id.as_deref() == Some(&challenge.id))
+                .map(|e| (e.event_type.clone(), e.detail.clone()))
+                .collect();
+            found.sort();
+            found
+        };
+        let entry = |t: &str, d: &str| (t.to_owned(), d.to_owned());
+        assert_eq!(
+            of(&first),
+            [
+                entry("challenge.created", ""),
+                entry(
+                    "challenge.superseded",
+                    &format!("superseded by {}", second.id)
+                ),
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            of(&second),
+            [
+                entry("challenge.created", ""),
+                entry("challenge.denied", "fraud_reported"),
+                entry("user.blocked", "fraud reported"),
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            of(&third),
+            [
+                entry("challenge.created", ""),
+                entry("challenge.expired", "")
+            ],
+            "{name}"
+        );
+    }
+}
