@@ -1,6 +1,6 @@
 //! Expires challenges and enrollments at their deadlines. The task sleeps until
-//! the earliest deadline in the store, and is woken early when a new one is
-//! added, so nothing is polled. Between sweeps it purges what has outlived
+//! the earliest deadline in the store, and is woken early when an earlier one
+//! is added, so nothing is polled. Between sweeps it purges what has outlived
 //! its retention (`retention`, `audit_retention`).
 
 use crate::domain::{now_ms, Limits, Service};
@@ -16,8 +16,9 @@ const RETRY: Duration = Duration::from_secs(1);
 pub async fn run(service: Service) {
     let purge_every = purge_interval(service.limits());
     let mut next_purge = Instant::now();
-    // A new deadline only moves the wake-up: the store is swept when a
-    // deadline (or MAX_IDLE) comes, not once for every challenge created.
+    // A deadline earlier than the planned sweep only moves the wake-up: the
+    // store is read when a deadline (or MAX_IDLE) comes, not once for every
+    // challenge created.
     let mut due = true;
     let mut next_sweep = Instant::now();
     loop {
@@ -29,17 +30,18 @@ pub async fn run(service: Service) {
             }
             next_purge = Instant::now() + purge_every;
         }
-        let next_deadline = if due {
+        let planned = if due {
             next_sweep = Instant::now() + MAX_IDLE;
             service.sweep().await
         } else {
-            service.next_deadline().await
+            Ok(service.planned_sweep())
         };
-        let wait = match next_deadline {
+        let wait = match planned {
             Ok(Some(deadline)) => Duration::from_millis((deadline - now_ms()).max(0) as u64),
             Ok(None) => MAX_IDLE,
             Err(error) => {
                 tracing::warn!(%error, "sweep failed");
+                next_sweep = Instant::now() + RETRY;
                 RETRY
             }
         };
@@ -49,7 +51,7 @@ pub async fn run(service: Service) {
             .min(next_purge.saturating_duration_since(now));
         tokio::select! {
             () = tokio::time::sleep(wait) => due = true,
-            () = service.deadline_added() => due = false,
+            () = service.earlier_deadline_added() => due = false,
             () = service.shutting_down() => return,
         }
     }

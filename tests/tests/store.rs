@@ -8,7 +8,7 @@
 use mfa_server::{
     model::*,
     server::open_store,
-    store::{Store, StoreError},
+    store::{Creation, Ended, Quota, Store, StoreError},
 };
 use mfa_tests::{
     postgres::{self, TestDatabase},
@@ -94,6 +94,21 @@ fn device(tenant: &Tenant, user: &str, state: DeviceState) -> Device {
         state,
         created_at: NOW,
         revoked_at: None,
+    }
+}
+
+/// A quota that no test reaches.
+const NO_QUOTA: Quota = Quota {
+    since: NOW,
+    limit: u32::MAX,
+};
+
+/// Creates a sign-in challenge that the quota cannot refuse; returns what it
+/// superseded.
+async fn create(store: &dyn Store, challenge: &Challenge) -> Vec<Ended> {
+    match store.create_challenge(challenge, NO_QUOTA).await.unwrap() {
+        Creation::Created(superseded) => superseded,
+        Creation::QuotaSpent => panic!("NO_QUOTA was spent"),
     }
 }
 
@@ -305,7 +320,7 @@ async fn racing_answers_end_a_challenge_once_and_never_after_its_deadline() {
         let device = enrolled_user(&*store, &tenant, "u").await;
         for _ in 0..10 {
             let c = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
-            store.create_challenge(&c).await.unwrap();
+            create(&*store, &c).await;
             let answer = |state, reason| Ending {
                 deny_reason: reason,
                 answered_by: Some(device.id.clone()),
@@ -333,7 +348,7 @@ async fn racing_answers_end_a_challenge_once_and_never_after_its_deadline() {
         }
 
         let late = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 10);
-        store.create_challenge(&late).await.unwrap();
+        create(&*store, &late).await;
         let approve = Ending::unanswered(ChallengeState::Approved);
         assert!(store
             .end_challenge(&late.id, &approve, NOW + 10)
@@ -361,19 +376,79 @@ async fn a_new_challenge_supersedes_the_pending_sign_in() {
         let tenant = tenant(store).await;
         enrolled_user(store, &tenant, "u").await;
         let first = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
-        assert!(store.create_challenge(&first).await.unwrap().is_empty());
+        assert!(create(store, &first).await.is_empty());
         let second = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
-        let superseded = store.create_challenge(&second).await.unwrap();
+        let superseded = create(store, &second).await;
         assert_eq!(superseded.len(), 1, "{}", backend.name);
         assert_eq!(superseded[0].challenge.id, first.id);
         assert_eq!(superseded[0].challenge.state, ChallengeState::Superseded);
-        assert_eq!(
-            store
-                .count_challenges_since(&tenant.id, "u", NOW)
-                .await
-                .unwrap(),
-            2
-        );
+        assert_eq!(store.count_pending_challenges().await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_spent_quota_refuses_the_challenge_and_writes_nothing() {
+    for backend in backends("a_spent_quota_refuses_the_challenge_and_writes_nothing").await {
+        let store = &*backend.store;
+        let tenant = tenant(store).await;
+        enrolled_user(store, &tenant, "u").await;
+        let quota = Quota {
+            since: NOW,
+            limit: 2,
+        };
+        // A challenge created before the window does not count.
+        let mut old = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
+        old.created_at = NOW - 1;
+        create(store, &old).await;
+        let mut created = Vec::new();
+        for _ in 0..2 {
+            let c = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
+            let creation = store.create_challenge(&c, quota).await.unwrap();
+            assert!(matches!(creation, Creation::Created(_)), "{}", backend.name);
+            created.push(c.id);
+        }
+        let audit_before = store.list_audit(&tenant.id, None, None, 100).await.unwrap();
+        let refused = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
+        let creation = store.create_challenge(&refused, quota).await.unwrap();
+        assert!(matches!(creation, Creation::QuotaSpent), "{}", backend.name);
+        assert!(store.get_challenge(&refused.id).await.unwrap().is_none());
+        let last = store.get_challenge(&created[1]).await.unwrap().unwrap();
+        assert_eq!(last.state, ChallengeState::Pending, "{}", backend.name);
+        let audit_after = store.list_audit(&tenant.id, None, None, 100).await.unwrap();
+        assert_eq!(audit_after.len(), audit_before.len(), "{}", backend.name);
+        // Another user's quota is their own.
+        enrolled_user(store, &tenant, "v").await;
+        let other = challenge(&tenant, "v", ChallengeKind::SignIn, NOW + 60_000);
+        let creation = store.create_challenge(&other, quota).await.unwrap();
+        assert!(matches!(creation, Creation::Created(_)), "{}", backend.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_creations_never_overshoot_the_quota() {
+    for backend in backends("racing_creations_never_overshoot_the_quota").await {
+        let store = backend.store.clone();
+        let tenant = tenant(&*store).await;
+        enrolled_user(&*store, &tenant, "u").await;
+        let quota = Quota {
+            since: NOW,
+            limit: 3,
+        };
+        let racers: Vec<_> = (0..16)
+            .map(|_| {
+                let store = store.clone();
+                let c = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
+                tokio::spawn(async move { store.create_challenge(&c, quota).await })
+            })
+            .collect();
+        let mut created = 0;
+        for racer in racers {
+            if let Creation::Created(_) = racer.await.unwrap().unwrap() {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 3, "{}", backend.name);
+        // Each creation superseded the one before: one is left pending.
         assert_eq!(store.count_pending_challenges().await.unwrap(), 1);
     }
 }
@@ -388,7 +463,7 @@ async fn concurrent_sweeps_expire_everything_due_exactly_once() {
             let user = format!("user-{n}");
             enrolled_user(&*store, &tenant, &user).await;
             let c = challenge(&tenant, &user, ChallengeKind::SignIn, NOW + 100 + n);
-            store.create_challenge(&c).await.unwrap();
+            create(&*store, &c).await;
             due.push(c.id);
         }
         let open = enrollment(&tenant, "late");
@@ -397,7 +472,7 @@ async fn concurrent_sweeps_expire_everything_due_exactly_once() {
             .await
             .unwrap();
         let later = challenge(&tenant, "user-0", ChallengeKind::SignIn, NOW + 10_000_000);
-        let superseded = store.create_challenge(&later).await.unwrap();
+        let superseded = create(&*store, &later).await;
         due.retain(|id| *id != superseded[0].challenge.id);
         assert_eq!(store.next_deadline().await.unwrap(), Some(NOW + 101));
 
@@ -496,7 +571,7 @@ async fn a_reset_revokes_devices_and_cancels_everything_open() {
         let tenant = tenant(store).await;
         let device = enrolled_user(store, &tenant, "u").await;
         let c = challenge(&tenant, "u", ChallengeKind::SignIn, NOW + 60_000);
-        store.create_challenge(&c).await.unwrap();
+        create(store, &c).await;
         let open = enrollment(&tenant, "u");
         store
             .create_enrollment(&open, "u@example.jp", &[4; 32])
@@ -585,9 +660,9 @@ async fn state_changes_carry_their_audit_entries() {
         let tenant = tenant(store).await;
         let device = enrolled_user(store, &tenant, "aiko").await;
         let first = challenge(&tenant, "aiko", ChallengeKind::SignIn, NOW + 60_000);
-        assert!(store.create_challenge(&first).await.unwrap().is_empty());
+        assert!(create(store, &first).await.is_empty());
         let second = challenge(&tenant, "aiko", ChallengeKind::SignIn, NOW + 60_000);
-        assert_eq!(store.create_challenge(&second).await.unwrap().len(), 1);
+        assert_eq!(create(store, &second).await.len(), 1);
         let fraud = Ending {
             state: ChallengeState::Denied,
             deny_reason: Some(DenyReason::FraudReported),
@@ -601,7 +676,7 @@ async fn state_changes_carry_their_audit_entries() {
             .unwrap()
             .expect("answered");
         let third = challenge(&tenant, "aiko", ChallengeKind::SignIn, NOW + 10);
-        store.create_challenge(&third).await.unwrap();
+        create(store, &third).await;
         assert_eq!(
             store.sweep(NOW + 11, NOW).await.unwrap().challenges.len(),
             1

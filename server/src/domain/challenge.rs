@@ -2,7 +2,13 @@
 //! device of the user with the number the person typed.
 
 use super::{input, now_ms, Error, Reason, Result, Service};
-use crate::{events::Change, model::*, push::Message, telemetry::metrics};
+use crate::{
+    events::Change,
+    model::*,
+    push::Message,
+    store::{Creation, Quota},
+    telemetry::metrics,
+};
 use mfa_proto::{push::PushNotice, signing};
 use subtle::ConstantTimeEq;
 
@@ -80,12 +86,15 @@ impl Service {
                 "this user has no active device; enroll one first",
             ));
         }
-        let window_start = now - self.limits().challenge_window.as_millis() as i64;
-        let recent = self
-            .store()
-            .count_challenges_since(tenant_id, user_id, window_start)
-            .await?;
-        if recent >= i64::from(self.limits().challenge_limit) {
+        let quota = Quota {
+            since: now - self.limits().challenge_window.as_millis() as i64,
+            limit: self.limits().challenge_limit,
+        };
+        let tenant = self.tenant(tenant_id).await?;
+        let challenge = self.new_challenge(&tenant, user_id, ChallengeKind::SignIn, context, None);
+        let Creation::Created(superseded) =
+            self.store().create_challenge(&challenge, quota).await?
+        else {
             metrics::throttled("challenges");
             self.audit(AuditEvent {
                 tenant_id: Some(tenant_id.to_owned()),
@@ -98,12 +107,8 @@ impl Service {
                 Reason::RateLimited,
                 "too many sign-in challenges for this user; wait before trying again",
             ));
-        }
-
-        let tenant = self.tenant(tenant_id).await?;
-        let challenge = self.new_challenge(&tenant, user_id, ChallengeKind::SignIn, context, None);
-        let superseded = self.store().create_challenge(&challenge).await?;
-        self.wake_sweeper();
+        };
+        self.add_deadline(challenge.expires_at);
         for ended in &superseded {
             self.announce_end(ended);
         }

@@ -75,7 +75,7 @@ impl Service {
         self.store()
             .create_enrollment(&enrollment, email, &secret_hash(&code))
             .await?;
-        self.wake_sweeper();
+        self.add_deadline(enrollment.expires_at);
         metrics::enrollment(tenant_id, "started");
         self.audit(AuditEvent {
             tenant_id: Some(tenant_id.to_owned()),
@@ -196,7 +196,7 @@ impl Service {
                 "this activation code was already used",
             ));
         }
-        self.wake_sweeper();
+        self.add_deadline(challenge.expires_at);
         metrics::enrollment(&tenant.id, "registered");
         self.audit(AuditEvent {
             tenant_id: Some(tenant.id.clone()),

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod cache;
 mod challenge;
+mod deadlines;
 mod device;
 mod enrollment;
 mod error;
@@ -35,7 +36,7 @@ use cache::TtlCache;
 use ed25519_dalek::VerifyingKey;
 use rand::{rngs::OsRng, Rng, RngCore};
 use std::{sync::Arc, time::Duration};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 /// Limits and lifetimes taken from the configuration.
 #[derive(Debug, Clone)]
@@ -92,7 +93,7 @@ struct Inner {
     push: Arc<Dispatcher>,
     limits: Limits,
     public_url: String,
-    deadlines: Notify,
+    deadlines: deadlines::Deadlines,
     shutdown: watch::Sender<bool>,
     /// Tenants never change once created, so they are kept for long.
     tenants: TtlCache<String, Tenant>,
@@ -130,7 +131,7 @@ impl Service {
                 push,
                 limits,
                 public_url,
-                deadlines: Notify::new(),
+                deadlines: deadlines::Deadlines::default(),
                 shutdown: watch::channel(false).0,
                 watches: watches::WatchSlots::default(),
             }),
@@ -197,14 +198,11 @@ impl Service {
         Ok(self.store().get_challenge(id).await?.map(|c| c.number))
     }
 
-    /// Expires everything due now and tells watchers; returns the next deadline.
+    /// Expires everything due now and tells watchers; returns when the next
+    /// sweep is due (the store's earliest deadline, or an earlier one added
+    /// meanwhile).
     pub async fn sweep(&self) -> Result<Option<i64>> {
         self.sweep_at(now_ms()).await
-    }
-
-    /// The earliest deadline of a pending challenge or an open enrollment.
-    pub async fn next_deadline(&self) -> Result<Option<i64>> {
-        Ok(self.store().next_deadline().await?)
     }
 
     /// [`Self::sweep`] as if the clock read `now` (ms since the Unix epoch),
@@ -226,7 +224,9 @@ impl Service {
             self.events()
                 .publish(Change::Enrollment(enrollment.id.clone()));
         }
-        self.next_deadline().await
+        self.inner.deadlines.forget_plan();
+        let deadline = self.store().next_deadline().await?;
+        Ok(self.inner.deadlines.plan(deadline))
     }
 
     /// Deletes what has outlived its retention: ended challenges and
@@ -246,9 +246,14 @@ impl Service {
         Ok(self.store().purge(ended_before, audit_before).await?)
     }
 
-    /// Resolves when a new deadline may be earlier than the sweeper's.
-    pub async fn deadline_added(&self) {
-        self.inner.deadlines.notified().await
+    /// Resolves when a deadline earlier than the planned sweep was added.
+    pub async fn earlier_deadline_added(&self) {
+        self.inner.deadlines.earlier_added().await
+    }
+
+    /// When the next sweep is planned.
+    pub fn planned_sweep(&self) -> Option<i64> {
+        self.inner.deadlines.planned()
     }
 
     /// Tells long-running work (watch streams, the sweeper) to finish.
@@ -263,8 +268,9 @@ impl Service {
         let _ = receiver.wait_for(|stopping| *stopping).await;
     }
 
-    fn wake_sweeper(&self) {
-        self.inner.deadlines.notify_one();
+    /// Tells the sweeper that something falls due at `deadline`.
+    fn add_deadline(&self, deadline: i64) {
+        self.inner.deadlines.add(deadline);
     }
 
     /// Counts and publishes a challenge that ended (and its enrollment); the

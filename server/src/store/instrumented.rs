@@ -1,7 +1,7 @@
 //! A store decorator that times every operation into
 //! `mfa_store_operation_seconds{operation}`, whatever the backend.
 
-use super::{Ended, Reset, Store, StoreResult, Swept};
+use super::{Creation, Ended, Quota, Reset, Store, StoreResult, Swept};
 use crate::{model::*, telemetry::metrics::store_operation};
 use async_trait::async_trait;
 use std::time::Instant;
@@ -54,9 +54,8 @@ timed! {
     fn list_deliveries(&self, challenge_id: &str) -> Vec<PushDelivery>;
     fn invalidate_push_token(&self, device_id: &str, token: &str) -> bool;
     fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> bool;
-    fn create_challenge(&self, challenge: &Challenge) -> Vec<Ended>;
+    fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> Creation;
     fn get_challenge(&self, id: &str) -> Option<Challenge>;
-    fn count_challenges_since(&self, tenant_id: &str, user_id: &str, since: i64) -> i64;
     fn pending_for_device(&self, device: &Device, now: i64) -> Vec<Challenge>;
     fn end_challenge(&self, id: &str, ending: &Ending, now: i64) -> Option<Ended>;
     fn sweep(&self, now: i64, keep_attempts_since: i64) -> Swept;

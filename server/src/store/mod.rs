@@ -170,6 +170,24 @@ pub enum StoreError {
 /// Shorthand for store results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A cap on a user's sign-in challenges: at most `limit` created at or after
+/// `since`. The store counts them in the transaction that creates the next
+/// one, so that racing creations cannot overshoot it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub since: i64,
+    pub limit: u32,
+}
+
+/// What [`Store::create_challenge`] did.
+#[derive(Debug, Clone)]
+pub enum Creation {
+    /// The challenge was created; these pending sign-ins were superseded.
+    Created(Vec<Ended>),
+    /// The user's quota was spent: nothing was written.
+    QuotaSpent,
+}
+
 /// A challenge that left `Pending`, and the enrollment it confirmed, if any.
 #[derive(Debug, Clone)]
 pub struct Ended {
@@ -203,6 +221,11 @@ pub(crate) const PURGE_ENDED: [&str; 2] = [
      WHERE state NOT IN ('waiting_for_scan', 'device_registered') AND expires_at < $1",
 ];
 pub(crate) const PURGE_AUDIT: &str = "DELETE FROM audit_events WHERE at < $1";
+
+/// The statement that counts a user's sign-in challenges for a [`Quota`], the
+/// same on every backend (`$1` tenant, `$2` user, `$3` since).
+pub(crate) const COUNT_SIGN_INS: &str = "SELECT COUNT(*) FROM challenges
+     WHERE tenant_id = $1 AND user_id = $2 AND kind = 'sign_in' AND created_at >= $3";
 
 /// The statement of [`Store::find_api_key`], the same on every backend
 /// (`$1`: the key's hash): a revoked key no longer authenticates.
@@ -302,18 +325,12 @@ pub trait Store: Send + Sync + 'static {
     async fn invalidate_push_token(&self, device_id: &str, token: &str) -> StoreResult<bool>;
     async fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> StoreResult<bool>;
 
-    /// Inserts a challenge, superseding the user's pending sign-in challenges
-    /// in the same transaction; returns the superseded ones. The audit entries
-    /// ([`audit::creation`]) go in the same transaction.
-    async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<Vec<Ended>>;
+    /// Inserts a sign-in challenge unless the user's `quota` is spent,
+    /// superseding the user's pending sign-in challenges in the same
+    /// transaction. The audit entries ([`audit::creation`]) go in the same
+    /// transaction. Creations for one user are serialized, across replicas.
+    async fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> StoreResult<Creation>;
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>>;
-    /// How many challenges the user got since `since`.
-    async fn count_challenges_since(
-        &self,
-        tenant_id: &str,
-        user_id: &str,
-        since: i64,
-    ) -> StoreResult<i64>;
     /// Pending, unexpired challenges that this device may answer, newest first.
     async fn pending_for_device(&self, device: &Device, now: i64) -> StoreResult<Vec<Challenge>>;
     /// Ends a challenge if it is still pending (and, unless it is being

@@ -666,6 +666,31 @@ async fn a_flood_of_challenges_for_one_user_is_capped_audited_and_counted() {
     assert_eq!(pending.challenge_id, last.unwrap().challenge_id);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_sign_ins_for_one_user_never_overshoot_the_limit() {
+    let server = TestServer::start_with(|c| c.challenge_limit = 3).await;
+    let portal = server.portal().await;
+    server.enroll(&portal, "u", "u@example.jp").await;
+    let racers: Vec<_> = (0..16)
+        .map(|_| {
+            let portal = portal.clone();
+            tokio::spawn(async move { portal.start_sign_in("u", SignInContext::default()).await })
+        })
+        .collect();
+    let (mut started, mut limited) = (0, 0);
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => started += 1,
+            Err(error) if error.is_rate_limited() => limited += 1,
+            Err(error) => panic!("unexpected error: {error:?}"),
+        }
+    }
+    assert_eq!((started, limited), (3, 13));
+    let events = server.audit_types("u").await;
+    assert_eq!(count(&events, "challenge.created"), 3);
+    assert_eq!(count(&events, "challenge.rate_limited"), 13);
+}
+
 /// Revokes the default tenant's portal key, as `mfa-server api-key revoke` does.
 async fn revoke_portal_key(server: &TestServer) {
     let service = server.service();

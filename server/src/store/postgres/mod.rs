@@ -16,7 +16,8 @@ pub use feed::ChangeFeed;
 
 use super::rows::{self as decode, unique_violation};
 use super::{
-    audit, enrollment_after_verification, Ended, PoolSettings, Reset, Store, StoreResult, Swept,
+    audit, enrollment_after_verification, Creation, Ended, PoolSettings, Quota, Reset, Store,
+    StoreResult, Swept,
 };
 use crate::model::*;
 use async_trait::async_trait;
@@ -526,15 +527,25 @@ impl Store for PostgresStore {
         Ok(result.rows_affected() == 1)
     }
 
-    async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<Vec<Ended>> {
+    async fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> StoreResult<Creation> {
         let mut tx = self.pool.begin().await?;
         // One challenge creation per user at a time, across replicas: the
-        // second waits, then supersedes the first's challenge.
+        // second waits, then counts the first's challenge against the quota
+        // and supersedes it.
         sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE")
             .bind(&challenge.tenant_id)
             .bind(&challenge.user_id)
             .execute(&mut *tx)
             .await?;
+        let recent: i64 = sqlx::query_scalar(super::COUNT_SIGN_INS)
+            .bind(&challenge.tenant_id)
+            .bind(&challenge.user_id)
+            .bind(quota.since)
+            .fetch_one(&mut *tx)
+            .await?;
+        if recent >= i64::from(quota.limit) {
+            return Ok(Creation::QuotaSpent);
+        }
         let rows = sqlx::query(
             "UPDATE challenges SET state = 'superseded', ended_at = $1
              WHERE tenant_id = $2 AND user_id = $3 AND kind = 'sign_in' AND state = 'pending' RETURNING *",
@@ -551,7 +562,7 @@ impl Store for PostgresStore {
         insert_challenge(&mut tx, challenge).await?;
         insert_audit(&mut tx, &audit::creation(challenge, &superseded)).await?;
         tx.commit().await?;
-        Ok(superseded)
+        Ok(Creation::Created(superseded))
     }
 
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>> {
@@ -560,22 +571,6 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(decode::challenge).transpose()
-    }
-
-    async fn count_challenges_since(
-        &self,
-        tenant_id: &str,
-        user_id: &str,
-        since: i64,
-    ) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM challenges WHERE tenant_id = $1 AND user_id = $2 AND kind = 'sign_in' AND created_at >= $3",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     async fn pending_for_device(&self, device: &Device, now: i64) -> StoreResult<Vec<Challenge>> {

@@ -19,7 +19,7 @@
 mod checkpoint;
 
 use super::rows::{self as decode, Columns};
-use super::{audit, Ended, Reset, Store, StoreError, StoreResult, Swept};
+use super::{audit, Creation, Ended, Quota, Reset, Store, StoreError, StoreResult, Swept};
 use crate::model::*;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, Params, TransactionBehavior};
@@ -683,8 +683,17 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn create_challenge(&self, challenge: &Challenge) -> StoreResult<Vec<Ended>> {
+    async fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> StoreResult<Creation> {
+        // The one write connection serializes creations, so the count holds.
         self.transaction(|c| {
+            let recent: i64 = scalar(
+                c,
+                super::COUNT_SIGN_INS,
+                params![challenge.tenant_id, challenge.user_id, quota.since],
+            )?;
+            if recent >= i64::from(quota.limit) {
+                return Ok(Creation::QuotaSpent);
+            }
             let superseded = all(
                 c,
                 "UPDATE challenges INDEXED BY challenges_pending_by_user SET state = 'superseded', ended_at = ?
@@ -694,7 +703,7 @@ impl Store for SqliteStore {
             )?;
             insert_challenge(c, challenge)?;
             insert_audit(c, &audit::creation(challenge, &superseded))?;
-            Ok(superseded)
+            Ok(Creation::Created(superseded))
         })
     }
 
@@ -703,21 +712,6 @@ impl Store for SqliteStore {
             optional(c, "SELECT * FROM challenges WHERE id = ?", [id], |row| {
                 decode::challenge(row)
             })
-        })
-    }
-
-    async fn count_challenges_since(
-        &self,
-        tenant_id: &str,
-        user_id: &str,
-        since: i64,
-    ) -> StoreResult<i64> {
-        self.read(|c| {
-            scalar(
-                c,
-                "SELECT COUNT(*) FROM challenges WHERE tenant_id = ? AND user_id = ? AND kind = 'sign_in' AND created_at >= ?",
-                params![tenant_id, user_id, since],
-            )
         })
     }
 
