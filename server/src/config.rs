@@ -33,6 +33,11 @@ pub struct Config {
     /// PostgreSQL: longest wait for a connection before a call fails with UNAVAILABLE.
     #[serde(with = "humantime_serde")]
     pub database_acquire_timeout: Duration,
+    /// PostgreSQL: longest a store operation may take (each statement is also
+    /// bounded by it on the database's side); past it, the call fails with
+    /// UNAVAILABLE. `0s` turns it off; migrations are never bounded.
+    #[serde(with = "humantime_serde")]
+    pub database_query_timeout: Duration,
     /// The server's Ed25519 identity key; defaults to `<data_dir>/server-identity.key`,
     /// created (mode 0600) on first start.
     pub server_key_file: Option<PathBuf>,
@@ -113,6 +118,7 @@ impl Default for Config {
             database_url: None,
             database_max_connections: 10,
             database_acquire_timeout: Duration::from_secs(3),
+            database_query_timeout: Duration::from_secs(5),
             server_key_file: None,
             enrollment_ttl: Duration::from_secs(10 * 60),
             challenge_ttl: Duration::from_secs(2 * 60),
@@ -175,6 +181,7 @@ impl Config {
         crate::store::PoolSettings {
             max_connections: self.database_max_connections,
             acquire_timeout: self.database_acquire_timeout,
+            statement_timeout: self.database_query_timeout,
         }
     }
 

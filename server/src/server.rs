@@ -52,7 +52,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, ServerError> {
             std::fs::create_dir_all(&config.data_dir)?;
         }
         Ok(OpenedStore {
-            store: Arc::new(Instrumented(SqliteStore::open(&url).await?)),
+            store: Arc::new(Instrumented::new(SqliteStore::open(&url).await?)),
             changes: None,
         })
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -63,7 +63,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, ServerError> {
             })?;
         Ok(OpenedStore {
             changes: Some(store.change_feed()),
-            store: Arc::new(Instrumented(store)),
+            store: Arc::new(Instrumented::bounded(store, config.database_query_timeout)),
         })
     } else {
         Err(ServerError::Setup(format!(

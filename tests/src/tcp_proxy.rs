@@ -1,5 +1,6 @@
-//! A TCP proxy a test can cut and restore, to take a database away from a
-//! server (and give it back) without touching the database server itself.
+//! A TCP proxy a test can cut, stall and restore, to take a database away
+//! from a server (and give it back) without touching the database server
+//! itself.
 
 use std::{
     net::SocketAddr,
@@ -7,21 +8,41 @@ use std::{
 };
 use tokio::{
     net::{TcpListener, TcpStream},
+    sync::watch,
     task::JoinSet,
 };
 
 /// Forwards connections to `upstream` while open; when cut, drops every
-/// forwarded connection and closes new ones at once.
+/// forwarded connection and closes new ones at once; when stalled, keeps
+/// every connection open and forwards nothing, as a network that silently
+/// drops packets does.
 pub struct TcpProxy {
     /// Where to connect instead of the upstream.
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    stalled: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
 }
 
 struct State {
     open: bool,
     connections: JoinSet<()>,
+}
+
+/// Forwards between `client` and `upstream` until either closes, or, once
+/// `stalled` is set, holds both open and forwards nothing more.
+async fn forward(mut client: TcpStream, upstream: SocketAddr, mut stalled: watch::Receiver<bool>) {
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        return;
+    };
+    let stall = async {
+        // Once stalled, or with the proxy gone, hold on forever.
+        let _ = stalled.wait_for(|stalled| *stalled).await;
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+        () = stall => std::future::pending().await,
+    }
 }
 
 impl TcpProxy {
@@ -33,25 +54,32 @@ impl TcpProxy {
             open: true,
             connections: JoinSet::new(),
         }));
+        let stalled = watch::Sender::new(false);
         let accepting = state.clone();
+        let stalling = stalled.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 let mut state = accepting.lock().unwrap();
                 if !state.open {
                     continue; // dropping `client` closes it
                 }
-                state.connections.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
+                state
+                    .connections
+                    .spawn(forward(client, upstream, stalling.subscribe()));
             }
         });
         Self {
             addr,
             state,
+            stalled,
             accept,
         }
+    }
+
+    /// Stops forwarding on every connection, new ones included, and keeps
+    /// them open: a peer waits for an answer that never comes.
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
     }
 
     /// Cuts every connection and refuses new ones until [`Self::restore`].
@@ -61,9 +89,14 @@ impl TcpProxy {
         state.connections.abort_all();
     }
 
-    /// Forwards new connections again.
+    /// Forwards new connections again (after a stall, the stalled ones are
+    /// closed).
     pub fn restore(&self) {
-        self.state.lock().unwrap().open = true;
+        let mut state = self.state.lock().unwrap();
+        if self.stalled.send_replace(false) {
+            state.connections.abort_all();
+        }
+        state.open = true;
     }
 }
 

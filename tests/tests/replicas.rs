@@ -1,8 +1,9 @@
 //! Several replicas on one PostgreSQL database, as behind a load balancer:
 //! a watch on one replica sees answers given on another, answers race across
 //! replicas with one winner, limits and blocks hold across replicas, a lost
-//! change listener costs no outcome, and a database outage is UNAVAILABLE
-//! until the database is back.
+//! change listener costs no outcome, a database outage is UNAVAILABLE until
+//! the database is back, and a call whose database stops answering midway
+//! is UNAVAILABLE after `database_query_timeout`.
 //!
 //! Each test gets a fresh database; without a reachable PostgreSQL the tests
 //! say that they are skipped (and fail under `CI=true`).
@@ -14,7 +15,7 @@ use mfa_tests::{
     tcp_proxy::TcpProxy,
     *,
 };
-use sqlx::{Executor, Row};
+use sqlx::{Connection, Executor, Row};
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -386,6 +387,87 @@ async fn a_database_outage_is_unavailable_and_service_recovers_by_itself() {
         .await
         .unwrap();
     assert_eq!(next.state(), ChallengeState::Pending);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_database_stops_answering_midway_is_unavailable_within_the_query_timeout() {
+    let test =
+        "a_call_whose_database_stops_answering_midway_is_unavailable_within_the_query_timeout";
+    if !postgres::available_or_skip(test).await {
+        return;
+    }
+    let database = Arc::new(TestDatabase::create().await);
+    let proxy = TcpProxy::start(postgres::server_addr()).await;
+    let through_proxy = database.url_through(proxy.addr);
+    let direct = database.url.clone();
+    let query_timeout = Duration::from_millis(500);
+    let holder_url = direct.clone();
+    let server = TestServer::start_on(Some(database), |c| {
+        c.database_url = Some(through_proxy);
+        c.database_acquire_timeout = Duration::from_millis(300);
+        c.database_query_timeout = query_timeout;
+    })
+    .await;
+    let portal = server.portal().await;
+    server.enroll(&portal, "u", "u@example.jp").await;
+
+    // Hold the user's row, so that the next sign-in waits inside the
+    // database; then let the network drop everything while it waits.
+    let mut holder = sqlx::PgConnection::connect(&holder_url).await.unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    holder
+        .execute("SELECT 1 FROM users WHERE user_id = 'u' FOR UPDATE")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let sign_in = tokio::spawn({
+        let portal = portal.clone();
+        async move { portal.start_sign_in("u", context()).await }
+    });
+    within(async {
+        while !waits_for_a_lock(&mut holder).await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    proxy.stall();
+    holder.execute("ROLLBACK").await.unwrap();
+
+    let error = within(sign_in).await.unwrap().unwrap_err();
+    let waited = started.elapsed();
+    println!("UNAVAILABLE after {waited:?} (query timeout {query_timeout:?})");
+    assert_eq!(error.code(), Some(Code::Unavailable), "{error:?}");
+    assert!(waited >= query_timeout, "{waited:?}");
+
+    // The database ends the session that was left inside its transaction,
+    // so the row it locked is free for another replica meanwhile.
+    let direct_replica = server
+        .replica(|c| {
+            c.database_url = Some(direct);
+            c.database_query_timeout = Duration::from_secs(4);
+        })
+        .await;
+    let portal_b = direct_replica.portal().await;
+    let started = within(portal_b.start_sign_in("u", context()))
+        .await
+        .unwrap();
+    assert_eq!(started.state(), ChallengeState::Pending);
+
+    // Once the network is back, so is the service, without a restart.
+    proxy.restore();
+    let next = within(portal.start_sign_in("u", context())).await.unwrap();
+    assert_eq!(next.state(), ChallengeState::Pending);
+}
+
+/// Whether another session waits for a lock that this one holds.
+async fn waits_for_a_lock(holder: &mut sqlx::PgConnection) -> bool {
+    let waiting: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))",
+    )
+    .fetch_one(holder)
+    .await
+    .unwrap();
+    waiting > 0
 }
 
 #[tokio::test]

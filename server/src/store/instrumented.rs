@@ -1,35 +1,73 @@
-//! A store decorator that times every operation into
-//! `mfa_store_operation_seconds{operation}`, whatever the backend.
+//! What happens around every store operation, whatever the backend: its
+//! time goes into `mfa_store_operation_seconds{operation}`, and, for a
+//! database across a network, it is given up as unavailable once it outlasts
+//! a deadline, so that a database that stopped answering cannot hang calls.
 
-use super::{Creation, Ended, Quota, Reset, Store, StoreResult, Swept};
+use super::{Creation, Ended, Quota, Reset, Store, StoreError, StoreResult, Swept};
 use crate::{model::*, telemetry::metrics::store_operation};
 use async_trait::async_trait;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Wraps a store and records how long each operation takes.
-pub struct Instrumented<S>(pub S);
+/// Wraps a store: times each operation and bounds it by `deadline`, if any.
+pub struct Instrumented<S> {
+    store: S,
+    deadline: Option<Duration>,
+}
 
-/// Implements [`Store`] by timing and delegating each listed method.
+impl<S: Store> Instrumented<S> {
+    /// Times `store`'s operations; none is given up.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            deadline: None,
+        }
+    }
+
+    /// Times `store`'s operations and fails those that take longer than
+    /// `deadline` (a zero `deadline` bounds nothing). Migrating and closing
+    /// are never bounded.
+    pub fn bounded(store: S, deadline: Duration) -> Self {
+        Self {
+            store,
+            deadline: Some(deadline).filter(|d| !d.is_zero()),
+        }
+    }
+}
+
+/// Implements [`Store`] by timing and delegating each listed method, bounded
+/// unless marked `#[unbounded]`.
 macro_rules! timed {
-    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+    ($($(#[$unbounded:ident])? fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         #[async_trait]
         impl<S: Store> Store for Instrumented<S> {
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> StoreResult<$ret> {
                     let start = Instant::now();
-                    let result = self.0.$name($($arg),*).await;
+                    let call = self.store.$name($($arg),*);
+                    let deadline = timed!(@deadline self $(, $unbounded)?);
+                    let result = match deadline {
+                        Some(deadline) => tokio::time::timeout(deadline, call)
+                            .await
+                            .unwrap_or(Err(StoreError::TimedOut {
+                                operation: stringify!($name),
+                                after: deadline,
+                            })),
+                        None => call.await,
+                    };
                     store_operation(stringify!($name), start.elapsed());
                     result
                 }
             )*
         }
     };
+    (@deadline $self:ident) => { $self.deadline };
+    (@deadline $self:ident, unbounded) => { None };
 }
 
 timed! {
-    fn migrate(&self) -> ();
+    #[unbounded] fn migrate(&self) -> ();
     fn ping(&self) -> ();
-    fn close(&self) -> ();
+    #[unbounded] fn close(&self) -> ();
     fn count_pending_challenges(&self) -> i64;
     fn create_tenant(&self, tenant: &Tenant) -> ();
     fn get_tenant(&self, id: &str) -> Option<Tenant>;

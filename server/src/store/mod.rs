@@ -22,6 +22,9 @@ pub struct PoolSettings {
     pub max_connections: u32,
     /// Longest wait for a connection before a call fails as unavailable.
     pub acquire_timeout: Duration,
+    /// Longest a statement may run on the database (`statement_timeout`;
+    /// zero for none). Migrations are not bounded.
+    pub statement_timeout: Duration,
 }
 
 /// Where an enrollment ends when its verification challenge ends in `state`
@@ -159,6 +162,12 @@ pub enum StoreError {
     /// A thread or file the store needs could not be set up.
     #[error("database I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The database did not answer in time (the store gave up on it).
+    #[error("database unavailable: no answer to {operation} within {after:?}")]
+    TimedOut {
+        operation: &'static str,
+        after: Duration,
+    },
     /// A stored value could not be read back.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -22,7 +22,7 @@ use super::{
 use crate::model::*;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
 use std::str::FromStr;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -39,9 +39,20 @@ impl PostgresStore {
     /// Waiting for a connection is bounded by `acquire_timeout`, so that an
     /// outage turns into a prompt UNAVAILABLE rather than hung calls; the pool
     /// checks each idle connection before use and opens new ones as needed,
-    /// so service resumes by itself once the database is back.
+    /// so service resumes by itself once the database is back. On the
+    /// database's side, each statement is bounded by `statement_timeout`, and
+    /// a session left idle inside a transaction for as long (its replica
+    /// stopped hearing from the database midway) is ended, so that the rows
+    /// it locked are not held until TCP gives up on it.
     pub async fn open(url: &str, settings: PoolSettings) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(url)?.application_name("mfa-server");
+        let mut options = PgConnectOptions::from_str(url)?.application_name("mfa-server");
+        if !settings.statement_timeout.is_zero() {
+            let millis = settings.statement_timeout.as_millis().to_string();
+            options = options.options([
+                ("statement_timeout", millis.clone()),
+                ("idle_in_transaction_session_timeout", millis),
+            ]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(2))
             .acquire_timeout(settings.acquire_timeout)
@@ -157,9 +168,18 @@ const END_CHALLENGE: &str =
 impl Store for PostgresStore {
     async fn migrate(&self) -> StoreResult<()> {
         // The migrator holds an advisory lock, so replicas starting together
-        // apply each migration once.
-        MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        // apply each migration once. Its connection leaves the pool, so that
+        // lifting the statement timeout for a long migration stays with it.
+        let mut connection = self.pool.acquire().await?.detach();
+        for unbounded in [
+            "SET statement_timeout = 0",
+            "SET idle_in_transaction_session_timeout = 0",
+        ] {
+            sqlx::query(unbounded).execute(&mut connection).await?;
+        }
+        let migrated = MIGRATOR.run_direct(&mut connection).await;
+        let _ = connection.close().await;
+        Ok(migrated?)
     }
 
     async fn ping(&self) -> StoreResult<()> {
