@@ -12,10 +12,10 @@
 //! never achieves; the file would grow for ever. So once it holds more than
 //! [`RESTART_FRAMES`], the thread takes the writer for a moment and copies
 //! the few frames written since its last pass, and the next write starts the
-//! WAL over, unless a read that began before that moment is still inside the
-//! WAL (then a later pass tries again: under the benchmark's load the WAL
-//! peaks near 100 MB, see docs/benchmarks.md). Commits stay as durable as
-//! before: `synchronous = NORMAL` never synced at commit in WAL mode, only at
+//! WAL over. So the WAL holds the writes of the last few passes: a few MB at
+//! ordinary loads, and up to about 100 MB under the benchmark's creation
+//! flood (docs/benchmarks.md).
+//! Commits stay as durable as before: `synchronous = NORMAL` never synced at commit in WAL mode, only at
 //! checkpoints, and checkpoints still sync.
 
 use super::{connect, lock};
