@@ -14,7 +14,15 @@ use mfa_sdk::portal::RelyingParty;
 use scenarios::{Answer, Ceiling, Create, Enroll, FullCycle, User};
 use serde::Serialize;
 use server::{Server, Usage};
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 use tonic::transport::Channel;
 
 #[derive(Parser)]
@@ -73,9 +81,15 @@ struct Report {
     /// method, while full cycles run at half the peak rate.
     server_p99_ms_at_half_rate: BTreeMap<String, f64>,
     server_peak_rss_mib: f64,
+    /// On SQLite: the largest the database files (with the WAL) and the WAL
+    /// alone grew during the run, sampled every [`SIZE_SAMPLE`].
+    sqlite_peak_mib: Option<f64>,
+    sqlite_wal_peak_mib: Option<f64>,
 }
 
 const CYCLE_RPCS: f64 = 4.0;
+/// How often the SQLite files' size is read.
+const SIZE_SAMPLE: Duration = Duration::from_millis(100);
 /// Upper bound on the challenges created ahead for the device-answer scenario.
 const MAX_PREPARED_ANSWERS: usize = 20_000;
 
@@ -90,6 +104,10 @@ async fn main() {
 
 async fn bench(args: Args) -> Result<(), String> {
     let server = Server::start(&args.server, &args.db)?;
+    let sizes = args
+        .db
+        .is_empty()
+        .then(|| SizePeaks::watch(server.sqlite_file()));
     let connect = |n: usize| {
         let url = server.url.clone();
         async move {
@@ -260,7 +278,9 @@ async fn bench(args: Args) -> Result<(), String> {
         concurrency: c,
         full_cycle_share_of_ceiling: cycle_rate * CYCLE_RPCS / ceiling_rate,
         server_p99_ms_at_half_rate,
-        server_peak_rss_mib: server.usage().peak_rss_bytes as f64 / (1024.0 * 1024.0),
+        server_peak_rss_mib: mib(server.usage().peak_rss_bytes),
+        sqlite_peak_mib: sizes.as_ref().map(|s| mib(s.files.load(Ordering::Relaxed))),
+        sqlite_wal_peak_mib: sizes.as_ref().map(|s| mib(s.wal.load(Ordering::Relaxed))),
         scenarios: figures,
     };
     print!("{}", table(&report));
@@ -422,9 +442,15 @@ fn table(report: &Report) -> String {
             );
         }
     }
+    let files = match (report.sqlite_peak_mib, report.sqlite_wal_peak_mib) {
+        (Some(files), Some(wal)) => {
+            format!("; SQLite files peak {files:.0} MiB (of which the WAL {wal:.0} MiB)")
+        }
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "\nfull cycle: {:.0}% of the gRPC ceiling ({} RPCs a cycle); server peak RSS {:.0} MiB\n",
+        "\nfull cycle: {:.0}% of the gRPC ceiling ({} RPCs a cycle); server peak RSS {:.0} MiB{files}\n",
         report.full_cycle_share_of_ceiling * 100.0,
         CYCLE_RPCS,
         report.server_peak_rss_mib
@@ -440,4 +466,45 @@ fn table(report: &Report) -> String {
         );
     }
     out
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// The largest sizes of a SQLite database's files seen so far, sampled on a
+/// task of their own until this is dropped.
+struct SizePeaks {
+    files: Arc<AtomicU64>,
+    wal: Arc<AtomicU64>,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl SizePeaks {
+    fn watch(database: PathBuf) -> Self {
+        let (files, wal) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let sampler = tokio::spawn({
+            let (files, wal) = (files.clone(), wal.clone());
+            async move {
+                let mut every = tokio::time::interval(SIZE_SAMPLE);
+                loop {
+                    every.tick().await;
+                    let (all, log) = server::sqlite_bytes(&database);
+                    files.fetch_max(all, Ordering::Relaxed);
+                    wal.fetch_max(log, Ordering::Relaxed);
+                }
+            }
+        });
+        Self {
+            files,
+            wal,
+            sampler,
+        }
+    }
+}
+
+impl Drop for SizePeaks {
+    fn drop(&mut self) {
+        self.sampler.abort();
+    }
 }

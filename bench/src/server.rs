@@ -5,7 +5,7 @@
 use mfa_server::stats::{self, Stats};
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -18,7 +18,7 @@ pub struct Server {
     pub portal_key: String,
     /// `http://127.0.0.1:PORT/metrics`.
     pub metrics_url: String,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 /// CPU time and peak memory of a process, read from `/proc`.
@@ -88,13 +88,18 @@ impl Server {
                 url,
                 portal_key,
                 metrics_url,
-                _data: data,
+                data,
             }),
             (None, _, _) | (_, _, None) => Err("the server exited before listening".into()),
             (Some(_), None, _) => {
                 Err("the database is not empty: give the bench an empty database".into())
             }
         }
+    }
+
+    /// Where the embedded database is (used unless a database URL was given).
+    pub fn sqlite_file(&self) -> PathBuf {
+        self.data.path().join("mfa.db")
     }
 
     /// Its process id.
@@ -130,6 +135,18 @@ impl Server {
             peak_rss_bytes: peak_rss_kib * 1024,
         }
     }
+}
+
+/// The bytes of a SQLite database with its write-ahead log and
+/// shared-memory index, and of the log alone.
+pub fn sqlite_bytes(database: &Path) -> (u64, u64) {
+    let size = |suffix: &str| {
+        let mut path = database.as_os_str().to_owned();
+        path.push(suffix);
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    };
+    let wal = size("-wal");
+    (size("") + wal + size("-shm"), wal)
 }
 
 /// A `kB` field of `/proc/PID/status`, e.g. `VmHWM:`; 0 if unreadable.

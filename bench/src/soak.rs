@@ -26,9 +26,9 @@ use clap::Parser;
 use load::{Steps, Worker};
 use mfa_sdk::portal::RelyingParty;
 use scenarios::{Enroll, FullCycle, User};
-use server::{status_kib, Server};
+use server::{sqlite_bytes, status_kib, Server};
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 use tonic::transport::Channel;
@@ -167,7 +167,7 @@ async fn soak(args: &Args) -> Result<bool, String> {
             open_fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .map(|entries| entries.count() as u64)
                 .unwrap_or_default(),
-            database_bytes: sqlite_bytes(&database),
+            database_bytes: sqlite_bytes(&database).0,
         };
         println!(
             "{:>7.0}s {:>10} {:>10.1} {:>6} {:>12.0}",
@@ -255,19 +255,6 @@ impl Check {
             slack,
         }
     }
-}
-
-/// The SQLite database with its write-ahead log and shared-memory index.
-fn sqlite_bytes(database: &Path) -> u64 {
-    ["", "-wal", "-shm"]
-        .iter()
-        .filter_map(|suffix| {
-            let mut path = database.as_os_str().to_owned();
-            path.push(suffix);
-            std::fs::metadata(path).ok()
-        })
-        .map(|m| m.len())
-        .sum()
 }
 
 /// A worker of the soak: full sign-ins, and data left to expire.
