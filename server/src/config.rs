@@ -35,7 +35,8 @@ pub struct Config {
     pub database_acquire_timeout: Duration,
     /// PostgreSQL: longest a store operation may take (each statement is also
     /// bounded by it on the database's side); past it, the call fails with
-    /// UNAVAILABLE. `0s` turns it off; migrations are never bounded.
+    /// UNAVAILABLE. The change listener, when quiet this long, must answer a
+    /// query within it. `0s` turns it off; migrations are never bounded.
     #[serde(with = "humantime_serde")]
     pub database_query_timeout: Duration,
     /// The server's Ed25519 identity key; defaults to `<data_dir>/server-identity.key`,

@@ -2,8 +2,9 @@
 //! a watch on one replica sees answers given on another, answers race across
 //! replicas with one winner, limits and blocks hold across replicas, a lost
 //! change listener costs no outcome, a database outage is UNAVAILABLE until
-//! the database is back, and a call whose database stops answering midway
-//! is UNAVAILABLE after `database_query_timeout`.
+//! the database is back, a call whose database stops answering midway is
+//! UNAVAILABLE after `database_query_timeout`, and a listening connection
+//! cut off silently is replaced.
 //!
 //! Each test gets a fresh database; without a reachable PostgreSQL the tests
 //! say that they are skipped (and fail under `CI=true`).
@@ -457,6 +458,49 @@ async fn a_call_whose_database_stops_answering_midway_is_unavailable_within_the_
     proxy.restore();
     let next = within(portal.start_sign_in("u", context())).await.unwrap();
     assert_eq!(next.state(), ChallengeState::Pending);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_listener_cut_off_silently_is_replaced_and_its_watches_see_the_answer() {
+    let test = "a_change_listener_cut_off_silently_is_replaced_and_its_watches_see_the_answer";
+    if !postgres::available_or_skip(test).await {
+        return;
+    }
+    // Replica A reaches the database through a proxy; B directly.
+    let database = Arc::new(TestDatabase::create().await);
+    let proxy = TcpProxy::start(postgres::server_addr()).await;
+    let through_proxy = database.url_through(proxy.addr);
+    let direct = database.url.clone();
+    let a = TestServer::start_on(Some(database), |c| {
+        c.database_url = Some(through_proxy);
+        c.database_acquire_timeout = Duration::from_millis(300);
+        c.database_query_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let b = a.replica(|c| c.database_url = Some(direct)).await;
+    let (portal_a, portal_b) = (a.portal().await, b.portal().await);
+    let phone = b.enroll(&portal_b, "u", "u@example.jp").await;
+    let mut phone_on_b = phone_via(&phone, &b.url).await;
+    let (challenge, mut watch) = watched_sign_in(&portal_a, "u").await;
+
+    // The network drops everything, then heals for new connections only:
+    // A's listening connection never hears of it.
+    proxy.stall();
+    proxy.forward_new_only();
+    let pending = only_pending(&mut phone_on_b).await;
+    phone_on_b
+        .approve(&pending, &challenge.number)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let approved = tokio::time::timeout(Duration::from_secs(10), outcome(&mut watch))
+        .await
+        .expect("A's watch sees the answer once its listener is replaced");
+    println!(
+        "A's watch saw the answer {:?} after it was given",
+        started.elapsed()
+    );
+    assert_eq!(approved.state(), ChallengeState::Approved);
 }
 
 /// Whether another session waits for a lock that this one holds.

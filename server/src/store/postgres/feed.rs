@@ -7,12 +7,20 @@
 //! write commits. Notifications sent while the listening connection is down
 //! are lost, so after every (re)connection every watcher is told to re-read
 //! ([`Change::Everything`]): none misses a terminal state.
+//!
+//! A network that silently drops everything gives the listener no error: it
+//! would wait for ever, and this replica's watches with it. So a listener
+//! that has heard nothing for a while must answer a query within as long, or
+//! it is taken for lost and replaced.
 
 use crate::{
     events::{Change, Events},
     store::StoreResult,
 };
-use sqlx::postgres::{PgListener, PgPool};
+use sqlx::{
+    postgres::{PgListener, PgNotification, PgPool},
+    Executor,
+};
 use std::time::Duration;
 
 /// The channel the triggers notify.
@@ -26,11 +34,14 @@ const MAX_RETRY: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct ChangeFeed {
     pool: PgPool,
+    check: Option<Duration>,
 }
 
 impl ChangeFeed {
-    pub(super) fn new(pool: PgPool) -> Self {
-        Self { pool }
+    /// A feed whose listener, when quiet for `check`, must answer a query
+    /// within `check` (`None`: never checked).
+    pub(super) fn new(pool: PgPool, check: Option<Duration>) -> Self {
+        Self { pool, check }
     }
 
     /// Starts listening, then relays changes to `events` in the background
@@ -38,17 +49,17 @@ impl ChangeFeed {
     /// committed afterwards reaches `events`.
     pub async fn start(self, events: Events) -> StoreResult<()> {
         let listener = listen(&self.pool).await?;
-        tokio::spawn(run(self.pool, listener, events));
+        tokio::spawn(run(self.pool, listener, events, self.check));
         Ok(())
     }
 }
 
 /// Relays changes, reconnecting whenever the listening connection is lost
 /// and then telling every watcher to re-read.
-async fn run(pool: PgPool, mut listener: PgListener, events: Events) {
+async fn run(pool: PgPool, mut listener: PgListener, events: Events, check: Option<Duration>) {
     loop {
         events.deliver(Change::Everything);
-        match relay(&mut listener, &events).await {
+        match relay(&mut listener, &events, check).await {
             sqlx::Error::PoolClosed => return,
             error => tracing::warn!(%error, "change listener lost; reconnecting"),
         }
@@ -83,9 +94,9 @@ async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 }
 
 /// Delivers notifications until the connection fails; returns why.
-async fn relay(listener: &mut PgListener, events: &Events) -> sqlx::Error {
+async fn relay(listener: &mut PgListener, events: &Events, check: Option<Duration>) -> sqlx::Error {
     loop {
-        match listener.try_recv().await {
+        match next(listener, check).await {
             Ok(Some(notification)) => match parse(notification.payload()) {
                 Some(change) => events.deliver(change),
                 None => tracing::warn!(
@@ -96,6 +107,30 @@ async fn relay(listener: &mut PgListener, events: &Events) -> sqlx::Error {
             Ok(None) => return sqlx::Error::Protocol("the listening connection closed".into()),
             Err(error) => return error,
         }
+    }
+}
+
+/// The next notification; with `check`, a quiet connection must answer a
+/// query within `check` each time it has been quiet that long.
+async fn next(
+    listener: &mut PgListener,
+    check: Option<Duration>,
+) -> Result<Option<PgNotification>, sqlx::Error> {
+    let Some(check) = check else {
+        return listener.try_recv().await;
+    };
+    loop {
+        if let Ok(received) = tokio::time::timeout(check, listener.try_recv()).await {
+            return received;
+        }
+        match tokio::time::timeout(check, listener.execute("SELECT 1")).await {
+            Ok(answered) => answered?,
+            Err(_) => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "the listening connection did not answer within {check:?}"
+                )))
+            }
+        };
     }
 }
 

@@ -23,7 +23,7 @@ use crate::model::*;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
-use std::str::FromStr;
+use std::{str::FromStr, time::Duration};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -31,6 +31,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// How long the change listener may stay quiet before it must prove
+    /// that its connection still answers (`None`: never).
+    listener_check: Option<Duration>,
 }
 
 impl PostgresStore {
@@ -59,13 +62,16 @@ impl PostgresStore {
             .test_before_acquire(true)
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            listener_check: Some(settings.statement_timeout).filter(|t| !t.is_zero()),
+        })
     }
 
     /// The feed of every replica's changes (our own included), to relay
     /// to watch streams with [`ChangeFeed::start`].
     pub fn change_feed(&self) -> ChangeFeed {
-        ChangeFeed::new(self.pool.clone())
+        ChangeFeed::new(self.pool.clone(), self.listener_check)
     }
 }
 
