@@ -10,11 +10,11 @@
 //! A WAL only starts over from its beginning when a write begins with all of
 //! it copied, which under steady writes a checkpoint beside the writer almost
 //! never achieves; the file would grow for ever. So once it holds more than
-//! [`RESTART_FRAMES`], the thread takes the writer for a moment and copies
-//! the few frames written since its last pass, and the next write starts the
-//! WAL over. So the WAL holds the writes of the last few passes: a few MB at
-//! ordinary loads, and up to about 100 MB under the benchmark's creation
-//! flood (docs/benchmarks.md).
+//! [`RESTART_FRAMES`], the thread takes the writer for a moment, copies the
+//! few frames written since its last pass and waits for the reads still in
+//! the WAL, and the next write starts the WAL over. So the WAL holds the
+//! writes of the last pass or two: a few MB at ordinary loads, and tens of MB
+//! under the benchmark's creation flood (docs/benchmarks.md).
 //! Commits stay as durable as before: `synchronous = NORMAL` never synced at commit in WAL mode, only at
 //! checkpoints, and checkpoints still sync.
 
@@ -56,7 +56,7 @@ impl Checkpointer {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
                     let restarted = checkpoint(&connection).and_then(|frames| {
                         if frames > RESTART_FRAMES {
-                            checkpoint(&lock(&writer))?;
+                            restart(&lock(&writer))?;
                         }
                         Ok(())
                     });
@@ -75,6 +75,14 @@ impl Checkpointer {
 /// A `PASSIVE` checkpoint; returns how many frames the WAL holds.
 fn checkpoint(connection: &Connection) -> rusqlite::Result<i64> {
     connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
+
+/// A `RESTART` checkpoint: copies the rest of the WAL and waits for the reads
+/// still inside it (microseconds), so that the next write surely starts it
+/// over; without that wait, a read in flight at that moment made the WAL
+/// grow by another pass's writes now and then.
+fn restart(connection: &Connection) -> rusqlite::Result<()> {
+    connection.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
 }
 
 impl Drop for Checkpointer {
