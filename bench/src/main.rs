@@ -63,6 +63,9 @@ struct Figures {
     ops_per_second: f64,
     /// Server CPU per 1,000 operations.
     server_cpu_ms_per_1000: f64,
+    /// The load generator's own CPU per 1,000 operations (it shares the
+    /// machine with the server).
+    load_cpu_ms_per_1000: f64,
     steps: Vec<StepLatency>,
 }
 
@@ -336,6 +339,7 @@ impl Measure<'_> {
     ) -> Result<(Figures, Vec<W>), String> {
         eprintln!("{name}…");
         let before: Usage = self.server.usage();
+        let load_before = server::cpu_time(std::process::id());
         let Run {
             ops,
             elapsed,
@@ -343,6 +347,9 @@ impl Measure<'_> {
             workers,
         } = run_paced(workers, duration, limit, pace).await?;
         let cpu = self.server.usage().cpu.saturating_sub(before.cpu);
+        let load_cpu = server::cpu_time(std::process::id()).saturating_sub(load_before);
+        let per_1000_ops =
+            |cpu: Duration| cpu.as_secs_f64() * 1000.0 / (ops.max(1) as f64 / 1000.0);
         let seconds = elapsed.as_secs_f64();
         Ok((
             Figures {
@@ -351,7 +358,8 @@ impl Measure<'_> {
                 ops,
                 seconds,
                 ops_per_second: ops as f64 / seconds,
-                server_cpu_ms_per_1000: cpu.as_secs_f64() * 1000.0 / (ops.max(1) as f64 / 1000.0),
+                server_cpu_ms_per_1000: per_1000_ops(cpu),
+                load_cpu_ms_per_1000: per_1000_ops(load_cpu),
                 steps: steps.summary(),
             },
             workers,
@@ -414,11 +422,12 @@ fn table(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<50} {:>8} {:>10} {:>14}   {:<10} {:>8} {:>8} {:>8} {:>8}",
+        "{:<50} {:>8} {:>10} {:>16} {:>14}   {:<10} {:>8} {:>8} {:>8} {:>8}",
         "scenario",
         "ops",
         "ops/s",
-        "cpu ms/1k ops",
+        "server ms/1k ops",
+        "load ms/1k ops",
         "step",
         "p50 ms",
         "p90 ms",
@@ -429,11 +438,15 @@ fn table(report: &Report) -> String {
         for (i, s) in f.steps.iter().enumerate() {
             let head = if i == 0 {
                 format!(
-                    "{:<50} {:>8} {:>10.0} {:>14.1}",
-                    f.scenario, f.ops, f.ops_per_second, f.server_cpu_ms_per_1000
+                    "{:<50} {:>8} {:>10.0} {:>16.1} {:>14.1}",
+                    f.scenario,
+                    f.ops,
+                    f.ops_per_second,
+                    f.server_cpu_ms_per_1000,
+                    f.load_cpu_ms_per_1000
                 )
             } else {
-                format!("{:<50} {:>8} {:>10} {:>14}", "", "", "", "")
+                format!("{:<50} {:>8} {:>10} {:>16} {:>14}", "", "", "", "", "")
             };
             let _ = writeln!(
                 out,

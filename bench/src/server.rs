@@ -118,23 +118,27 @@ impl Server {
     /// The server's CPU time so far and its peak resident memory.
     pub fn usage(&self) -> Usage {
         let pid = self.pid();
-        let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| {
-                // Fields after the command name (which may hold spaces),
-                // starting with field 3 of stat(5); utime and stime are 14 and 15.
-                let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-                let utime: u64 = fields.get(11)?.parse().ok()?;
-                let stime: u64 = fields.get(12)?.parse().ok()?;
-                Some(utime + stime)
-            })
-            .unwrap_or_default();
-        let peak_rss_kib = status_kib(pid, "VmHWM:");
         Usage {
-            cpu: Duration::from_millis(ticks * 1000 / clock_ticks_per_second()),
-            peak_rss_bytes: peak_rss_kib * 1024,
+            cpu: cpu_time(pid),
+            peak_rss_bytes: status_kib(pid, "VmHWM:") * 1024,
         }
     }
+}
+
+/// The user and system CPU time of process `pid` so far; zero if unreadable.
+pub fn cpu_time(pid: u32) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name (which may hold spaces),
+            // starting with field 3 of stat(5); utime and stime are 14 and 15.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or_default();
+    Duration::from_millis(ticks * 1000 / clock_ticks_per_second())
 }
 
 /// The bytes of a SQLite database with its write-ahead log and
