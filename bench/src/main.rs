@@ -66,6 +66,8 @@ struct Figures {
     /// The load generator's own CPU per 1,000 operations (it shares the
     /// machine with the server).
     load_cpu_ms_per_1000: f64,
+    /// What the server wrote towards the disk, per operation.
+    server_disk_kib_per_op: f64,
     steps: Vec<StepLatency>,
 }
 
@@ -346,7 +348,11 @@ impl Measure<'_> {
             steps,
             workers,
         } = run_paced(workers, duration, limit, pace).await?;
-        let cpu = self.server.usage().cpu.saturating_sub(before.cpu);
+        let after = self.server.usage();
+        let cpu = after.cpu.saturating_sub(before.cpu);
+        let written = after
+            .disk_written_bytes
+            .saturating_sub(before.disk_written_bytes);
         let load_cpu = server::cpu_time(std::process::id()).saturating_sub(load_before);
         let per_1000_ops =
             |cpu: Duration| cpu.as_secs_f64() * 1000.0 / (ops.max(1) as f64 / 1000.0);
@@ -360,6 +366,7 @@ impl Measure<'_> {
                 ops_per_second: ops as f64 / seconds,
                 server_cpu_ms_per_1000: per_1000_ops(cpu),
                 load_cpu_ms_per_1000: per_1000_ops(load_cpu),
+                server_disk_kib_per_op: written as f64 / 1024.0 / ops.max(1) as f64,
                 steps: steps.summary(),
             },
             workers,
@@ -422,12 +429,13 @@ fn table(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<50} {:>8} {:>10} {:>16} {:>14}   {:<10} {:>8} {:>8} {:>8} {:>8}",
+        "{:<50} {:>8} {:>10} {:>16} {:>14} {:>12}   {:<10} {:>8} {:>8} {:>8} {:>8}",
         "scenario",
         "ops",
         "ops/s",
         "server ms/1k ops",
         "load ms/1k ops",
+        "disk KiB/op",
         "step",
         "p50 ms",
         "p90 ms",
@@ -438,15 +446,19 @@ fn table(report: &Report) -> String {
         for (i, s) in f.steps.iter().enumerate() {
             let head = if i == 0 {
                 format!(
-                    "{:<50} {:>8} {:>10.0} {:>16.1} {:>14.1}",
+                    "{:<50} {:>8} {:>10.0} {:>16.1} {:>14.1} {:>12.1}",
                     f.scenario,
                     f.ops,
                     f.ops_per_second,
                     f.server_cpu_ms_per_1000,
-                    f.load_cpu_ms_per_1000
+                    f.load_cpu_ms_per_1000,
+                    f.server_disk_kib_per_op
                 )
             } else {
-                format!("{:<50} {:>8} {:>10} {:>16} {:>14}", "", "", "", "", "")
+                format!(
+                    "{:<50} {:>8} {:>10} {:>16} {:>14} {:>12}",
+                    "", "", "", "", "", ""
+                )
             };
             let _ = writeln!(
                 out,

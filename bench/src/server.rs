@@ -21,11 +21,15 @@ pub struct Server {
     data: tempfile::TempDir,
 }
 
-/// CPU time and peak memory of a process, read from `/proc`.
+/// CPU time, peak memory and disk writes of a process, read from `/proc`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
     pub cpu: Duration,
     pub peak_rss_bytes: u64,
+    /// Bytes it has written towards the disk (`write_bytes` of
+    /// `/proc/PID/io`: counted as it dirties the page cache, so the WAL's
+    /// frames and the checkpoints' copies, not the socket traffic).
+    pub disk_written_bytes: u64,
 }
 
 impl Server {
@@ -115,12 +119,14 @@ impl Server {
         Stats::parse(&text).map_err(|e| format!("{}: {e}", self.metrics_url))
     }
 
-    /// The server's CPU time so far and its peak resident memory.
+    /// The server's CPU time and disk writes so far and its peak resident
+    /// memory.
     pub fn usage(&self) -> Usage {
         let pid = self.pid();
         Usage {
             cpu: cpu_time(pid),
             peak_rss_bytes: status_kib(pid, "VmHWM:") * 1024,
+            disk_written_bytes: disk_written_bytes(pid),
         }
     }
 }
@@ -139,6 +145,18 @@ pub fn cpu_time(pid: u32) -> Duration {
         })
         .unwrap_or_default();
     Duration::from_millis(ticks * 1000 / clock_ticks_per_second())
+}
+
+/// `write_bytes` of `/proc/PID/io`; 0 if unreadable.
+fn disk_written_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|io| {
+            io.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// The bytes of a SQLite database with its write-ahead log and

@@ -565,6 +565,65 @@ async fn nonces_are_used_once_and_counters_and_audit_page_the_same_way() {
 }
 
 #[tokio::test]
+async fn the_audit_purge_deletes_the_old_entries_and_never_a_newer_one() {
+    for backend in backends("the_audit_purge_deletes_the_old_entries_and_never_a_newer_one").await {
+        let store = &*backend.store;
+        let tenant = tenant(store).await;
+        // Written in this order; the fourth was stamped earlier than the third
+        // (a clock stepped back).
+        for (n, at) in [NOW - 30, NOW - 20, NOW + 10, NOW - 10, NOW + 20]
+            .iter()
+            .enumerate()
+        {
+            store
+                .append_audit(&AuditEvent {
+                    tenant_id: Some(tenant.id.clone()),
+                    at: *at,
+                    event_type: "challenge.created".into(),
+                    detail: format!("event {n}"),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        let details = || async {
+            let events = store.list_audit(&tenant.id, None, None, 10).await.unwrap();
+            events.into_iter().map(|e| e.detail).collect::<Vec<_>>()
+        };
+
+        assert_eq!(store.purge(0, NOW).await.unwrap(), 2, "{}", backend.name);
+        // The entry stamped before the cutoff but written after a newer one
+        // waits; nothing at or after the cutoff goes.
+        assert_eq!(
+            details().await,
+            ["event 4", "event 3", "event 2"],
+            "{}",
+            backend.name
+        );
+        assert_eq!(
+            store.purge(0, NOW + 15).await.unwrap(),
+            2,
+            "{}",
+            backend.name
+        );
+        assert_eq!(details().await, ["event 4"], "{}", backend.name);
+        assert_eq!(
+            store.purge(0, NOW + 100).await.unwrap(),
+            1,
+            "{}",
+            backend.name
+        );
+        assert!(details().await.is_empty(), "{}", backend.name);
+        assert_eq!(
+            store.purge(0, NOW + 100).await.unwrap(),
+            0,
+            "{}",
+            backend.name
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_reset_revokes_devices_and_cancels_everything_open() {
     for backend in backends("a_reset_revokes_devices_and_cancels_everything_open").await {
         let store = &*backend.store;

@@ -229,7 +229,16 @@ pub(crate) const PURGE_ENDED: [&str; 2] = [
     "DELETE FROM enrollments
      WHERE state NOT IN ('waiting_for_scan', 'device_registered') AND expires_at < $1",
 ];
-pub(crate) const PURGE_AUDIT: &str = "DELETE FROM audit_events WHERE at < $1";
+/// The statement that purges audit events older than `$1`. Ids grow with
+/// time, so these are the events before the first one at or after the
+/// cutoff, found by reading from the oldest: the purge reads only the rows it
+/// deletes (and one more), with no index on the time, of which every entry
+/// would write a page. An entry stamped earlier than one written before it (a
+/// clock stepped back, replicas' clocks) waits for a later purge; none at or
+/// after the cutoff is ever deleted.
+pub(crate) const PURGE_AUDIT: &str = "DELETE FROM audit_events WHERE id < COALESCE(
+         (SELECT id FROM audit_events WHERE at >= $1 ORDER BY id LIMIT 1),
+         (SELECT MAX(id) + 1 FROM audit_events))";
 
 /// The statement that counts a user's sign-in challenges for a [`Quota`], the
 /// same on every backend (`$1` tenant, `$2` user, `$3` since).
