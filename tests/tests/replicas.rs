@@ -403,7 +403,6 @@ async fn a_database_outage_is_unavailable_and_service_recovers_by_itself() {
         challenge,
         mut watch,
         _b,
-        ..
     }) = watched_behind_proxy(test, |c| {
         c.database_acquire_timeout = Duration::from_millis(500);
     })
@@ -524,7 +523,6 @@ async fn a_change_listener_cut_off_silently_is_replaced_and_its_watches_see_the_
         challenge,
         mut watch,
         _b,
-        ..
     }) = watched_behind_proxy(test, |c| {
         c.database_acquire_timeout = Duration::from_millis(300);
         c.database_query_timeout = Duration::from_millis(500);
