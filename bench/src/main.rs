@@ -5,6 +5,7 @@
 //! writes the same figures as JSON under `target/bench/`.
 
 mod load;
+mod profile;
 mod scenarios;
 mod server;
 
@@ -51,6 +52,10 @@ struct Args {
     /// Connections the portal and the phones share (each side).
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Also run full cycles once more under `perf` (not measured) and write
+    /// a flame graph and where the server's CPU went to the output directory.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// One scenario's figures.
@@ -90,6 +95,8 @@ struct Report {
     /// alone grew during the run, sampled every [`SIZE_SAMPLE`].
     sqlite_peak_mib: Option<f64>,
     sqlite_wal_peak_mib: Option<f64>,
+    /// With `--profile`: where the server's CPU went during full cycles.
+    profile: Option<profile::Profile>,
 }
 
 const CYCLE_RPCS: f64 = 4.0;
@@ -237,6 +244,29 @@ async fn bench(args: Args) -> Result<(), String> {
         .map(|(method, seconds)| (method, seconds * 1000.0))
         .collect();
 
+    let (profile, cycle_workers) = if args.profile {
+        // Sampling slows the server, so this run's figures are not kept;
+        // perf stops before the load does, so every sample is under load.
+        let recording = profile::Recording::start(server.pid(), &args.out, args.duration * 3 / 4)?;
+        let (_, workers) = measure
+            .scenario(
+                "full sign-in cycle, profiled",
+                c,
+                cycle_workers,
+                args.duration,
+                u64::MAX,
+            )
+            .await?;
+        eprintln!("reading the profile…");
+        let out = args.out.clone();
+        let profile = tokio::task::spawn_blocking(move || recording.finish(&out))
+            .await
+            .map_err(|e| e.to_string())??;
+        (Some(profile), workers)
+    } else {
+        (None, cycle_workers)
+    };
+
     let workers: Vec<Create> = cycle_workers
         .iter()
         .enumerate()
@@ -287,8 +317,12 @@ async fn bench(args: Args) -> Result<(), String> {
         sqlite_peak_mib: sizes.as_ref().map(|s| mib(s.files.load(Ordering::Relaxed))),
         sqlite_wal_peak_mib: sizes.as_ref().map(|s| mib(s.wal.load(Ordering::Relaxed))),
         scenarios: figures,
+        profile,
     };
     print!("{}", table(&report));
+    if let Some(profile) = &report.profile {
+        println!("{profile}");
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     let path = args
         .out
