@@ -242,7 +242,7 @@ async fn values_come_back_exactly_as_stored() {
         );
         assert_eq!(
             store.pending_for_device(&device, NOW).await.unwrap(),
-            vec![verification.clone()],
+            vec![(verification.clone(), "hanako@example.jp".to_owned())],
             "{name}"
         );
 
@@ -306,6 +306,65 @@ async fn values_come_back_exactly_as_stored() {
                 .unwrap()
                 .push_token,
             ""
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_user_comes_with_all_their_devices_oldest_first() {
+    for backend in backends("a_user_comes_with_all_their_devices_oldest_first").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let tenant = tenant(store).await;
+        assert_eq!(
+            store.user_with_devices(&tenant.id, "kenji").await.unwrap(),
+            None,
+            "{name}"
+        );
+
+        let first = enrolled_user(store, &tenant, "kenji").await;
+        let second = enrolled_user(store, &tenant, "kenji").await;
+        enrolled_user(store, &tenant, "someone-else").await;
+        store
+            .create_enrollment(&enrollment(&tenant, "mei"), "mei@example.jp", &[9; 32])
+            .await
+            .unwrap();
+        assert!(store.revoke_device(&second.id, NOW + 2).await.unwrap());
+
+        let (user, devices) = store
+            .user_with_devices(&tenant.id, "kenji")
+            .await
+            .unwrap()
+            .expect("kenji is enrolled");
+        assert_eq!(
+            Some(user),
+            store.get_user(&tenant.id, "kenji").await.unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            devices,
+            store.list_devices(&tenant.id, "kenji").await.unwrap(),
+            "{name}: the same devices in the same order as list_devices"
+        );
+        let mut ids = vec![first.id.as_str(), second.id.as_str()];
+        ids.sort();
+        assert_eq!(
+            devices.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ids,
+            "{name}: both of kenji's devices (one revoked), oldest first, none of another user's"
+        );
+        let revoked = devices.iter().find(|d| d.id == second.id).unwrap();
+        assert_eq!(revoked.revoked_at, Some(NOW + 2), "{name}");
+
+        let (user, devices) = store
+            .user_with_devices(&tenant.id, "mei")
+            .await
+            .unwrap()
+            .expect("mei has an enrollment");
+        assert_eq!(
+            (user.email.as_str(), devices),
+            ("mei@example.jp", vec![]),
+            "{name}: a user without devices"
         );
     }
 }

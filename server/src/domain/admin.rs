@@ -28,28 +28,25 @@ impl Service {
     pub async fn user_status(&self, tenant_id: &str, user_id: &str) -> Result<UserStatus> {
         input::user_id(user_id)?;
         let now = now_ms();
-        let user = self.store().get_user(tenant_id, user_id).await?;
-        let devices = self
-            .store()
-            .list_devices(tenant_id, user_id)
-            .await?
-            .into_iter()
-            .filter(|d| d.state != DeviceState::Revoked)
-            .collect();
-        Ok(match user {
-            Some(u) => UserStatus {
-                user_id: u.user_id,
-                email: u.email,
-                devices,
-                blocked_until: u.blocked_until.filter(|&until| until > now),
-                terms_version: u.terms_version,
-                terms_accepted_at: u.terms_accepted_at,
+        Ok(
+            match self.store().user_with_devices(tenant_id, user_id).await? {
+                Some((u, devices)) => UserStatus {
+                    user_id: u.user_id,
+                    email: u.email,
+                    devices: devices
+                        .into_iter()
+                        .filter(|d| d.state != DeviceState::Revoked)
+                        .collect(),
+                    blocked_until: u.blocked_until.filter(|&until| until > now),
+                    terms_version: u.terms_version,
+                    terms_accepted_at: u.terms_accepted_at,
+                },
+                None => UserStatus {
+                    user_id: user_id.to_owned(),
+                    ..Default::default()
+                },
             },
-            None => UserStatus {
-                user_id: user_id.to_owned(),
-                ..Default::default()
-            },
-        })
+        )
     }
 
     /// Records the terms version a user accepted.

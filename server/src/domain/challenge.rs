@@ -52,9 +52,12 @@ impl Service {
             ));
         }
         let now = now_ms();
-        let user = self.store().get_user(tenant_id, user_id).await?;
+        let (user, devices) = self
+            .store()
+            .user_with_devices(tenant_id, user_id)
+            .await?
+            .unzip();
         if let Some(until) = user
-            .as_ref()
             .and_then(|u| u.blocked_until)
             .filter(|&until| until > now)
         {
@@ -73,10 +76,8 @@ impl Service {
                 ),
             ));
         }
-        let devices: Vec<Device> = self
-            .store()
-            .list_devices(tenant_id, user_id)
-            .await?
+        let devices: Vec<Device> = devices
+            .unwrap_or_default()
             .into_iter()
             .filter(|d| d.state == DeviceState::Active)
             .collect();

@@ -66,15 +66,9 @@ impl Service {
             return Ok(Vec::new());
         }
         let tenant = self.tenant(&device.tenant_id).await?;
-        let email = self
-            .store()
-            .get_user(&device.tenant_id, &device.user_id)
-            .await?
-            .map(|u| u.email)
-            .unwrap_or_default();
         Ok(challenges
             .into_iter()
-            .map(|c| self.sign_context(&tenant, &email, c))
+            .map(|(challenge, email)| self.sign_context(&tenant, &email, challenge))
             .collect())
     }
 

@@ -86,6 +86,7 @@ timed! {
     fn register_device(&self, enrollment_id: &str, device: &Device, challenge: &Challenge, now: i64) -> bool;
     fn get_device(&self, id: &str) -> Option<Device>;
     fn list_devices(&self, tenant_id: &str, user_id: &str) -> Vec<Device>;
+    fn user_with_devices(&self, tenant_id: &str, user_id: &str) -> Option<(User, Vec<Device>)>;
     fn set_push_token(&self, device_id: &str, platform: PushPlatform, token: &str) -> ();
     fn revoke_device(&self, device_id: &str, now: i64) -> bool;
     fn save_delivery(&self, delivery: &PushDelivery) -> ();
@@ -94,7 +95,7 @@ timed! {
     fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> bool;
     fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> Creation;
     fn get_challenge(&self, id: &str) -> Option<Challenge>;
-    fn pending_for_device(&self, device: &Device, now: i64) -> Vec<Challenge>;
+    fn pending_for_device(&self, device: &Device, now: i64) -> Vec<(Challenge, String)>;
     fn end_challenge(&self, id: &str, ending: &Ending, now: i64) -> Option<Ended>;
     fn sweep(&self, now: i64, keep_attempts_since: i64) -> Swept;
     fn purge(&self, ended_before: i64, audit_before: i64) -> u64;

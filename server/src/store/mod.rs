@@ -245,6 +245,19 @@ pub(crate) const PURGE_AUDIT: &str = "DELETE FROM audit_events WHERE id < COALES
 pub(crate) const COUNT_SIGN_INS: &str = "SELECT COUNT(*) FROM challenges
      WHERE tenant_id = $1 AND user_id = $2 AND kind = 'sign_in' AND created_at >= $3";
 
+/// The statement of [`Store::user_with_devices`], the same on every backend
+/// (`$1` tenant, `$2` user): the user's row with each of their devices, or
+/// once with no device (a device always has its user, by foreign key).
+pub(crate) const USER_WITH_DEVICES: &str = "SELECT u.tenant_id AS tenant_id, u.user_id AS user_id,
+         u.email AS email, u.blocked_until AS blocked_until,
+         u.terms_version AS terms_version, u.terms_accepted_at AS terms_accepted_at,
+         d.id AS id, d.display_name AS display_name, d.public_key AS public_key,
+         d.push_platform AS push_platform, d.push_token AS push_token, d.state AS state,
+         d.created_at AS created_at, d.revoked_at AS revoked_at
+     FROM users u LEFT JOIN devices d ON d.tenant_id = u.tenant_id AND d.user_id = u.user_id
+     WHERE u.tenant_id = $1 AND u.user_id = $2
+     ORDER BY d.created_at, d.id";
+
 /// The statement of [`Store::find_api_key`], the same on every backend
 /// (`$1`: the key's hash): a revoked key no longer authenticates.
 pub(crate) const FIND_API_KEY: &str =
@@ -324,6 +337,13 @@ pub trait Store: Send + Sync + 'static {
     async fn get_device(&self, id: &str) -> StoreResult<Option<Device>>;
     /// A user's devices, oldest first.
     async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>>;
+    /// A user and their devices, oldest first, in one read; `None` for an
+    /// unknown user.
+    async fn user_with_devices(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<(User, Vec<Device>)>>;
     async fn set_push_token(
         &self,
         device_id: &str,
@@ -332,8 +352,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Revokes a device unless already revoked; true if it changed.
     async fn revoke_device(&self, device_id: &str, now: i64) -> StoreResult<bool>;
-    /// Remembers a device request nonce until `expires_at`; false if it was
-    /// already used.
     /// Records where a push delivery stands (one row per challenge and device).
     async fn save_delivery(&self, delivery: &PushDelivery) -> StoreResult<()>;
     /// The push deliveries of a challenge, by device id.
@@ -341,6 +359,8 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets a device's push token that the provider reported invalid,
     /// unless the app has registered another one meanwhile.
     async fn invalidate_push_token(&self, device_id: &str, token: &str) -> StoreResult<bool>;
+    /// Remembers a device request nonce until `expires_at`; false if it was
+    /// already used.
     async fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> StoreResult<bool>;
 
     /// Inserts a sign-in challenge unless the user's `quota` is spent,
@@ -349,8 +369,13 @@ pub trait Store: Send + Sync + 'static {
     /// transaction. Creations for one user are serialized, across replicas.
     async fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> StoreResult<Creation>;
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>>;
-    /// Pending, unexpired challenges that this device may answer, newest first.
-    async fn pending_for_device(&self, device: &Device, now: i64) -> StoreResult<Vec<Challenge>>;
+    /// Pending, unexpired challenges that this device may answer, newest
+    /// first, each with its user's e-mail (read in the same query).
+    async fn pending_for_device(
+        &self,
+        device: &Device,
+        now: i64,
+    ) -> StoreResult<Vec<(Challenge, String)>>;
     /// Ends a challenge if it is still pending (and, unless it is being
     /// expired, not yet expired at `now`); `None` if it was not. Ending a
     /// verification challenge also settles its enrollment and device. The

@@ -122,6 +122,33 @@ pub(super) fn device(row: &impl Columns) -> StoreResult<Device> {
     })
 }
 
+/// A row of [`super::USER_WITH_DEVICES`]: the user, and a device of theirs
+/// unless they have none.
+pub(super) fn user_and_device(row: &impl Columns) -> StoreResult<(User, Option<Device>)> {
+    let device = match row.optional_text("id")? {
+        Some(_) => Some(device(row)?),
+        None => None,
+    };
+    Ok((user(row)?, device))
+}
+
+/// The rows of [`super::USER_WITH_DEVICES`] as the user and their devices;
+/// `None` when there is no row (no such user).
+pub(super) fn user_with_devices(rows: Vec<(User, Option<Device>)>) -> Option<(User, Vec<Device>)> {
+    let mut rows = rows.into_iter();
+    let (user, first) = rows.next()?;
+    let devices = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, device)| device))
+        .collect();
+    Some((user, devices))
+}
+
+/// A pending challenge with its user's e-mail (the `user_email` column).
+pub(super) fn challenge_with_email(row: &impl Columns) -> StoreResult<(Challenge, String)> {
+    Ok((challenge(row)?, row.text("user_email")?))
+}
+
 pub(super) fn enrollment(row: &impl Columns) -> StoreResult<Enrollment> {
     Ok(Enrollment {
         id: row.text("id")?,

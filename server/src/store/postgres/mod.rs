@@ -459,6 +459,23 @@ impl Store for PostgresStore {
         rows.iter().map(decode::device).collect()
     }
 
+    async fn user_with_devices(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<(User, Vec<Device>)>> {
+        let rows = sqlx::query(super::USER_WITH_DEVICES)
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let rows = rows
+            .iter()
+            .map(decode::user_and_device)
+            .collect::<StoreResult<_>>()?;
+        Ok(decode::user_with_devices(rows))
+    }
+
     async fn set_push_token(
         &self,
         device_id: &str,
@@ -599,12 +616,19 @@ impl Store for PostgresStore {
         row.as_ref().map(decode::challenge).transpose()
     }
 
-    async fn pending_for_device(&self, device: &Device, now: i64) -> StoreResult<Vec<Challenge>> {
+    async fn pending_for_device(
+        &self,
+        device: &Device,
+        now: i64,
+    ) -> StoreResult<Vec<(Challenge, String)>> {
         let rows = sqlx::query(
-            "SELECT * FROM challenges
-             WHERE tenant_id = $1 AND user_id = $2 AND state = 'pending' AND expires_at > $3
-               AND (target_device_id = $4 OR (target_device_id IS NULL AND $5))
-             ORDER BY created_at DESC",
+            "SELECT c.*, u.email AS user_email
+             FROM challenges c
+             JOIN users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id
+             WHERE c.tenant_id = $1 AND c.user_id = $2 AND c.state = 'pending'
+               AND c.expires_at > $3
+               AND (c.target_device_id = $4 OR (c.target_device_id IS NULL AND $5))
+             ORDER BY c.created_at DESC",
         )
         .bind(&device.tenant_id)
         .bind(&device.user_id)
@@ -613,7 +637,7 @@ impl Store for PostgresStore {
         .bind(device.state == DeviceState::Active)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode::challenge).collect()
+        rows.iter().map(decode::challenge_with_email).collect()
     }
 
     async fn end_challenge(

@@ -589,6 +589,19 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn user_with_devices(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Option<(User, Vec<Device>)>> {
+        let rows = self.read(|c| {
+            all(c, super::USER_WITH_DEVICES, [tenant_id, user_id], |row| {
+                decode::user_and_device(row)
+            })
+        })?;
+        Ok(decode::user_with_devices(rows))
+    }
+
     async fn save_delivery(&self, d: &PushDelivery) -> StoreResult<()> {
         self.write(|c| {
             execute(
@@ -715,14 +728,21 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn pending_for_device(&self, device: &Device, now: i64) -> StoreResult<Vec<Challenge>> {
+    async fn pending_for_device(
+        &self,
+        device: &Device,
+        now: i64,
+    ) -> StoreResult<Vec<(Challenge, String)>> {
         self.read(|c| {
             all(
                 c,
-                "SELECT * FROM challenges INDEXED BY challenges_pending_by_user
-                 WHERE tenant_id = ? AND user_id = ? AND state = 'pending' AND expires_at > ?
-                   AND (target_device_id = ? OR (target_device_id IS NULL AND ?))
-                 ORDER BY created_at DESC",
+                "SELECT c.*, u.email AS user_email
+                 FROM challenges c INDEXED BY challenges_pending_by_user
+                 JOIN users u ON u.tenant_id = c.tenant_id AND u.user_id = c.user_id
+                 WHERE c.tenant_id = ? AND c.user_id = ? AND c.state = 'pending'
+                   AND c.expires_at > ?
+                   AND (c.target_device_id = ? OR (c.target_device_id IS NULL AND ?))
+                 ORDER BY c.created_at DESC",
                 params![
                     device.tenant_id,
                     device.user_id,
@@ -730,7 +750,7 @@ impl Store for SqliteStore {
                     device.id,
                     device.state == DeviceState::Active
                 ],
-                |row| decode::challenge(row),
+                |row| decode::challenge_with_email(row),
             )
         })
     }
