@@ -369,6 +369,62 @@ async fn a_user_comes_with_all_their_devices_oldest_first() {
     }
 }
 
+#[tokio::test]
+async fn a_device_comes_with_the_failures_counted_for_its_caller() {
+    for backend in backends("a_device_comes_with_the_failures_counted_for_its_caller").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let tenant = tenant(store).await;
+        let device = enrolled_user(store, &tenant, "kenji").await;
+        let with_failures = |key: &'static str, since: i64| {
+            let id = device.id.clone();
+            async move {
+                store
+                    .device_with_failures(&id, "device_signature", key, since)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(
+            with_failures("198.51.100.1", NOW).await,
+            Some((device.clone(), 0)),
+            "{name}"
+        );
+        for (scope, key, at) in [
+            ("device_signature", "198.51.100.1", NOW - 1),
+            ("device_signature", "198.51.100.1", NOW),
+            ("device_signature", "198.51.100.1", NOW + 1),
+            ("device_signature", "198.51.100.2", NOW),
+            ("activation", "198.51.100.1", NOW),
+        ] {
+            store.record_failure(scope, key, at).await.unwrap();
+        }
+        assert_eq!(
+            with_failures("198.51.100.1", NOW).await,
+            Some((device.clone(), 2)),
+            "{name}: this scope and address, from `since` on"
+        );
+        assert_eq!(
+            with_failures("198.51.100.1", NOW).await.map(|(_, n)| n),
+            Some(
+                store
+                    .count_failures("device_signature", "198.51.100.1", NOW)
+                    .await
+                    .unwrap()
+            ),
+            "{name}: the same count as count_failures"
+        );
+        assert_eq!(
+            store
+                .device_with_failures("no-such-device", "device_signature", "198.51.100.1", NOW)
+                .await
+                .unwrap(),
+            None,
+            "{name}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_answers_end_a_challenge_once_and_never_after_its_deadline() {
     for backend in

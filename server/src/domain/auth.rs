@@ -195,7 +195,7 @@ impl Service {
                 "request timestamp is outside the allowed clock skew; check the device's clock",
             ));
         }
-        let device = self.known_device(proof.device_id).await?;
+        let (device, recent_failures) = self.known_device(proof.device_id, peer).await?;
         let message = signing::DeviceRequest {
             device_id: proof.device_id,
             method,
@@ -204,8 +204,15 @@ impl Service {
             body,
         }
         .signed_bytes();
-        self.check_device_signature(&device, &message, proof.signature, None, peer)
-            .await?;
+        self.check_device_signature(
+            &device,
+            recent_failures,
+            &message,
+            proof.signature,
+            None,
+            peer,
+        )
+        .await?;
         if !self
             .store()
             .use_nonce(&device.id, proof.nonce, proof.timestamp_ms + skew)
@@ -223,30 +230,33 @@ impl Service {
         Ok(device)
     }
 
-    pub(super) async fn known_device(&self, device_id: &str) -> Result<Device> {
-        self.store().get_device(device_id).await?.ok_or_else(|| {
-            metrics::auth_failure("unknown_device");
-            Error::unauthenticated("unknown device")
-        })
+    /// The calling device, with the failed signatures from the caller's
+    /// address (`peer`) within the window, read together.
+    pub(super) async fn known_device(&self, device_id: &str, peer: &str) -> Result<(Device, i64)> {
+        let since = now_ms() - self.limits().signature_window.as_millis() as i64;
+        self.store()
+            .device_with_failures(device_id, SIGNATURE_SCOPE, peer, since)
+            .await?
+            .ok_or_else(|| {
+                metrics::auth_failure("unknown_device");
+                Error::unauthenticated("unknown device")
+            })
     }
 
     /// Verifies a device's signature; a bad one is audited, counted against
     /// the caller's address (`peer`) and refused. An address past its
-    /// failed-signature limit is refused before anything is verified.
+    /// failed-signature limit (`recent_failures`, from [`Self::known_device`])
+    /// is refused before anything is verified.
     pub(super) async fn check_device_signature(
         &self,
         device: &Device,
+        recent_failures: i64,
         message: &[u8],
         signature: &[u8],
         challenge_id: Option<&str>,
         peer: &str,
     ) -> Result<()> {
-        let since = now_ms() - self.limits().signature_window.as_millis() as i64;
-        let failures = self
-            .store()
-            .count_failures(SIGNATURE_SCOPE, peer, since)
-            .await?;
-        if failures >= i64::from(self.limits().signature_failure_limit) {
+        if recent_failures >= i64::from(self.limits().signature_failure_limit) {
             metrics::throttled("device_signature");
             self.audit_device(
                 device,

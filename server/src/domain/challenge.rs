@@ -152,7 +152,7 @@ impl Service {
             return Err(Error::invalid("typed_number is required to approve"));
         }
 
-        let device = self.known_device(answer.device_id).await?;
+        let (device, recent_failures) = self.known_device(answer.device_id, answer.peer).await?;
         let challenge = match self.store().get_challenge(answer.challenge_id).await? {
             Some(c)
                 if c.tenant_id == device.tenant_id
@@ -174,6 +174,7 @@ impl Service {
         .signed_bytes();
         self.check_device_signature(
             &device,
+            recent_failures,
             &message,
             answer.signature,
             Some(&challenge.id),

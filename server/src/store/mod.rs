@@ -258,6 +258,13 @@ pub(crate) const USER_WITH_DEVICES: &str = "SELECT u.tenant_id AS tenant_id, u.u
      WHERE u.tenant_id = $1 AND u.user_id = $2
      ORDER BY d.created_at, d.id";
 
+/// The statement of [`Store::device_with_failures`], the same on every
+/// backend (`$1` scope, `$2` key, `$3` since, `$4` device; numbered in the
+/// order they appear, as SQLite binds them).
+pub(crate) const DEVICE_WITH_FAILURES: &str = "SELECT d.*, (SELECT COUNT(*) FROM failed_attempts
+         WHERE scope = $1 AND key = $2 AND at >= $3) AS recent_failures
+     FROM devices d WHERE d.id = $4";
+
 /// The statement of [`Store::find_api_key`], the same on every backend
 /// (`$1`: the key's hash): a revoked key no longer authenticates.
 pub(crate) const FIND_API_KEY: &str =
@@ -335,6 +342,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     async fn get_device(&self, id: &str) -> StoreResult<Option<Device>>;
+    /// A device with [`Store::count_failures`]`(scope, key, since)`, in one
+    /// read: what checking a device's signed call needs.
+    async fn device_with_failures(
+        &self,
+        id: &str,
+        scope: &str,
+        key: &str,
+        since: i64,
+    ) -> StoreResult<Option<(Device, i64)>>;
     /// A user's devices, oldest first.
     async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>>;
     /// A user and their devices, oldest first, in one read; `None` for an

@@ -448,6 +448,23 @@ impl Store for PostgresStore {
         row.as_ref().map(decode::device).transpose()
     }
 
+    async fn device_with_failures(
+        &self,
+        id: &str,
+        scope: &str,
+        key: &str,
+        since: i64,
+    ) -> StoreResult<Option<(Device, i64)>> {
+        let row = sqlx::query(super::DEVICE_WITH_FAILURES)
+            .bind(scope)
+            .bind(key)
+            .bind(since)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::device_with_failures).transpose()
+    }
+
     async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>> {
         let rows = sqlx::query(
             "SELECT * FROM devices WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id",
