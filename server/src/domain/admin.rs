@@ -28,25 +28,24 @@ impl Service {
     pub async fn user_status(&self, tenant_id: &str, user_id: &str) -> Result<UserStatus> {
         input::user_id(user_id)?;
         let now = now_ms();
-        Ok(
-            match self.store().user_with_devices(tenant_id, user_id).await? {
-                Some((u, devices)) => UserStatus {
-                    user_id: u.user_id,
-                    email: u.email,
-                    devices: devices
-                        .into_iter()
-                        .filter(|d| d.state != DeviceState::Revoked)
-                        .collect(),
-                    blocked_until: u.blocked_until.filter(|&until| until > now),
-                    terms_version: u.terms_version,
-                    terms_accepted_at: u.terms_accepted_at,
-                },
-                None => UserStatus {
-                    user_id: user_id.to_owned(),
-                    ..Default::default()
-                },
-            },
-        )
+        let Some((user, devices)) = self.store().user_with_devices(tenant_id, user_id).await?
+        else {
+            return Ok(UserStatus {
+                user_id: user_id.to_owned(),
+                ..Default::default()
+            });
+        };
+        Ok(UserStatus {
+            user_id: user.user_id,
+            email: user.email,
+            devices: devices
+                .into_iter()
+                .filter(|d| d.state != DeviceState::Revoked)
+                .collect(),
+            blocked_until: user.blocked_until.filter(|&until| until > now),
+            terms_version: user.terms_version,
+            terms_accepted_at: user.terms_accepted_at,
+        })
     }
 
     /// Records the terms version a user accepted.
