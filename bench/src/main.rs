@@ -12,7 +12,7 @@ mod server;
 use clap::Parser;
 use load::{run, run_paced, Run, StepLatency, Worker};
 use mfa_sdk::portal::RelyingParty;
-use scenarios::{Answer, Ceiling, Create, Enroll, FullCycle, User};
+use scenarios::{Answer, Ceiling, Create, Enroll, FullCycle, Turns, User};
 use serde::Serialize;
 use server::{Server, Usage};
 use std::{
@@ -83,6 +83,9 @@ struct Report {
     scale: u64,
     enrolled_phones: u64,
     pending_challenges: u64,
+    /// The users the sign-in scenarios sign in, each caller its share in
+    /// turn (the enrolled phones less those holding a pending challenge).
+    sign_in_users: usize,
     concurrency: usize,
     scenarios: Vec<Figures>,
     /// Full cycles × RPCs per cycle ÷ health checks, per second, same run.
@@ -206,14 +209,20 @@ async fn bench(args: Args) -> Result<(), String> {
         .collect();
     run(workers, Duration::MAX, u64::MAX).await?;
 
-    // The sign-in scenarios, on their own users.
-    let cycle_users = users.split_off(users.len() - c);
-    let workers: Vec<FullCycle> = cycle_users
+    // The sign-in scenarios, on every other user: each caller signs in its
+    // share of them in turn.
+    if users.len() < c {
+        return Err(format!(
+            "concurrency {c} needs more than {phones} enrolled phones: raise --scale"
+        ));
+    }
+    let sign_in_users = users.len();
+    let workers: Vec<FullCycle> = chunks(users, c)
         .into_iter()
         .enumerate()
-        .map(|(i, user)| FullCycle {
+        .map(|(i, users)| FullCycle {
             portal: portal(i),
-            user,
+            users: Turns::new(users),
         })
         .collect();
     let (cycle, cycle_workers) = measure
@@ -272,7 +281,7 @@ async fn bench(args: Args) -> Result<(), String> {
         .enumerate()
         .map(|(i, w)| Create {
             portal: portal(i),
-            user_id: w.user.id.clone(),
+            user_ids: Turns::new(w.users.items().iter().map(|u| u.id.clone()).collect()),
         })
         .collect();
     let (create, _) = measure
@@ -281,6 +290,10 @@ async fn bench(args: Args) -> Result<(), String> {
     figures.push(create);
 
     // Enough answers for the run at well above the rates seen here.
+    let mut users: Vec<User> = cycle_workers
+        .into_iter()
+        .flat_map(|w| w.users.into_items())
+        .collect();
     users.truncate(MAX_PREPARED_ANSWERS);
     eprintln!("preparing {} challenges to answer…", users.len());
     let preparing: Vec<_> = chunks(users, c)
@@ -310,6 +323,7 @@ async fn bench(args: Args) -> Result<(), String> {
         scale: args.scale,
         enrolled_phones: phones,
         pending_challenges: pending,
+        sign_in_users,
         concurrency: c,
         full_cycle_share_of_ceiling: cycle_rate * CYCLE_RPCS / ceiling_rate,
         server_p99_ms_at_half_rate,
@@ -454,11 +468,13 @@ fn table(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\nmfa-server on {} ({}), {} enrolled phones, {} pending challenges, concurrency {}\n",
+        "\nmfa-server on {} ({}), {} enrolled phones, {} pending challenges, \
+         sign-ins by {} users in turn, concurrency {}\n",
         report.database,
         report.machine,
         report.enrolled_phones,
         report.pending_challenges,
+        report.sign_in_users,
         report.concurrency
     );
     let _ = writeln!(

@@ -88,25 +88,57 @@ impl Worker for Enroll {
     }
 }
 
+/// Items taken in turn, round and round. Sign-ins come from many people,
+/// each a few times within the rate-limit window, so a worker signs its users
+/// in one after the other rather than one user thousands of times.
+pub struct Turns<T> {
+    items: Vec<T>,
+    next: usize,
+}
+
+impl<T> Turns<T> {
+    /// Turns over `items`, which must not be empty.
+    pub fn new(items: Vec<T>) -> Self {
+        assert!(!items.is_empty(), "nothing to take turns with");
+        Self { items, next: 0 }
+    }
+
+    /// The item whose turn it is.
+    pub fn take(&mut self) -> &mut T {
+        let turn = self.next;
+        self.next = (turn + 1) % self.items.len();
+        &mut self.items[turn]
+    }
+
+    /// The items, in the order given.
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    /// Gives the items back.
+    pub fn into_items(self) -> Vec<T> {
+        self.items
+    }
+}
+
 /// The whole sign-in: create (portal) → list pending (phone) → approve with
-/// the typed number (phone) → get sees APPROVED (portal).
+/// the typed number (phone) → get sees APPROVED (portal), for each user in
+/// turn.
 pub struct FullCycle {
     pub portal: RelyingParty,
-    pub user: User,
+    pub users: Turns<User>,
 }
 
 impl Worker for FullCycle {
     async fn step(&mut self, steps: &mut Steps) -> Result<bool, String> {
         let start = Instant::now();
+        let user = self.users.take();
         let challenge = steps
-            .time(
-                "create",
-                self.portal.start_sign_in(&self.user.id, context()),
-            )
+            .time("create", self.portal.start_sign_in(&user.id, context()))
             .await
             .map_err(failed("create"))?;
         let pending = steps
-            .time("list", self.user.phone.pending_challenges())
+            .time("list", user.phone.pending_challenges())
             .await
             .map_err(failed("list"))?;
         let shown = pending
@@ -114,7 +146,7 @@ impl Worker for FullCycle {
             .find(|p| p.challenge_id == challenge.challenge_id)
             .ok_or("the phone does not see the challenge")?;
         steps
-            .time("respond", self.user.phone.approve(shown, &challenge.number))
+            .time("respond", user.phone.approve(shown, &challenge.number))
             .await
             .map_err(failed("respond"))?;
         let seen = steps
@@ -129,19 +161,18 @@ impl Worker for FullCycle {
     }
 }
 
-/// Challenge creation alone (each supersedes the user's previous one).
+/// Challenge creation alone, for each user in turn (each supersedes the
+/// user's previous one).
 pub struct Create {
     pub portal: RelyingParty,
-    pub user_id: String,
+    pub user_ids: Turns<String>,
 }
 
 impl Worker for Create {
     async fn step(&mut self, steps: &mut Steps) -> Result<bool, String> {
+        let user_id = self.user_ids.take();
         steps
-            .time(
-                "create",
-                self.portal.start_sign_in(&self.user_id, context()),
-            )
+            .time("create", self.portal.start_sign_in(user_id, context()))
             .await
             .map_err(failed("create"))?;
         Ok(true)
@@ -209,5 +240,19 @@ impl Worker for Ceiling {
             .await
             .map_err(|e| format!("health: {e}"))?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Turns;
+
+    #[test]
+    fn turns_go_round_every_item_in_order() {
+        let mut turns = Turns::new(vec!['a', 'b', 'c']);
+        let taken: String = (0..7).map(|_| *turns.take()).collect();
+        assert_eq!(taken, "abcabca");
+        *turns.take() = 'B';
+        assert_eq!(turns.into_items(), ['a', 'B', 'c']);
     }
 }

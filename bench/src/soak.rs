@@ -25,7 +25,7 @@ mod server;
 use clap::Parser;
 use load::{Steps, Worker};
 use mfa_sdk::portal::RelyingParty;
-use scenarios::{Enroll, FullCycle, User};
+use scenarios::{Enroll, FullCycle, Turns, User};
 use server::{sqlite_bytes, status_kib, Server};
 use std::{
     path::PathBuf,
@@ -130,7 +130,7 @@ async fn soak(args: &Args) -> Result<bool, String> {
         workers.push(SoakWorker {
             cycle: FullCycle {
                 portal: portal.clone(),
-                user,
+                users: Turns::new(vec![user]),
             },
             idle,
             abandoned_user: format!("abandoned-{i}"),
