@@ -90,7 +90,8 @@ impl Worker for Enroll {
 
 /// Items taken in turn, round and round. Sign-ins come from many people,
 /// each a few times within the rate-limit window, so a worker signs its users
-/// in one after the other rather than one user thousands of times.
+/// in one after the other rather than one user thousands of times (the
+/// rate-limit count reads every sign-in of the user within the window).
 pub struct Turns<T> {
     items: Vec<T>,
     next: usize,
