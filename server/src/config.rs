@@ -28,7 +28,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database URL, `sqlite:` or `postgres:`; defaults to `sqlite://<data_dir>/mfa.db`.
     pub database_url: Option<String>,
-    /// PostgreSQL: most connections per replica (the change listener holds one).
+    /// PostgreSQL: most connections per replica, the change listener's included.
     pub database_max_connections: u32,
     /// PostgreSQL: longest wait for a connection before a call fails with UNAVAILABLE.
     #[serde(with = "humantime_serde")]

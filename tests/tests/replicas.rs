@@ -510,6 +510,84 @@ async fn a_call_whose_database_stops_answering_midway_is_unavailable_within_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_cut_off_by_a_silent_network_give_their_connections_back() {
+    let test = "calls_cut_off_by_a_silent_network_give_their_connections_back";
+    // Two connections for calls (and the change listener's): more calls are
+    // cut off below than the pool holds.
+    let Some((server, proxy, direct)) = behind_proxy(test, |c| {
+        c.database_acquire_timeout = Duration::from_millis(300);
+        c.database_query_timeout = Duration::from_millis(500);
+        c.database_max_connections = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let portal = server.portal().await;
+    server.enroll(&portal, "u", "u@example.jp").await;
+
+    // Each time, a sign-in waits inside the database for the user's row
+    // when the network goes silent, then heals for new connections only:
+    // the cut-off connection never answers again.
+    let mut holder = sqlx::PgConnection::connect(&direct).await.unwrap();
+    for _ in 0..3 {
+        holder.execute("BEGIN").await.unwrap();
+        holder
+            .execute("SELECT 1 FROM users WHERE user_id = 'u' FOR UPDATE")
+            .await
+            .unwrap();
+        let sign_in = within(sign_in_waiting_for_the_row(&portal, &mut holder)).await;
+        proxy.stall();
+        proxy.forward_new_only();
+        let error = within(sign_in).await.unwrap().unwrap_err();
+        assert_eq!(error.code(), Some(Code::Unavailable), "{error:?}");
+        holder.execute("ROLLBACK").await.unwrap();
+    }
+
+    // Their places in the pool were given back, not held until TCP gives
+    // up: once the idle connections the cuts left are discarded (each
+    // failing one attempt), sign-ins work again.
+    let next = within(async {
+        loop {
+            match portal.start_sign_in("u", context()).await {
+                Ok(started) => return started,
+                Err(e) if e.code() == Some(Code::Unavailable) => continue,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(next.state(), ChallengeState::Pending);
+}
+
+/// Starts a sign-in for user "u" that waits for the row `holder` locked, and
+/// returns it waiting. An attempt that first meets an idle connection a
+/// silent network left behind fails UNAVAILABLE while it discards it; the
+/// next one is made, as a portal would.
+async fn sign_in_waiting_for_the_row(
+    portal: &RelyingParty,
+    holder: &mut sqlx::PgConnection,
+) -> tokio::task::JoinHandle<Result<mfa_proto::v1::Challenge, mfa_sdk::Error>> {
+    loop {
+        let sign_in = tokio::spawn({
+            let portal = portal.clone();
+            async move { portal.start_sign_in("u", context()).await }
+        });
+        loop {
+            if waits_for_a_lock(holder).await {
+                return sign_in;
+            }
+            if sign_in.is_finished() {
+                let error = sign_in.await.unwrap().unwrap_err();
+                assert_eq!(error.code(), Some(Code::Unavailable), "{error:?}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_listener_cut_off_silently_is_replaced_and_its_watches_see_the_answer() {
     let test = "a_change_listener_cut_off_silently_is_replaced_and_its_watches_see_the_answer";
     // Replica A reaches the database through a proxy; B directly. A small
@@ -544,7 +622,9 @@ async fn a_change_listener_cut_off_silently_is_replaced_and_its_watches_see_the_
         .unwrap();
     let started = Instant::now();
     // The first re-read may meet one of A's stalled idle connections and end
-    // the watch UNAVAILABLE; the portal then watches again, as portals do.
+    // the watch UNAVAILABLE; the portal then watches again, as portals do,
+    // until a watch opens (opening one reads too, and may meet the next
+    // stalled connection).
     let approved = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match watch.message().await {
@@ -555,9 +635,13 @@ async fn a_change_listener_cut_off_silently_is_replaced_and_its_watches_see_the_
                     }
                 }
                 Err(status) if status.code() == Code::Unavailable => {
-                    if let Ok(again) = portal_a.watch_challenge(&challenge.challenge_id).await {
-                        watch = again;
-                    }
+                    watch = loop {
+                        match portal_a.watch_challenge(&challenge.challenge_id).await {
+                            Ok(again) => break again,
+                            Err(e) if e.code() == Some(Code::Unavailable) => continue,
+                            Err(e) => panic!("watching again failed: {e:?}"),
+                        }
+                    };
                 }
                 ended => panic!("the watch ended without an outcome: {ended:?}"),
             }
@@ -572,10 +656,13 @@ async fn a_change_listener_cut_off_silently_is_replaced_and_its_watches_see_the_
     assert_eq!(approved.state(), ChallengeState::Approved);
 }
 
-/// Whether another session waits for a lock that this one holds.
+/// Whether another session waits for a lock that this one holds. Read from
+/// `pg_locks`, which is live: `pg_stat_activity` is read once per
+/// transaction, so a holder inside its transaction would not see sessions
+/// that started after its first look.
 async fn waits_for_a_lock(holder: &mut sqlx::PgConnection) -> bool {
     let waiting: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))",
+        "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND pg_backend_pid() = ANY(pg_blocking_pids(pid))",
     )
     .fetch_one(holder)
     .await

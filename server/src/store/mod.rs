@@ -18,7 +18,7 @@ use std::time::Duration;
 /// Connection pool limits for a database server (PostgreSQL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSettings {
-    /// Most connections open at once (the change listener holds one).
+    /// Most connections open at once, the change listener's included.
     pub max_connections: u32,
     /// Longest wait for a connection before a call fails as unavailable.
     pub acquire_timeout: Duration,

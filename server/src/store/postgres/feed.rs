@@ -11,14 +11,17 @@
 //! A network that silently drops everything gives the listener no error: it
 //! would wait for ever, and this replica's watches with it. So a listener
 //! that has heard nothing for a while must answer a query within as long, or
-//! it is taken for lost and replaced.
+//! it is taken for lost and replaced. Each listener has a connection of its
+//! own, outside the store's pool: a lost one is told to `UNLISTEN` when it is
+//! dropped, which waits until TCP gives up, and must not hold one of the
+//! store's connections meanwhile.
 
 use crate::{
     events::{Change, Events},
     store::StoreResult,
 };
 use sqlx::{
-    postgres::{PgListener, PgNotification, PgPool},
+    postgres::{PgListener, PgNotification, PgPool, PgPoolOptions},
     Executor,
 };
 use std::time::Duration;
@@ -45,11 +48,17 @@ impl ChangeFeed {
     }
 
     /// Starts listening, then relays changes to `events` in the background
-    /// until the pool is closed. Returns once listening, so that every change
-    /// committed afterwards reaches `events`.
+    /// until the store's pool is closed. Returns once listening, so that every
+    /// change committed afterwards reaches `events`.
     pub async fn start(self, events: Events) -> StoreResult<()> {
         let listener = listen(&self.pool).await?;
-        tokio::spawn(run(self.pool, listener, events, self.check));
+        let mut closed = self.pool.close_event();
+        tokio::spawn(async move {
+            // Ends the relay (and drops its listener) once the store closes.
+            let _ = closed
+                .do_until(run(self.pool, listener, events, self.check))
+                .await;
+        });
         Ok(())
     }
 }
@@ -59,10 +68,8 @@ impl ChangeFeed {
 async fn run(pool: PgPool, mut listener: PgListener, events: Events, check: Option<Duration>) {
     loop {
         events.deliver(Change::Everything);
-        match relay(&mut listener, &events, check).await {
-            sqlx::Error::PoolClosed => return,
-            error => tracing::warn!(%error, "change listener lost; reconnecting"),
-        }
+        let error = relay(&mut listener, &events, check).await;
+        tracing::warn!(%error, "change listener lost; reconnecting");
         drop(listener);
         let mut retry = FIRST_RETRY;
         listener = loop {
@@ -71,7 +78,6 @@ async fn run(pool: PgPool, mut listener: PgListener, events: Events, check: Opti
             }
             match listen(&pool).await {
                 Ok(listener) => break listener,
-                Err(sqlx::Error::PoolClosed) => return,
                 Err(error) => {
                     tracing::warn!(%error, retry_in = ?retry, "cannot listen for changes");
                     tokio::time::sleep(retry).await;
@@ -83,9 +89,14 @@ async fn run(pool: PgPool, mut listener: PgListener, events: Events, check: Opti
     }
 }
 
-/// A listener on [`CHANNEL`] over a connection from `pool`.
+/// A listener on [`CHANNEL`] over a new connection made as `pool` makes
+/// them, in a pool of its own.
 async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut listener = PgListener::connect_with(&own).await?;
     // Reconnect in `run`, not inside the listener, so that every new
     // connection is followed by a re-read.
     listener.eager_reconnect(false);

@@ -41,8 +41,10 @@ impl PostgresStore {
     ///
     /// Waiting for a connection is bounded by `acquire_timeout`, so that an
     /// outage turns into a prompt UNAVAILABLE rather than hung calls; the pool
-    /// checks each idle connection before use and opens new ones as needed,
-    /// so service resumes by itself once the database is back. On the
+    /// checks each idle connection before use and each released one (both
+    /// within `acquire_timeout`, so that a connection lost silently is
+    /// dropped, not waited on), and opens new ones as needed, so service
+    /// resumes by itself once the database is back. On the
     /// database's side, each statement is bounded by `statement_timeout`, and
     /// a session left idle inside a transaction for as long (its replica
     /// stopped hearing from the database midway) is ended, so that the rows
@@ -56,10 +58,24 @@ impl PostgresStore {
                 ("idle_in_transaction_session_timeout", millis),
             ]);
         }
+        let release_check = settings.acquire_timeout;
         let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections.max(2))
+            // The change listener's connection is counted in, outside the pool.
+            .max_connections(settings.max_connections.max(2) - 1)
             .acquire_timeout(settings.acquire_timeout)
             .test_before_acquire(true)
+            .after_release(move |connection, _| {
+                Box::pin(async move {
+                    // sqlx pings every released connection with no time limit,
+                    // keeping its place in the pool meanwhile: a connection
+                    // whose network went silent under a cancelled call would
+                    // hold it until TCP gives up. Checked first, within bounds.
+                    match tokio::time::timeout(release_check, connection.ping()).await {
+                        Ok(answered) => answered.map(|()| true),
+                        Err(_) => Err(sqlx::Error::PoolTimedOut),
+                    }
+                })
+            })
             .connect_with(options)
             .await?;
         Ok(Self {
