@@ -73,6 +73,15 @@ async fn behind_proxy(
     Some((server, proxy, direct))
 }
 
+/// A replica that gives up on the database quickly, with two connections
+/// for calls (and the change listener's): a few stalled connections fill
+/// its pool.
+fn small_pool_giving_up_quickly(c: &mut mfa_server::Config) {
+    c.database_acquire_timeout = Duration::from_millis(300);
+    c.database_query_timeout = Duration::from_millis(500);
+    c.database_max_connections = 3;
+}
+
 /// Replica A behind a proxy and replica B direct, with a phone enrolled
 /// through B and a sign-in started and watched on A.
 struct WatchedBehindProxy {
@@ -512,14 +521,8 @@ async fn a_call_whose_database_stops_answering_midway_is_unavailable_within_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_cut_off_by_a_silent_network_give_their_connections_back() {
     let test = "calls_cut_off_by_a_silent_network_give_their_connections_back";
-    // Two connections for calls (and the change listener's): more calls are
-    // cut off below than the pool holds.
-    let Some((server, proxy, direct)) = behind_proxy(test, |c| {
-        c.database_acquire_timeout = Duration::from_millis(300);
-        c.database_query_timeout = Duration::from_millis(500);
-        c.database_max_connections = 3;
-    })
-    .await
+    // More calls are cut off below than the pool holds.
+    let Some((server, proxy, direct)) = behind_proxy(test, small_pool_giving_up_quickly).await
     else {
         return;
     };
@@ -601,12 +604,7 @@ async fn a_change_listener_cut_off_silently_is_replaced_and_its_watches_see_the_
         challenge,
         mut watch,
         _b,
-    }) = watched_behind_proxy(test, |c| {
-        c.database_acquire_timeout = Duration::from_millis(300);
-        c.database_query_timeout = Duration::from_millis(500);
-        c.database_max_connections = 3;
-    })
-    .await
+    }) = watched_behind_proxy(test, small_pool_giving_up_quickly).await
     else {
         return;
     };
