@@ -90,17 +90,23 @@ async fn run(pool: PgPool, mut listener: PgListener, events: Events, check: Opti
 }
 
 /// A listener on [`CHANNEL`] over a new connection made as `pool` makes
-/// them, in a pool of its own.
+/// them, in a pool of its own. Connecting and `LISTEN` are each bounded by
+/// the pool's acquire timeout, like every other wait on the database.
 async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let within = pool.options().get_acquire_timeout();
     let own = PgPoolOptions::new()
         .max_connections(1)
-        .acquire_timeout(pool.options().get_acquire_timeout())
+        .acquire_timeout(within)
         .connect_lazy_with((*pool.connect_options()).clone());
     let mut listener = PgListener::connect_with(&own).await?;
     // Reconnect in `run`, not inside the listener, so that every new
     // connection is followed by a re-read.
     listener.eager_reconnect(false);
-    listener.listen(CHANNEL).await?;
+    tokio::time::timeout(within, listener.listen(CHANNEL))
+        .await
+        .map_err(|_| {
+            sqlx::Error::Protocol(format!("LISTEN was not answered within {within:?}"))
+        })??;
     Ok(listener)
 }
 
