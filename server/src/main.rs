@@ -43,6 +43,11 @@ enum Command {
         #[command(subcommand)]
         command: ApiKeyCommand,
     },
+    /// Shows the configuration in effect.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Prints request counts and latency quantiles read from a running
     /// server's metrics endpoint (totals since that server started).
     Stats {
@@ -50,6 +55,13 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9464/metrics")]
         url: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Prints the effective configuration as TOML, each value with its
+    /// source (default, file, environment), secrets redacted.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -109,10 +121,18 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let config = Config::load(cli.config.as_deref())?;
-    telemetry::logging::init(config.log_format);
+    let loaded = Config::load(cli.config.as_deref())?;
+    telemetry::logging::init(loaded.config.log_format);
+    loaded.warn_ignored();
+    let config = &loaded.config;
     match cli.command {
-        Command::Serve { dev } => serve(&config, dev).await,
+        Command::Config {
+            command: ConfigCommand::Show,
+        } => {
+            print!("{}", loaded.show());
+            Ok(())
+        }
+        Command::Serve { dev } => serve(config, dev).await,
         Command::Migrate => {
             server::open_store(&config).await?.store.migrate().await?;
             println!("migrations applied to {}", config.database_url_redacted());
@@ -121,12 +141,12 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Tenant {
             command: TenantCommand::Create { name, digits },
         } => {
-            let service = server::build_service(&config, config.public_url()).await?;
+            let service = server::build_service(config, config.public_url()).await?;
             let tenant = service.create_tenant(&name, digits).await?;
             println!("{}", tenant.id);
             Ok(())
         }
-        Command::ApiKey { command } => api_key(&config, command).await,
+        Command::ApiKey { command } => api_key(config, command).await,
         Command::Stats { url } => {
             print!("{}", mfa_server::stats::report(&url).await?);
             Ok(())

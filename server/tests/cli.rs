@@ -411,3 +411,68 @@ async fn json_logs_of_a_full_flow_carry_ids_and_no_secret() {
         }
     }
 }
+
+/// A pod of a Kubernetes Service named `mfa` gets `MFA_PORT`,
+/// `MFA_SERVICE_HOST` and the like; an operator may have exported
+/// `MFA_PORTAL_KEY` for the SDK's example. The server serves anyway, names
+/// them in one warning (never their values), and reads its file from
+/// `MFA_CONFIG`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_mfa_variables_do_not_stop_the_server_and_config_show_names_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mfa.toml");
+    std::fs::write(&file, "challenge_ttl = \"45s\"\n").unwrap();
+    let foreign = [
+        ("MFA_PORT", "tcp://10.96.0.12:50051"),
+        ("MFA_PORT_50051_TCP", "tcp://10.96.0.12:50051"),
+        ("MFA_PORT_50051_TCP_ADDR", "10.96.0.12"),
+        ("MFA_SERVICE_HOST", "10.96.0.12"),
+        ("MFA_SERVICE_PORT", "50051"),
+        ("MFA_PORTAL_KEY", "mfak_exported-for-the-sdk-example"),
+    ];
+    let mut command = mfa_server(dir.path());
+    command.envs(foreign).env("MFA_CONFIG", &file);
+
+    let shown = run(command.args(["config", "show"]));
+    let text = stdout(&shown);
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key}: {text}"))
+            .to_owned()
+    };
+    assert!(line("challenge_ttl").contains("\"45s\""), "{text}");
+    assert!(
+        line("challenge_ttl").ends_with(&format!("# file {}", file.display())),
+        "{text}"
+    );
+    assert!(
+        line("listen").ends_with("# environment MFA_LISTEN"),
+        "{text}"
+    );
+    assert!(line("clock_skew").ends_with("# default"), "{text}");
+    let warning = String::from_utf8_lossy(&shown.stderr).into_owned();
+    for (name, value) in foreign {
+        assert!(warning.contains(name), "{name} named: {warning}");
+        // (A bare port number is in the variables' names too.)
+        if value.parse::<u16>().is_err() {
+            assert!(!warning.contains(value), "value of {name} shown: {warning}");
+            assert!(!text.contains(value), "value of {name} shown: {text}");
+        }
+    }
+
+    let mut command = mfa_server(dir.path());
+    command
+        .envs(foreign)
+        .env("MFA_CONFIG", &file)
+        .env("MFA_API_KEY_CACHE_TTL", "0s");
+    let (served, lines, addr) = serve_with(command, true);
+    let key = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("portal key: "))
+        .unwrap_or_else(|| panic!("no portal key: {lines:?}"))
+        .trim()
+        .to_owned();
+    status_with(&addr, &key).await.expect("the server serves");
+    stop(served);
+}

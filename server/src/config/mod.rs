@@ -1,11 +1,17 @@
 //! Configuration: built-in defaults, then an optional TOML file, then `MFA_*`
-//! environment variables (e.g. `MFA_LISTEN=0.0.0.0:50051`, `MFA_CHALLENGE_TTL=90s`).
+//! environment variables (e.g. `MFA_LISTEN=0.0.0.0:50051`, `MFA_CHALLENGE_TTL=90s`;
+//! which variables count: [`environment`]). [`show`] prints the result with
+//! each value's source.
+
+pub mod environment;
+pub mod show;
 
 use crate::{push::config::PushConfig, telemetry::logging::LogFormat, tls::TlsConfig};
 use figment::{
-    providers::{Env, Format, Serialized, Toml},
+    providers::{Format, Serialized, Toml},
     Figment,
 };
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::{
     net::SocketAddr,
@@ -21,6 +27,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// TLS for the gRPC listener and client certificates (`[tls]`).
     pub tls: TlsConfig,
+    /// Networks of the load balancers and proxies in front of the server
+    /// (CIDRs such as `10.0.0.0/8`, or single addresses). Only a call whose
+    /// TCP peer is in one of them has its client address taken from
+    /// `forwarded` / `x-forwarded-for`; empty: every call's address is its
+    /// TCP peer.
+    pub trusted_proxies: Vec<IpNet>,
     /// The URL phones use to reach this server; put into enrollment QR codes.
     /// Defaults to `http://<listen>` (`https://` with TLS).
     pub public_url: Option<String>,
@@ -114,6 +126,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             tls: TlsConfig::default(),
+            trusted_proxies: Vec::new(),
             public_url: None,
             data_dir: PathBuf::from("data"),
             database_url: None,
@@ -152,17 +165,44 @@ impl Default for Config {
 #[error("configuration: {0}")]
 pub struct ConfigError(#[from] Box<figment::Error>);
 
+/// A configuration as read, with what it takes to tell where each value
+/// came from.
+pub struct Loaded {
+    /// The effective configuration.
+    pub config: Config,
+    /// `MFA_*` variables that were ignored as not ours (names only; see
+    /// [`environment`]), to be reported once logging is set up.
+    pub ignored_variables: Vec<String>,
+    figment: Figment,
+}
+
+impl Loaded {
+    /// Logs the ignored `MFA_*` variables, if any, in one warning that names
+    /// them (never their values).
+    pub fn warn_ignored(&self) {
+        if !self.ignored_variables.is_empty() {
+            tracing::warn!(
+                variables = %self.ignored_variables.join(", "),
+                "ignoring MFA_* environment variables that are not configuration keys"
+            );
+        }
+    }
+}
+
 impl Config {
     /// Reads defaults, then `file` if given, then `MFA_*` variables.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>) -> Result<Loaded, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment
-            .merge(Env::prefixed("MFA_").split("__"))
-            .extract()
-            .map_err(|e| ConfigError(Box::new(e)))
+        let figment = figment.merge(environment::provider());
+        let config = figment.extract().map_err(|e| ConfigError(Box::new(e)))?;
+        Ok(Loaded {
+            config,
+            ignored_variables: environment::ignored_variables(),
+            figment,
+        })
     }
 
     /// The database URL in effect.
@@ -218,7 +258,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("mfa.toml", "challenge_ttl = \"45s\"\nchallenge_limit = 3\n")?;
             jail.set_env("MFA_CHALLENGE_LIMIT", "4");
-            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
+            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads").config;
             assert_eq!(config.challenge_ttl, Duration::from_secs(45));
             assert_eq!(config.challenge_limit, 4);
             assert_eq!(config.enrollment_ttl, Config::default().enrollment_ttl);
@@ -237,7 +277,7 @@ mod tests {
             )?;
             jail.set_env("MFA_PUSH__TIMEOUT", "3s");
             jail.set_env("MFA_PUSH__APNS__TOPIC", "com.example.other");
-            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
+            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads").config;
             let apns = config.push.apns.expect("apns configured");
             assert_eq!(apns.topic, "com.example.other");
             assert_eq!(apns.origin(), "https://api.sandbox.push.apple.com");
@@ -258,7 +298,7 @@ mod tests {
             jail.set_env("MFA_TLS__REQUIRE_CLIENT_CERT", "true");
             jail.set_env("MFA_TLS__CLIENT_CA_FILE", "/etc/mfa/clients.pem");
             jail.set_env("MFA_IDLE_CONNECTION_TIMEOUT", "90s");
-            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
+            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads").config;
             assert!(config.tls.enabled() && config.tls.require_client_cert);
             assert_eq!(
                 config.tls.client_ca_file.as_deref(),
@@ -276,6 +316,68 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("mfa.toml", "challenge_tll = \"45s\"\n")?;
             assert!(Config::load(Some(Path::new("mfa.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn foreign_mfa_variables_are_ignored_and_named_but_typos_in_sections_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            // What Kubernetes adds for a Service named `mfa`, the SDK
+            // example's key, and the configuration file's own variable.
+            jail.set_env("MFA_PORT", "tcp://10.0.0.7:50051");
+            jail.set_env("MFA_PORT_50051_TCP_ADDR", "10.0.0.7");
+            jail.set_env("MFA_SERVICE_HOST", "10.0.0.7");
+            jail.set_env("MFA_PORTAL_KEY", "mfak_not-a-real-key");
+            jail.set_env("MFA_CONFIG", "/etc/mfa/mfa.toml");
+            jail.set_env("MFA_CHALLENGE_LIMIT", "4");
+            let loaded = Config::load(None).expect("loads");
+            assert_eq!(loaded.config.challenge_limit, 4);
+            assert_eq!(
+                loaded.ignored_variables,
+                [
+                    "MFA_PORT",
+                    "MFA_PORTAL_KEY",
+                    "MFA_PORT_50051_TCP_ADDR",
+                    "MFA_SERVICE_HOST"
+                ]
+            );
+            jail.set_env("MFA_TLS__CERTFILE", "/etc/mfa/server.pem");
+            let error = Config::load(None).err().expect("a typo below a known key").to_string();
+            assert!(error.contains("certfile"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn show_names_each_source_and_hides_the_database_password() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "mfa.toml",
+                "challenge_ttl = \"45s\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+            )?;
+            jail.set_env(
+                "MFA_DATABASE_URL",
+                "postgres://mfa:s3cret@db.internal:5432/mfa",
+            );
+            jail.set_env("MFA_PUSH__TIMEOUT", "3s");
+            let loaded = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
+            let shown = loaded.show();
+            let line = |key: &str| {
+                shown
+                    .lines()
+                    .find(|line| line.starts_with(&format!("{key} = ")))
+                    .unwrap_or_else(|| panic!("{key} in:\n{shown}"))
+                    .to_owned()
+            };
+            assert!(line("challenge_ttl").contains("= \"45s\""), "{shown}");
+            assert!(line("challenge_ttl").contains("# file "), "{shown}");
+            assert!(line("trusted_proxies").contains("[\"10.0.0.0/8\"]"), "{shown}");
+            assert!(line("push.timeout").ends_with("# environment MFA_PUSH__TIMEOUT"), "{shown}");
+            assert!(line("listen").ends_with("# default"), "{shown}");
+            assert!(line("database_url").contains("mfa:***@db.internal"), "{shown}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(shown.contains("# public_url = (not set)"), "{shown}");
             Ok(())
         });
     }
