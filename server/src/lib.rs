@@ -2,7 +2,8 @@
 //!
 //! A tour, in the order a request travels:
 //! - [`api`] decodes gRPC requests (`mfa.v1`), authenticates API keys, and
-//!   encodes answers; watch streams follow [`events`].
+//!   encodes answers; watch streams follow [`events`]. [`client_address`]
+//!   tells who called, behind a load balancer too.
 //! - [`domain`] holds the rules: enrollment, challenges, device proofs,
 //!   administration, audit.
 //! - [`store`] keeps state behind a narrow trait; [`store::SqliteStore`] is the
@@ -14,6 +15,7 @@
 //!   settings.
 
 pub mod api;
+pub mod client_address;
 pub mod config;
 pub mod domain;
 pub mod error_text;

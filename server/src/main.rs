@@ -134,7 +134,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Serve { dev } => serve(config, dev).await,
         Command::Migrate => {
-            server::open_store(&config).await?.store.migrate().await?;
+            server::open_store(config).await?.store.migrate().await?;
             println!("migrations applied to {}", config.database_url_redacted());
             Ok(())
         }

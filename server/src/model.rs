@@ -222,7 +222,7 @@ impl Ending {
 }
 
 /// A stored audit event.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
     pub id: i64,
     pub tenant_id: Option<String>,
@@ -233,4 +233,27 @@ pub struct AuditEvent {
     pub challenge_id: Option<String>,
     pub enrollment_id: Option<String>,
     pub detail: String,
+    /// The address the call came from, where a call caused it.
+    pub client_address: Option<String>,
+    /// How many times it happened: more than one only for an aggregated
+    /// entry (failed authentications, one entry per kind, source and minute).
+    pub count: i64,
+}
+
+impl Default for AuditEvent {
+    fn default() -> Self {
+        Self {
+            id: 0,
+            tenant_id: None,
+            at: 0,
+            event_type: String::new(),
+            user_id: None,
+            device_id: None,
+            challenge_id: None,
+            enrollment_id: None,
+            detail: String::new(),
+            client_address: None,
+            count: 1,
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::{
     api::{AdminApi, Connections, DeviceApi, PortalApi, StreamLimitLayer},
+    client_address::{ClientAddressLayer, TrustedProxies},
     config::Config,
     domain::{Limits, Service},
     events::Events,
@@ -208,6 +209,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let client_cert = config.tls.client_cert_policy();
     let connections = Connections::default();
     let router = builder
+        .layer(ClientAddressLayer::new(TrustedProxies::new(
+            &config.trusted_proxies,
+        )))
         .layer(GrpcTelemetryLayer)
         .layer(StreamLimitLayer::new(
             config.max_streams_per_connection,

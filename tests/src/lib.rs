@@ -182,6 +182,16 @@ impl TestServer {
     /// The types of the tenant's audit events (of one user, unless
     /// `user_id` is empty), newest first, as an administrator lists them.
     pub async fn audit_types(&self, user_id: &str) -> Vec<String> {
+        self.audit_events(user_id)
+            .await
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+
+    /// A user's audit events (all of the tenant's with an empty `user_id`),
+    /// newest first.
+    pub async fn audit_events(&self, user_id: &str) -> Vec<mfa_proto::v1::AuditEvent> {
         self.admin()
             .await
             .list_audit_events(mfa_proto::v1::ListAuditEventsRequest {
@@ -193,9 +203,6 @@ impl TestServer {
             .expect("audit events")
             .into_inner()
             .events
-            .into_iter()
-            .map(|e| e.event_type)
-            .collect()
     }
 
     /// Runs `sql` on the server's database directly, as an operator with a
@@ -372,6 +379,16 @@ pub fn wrong_number(number: &str) -> String {
 }
 
 /// Awaits `future` for at most five seconds, so a hang fails instead of stalling.
+/// How many times events of `event_type` happened, aggregated entries
+/// counted by their `count`.
+pub fn occurrences(events: &[mfa_proto::v1::AuditEvent], event_type: &str) -> u32 {
+    events
+        .iter()
+        .filter(|e| e.event_type == event_type)
+        .map(|e| e.count)
+        .sum()
+}
+
 pub async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(5), future)
         .await

@@ -17,7 +17,13 @@ use std::{cell::RefCell, collections::HashMap};
 
 /// The challenges' lifetime in the configuration; `Expire` sweeps past it.
 const TTL_MS: i64 = 120_000;
-const PEER: &str = "192.0.2.1";
+/// The phone's address, as the API layer would have resolved it.
+fn caller() -> mfa_server::domain::Client {
+    mfa_server::domain::Client {
+        address: "192.0.2.1".into(),
+        throttle_key: "192.0.2.1".into(),
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -133,7 +139,7 @@ impl World {
                 push_token: "",
                 device_name: "phone",
                 signature: &signing::sign(&key, &proof.signed_bytes()),
-                peer: PEER,
+                client: &caller(),
             })
             .await
             .unwrap();
@@ -180,7 +186,7 @@ impl World {
                 decision_name: name,
                 typed_number,
                 signature: &signing::sign(&phone.key, &message),
-                peer: PEER,
+                client: &caller(),
             })
             .await
     }

@@ -370,58 +370,73 @@ async fn a_user_comes_with_all_their_devices_oldest_first() {
 }
 
 #[tokio::test]
-async fn a_device_comes_with_the_failures_counted_for_its_caller() {
-    for backend in backends("a_device_comes_with_the_failures_counted_for_its_caller").await {
+async fn aggregated_audit_entries_count_their_occurrences_and_keep_the_first() {
+    for backend in
+        backends("aggregated_audit_entries_count_their_occurrences_and_keep_the_first").await
+    {
         let store = &*backend.store;
         let name = backend.name;
         let tenant = tenant(store).await;
-        let device = enrolled_user(store, &tenant, "kenji").await;
-        let with_failures = |key: &'static str, since: i64| {
-            let id = device.id.clone();
-            async move {
-                store
-                    .device_with_failures(&id, "device_signature", key, since)
-                    .await
-                    .unwrap()
-            }
+        let failure = |at: i64, address: &str| AuditEvent {
+            tenant_id: Some(tenant.id.clone()),
+            at,
+            event_type: "device.bad_signature".into(),
+            user_id: Some("kenji".into()),
+            device_id: Some("d-1".into()),
+            detail: "signature does not verify".into(),
+            client_address: Some(address.into()),
+            ..Default::default()
         };
-        assert_eq!(
-            with_failures("198.51.100.1", NOW).await,
-            Some((device.clone(), 0)),
-            "{name}"
-        );
-        for (scope, key, at) in [
-            ("device_signature", "198.51.100.1", NOW - 1),
-            ("device_signature", "198.51.100.1", NOW),
-            ("device_signature", "198.51.100.1", NOW + 1),
-            ("device_signature", "198.51.100.2", NOW),
-            ("activation", "198.51.100.1", NOW),
-        ] {
-            store.record_failure(scope, key, at).await.unwrap();
-        }
-        assert_eq!(
-            with_failures("198.51.100.1", NOW).await,
-            Some((device.clone(), 2)),
-            "{name}: this scope and address, from `since` on"
-        );
-        assert_eq!(
-            with_failures("198.51.100.1", NOW).await.map(|(_, n)| n),
-            Some(
-                store
-                    .count_failures("device_signature", "198.51.100.1", NOW)
-                    .await
-                    .unwrap()
-            ),
-            "{name}: the same count as count_failures"
-        );
-        assert_eq!(
+        for n in 0..3 {
             store
-                .device_with_failures("no-such-device", "device_signature", "198.51.100.1", NOW)
+                .count_audit(&failure(NOW + n, "198.51.100.1"), "minute-1|198.51.100.1")
                 .await
-                .unwrap(),
-            None,
-            "{name}"
+                .unwrap();
+        }
+        store
+            .count_audit(&failure(NOW + 5, "198.51.100.2"), "minute-1|198.51.100.2")
+            .await
+            .unwrap();
+        // An entry of its own between them, and one with a count of one.
+        store
+            .append_audit(&AuditEvent {
+                tenant_id: Some(tenant.id.clone()),
+                at: NOW + 6,
+                event_type: "challenge.created".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        store
+            .count_audit(&failure(NOW + 7, "198.51.100.1"), "minute-1|198.51.100.1")
+            .await
+            .unwrap();
+
+        let events = store.list_audit(&tenant.id, None, None, 10).await.unwrap();
+        let seen: Vec<_> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.event_type.as_str(),
+                    e.client_address.as_deref(),
+                    e.count,
+                    e.at,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("challenge.created", None, 1, NOW + 6),
+                ("device.bad_signature", Some("198.51.100.2"), 1, NOW + 5),
+                ("device.bad_signature", Some("198.51.100.1"), 4, NOW),
+            ],
+            "{name}: one entry per key, counted, with its first occurrence's fields"
         );
+        let mut expected = failure(NOW, "198.51.100.1");
+        expected.id = events[2].id;
+        expected.count = 4;
+        assert_eq!(events[2], expected, "{name}: an exact round trip");
     }
 }
 

@@ -206,5 +206,7 @@ pub fn audit_event(e: &model::AuditEvent) -> v1::AuditEvent {
         challenge_id: e.challenge_id.clone().unwrap_or_default(),
         enrollment_id: e.enrollment_id.clone().unwrap_or_default(),
         detail: e.detail.clone(),
+        client_address: e.client_address.clone().unwrap_or_default(),
+        count: u32::try_from(e.count).unwrap_or(u32::MAX),
     }
 }

@@ -18,11 +18,11 @@ impl DeviceApi {
     }
 }
 
-/// Decodes a request's proof for `method`, made from `peer`.
+/// Decodes a request's proof for `method`, made by `client`.
 fn call<'a>(
     proof: &'a Option<DeviceProof>,
     method: &'a str,
-    peer: &'a str,
+    client: &'a domain::Client,
 ) -> Result<DeviceCall<'a>, domain::Error> {
     let proof = proof
         .as_ref()
@@ -35,7 +35,7 @@ fn call<'a>(
             signature: &proof.signature,
         },
         method,
-        peer,
+        client,
     })
 }
 
@@ -58,7 +58,7 @@ impl DeviceService for DeviceApi {
                 push_token: &r.push_token,
                 device_name: &r.device_name,
                 signature: &r.signature,
-                peer: &peer,
+                client: &peer,
             })
             .await?;
         Ok(Response::new(CompleteEnrollmentResponse {
@@ -114,7 +114,7 @@ impl DeviceService for DeviceApi {
                 decision_name: wire.as_str_name(),
                 typed_number: &r.typed_number,
                 signature: &r.signature,
-                peer: &peer,
+                client: &peer,
             })
             .await?;
         Ok(Response::new(convert::answer(&challenge)))

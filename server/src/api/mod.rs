@@ -16,6 +16,7 @@ pub use portal::PortalApi;
 pub use stream_limit::StreamLimitLayer;
 
 use crate::{
+    client_address::ClientAddress,
     domain::{self, Service},
     model::Role,
 };
@@ -64,13 +65,19 @@ async fn authorize<T>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    Ok(service.authenticate_key(secret, role).await?)
+    Ok(service
+        .authenticate_key(secret, role, &peer(request))
+        .await?)
 }
 
-/// The caller's IP address, for per-address limits.
-fn peer<T>(request: &Request<T>) -> String {
-    request
-        .remote_addr()
-        .map(|addr| addr.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
+/// The caller's address ([`ClientAddressLayer`] resolved it), for audit and
+/// per-address limits.
+fn peer<T>(request: &Request<T>) -> domain::Client {
+    match request.extensions().get::<ClientAddress>() {
+        Some(address) => domain::Client {
+            address: address.to_string(),
+            throttle_key: address.throttle_key(),
+        },
+        None => domain::Client::unknown(),
+    }
 }

@@ -5,21 +5,17 @@
 //! kept in [`Connections`], where the idle timeout reads it too.
 
 use super::connection::{Call, Connections};
+use crate::client_address::remote_addr;
 use crate::telemetry::metrics;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use std::{
     future::Future,
-    net::SocketAddr,
     pin::Pin,
     task::{Context, Poll},
 };
-use tonic::{
-    body::Body,
-    transport::server::{TcpConnectInfo, TlsConnectInfo},
-    Status,
-};
+use tonic::{body::Body, Status};
 use tower::{Layer, Service};
 
 /// Adds [`StreamLimit`] with at most `limit` calls per connection.
@@ -101,18 +97,6 @@ where
             }))
         })
     }
-}
-
-fn remote_addr<B>(request: &Request<B>) -> Option<SocketAddr> {
-    let extensions = request.extensions();
-    extensions
-        .get::<TcpConnectInfo>()
-        .and_then(TcpConnectInfo::remote_addr)
-        .or_else(|| {
-            extensions
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|info| info.get_ref().remote_addr())
-        })
 }
 
 /// A response body that keeps its call open until it is dropped.

@@ -258,7 +258,9 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.create_file("mfa.toml", "challenge_ttl = \"45s\"\nchallenge_limit = 3\n")?;
             jail.set_env("MFA_CHALLENGE_LIMIT", "4");
-            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads").config;
+            let config = Config::load(Some(Path::new("mfa.toml")))
+                .expect("loads")
+                .config;
             assert_eq!(config.challenge_ttl, Duration::from_secs(45));
             assert_eq!(config.challenge_limit, 4);
             assert_eq!(config.enrollment_ttl, Config::default().enrollment_ttl);
@@ -277,7 +279,9 @@ mod tests {
             )?;
             jail.set_env("MFA_PUSH__TIMEOUT", "3s");
             jail.set_env("MFA_PUSH__APNS__TOPIC", "com.example.other");
-            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads").config;
+            let config = Config::load(Some(Path::new("mfa.toml")))
+                .expect("loads")
+                .config;
             let apns = config.push.apns.expect("apns configured");
             assert_eq!(apns.topic, "com.example.other");
             assert_eq!(apns.origin(), "https://api.sandbox.push.apple.com");
@@ -298,7 +302,9 @@ mod tests {
             jail.set_env("MFA_TLS__REQUIRE_CLIENT_CERT", "true");
             jail.set_env("MFA_TLS__CLIENT_CA_FILE", "/etc/mfa/clients.pem");
             jail.set_env("MFA_IDLE_CONNECTION_TIMEOUT", "90s");
-            let config = Config::load(Some(Path::new("mfa.toml"))).expect("loads").config;
+            let config = Config::load(Some(Path::new("mfa.toml")))
+                .expect("loads")
+                .config;
             assert!(config.tls.enabled() && config.tls.require_client_cert);
             assert_eq!(
                 config.tls.client_ca_file.as_deref(),
@@ -343,7 +349,10 @@ mod tests {
                 ]
             );
             jail.set_env("MFA_TLS__CERTFILE", "/etc/mfa/server.pem");
-            let error = Config::load(None).err().expect("a typo below a known key").to_string();
+            let error = Config::load(None)
+                .err()
+                .expect("a typo below a known key")
+                .to_string();
             assert!(error.contains("certfile"), "{error}");
             Ok(())
         });
@@ -372,10 +381,19 @@ mod tests {
             };
             assert!(line("challenge_ttl").contains("= \"45s\""), "{shown}");
             assert!(line("challenge_ttl").contains("# file "), "{shown}");
-            assert!(line("trusted_proxies").contains("[\"10.0.0.0/8\"]"), "{shown}");
-            assert!(line("push.timeout").ends_with("# environment MFA_PUSH__TIMEOUT"), "{shown}");
+            assert!(
+                line("trusted_proxies").contains("[\"10.0.0.0/8\"]"),
+                "{shown}"
+            );
+            assert!(
+                line("push.timeout").ends_with("# environment MFA_PUSH__TIMEOUT"),
+                "{shown}"
+            );
             assert!(line("listen").ends_with("# default"), "{shown}");
-            assert!(line("database_url").contains("mfa:***@db.internal"), "{shown}");
+            assert!(
+                line("database_url").contains("mfa:***@db.internal"),
+                "{shown}"
+            );
             assert!(!shown.contains("s3cret"), "{shown}");
             assert!(shown.contains("# public_url = (not set)"), "{shown}");
             Ok(())

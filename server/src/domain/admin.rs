@@ -86,6 +86,7 @@ impl Service {
                 "device.revoked",
                 None,
                 "revoked by an administrator",
+                None,
             )
             .await;
         }

@@ -1,6 +1,8 @@
 //! Who is calling: portal and admin API keys, and device request proofs.
 
-use super::{input, new_id, now_ms, random_bytes, secret_hash, Error, Reason, Result, Service};
+use super::{
+    input, new_id, now_ms, random_bytes, secret_hash, Client, Error, Reason, Result, Service,
+};
 use crate::{
     model::{ApiKeyRecord, AuditEvent, Device, DeviceState, Role, Tenant},
     telemetry::metrics,
@@ -10,8 +12,11 @@ use mfa_proto::signing;
 
 /// Prefix of every API key, so that leaked keys are easy to recognise.
 const API_KEY_PREFIX: &str = "mfak_";
-/// Scope of failed device signatures, counted per client address.
-const SIGNATURE_SCOPE: &str = "device_signature";
+/// Scope of failed device signatures (and calls naming unknown devices),
+/// counted per client address.
+const SIGNATURE_BY_ADDRESS: &str = "device_signature";
+/// Scope of failed device signatures, counted per device.
+const SIGNATURE_BY_DEVICE: &str = "device_signature.device";
 
 /// A freshly created API key; the secret is shown once and stored hashed.
 pub struct ApiKey {
@@ -124,10 +129,15 @@ impl Service {
         Ok((key, revoked))
     }
 
-    /// The tenant of a valid key of this role.
-    pub async fn authenticate_key(&self, secret: Option<&str>, role: Role) -> Result<String> {
+    /// The tenant of a valid key of this role, presented by `client`.
+    pub async fn authenticate_key(
+        &self,
+        secret: Option<&str>,
+        role: Role,
+        client: &Client,
+    ) -> Result<String> {
         let Some(secret) = secret.filter(|s| s.starts_with(API_KEY_PREFIX)) else {
-            self.audit_auth_failure(None, "missing or malformed API key")
+            self.audit_auth_failure(None, "missing or malformed API key", client)
                 .await;
             return Err(Error::unauthenticated(
                 "an API key is required in the authorization metadata (Bearer mfak_…)",
@@ -147,7 +157,7 @@ impl Service {
         match found {
             Some((tenant_id, key_role)) if key_role == role => Ok(tenant_id),
             Some((tenant_id, _)) => {
-                self.audit_auth_failure(Some(tenant_id), "API key of another role")
+                self.audit_auth_failure(Some(tenant_id), "API key of another role", client)
                     .await;
                 Err(Error::unauthenticated(format!(
                     "this API key is not a {} key",
@@ -155,19 +165,21 @@ impl Service {
                 )))
             }
             None => {
-                self.audit_auth_failure(None, "unknown API key").await;
+                self.audit_auth_failure(None, "unknown API key", client)
+                    .await;
                 Err(Error::unauthenticated("unknown API key"))
             }
         }
     }
 
-    async fn audit_auth_failure(&self, tenant_id: Option<String>, detail: &str) {
-        tracing::warn!(detail, "authentication failed");
+    async fn audit_auth_failure(&self, tenant_id: Option<String>, detail: &str, client: &Client) {
+        tracing::warn!(detail, client = %client.address, "authentication failed");
         metrics::auth_failure("api_key");
-        self.audit(AuditEvent {
+        self.audit_failure(AuditEvent {
             tenant_id,
             event_type: "auth.failed".into(),
             detail: detail.to_owned(),
+            client_address: Some(client.address.clone()),
             ..Default::default()
         })
         .await;
@@ -180,7 +192,7 @@ impl Service {
         proof: &Proof<'_>,
         method: &str,
         body: &[&str],
-        peer: &str,
+        client: &Client,
     ) -> Result<Device> {
         input::id("proof.device_id", proof.device_id)?;
         input::signature(proof.signature)?;
@@ -195,7 +207,7 @@ impl Service {
                 "request timestamp is outside the allowed clock skew; check the device's clock",
             ));
         }
-        let (device, recent_failures) = self.known_device(proof.device_id, peer).await?;
+        let device = self.known_device(proof.device_id, client).await?;
         let message = signing::DeviceRequest {
             device_id: proof.device_id,
             method,
@@ -204,72 +216,66 @@ impl Service {
             body,
         }
         .signed_bytes();
-        self.check_device_signature(
-            &device,
-            recent_failures,
-            &message,
-            proof.signature,
-            None,
-            peer,
-        )
-        .await?;
+        self.check_device_signature(&device, &message, proof.signature, None, client)
+            .await?;
         if !self
             .store()
             .use_nonce(&device.id, proof.nonce, proof.timestamp_ms + skew)
             .await?
         {
             metrics::auth_failure("replay");
-            self.audit_device(&device, "device.replay_rejected", None, method)
-                .await;
+            self.audit_device(
+                &device,
+                "device.replay_rejected",
+                None,
+                method,
+                Some(client),
+            )
+            .await;
             return Err(Error::Unauthenticated {
                 message: "this signed request was already used".into(),
                 reason: Some(Reason::ReplayedRequest),
             });
         }
-        self.ensure_not_revoked(&device, None).await?;
+        self.ensure_not_revoked(&device, None, client).await?;
         Ok(device)
     }
 
-    /// The calling device, with the failed signatures from the caller's
-    /// address (`peer`) within the window, read together.
-    pub(super) async fn known_device(&self, device_id: &str, peer: &str) -> Result<(Device, i64)> {
-        let since = now_ms() - self.limits().signature_window.as_millis() as i64;
-        self.store()
-            .device_with_failures(device_id, SIGNATURE_SCOPE, peer, since)
-            .await?
-            .ok_or_else(|| {
-                metrics::auth_failure("unknown_device");
-                Error::unauthenticated("unknown device")
-            })
+    /// The calling device. A call naming a device that does not exist is
+    /// counted against the caller's address (like a bad signature), and
+    /// refused with RESOURCE_EXHAUSTED once the address is past its limit.
+    pub(super) async fn known_device(&self, device_id: &str, client: &Client) -> Result<Device> {
+        if let Some(device) = self.store().get_device(device_id).await? {
+            return Ok(device);
+        }
+        metrics::auth_failure("unknown_device");
+        let event = AuditEvent {
+            event_type: "device.unknown".into(),
+            detail: "a call named a device that does not exist".into(),
+            client_address: Some(client.address.clone()),
+            ..Default::default()
+        };
+        self.refuse_bad_signature(event, &[(SIGNATURE_BY_ADDRESS, &client.throttle_key)])
+            .await?;
+        Err(Error::unauthenticated("unknown device"))
     }
 
-    /// Verifies a device's signature; a bad one is audited, counted against
-    /// the caller's address (`peer`) and refused. An address past its
-    /// failed-signature limit (`recent_failures`, from [`Self::known_device`])
-    /// is refused before anything is verified.
+    /// Verifies a device's signature. A correctly signed call is never
+    /// refused for failures charged to others, so the signature is checked
+    /// before any limit: behind a load balancer many phones share an
+    /// address, and an attacker there must not lock them out. A bad
+    /// signature is counted against the device and the caller's address,
+    /// audited (aggregated per minute) and refused; once either is past
+    /// `signature_failure_limit` within `signature_window`, it is refused
+    /// with RESOURCE_EXHAUSTED and no longer recorded one by one.
     pub(super) async fn check_device_signature(
         &self,
         device: &Device,
-        recent_failures: i64,
         message: &[u8],
         signature: &[u8],
         challenge_id: Option<&str>,
-        peer: &str,
+        client: &Client,
     ) -> Result<()> {
-        if recent_failures >= i64::from(self.limits().signature_failure_limit) {
-            metrics::throttled("device_signature");
-            self.audit_device(
-                device,
-                "device.throttled",
-                challenge_id,
-                "too many failed signatures from the caller's address",
-            )
-            .await;
-            return Err(Error::exhausted(
-                Reason::RateLimited,
-                "too many failed device signatures from this address; wait and try again",
-            ));
-        }
         let key = match self.inner.device_keys.get(&device.public_key) {
             Some(key) => key,
             None => {
@@ -280,20 +286,61 @@ impl Service {
                 key
             }
         };
-        if signing::verify(&key, message, signature).is_err() {
-            metrics::auth_failure("device_signature");
-            self.store()
-                .record_failure(SIGNATURE_SCOPE, peer, now_ms())
-                .await?;
-            self.audit_device(
-                device,
-                "device.bad_signature",
-                challenge_id,
-                "signature does not verify",
-            )
-            .await;
-            return Err(Error::unauthenticated("device signature does not verify"));
+        if signing::verify(&key, message, signature).is_ok() {
+            return Ok(());
         }
+        metrics::auth_failure("device_signature");
+        let event = AuditEvent {
+            tenant_id: Some(device.tenant_id.clone()),
+            event_type: "device.bad_signature".into(),
+            user_id: Some(device.user_id.clone()),
+            device_id: Some(device.id.clone()),
+            challenge_id: challenge_id.map(str::to_owned),
+            detail: "signature does not verify".into(),
+            client_address: Some(client.address.clone()),
+            ..Default::default()
+        };
+        self.refuse_bad_signature(
+            event,
+            &[
+                (SIGNATURE_BY_ADDRESS, &client.throttle_key),
+                (SIGNATURE_BY_DEVICE, &device.id),
+            ],
+        )
+        .await?;
+        Err(Error::unauthenticated("device signature does not verify"))
+    }
+
+    /// Charges a failed device authentication (`event`) to each of `counters`
+    /// (scope, key) and audits it; RESOURCE_EXHAUSTED instead, with neither,
+    /// once any of them is past the limit.
+    async fn refuse_bad_signature(
+        &self,
+        event: AuditEvent,
+        counters: &[(&str, &str)],
+    ) -> Result<()> {
+        let now = now_ms();
+        let since = now - self.limits().signature_window.as_millis() as i64;
+        let limit = i64::from(self.limits().signature_failure_limit);
+        for (scope, key) in counters {
+            if self.store().count_failures(scope, key, since).await? >= limit {
+                metrics::throttled("device_signature");
+                self.audit_failure(AuditEvent {
+                    event_type: "device.throttled".into(),
+                    detail: format!("too many failed signatures ({scope})"),
+                    ..event
+                })
+                .await;
+                return Err(Error::exhausted(
+                    Reason::RateLimited,
+                    "too many failed device signatures; wait and try again",
+                ));
+            }
+        }
+        for (scope, key) in counters {
+            self.store().record_failure(scope, key, now).await?;
+        }
+        self.audit_failure(event).await;
         Ok(())
     }
 
@@ -303,6 +350,7 @@ impl Service {
         &self,
         device: &Device,
         challenge_id: Option<&str>,
+        client: &Client,
     ) -> Result<()> {
         if device.state != DeviceState::Revoked {
             return Ok(());
@@ -313,6 +361,7 @@ impl Service {
             "device.revoked_refused",
             challenge_id,
             "a revoked device called",
+            Some(client),
         )
         .await;
         Err(Error::PermissionDenied {
@@ -327,6 +376,7 @@ impl Service {
         event_type: &str,
         challenge_id: Option<&str>,
         detail: &str,
+        client: Option<&Client>,
     ) {
         self.audit(AuditEvent {
             tenant_id: Some(device.tenant_id.clone()),
@@ -335,6 +385,7 @@ impl Service {
             device_id: Some(device.id.clone()),
             challenge_id: challenge_id.map(str::to_owned),
             detail: detail.to_owned(),
+            client_address: client.map(|c| c.address.clone()),
             ..Default::default()
         })
         .await;

@@ -1,7 +1,7 @@
 //! Number-matching challenges: created by the portal, answered once by a
 //! device of the user with the number the person typed.
 
-use super::{input, now_ms, Error, Reason, Result, Service};
+use super::{input, now_ms, Client, Error, Reason, Result, Service};
 use crate::{
     events::Change,
     model::*,
@@ -21,8 +21,8 @@ pub struct Answer<'a> {
     pub decision_name: &'a str,
     pub typed_number: &'a str,
     pub signature: &'a [u8],
-    /// The caller's address, for throttling failed signatures.
-    pub peer: &'a str,
+    /// The caller, for audit and for limits on failed signatures.
+    pub client: &'a Client,
 }
 
 /// What the person decided on the phone.
@@ -152,7 +152,7 @@ impl Service {
             return Err(Error::invalid("typed_number is required to approve"));
         }
 
-        let (device, recent_failures) = self.known_device(answer.device_id, answer.peer).await?;
+        let device = self.known_device(answer.device_id, answer.client).await?;
         let challenge = match self.store().get_challenge(answer.challenge_id).await? {
             Some(c)
                 if c.tenant_id == device.tenant_id
@@ -174,14 +174,13 @@ impl Service {
         .signed_bytes();
         self.check_device_signature(
             &device,
-            recent_failures,
             &message,
             answer.signature,
             Some(&challenge.id),
-            answer.peer,
+            answer.client,
         )
         .await?;
-        self.ensure_not_revoked(&device, Some(&challenge.id))
+        self.ensure_not_revoked(&device, Some(&challenge.id), answer.client)
             .await?;
         if device.state != DeviceState::Active && challenge.target_device_id.is_none() {
             return Err(Error::NotFound("challenge"));

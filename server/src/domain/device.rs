@@ -1,6 +1,6 @@
 //! Calls a device makes after enrollment, each proven with its key.
 
-use super::{auth::Proof, now_ms, Result, Service};
+use super::{auth::Proof, now_ms, Client, Result, Service};
 use crate::model::*;
 use mfa_proto::signing;
 
@@ -18,8 +18,8 @@ pub struct PendingChallenge {
 pub struct DeviceCall<'a> {
     pub proof: Proof<'a>,
     pub method: &'a str,
-    /// The caller's address, for throttling failed signatures.
-    pub peer: &'a str,
+    /// The caller, for audit and for limits on failed signatures.
+    pub client: &'a Client,
 }
 
 impl Service {
@@ -59,7 +59,7 @@ impl Service {
     /// The challenges waiting for this device (the pull path).
     pub async fn pending_challenges(&self, call: DeviceCall<'_>) -> Result<Vec<PendingChallenge>> {
         let device = self
-            .authenticate_device(&call.proof, call.method, &[], call.peer)
+            .authenticate_device(&call.proof, call.method, &[], call.client)
             .await?;
         let challenges = self.store().pending_for_device(&device, now_ms()).await?;
         if challenges.is_empty() {
@@ -86,7 +86,12 @@ impl Service {
             super::input::text("push_token", token, 4096)?;
         }
         let device = self
-            .authenticate_device(&call.proof, call.method, &[platform_name, token], call.peer)
+            .authenticate_device(
+                &call.proof,
+                call.method,
+                &[platform_name, token],
+                call.client,
+            )
             .await?;
         self.store()
             .set_push_token(&device.id, platform, token)
@@ -96,6 +101,7 @@ impl Service {
             "device.push_token_updated",
             None,
             platform.as_str(),
+            Some(call.client),
         )
         .await;
         Ok(())
@@ -104,11 +110,17 @@ impl Service {
     /// Removes the calling device.
     pub async fn remove_device(&self, call: DeviceCall<'_>) -> Result<()> {
         let device = self
-            .authenticate_device(&call.proof, call.method, &[], call.peer)
+            .authenticate_device(&call.proof, call.method, &[], call.client)
             .await?;
         self.store().revoke_device(&device.id, now_ms()).await?;
-        self.audit_device(&device, "device.removed", None, "removed by the device")
-            .await;
+        self.audit_device(
+            &device,
+            "device.removed",
+            None,
+            "removed by the device",
+            Some(call.client),
+        )
+        .await;
         Ok(())
     }
 }

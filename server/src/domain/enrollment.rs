@@ -2,7 +2,8 @@
 //! code and its new key, and a first number round confirms it.
 
 use super::{
-    device::PendingChallenge, input, new_id, now_ms, secret_hash, Error, Reason, Result, Service,
+    device::PendingChallenge, input, new_id, now_ms, secret_hash, Client, Error, Reason, Result,
+    Service,
 };
 use crate::{events::Change, model::*, telemetry::metrics};
 use mfa_proto::{
@@ -33,8 +34,8 @@ pub struct NewDevice<'a> {
     pub push_token: &'a str,
     pub device_name: &'a str,
     pub signature: &'a [u8],
-    /// The caller's address, for throttling failed attempts.
-    pub peer: &'a str,
+    /// The caller, for audit and for limits on failed attempts.
+    pub client: &'a Client,
 }
 
 /// What a registered phone learns.
@@ -46,7 +47,11 @@ pub struct Registered {
     pub verification: PendingChallenge,
 }
 
-const ACTIVATION_SCOPE: &str = "activation";
+/// Scope of failed activations, counted per client address.
+const ACTIVATION_BY_ADDRESS: &str = "activation";
+/// Scope of failed activations of a known code (a proof of possession that
+/// does not verify), counted per enrollment.
+const ACTIVATION_BY_ENROLLMENT: &str = "activation.enrollment";
 
 impl Service {
     /// Starts an enrollment for a user.
@@ -113,29 +118,38 @@ impl Service {
         }
         input::signature(new.signature)?;
 
+        // Guessing codes is limited per client address (behind a load
+        // balancer, the forwarded one: see `trusted_proxies`), before the
+        // code is looked up, so that a guesser past the limit learns nothing.
         let now = now_ms();
-        let window_start = now - self.limits().activation_window.as_millis() as i64;
-        let failures = self
-            .store()
-            .count_failures(ACTIVATION_SCOPE, new.peer, window_start)
-            .await?;
-        if failures >= i64::from(self.limits().activation_failure_limit) {
-            metrics::throttled("activation");
+        if self
+            .activation_limit_reached(ACTIVATION_BY_ADDRESS, &new.client.throttle_key, now)
+            .await?
+        {
             return Err(Error::exhausted(
                 Reason::RateLimited,
                 "too many failed activation attempts from this address; wait and try again",
             ));
         }
-
         let Some(enrollment) = self
             .store()
             .find_enrollment_by_code(&secret_hash(&code))
             .await?
         else {
-            self.activation_failed(new.peer, None, "unknown activation code")
+            self.activation_failed(new.client, None, "unknown activation code")
                 .await?;
             return Err(Error::NotFound("activation code"));
         };
+        // Whoever holds a code can spoil only that enrollment.
+        if self
+            .activation_limit_reached(ACTIVATION_BY_ENROLLMENT, &enrollment.id, now)
+            .await?
+        {
+            return Err(Error::exhausted(
+                Reason::RateLimited,
+                "too many failed attempts with this QR code; start enrollment again from the portal",
+            ));
+        }
         let proof = signing::EnrollmentProof {
             activation_code: &code,
             public_key: &public_key,
@@ -148,7 +162,7 @@ impl Service {
             signing::parse_public_key(&public_key).map_err(|e| Error::invalid(e.to_string()))?;
         if signing::verify(&key, &proof, new.signature).is_err() {
             self.activation_failed(
-                new.peer,
+                new.client,
                 Some(&enrollment),
                 "proof-of-possession signature does not verify",
             )
@@ -245,23 +259,44 @@ impl Service {
         }
     }
 
+    /// Whether `key` has `activation_failure_limit` failures in `scope`
+    /// within `activation_window` (counted as throttled if so).
+    async fn activation_limit_reached(&self, scope: &str, key: &str, now: i64) -> Result<bool> {
+        let since = now - self.limits().activation_window.as_millis() as i64;
+        let failures = self.store().count_failures(scope, key, since).await?;
+        let reached = failures >= i64::from(self.limits().activation_failure_limit);
+        if reached {
+            metrics::throttled("activation");
+        }
+        Ok(reached)
+    }
+
+    /// Charges a failed activation to the caller's address and, for a known
+    /// code, to its enrollment, and audits it (aggregated per minute).
     async fn activation_failed(
         &self,
-        peer: &str,
+        client: &Client,
         enrollment: Option<&Enrollment>,
         detail: &str,
     ) -> Result<()> {
-        tracing::warn!(detail, "failed activation attempt");
+        tracing::warn!(detail, client = %client.address, "failed activation attempt");
         metrics::auth_failure("activation");
+        let now = now_ms();
         self.store()
-            .record_failure(ACTIVATION_SCOPE, peer, now_ms())
+            .record_failure(ACTIVATION_BY_ADDRESS, &client.throttle_key, now)
             .await?;
-        self.audit(AuditEvent {
+        if let Some(enrollment) = enrollment {
+            self.store()
+                .record_failure(ACTIVATION_BY_ENROLLMENT, &enrollment.id, now)
+                .await?;
+        }
+        self.audit_failure(AuditEvent {
             tenant_id: enrollment.map(|e| e.tenant_id.clone()),
             event_type: "enrollment.activation_failed".into(),
             user_id: enrollment.map(|e| e.user_id.clone()),
             enrollment_id: enrollment.map(|e| e.id.clone()),
             detail: detail.to_owned(),
+            client_address: Some(client.address.clone()),
             ..Default::default()
         })
         .await;

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod cache;
 mod challenge;
+mod client;
 mod deadlines;
 mod device;
 mod enrollment;
@@ -18,6 +19,7 @@ pub use auth::ApiKey;
 pub use auth::Proof;
 pub use challenge::Answer;
 pub use challenge::Decision;
+pub use client::Client;
 pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
 pub use error::{Error, Reason, Result};
@@ -291,6 +293,30 @@ impl Service {
     async fn audit(&self, mut event: AuditEvent) {
         event.at = now_ms();
         if let Err(error) = self.store().append_audit(&event).await {
+            tracing::error!(%error, event_type = %event.event_type, "could not store audit event");
+        }
+    }
+
+    /// Audits a failed authentication by a caller without valid credentials
+    /// (anyone can cause these, as often as they like): one entry per kind,
+    /// subject, client address and minute, whose count grows, so that a
+    /// flood of junk calls adds one row a minute, not one a call.
+    async fn audit_failure(&self, mut event: AuditEvent) {
+        event.at = now_ms();
+        let field = |value: &Option<String>| value.clone().unwrap_or_default();
+        let key = format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            event.at / 60_000,
+            event.event_type,
+            event.detail,
+            field(&event.tenant_id),
+            field(&event.user_id),
+            field(&event.device_id),
+            field(&event.challenge_id),
+            field(&event.enrollment_id),
+            field(&event.client_address),
+        );
+        if let Err(error) = self.store().count_audit(&event, &key).await {
             tracing::error!(%error, event_type = %event.event_type, "could not store audit event");
         }
     }

@@ -85,7 +85,6 @@ timed! {
     fn find_enrollment_by_code(&self, code_hash: &[u8; 32]) -> Option<Enrollment>;
     fn register_device(&self, enrollment_id: &str, device: &Device, challenge: &Challenge, now: i64) -> bool;
     fn get_device(&self, id: &str) -> Option<Device>;
-    fn device_with_failures(&self, id: &str, scope: &str, key: &str, since: i64) -> Option<(Device, i64)>;
     fn list_devices(&self, tenant_id: &str, user_id: &str) -> Vec<Device>;
     fn user_with_devices(&self, tenant_id: &str, user_id: &str) -> Option<(User, Vec<Device>)>;
     fn set_push_token(&self, device_id: &str, platform: PushPlatform, token: &str) -> ();
@@ -105,5 +104,6 @@ timed! {
     fn record_failure(&self, scope: &str, key: &str, now: i64) -> ();
     fn count_failures(&self, scope: &str, key: &str, since: i64) -> i64;
     fn append_audit(&self, event: &AuditEvent) -> ();
+    fn count_audit(&self, event: &AuditEvent, key: &str) -> ();
     fn list_audit(&self, tenant_id: &str, user_id: Option<&str>, before_id: Option<i64>, limit: i64) -> Vec<AuditEvent>;
 }

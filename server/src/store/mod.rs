@@ -258,12 +258,22 @@ pub(crate) const USER_WITH_DEVICES: &str = "SELECT u.tenant_id AS tenant_id, u.u
      WHERE u.tenant_id = $1 AND u.user_id = $2
      ORDER BY d.created_at, d.id";
 
-/// The statement of [`Store::device_with_failures`], the same on every
-/// backend (`$1` scope, `$2` key, `$3` since, `$4` device; numbered in the
-/// order they appear, as SQLite binds them).
-pub(crate) const DEVICE_WITH_FAILURES: &str = "SELECT d.*, (SELECT COUNT(*) FROM failed_attempts
-         WHERE scope = $1 AND key = $2 AND at >= $3) AS recent_failures
-     FROM devices d WHERE d.id = $4";
+/// The statement that appends an audit entry, the same on every backend:
+/// `$1`…`$10` are the entry's columns, `$11` its aggregation key (NULL for an
+/// entry of its own).
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_events
+     (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail,
+      client_address, count, aggregate_key)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// The statement of [`Store::count_audit`]: [`INSERT_AUDIT`], or one more
+/// on the entry with the same key.
+pub(crate) const COUNT_AUDIT: &str = "INSERT INTO audit_events
+     (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail,
+      client_address, count, aggregate_key)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     ON CONFLICT (aggregate_key) WHERE aggregate_key IS NOT NULL
+     DO UPDATE SET count = audit_events.count + 1";
 
 /// The statement of [`Store::find_api_key`], the same on every backend
 /// (`$1`: the key's hash): a revoked key no longer authenticates.
@@ -342,15 +352,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     async fn get_device(&self, id: &str) -> StoreResult<Option<Device>>;
-    /// A device with [`Store::count_failures`]`(scope, key, since)`, in one
-    /// read: what checking a device's signed call needs.
-    async fn device_with_failures(
-        &self,
-        id: &str,
-        scope: &str,
-        key: &str,
-        since: i64,
-    ) -> StoreResult<Option<(Device, i64)>>;
     /// A user's devices, oldest first.
     async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>>;
     /// A user and their devices, oldest first, in one read; `None` for an
@@ -419,6 +420,10 @@ pub trait Store: Send + Sync + 'static {
     async fn count_failures(&self, scope: &str, key: &str, since: i64) -> StoreResult<i64>;
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// Counts one more occurrence in the aggregated audit entry named `key`
+    /// (one per kind, source and minute), appending `event` as that entry,
+    /// with a count of one, if it does not exist yet.
+    async fn count_audit(&self, event: &AuditEvent, key: &str) -> StoreResult<()>;
     /// Events newest first, with ids below `before_id` when given.
     async fn list_audit(
         &self,

@@ -122,11 +122,6 @@ pub(super) fn device(row: &impl Columns) -> StoreResult<Device> {
     })
 }
 
-/// A row of [`super::DEVICE_WITH_FAILURES`].
-pub(super) fn device_with_failures(row: &impl Columns) -> StoreResult<(Device, i64)> {
-    Ok((device(row)?, row.integer("recent_failures")?))
-}
-
 /// A row of [`super::USER_WITH_DEVICES`]: the user, and a device of theirs
 /// unless they have none.
 pub(super) fn user_and_device(row: &impl Columns) -> StoreResult<(User, Option<Device>)> {
@@ -236,6 +231,8 @@ pub(super) fn audit_event(row: &impl Columns) -> StoreResult<AuditEvent> {
         challenge_id: row.optional_text("challenge_id")?,
         enrollment_id: row.optional_text("enrollment_id")?,
         detail: row.text("detail")?,
+        client_address: row.optional_text("client_address")?,
+        count: row.integer("count")?,
     })
 }
 

@@ -1,8 +1,9 @@
 //! A tower layer around every gRPC call: a request id (the caller's
 //! `x-request-id`, or a new one) on a tracing span that every log line of the
-//! call carries and on the response, and the request count and latency by
-//! service, method and status code.
+//! call carries (with the caller's address) and on the response, and the
+//! request count and latency by service, method and status code.
 
+use crate::client_address::ClientAddress;
 use http::{HeaderValue, Request, Response};
 use std::{
     future::Future,
@@ -58,7 +59,11 @@ where
             })
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let span = tracing::info_span!("grpc", %request_id, %service, %method);
+        let client = request
+            .extensions()
+            .get::<ClientAddress>()
+            .map_or_else(|| "unknown".to_owned(), ToString::to_string);
+        let span = tracing::info_span!("grpc", %request_id, %service, %method, %client);
         let start = Instant::now();
         let call = self.inner.call(request);
         Box::pin(

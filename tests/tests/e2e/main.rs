@@ -3,6 +3,7 @@
 //! test), and only gRPC between them and the test (through the SDK).
 
 mod admin;
+mod client_address;
 mod enrollment;
 mod hostile;
 mod limits;

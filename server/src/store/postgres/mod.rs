@@ -161,10 +161,20 @@ async fn settle_verification(
 /// Appends audit entries (in the caller's transaction, if any).
 async fn insert_audit(connection: &mut PgConnection, events: &[AuditEvent]) -> StoreResult<()> {
     for e in events {
-        sqlx::query(
-            "INSERT INTO audit_events (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
+        bind_audit(sqlx::query(super::INSERT_AUDIT), e, None)
+            .execute(&mut *connection)
+            .await?;
+    }
+    Ok(())
+}
+
+/// [`super::INSERT_AUDIT`] or [`super::COUNT_AUDIT`] with `event`'s values.
+fn bind_audit<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    e: &'q AuditEvent,
+    key: Option<&'q str>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
         .bind(&e.tenant_id)
         .bind(e.at)
         .bind(&e.event_type)
@@ -173,10 +183,9 @@ async fn insert_audit(connection: &mut PgConnection, events: &[AuditEvent]) -> S
         .bind(&e.challenge_id)
         .bind(&e.enrollment_id)
         .bind(&e.detail)
-        .execute(&mut *connection)
-        .await?;
-    }
-    Ok(())
+        .bind(&e.client_address)
+        .bind(e.count.max(1))
+        .bind(key)
 }
 
 /// Ends a pending challenge: one that is due when expiring (`$6`), one that
@@ -462,23 +471,6 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(decode::device).transpose()
-    }
-
-    async fn device_with_failures(
-        &self,
-        id: &str,
-        scope: &str,
-        key: &str,
-        since: i64,
-    ) -> StoreResult<Option<(Device, i64)>> {
-        let row = sqlx::query(super::DEVICE_WITH_FAILURES)
-            .bind(scope)
-            .bind(key)
-            .bind(since)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode::device_with_failures).transpose()
     }
 
     async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>> {
@@ -867,6 +859,13 @@ impl Store for PostgresStore {
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         let mut connection = self.pool.acquire().await?;
         insert_audit(&mut connection, std::slice::from_ref(event)).await
+    }
+
+    async fn count_audit(&self, event: &AuditEvent, key: &str) -> StoreResult<()> {
+        bind_audit(sqlx::query(super::COUNT_AUDIT), event, Some(key))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn list_audit(

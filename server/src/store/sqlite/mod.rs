@@ -334,22 +334,35 @@ fn insert_audit<'a>(
     events: impl IntoIterator<Item = &'a AuditEvent>,
 ) -> StoreResult<()> {
     for e in events {
-        execute(
-            connection,
-            "INSERT INTO audit_events (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            params![
-                e.tenant_id,
-                e.at,
-                e.event_type,
-                e.user_id,
-                e.device_id,
-                e.challenge_id,
-                e.enrollment_id,
-                e.detail
-            ],
-        )?;
+        write_audit(connection, super::INSERT_AUDIT, e, None)?;
     }
+    Ok(())
+}
+
+/// [`super::INSERT_AUDIT`] or [`super::COUNT_AUDIT`] with `e`'s values.
+fn write_audit(
+    connection: &Connection,
+    statement: &str,
+    e: &AuditEvent,
+    key: Option<&str>,
+) -> StoreResult<()> {
+    execute(
+        connection,
+        statement,
+        params![
+            e.tenant_id,
+            e.at,
+            e.event_type,
+            e.user_id,
+            e.device_id,
+            e.challenge_id,
+            e.enrollment_id,
+            e.detail,
+            e.client_address,
+            e.count.max(1),
+            key
+        ],
+    )?;
     Ok(())
 }
 
@@ -592,23 +605,6 @@ impl Store for SqliteStore {
             optional(c, "SELECT * FROM devices WHERE id = ?", [id], |row| {
                 decode::device(row)
             })
-        })
-    }
-
-    async fn device_with_failures(
-        &self,
-        id: &str,
-        scope: &str,
-        key: &str,
-        since: i64,
-    ) -> StoreResult<Option<(Device, i64)>> {
-        self.read(|c| {
-            optional(
-                c,
-                super::DEVICE_WITH_FAILURES,
-                params![scope, key, since, id],
-                |row| decode::device_with_failures(row),
-            )
         })
     }
 
@@ -935,6 +931,10 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         self.write(|c| insert_audit(c, [event]))
+    }
+
+    async fn count_audit(&self, event: &AuditEvent, key: &str) -> StoreResult<()> {
+        self.write(|c| write_audit(c, super::COUNT_AUDIT, event, Some(key)))
     }
 
     async fn list_audit(
