@@ -114,7 +114,8 @@ impl RelyingParty {
 
     /// Waits until the enrollment reaches a final state (verified, failed,
     /// expired or cancelled) and returns it. A watch the server ends at its
-    /// longest duration is opened again.
+    /// longest duration, or with UNAVAILABLE as a replica shuts down, is
+    /// opened again.
     pub async fn await_enrollment(&self, enrollment_id: &str) -> Result<Enrollment, Error> {
         follow_until(
             || self.watch_enrollment(enrollment_id),
@@ -167,7 +168,8 @@ impl RelyingParty {
 
     /// Waits until the challenge leaves the pending state and returns it:
     /// approved, denied, expired, superseded or cancelled. A watch the server
-    /// ends at its longest duration is opened again.
+    /// ends at its longest duration, or with UNAVAILABLE as a replica shuts
+    /// down, is opened again.
     pub async fn await_outcome(&self, challenge_id: &str) -> Result<Challenge, Error> {
         follow_until(
             || self.watch_challenge(challenge_id),
@@ -254,15 +256,23 @@ where
 {
     loop {
         let mut stream = open().await?;
+        let mut heard = false;
         loop {
             match stream.message().await {
                 Ok(Some(message)) => {
+                    heard = true;
                     if let Some(value) = extract(message).filter(is_final) {
                         return Ok(value);
                     }
                 }
                 Ok(None) => return Err(Error::Protocol(ended_early)),
                 Err(status) if status.code() == tonic::Code::DeadlineExceeded => break,
+                // A replica shutting down ends its watches with UNAVAILABLE;
+                // behind a load balancer the next watch reaches another one.
+                // Only a watch that was open (it sends the current state at
+                // once) is opened again, so a server that keeps failing ends
+                // the wait with its error rather than a loop.
+                Err(status) if status.code() == tonic::Code::Unavailable && heard => break,
                 Err(status) => return Err(status.into()),
             }
         }

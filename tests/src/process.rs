@@ -24,6 +24,10 @@ pub struct ServerProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The gRPC listener's address.
+    pub addr: std::net::SocketAddr,
+    /// The address of `/metrics` and `/healthz`.
+    pub metrics_addr: std::net::SocketAddr,
     /// The development tenant's keys, on the first start of an empty database.
     pub keys: Option<DevKeys>,
 }
@@ -65,24 +69,26 @@ impl ServerProcess {
         }
         let mut child = command.spawn().expect("mfa-server starts");
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        let (mut portal_key, mut admin_key, mut url) = (None, None, None);
+        let (mut portal_key, mut admin_key, mut url, mut metrics) = (None, None, None, None);
         for line in lines.by_ref().map_while(Result::ok) {
             let line = line.trim();
             if let Some(key) = line.strip_prefix("portal key:") {
                 portal_key = Some(key.trim().to_owned());
             } else if let Some(key) = line.strip_prefix("admin key:") {
                 admin_key = Some(key.trim().to_owned());
+            } else if let Some(rest) = line.strip_prefix("metrics and health on http://") {
+                metrics = rest.split('/').next().and_then(|addr| addr.parse().ok());
             } else if let Some(rest) = line.strip_prefix("mfa-server listening on ") {
-                url = rest.split(' ').next().map(|addr| format!("http://{addr}"));
+                url = rest.split(' ').next().map(str::to_owned);
                 break;
             }
         }
         // Keep the pipe drained, so that the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        let url = url.unwrap_or_else(|| {
+        let Some((addr, metrics_addr)) = url.and_then(|addr| addr.parse().ok()).zip(metrics) else {
             let status = child.wait().expect("exit status");
             panic!("mfa-server exited before listening: {status}")
-        });
+        };
         let keys = match (portal_key, admin_key) {
             (Some(portal_key), Some(admin_key)) => Some(DevKeys {
                 portal_key,
@@ -90,7 +96,28 @@ impl ServerProcess {
             }),
             _ => None,
         };
-        Self { child, url, keys }
+        Self {
+            child,
+            url: format!("http://{addr}"),
+            addr,
+            metrics_addr,
+            keys,
+        }
+    }
+
+    /// Stops it as an operator or an orchestrator does (SIGTERM: calls in
+    /// flight finish, watches end with UNAVAILABLE) and waits for it to exit.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM delivered");
+        let exit = self.child.wait().expect("reaped");
+        assert!(
+            exit.success(),
+            "mfa-server exits cleanly on SIGTERM: {exit}"
+        );
     }
 
     /// Its process id.

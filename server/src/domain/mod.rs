@@ -299,20 +299,21 @@ impl Service {
 
     /// Audits a failed authentication by a caller without valid credentials
     /// (anyone can cause these, as often as they like): one entry per kind,
-    /// subject, client address and minute, whose count grows, so that a
-    /// flood of junk calls adds one row a minute, not one a call.
+    /// client address and minute (and the device or enrollment it named),
+    /// whose count grows, so that a flood of junk calls adds one row a
+    /// minute, not one a call. The challenges named vary, so none is kept.
     async fn audit_failure(&self, mut event: AuditEvent) {
         event.at = now_ms();
+        event.challenge_id = None;
         let field = |value: &Option<String>| value.clone().unwrap_or_default();
         let key = format!(
-            "{}|{}|{}|{}|{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}|{}|{}|{}",
             event.at / 60_000,
             event.event_type,
             event.detail,
             field(&event.tenant_id),
             field(&event.user_id),
             field(&event.device_id),
-            field(&event.challenge_id),
             field(&event.enrollment_id),
             field(&event.client_address),
         );
