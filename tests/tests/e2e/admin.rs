@@ -220,3 +220,56 @@ async fn a_device_can_rotate_its_push_token_and_remove_itself() {
     phone.remove(&store).await.unwrap();
     assert!(portal.user_status("u").await.unwrap().devices.is_empty());
 }
+
+/// A fraud report means someone else knows the password; a lost or changed
+/// phone does not undo that. So a reset of the user's methods leaves the
+/// block in place: the new phone enrolls, but sign-ins stay refused until an
+/// administrator unblocks the user (or `fraud_block` passes).
+#[tokio::test]
+async fn a_reset_leaves_a_fraud_block_in_place() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut admin = server.admin().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    let pending = only_pending(&mut phone).await;
+    phone.report_fraud(&pending).await.unwrap();
+
+    admin
+        .reset_user_methods(proto::ResetUserMethodsRequest {
+            user_id: "u".into(),
+        })
+        .await
+        .unwrap();
+    let status = portal.user_status("u").await.unwrap();
+    assert!(status.blocked, "{status:?}");
+    let mut new_phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let refused = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap_err();
+    assert!(refused.is_user_blocked(), "{refused:?}");
+
+    admin
+        .unblock_user(proto::UnblockUserRequest {
+            user_id: "u".into(),
+        })
+        .await
+        .unwrap();
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    let pending = only_pending(&mut new_phone).await;
+    assert_eq!(
+        new_phone
+            .approve(&pending, &challenge.number)
+            .await
+            .unwrap()
+            .state,
+        ChallengeState::Approved
+    );
+}
