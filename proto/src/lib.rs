@@ -7,6 +7,7 @@
 pub mod enrollment;
 pub mod push;
 pub mod signing;
+pub mod status;
 
 /// Generated messages and gRPC clients/servers of `mfa.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -121,7 +121,7 @@ impl Service {
             .await?;
         if failures >= i64::from(self.limits().activation_failure_limit) {
             metrics::throttled("activation");
-            return Err(Error::exhausted(
+            return Err(Error::refused(
                 Reason::RateLimited,
                 "too many failed activation attempts from this address; wait and try again",
             ));
@@ -134,7 +134,10 @@ impl Service {
         else {
             self.activation_failed(new.peer, None, "unknown activation code")
                 .await?;
-            return Err(Error::NotFound("activation code"));
+            return Err(Error::refused(
+                Reason::ActivationCodeUnknown,
+                "activation code not found",
+            ));
         };
         let proof = signing::EnrollmentProof {
             activation_code: &code,
@@ -153,7 +156,8 @@ impl Service {
                 "proof-of-possession signature does not verify",
             )
             .await?;
-            return Err(Error::unauthenticated(
+            return Err(Error::refused(
+                Reason::SignatureInvalid,
                 "proof-of-possession signature does not verify",
             ));
         }
@@ -191,7 +195,7 @@ impl Service {
                 .await?
                 .unwrap_or(enrollment);
             self.ensure_open(&current, now)?;
-            return Err(Error::precondition(
+            return Err(Error::refused(
                 Reason::ActivationCodeUsed,
                 "this activation code was already used",
             ));
@@ -234,11 +238,11 @@ impl Service {
     fn ensure_open(&self, enrollment: &Enrollment, now: i64) -> Result<()> {
         match enrollment.state {
             EnrollmentState::WaitingForScan if enrollment.expires_at > now => Ok(()),
-            EnrollmentState::WaitingForScan | EnrollmentState::Expired => Err(Error::precondition(
+            EnrollmentState::WaitingForScan | EnrollmentState::Expired => Err(Error::refused(
                 Reason::ActivationCodeExpired,
                 "this QR code has expired; start enrollment again from the portal",
             )),
-            _ => Err(Error::precondition(
+            _ => Err(Error::refused(
                 Reason::ActivationCodeUsed,
                 "this activation code was already used; start enrollment again from the portal",
             )),

@@ -57,51 +57,94 @@ async fn a_replayed_device_request_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn a_stale_or_tampered_device_request_is_refused() {
-    let server = TestServer::start().await;
-    let portal = server.portal().await;
-    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
-    let stale_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        - 10 * 60 * 1000;
-    let nonce = [7u8; 16];
+fn now_ms() -> i64 {
+    mfa_server::domain::now_ms()
+}
+
+/// A ListPendingChallenges request from `device_id`, signed with `phone`'s key
+/// at `timestamp_ms`.
+fn list_request_at(
+    phone: &Authenticator,
+    device_id: &str,
+    timestamp_ms: i64,
+) -> proto::ListPendingChallengesRequest {
+    let nonce: [u8; 16] = rand::random();
     let message = signing::DeviceRequest {
-        device_id: &phone.account().device_id,
+        device_id,
         method: "ListPendingChallenges",
-        timestamp_ms: stale_ms,
+        timestamp_ms,
         nonce: &nonce,
         body: &[],
     }
     .signed_bytes();
-    let stale = proto::ListPendingChallengesRequest {
+    proto::ListPendingChallengesRequest {
         proof: Some(proto::DeviceProof {
-            device_id: phone.account().device_id.clone(),
-            timestamp_ms: stale_ms,
+            device_id: device_id.to_owned(),
+            timestamp_ms,
             nonce: nonce.to_vec(),
             signature: signing::sign(phone.account().signing_key(), &message),
         }),
-    };
-    assert_eq!(
-        code_of(phone.client().list_pending_challenges(stale).await),
-        Code::Unauthenticated
-    );
+    }
+}
+
+#[tokio::test]
+async fn a_stale_future_tampered_or_unknown_device_request_is_refused_with_its_reason() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let device_id = phone.account().device_id.clone();
+    let skew_ms = server.config.clock_skew.as_millis() as i64;
+
+    // Ten minutes behind, and ten minutes ahead: the phone's clock is off.
+    for offset_ms in [-10 * 60 * 1000, 10 * 60 * 1000] {
+        let before = now_ms();
+        let request = list_request_at(&phone, &device_id, before + offset_ms);
+        let status = phone
+            .client()
+            .list_pending_challenges(request)
+            .await
+            .unwrap_err();
+        let after = now_ms();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        let info = error_info(&status);
+        assert_eq!(info.reason, "CLOCK_SKEW", "offset {offset_ms}");
+        // The server's time, for the app to say how far off the phone is.
+        let server_time: i64 = info.metadata["server_time_ms"].parse().unwrap();
+        assert!((before..=after).contains(&server_time), "{server_time}");
+        assert_eq!(info.metadata["max_skew_ms"], skew_ms.to_string());
+        let error = mfa_sdk::Error::from(status);
+        assert!(error.is_clock_skew());
+        assert_eq!(error.server_time_ms(), Some(server_time));
+    }
 
     // A proof signed for one method is useless for another.
     let mut request = proto::RemoveDeviceRequest {
         proof: phone.signed_list_request().proof,
     };
-    assert_eq!(
-        code_of(phone.client().remove_device(request.clone()).await),
-        Code::Unauthenticated
-    );
+    let status = phone
+        .client()
+        .remove_device(request.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(error_info(&status).reason, "SIGNATURE_INVALID");
     request.proof.as_mut().unwrap().nonce = vec![1; 15];
-    assert_eq!(
-        code_of(phone.client().remove_device(request).await),
-        Code::InvalidArgument
-    );
+    let status = phone.client().remove_device(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(error_info(&status).reason, "INVALID_ARGUMENT");
+
+    // A device id the server never registered.
+    let stranger = uuid::Uuid::new_v4().to_string();
+    let request = list_request_at(&phone, &stranger, now_ms());
+    let status = phone
+        .client()
+        .list_pending_challenges(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(error_info(&status).reason, "DEVICE_UNKNOWN");
+    assert!(mfa_sdk::Error::from(status).is_device_unknown());
+
     assert_eq!(
         portal.user_status("u").await.unwrap().devices.len(),
         1,
@@ -188,10 +231,14 @@ async fn another_devices_signature_is_refused() {
         typed_number: challenge.number.clone(),
         signature: signing::sign(thief.account().signing_key(), &message),
     };
-    assert_eq!(
-        code_of(phone.client().respond_to_challenge(forged).await),
-        Code::Unauthenticated
-    );
+    let status = phone
+        .client()
+        .respond_to_challenge(forged)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(error_info(&status).reason, "SIGNATURE_INVALID");
+    assert!(mfa_sdk::Error::from(status).is_signature_invalid());
 
     // The other user's device answering with its own valid signature does not see it.
     let mut thief = thief;
@@ -298,33 +345,50 @@ async fn another_tenants_objects_are_not_found() {
 }
 
 #[tokio::test]
-async fn missing_or_wrong_api_keys_are_unauthenticated() {
+async fn missing_and_unknown_keys_are_unauthenticated_and_a_wrong_role_is_permission_denied() {
     let server = TestServer::start().await;
     let before = auth_failures(&server, "api_key").await;
-    for key in [
-        "",
-        "mfak_not-a-real-key",
-        "Basic abc",
-        &server.tenant.admin_key,
+    let user_status = || proto::GetUserStatusRequest {
+        user_id: "u".into(),
+    };
+    for (key, code, reason) in [
+        ("", Code::Unauthenticated, "API_KEY_MISSING"),
+        ("Basic abc", Code::Unauthenticated, "API_KEY_MISSING"),
+        (
+            "mfak_not-a-real-key",
+            Code::Unauthenticated,
+            "API_KEY_INVALID",
+        ),
+        (
+            server.tenant.admin_key.as_str(),
+            Code::PermissionDenied,
+            "API_KEY_WRONG_ROLE",
+        ),
     ] {
         let portal = server.portal_with(key).await;
-        let error = portal.user_status("u").await.unwrap_err();
-        assert_eq!(
-            error.code(),
-            Some(Code::Unauthenticated),
-            "key {key:?}: {error:?}"
-        );
+        let status = portal
+            .client()
+            .get_user_status(user_status())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "key {key:?}: {status:?}");
+        assert_eq!(error_info(&status).reason, reason, "key {key:?}");
+        assert!(mfa_sdk::Error::from(status).is_api_key_refused());
     }
     let mut admin = server.admin_with(&server.tenant.portal_key).await;
-    let error = admin
+    let status = admin
         .list_devices(proto::ListDevicesRequest {
             user_id: "u".into(),
         })
         .await
         .unwrap_err();
-    assert_eq!(error.code(), Code::Unauthenticated);
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let info = error_info(&status);
+    assert_eq!(info.reason, "API_KEY_WRONG_ROLE");
+    assert_eq!(info.metadata["required_role"], "admin");
     assert!(
-        !error.message().contains(&server.tenant.portal_key),
+        !status.message().contains(&server.tenant.portal_key)
+            && !info.metadata.values().any(|v| v.contains("mfak_")),
         "errors never echo keys"
     );
     assert!(auth_failures(&server, "api_key").await >= before + 5.0);

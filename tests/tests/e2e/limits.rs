@@ -69,8 +69,17 @@ async fn calls_past_the_per_connection_limit_are_resource_exhausted() {
         within(watch.message()).await.unwrap().expect("first state");
         watches.push(watch);
     }
-    let error = portal.user_status("u").await.unwrap_err();
-    assert_eq!(error.code(), Some(Code::ResourceExhausted), "{error:?}");
+    let status = portal
+        .client()
+        .get_user_status(proto::GetUserStatusRequest {
+            user_id: "u".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let info = error_info(&status);
+    assert_eq!(info.reason, reason::TOO_MANY_STREAMS);
+    assert_eq!(info.metadata["max_streams"], "2");
     assert!(throttled(&server, "connection_streams").await >= 1.0);
 
     // Other connections are not affected, and nothing changed.
@@ -94,6 +103,7 @@ async fn a_watch_ends_after_watch_max_duration() {
     );
     let ended = within(watch.message()).await.unwrap_err();
     assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert_eq!(error_info(&ended).reason, reason::WATCH_DURATION_EXCEEDED);
     // The portal watches again and gets the current state.
     let mut again = portal.watch_enrollment(&begun.enrollment_id).await.unwrap();
     assert!(within(again.message()).await.unwrap().is_some());
