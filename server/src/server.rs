@@ -2,7 +2,7 @@
 //! listener (with health and reflection).
 
 use crate::{
-    api::{AdminApi, Connections, DeviceApi, PortalApi, StreamLimitLayer},
+    api::{AdminApi, Connections, DeviceApi, PortalApi, RequestFramingLayer, StreamLimitLayer},
     config::Config,
     domain::{Limits, Service},
     events::Events,
@@ -213,6 +213,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             config.max_streams_per_connection,
             connections.clone(),
         ))
+        .layer(RequestFramingLayer::new(config.max_message_size))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(InterceptedService::new(

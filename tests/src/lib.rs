@@ -6,6 +6,7 @@
 pub mod postgres;
 pub mod process;
 pub mod push;
+pub mod raw;
 pub mod scrape;
 pub mod tcp_proxy;
 pub mod tls;

@@ -5,6 +5,7 @@ mod admin;
 mod connection;
 mod convert;
 mod device;
+mod framing;
 mod portal;
 mod stream_limit;
 mod watch;
@@ -12,6 +13,7 @@ mod watch;
 pub use admin::AdminApi;
 pub use connection::Connections;
 pub use device::DeviceApi;
+pub use framing::RequestFramingLayer;
 pub use portal::PortalApi;
 pub use stream_limit::StreamLimitLayer;
 

@@ -795,3 +795,113 @@ async fn with_no_api_key_cache_a_revoked_key_stops_working_at_once() {
     let events = server.audit_types("").await;
     assert_eq!(count(&events, "api_key.revoked"), 1, "{events:?}");
 }
+
+/// `mfa_grpc_requests_total` of one method and code.
+async fn requests(server: &TestServer, service: &str, method: &str, code: &str) -> f64 {
+    value(
+        &scrape(server).await,
+        "mfa_grpc_requests_total",
+        &[("service", service), ("method", method), ("code", code)],
+    )
+}
+
+#[tokio::test]
+async fn undecodable_bodies_are_invalid_arguments_with_or_without_a_key_and_not_server_errors() {
+    let server = TestServer::start().await;
+    let portal_key = server.tenant.portal_key.clone();
+    let admin_key = server.tenant.admin_key.clone();
+    // Field 1 of each of these requests is a string (user_id, device_id,
+    // challenge_id).
+    let targets = [
+        ("mfa.v1.PortalService", "CreateChallenge", Some(&portal_key)),
+        ("mfa.v1.PortalService", "CreateChallenge", None),
+        ("mfa.v1.PortalService", "WatchChallenge", Some(&portal_key)),
+        ("mfa.v1.AdminService", "ListDevices", Some(&admin_key)),
+        ("mfa.v1.DeviceService", "RespondToChallenge", None),
+    ];
+    // Protobuf that does not decode, each as one well-framed message.
+    let messages: [(&str, &[u8]); 4] = [
+        // A key whose varint never ends.
+        ("a bad varint", &[0xff; 11]),
+        ("invalid UTF-8 in a string", &[0x0a, 0x02, 0xc3, 0x28]),
+        // Field 1 as a fixed32, not length-delimited.
+        ("a wrong wire type", &[0x0d, 1, 2, 3, 4]),
+        ("a truncated length-delimited field", &[0x0a, 0x10, b'u']),
+    ];
+    // And gRPC framing that holds no whole message.
+    let framings: [(&str, Vec<u8>); 2] = [
+        ("no message", Vec::new()),
+        (
+            "a truncated frame",
+            raw::frame(&[0x0a, 0x10, b'u'])[..6].to_vec(),
+        ),
+    ];
+
+    let mut before = Vec::new();
+    for (service, method, _) in targets {
+        before.push((
+            requests(&server, service, method, "Internal").await,
+            requests(&server, service, method, "InvalidArgument").await,
+        ));
+    }
+    let audit_before = server.audit_types("").await;
+
+    let (mut connection, _closed) = raw::connection(&server).await;
+    let mut sent = vec![0.0; targets.len()];
+    for (target, (service, method, key)) in targets.iter().enumerate() {
+        let path = format!("/{service}/{method}");
+        let bodies = messages
+            .iter()
+            .map(|(what, message)| (*what, raw::frame(message), true))
+            .chain(
+                framings
+                    .iter()
+                    .map(|(what, body)| (*what, body.clone(), false)),
+            );
+        for (what, body, decodes_as_protobuf) in bodies {
+            let key = key.map(String::as_str);
+            let status = raw::call(&mut connection, &server, &path, key, body).await;
+            let case = format!("{what} to {method} (key: {})", key.is_some());
+            assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+            let info = error_info(&status);
+            assert_eq!(info.reason, "MALFORMED_REQUEST", "{case}");
+            if decodes_as_protobuf {
+                let expected = format!("mfa.v1.{method}Request");
+                assert_eq!(info.metadata["message_type"], expected, "{case}");
+                assert!(
+                    status
+                        .message()
+                        .starts_with(&format!("request body does not decode as {expected}: ")),
+                    "{case}: {}",
+                    status.message()
+                );
+            }
+            sent[target] += 1.0;
+        }
+    }
+
+    // Counted as the callers' errors, never as the server's: the
+    // MfaGrpcServerErrors alert counts only Internal, Unknown, Unavailable
+    // and DataLoss.
+    for (target, (service, method, _)) in targets.iter().enumerate() {
+        let (internal, invalid) = before[target];
+        assert_eq!(
+            requests(&server, service, method, "Internal").await,
+            internal,
+            "{method}"
+        );
+        // Two targets share CreateChallenge: what both sent.
+        let same_method: f64 = targets
+            .iter()
+            .zip(&sent)
+            .filter(|((s, m, _), _)| s == service && m == method)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            requests(&server, service, method, "InvalidArgument").await >= invalid + same_method,
+            "{method}"
+        );
+    }
+    // Nothing was done, and no authentication was tried.
+    assert_eq!(server.audit_types("").await, audit_before);
+}
