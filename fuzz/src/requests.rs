@@ -1,7 +1,9 @@
-//! Every request message, decoded from arbitrary bytes, through the server's
-//! real handlers on a SQLite file: decoding into domain values must reject
-//! bad input with a client error and never panic or fail internally.
+//! Every request message, decoded from arbitrary bytes by the server's codec
+//! and through the server's real handlers on a SQLite file: bytes that do
+//! not decode, and decoded values that the handlers reject, must be refused
+//! with a client error, never a panic or a server fault.
 
+use mfa_proto::codec::decode_request;
 use mfa_proto::v1::{
     admin_service_server::AdminService, device_service_server::DeviceService,
     portal_service_server::PortalService,
@@ -10,7 +12,7 @@ use mfa_server::{
     api::{AdminApi, DeviceApi, PortalApi},
     model::Role,
 };
-use prost::Message;
+use prost::{Message, Name};
 use std::sync::OnceLock;
 use tonic::{Code, Request, Response, Status};
 
@@ -161,13 +163,24 @@ pub fn request_decoding(data: &[u8]) {
     }
 }
 
-/// The message in `body`; `None` when the bytes are not one (tonic answers
-/// such a request before any handler runs).
-fn decode<T: Message + Default>(body: &[u8]) -> Option<T> {
-    T::decode(body).ok()
+/// The message in `body`, decoded as the server's codec decodes it; `None`
+/// when the bytes are not one, once it is checked that the server refuses
+/// them as the caller's error, before any handler runs.
+fn decode<T: Message + Name + Default>(body: &[u8]) -> Option<T> {
+    match decode_request(body) {
+        Ok(message) => Some(message),
+        Err(status) => {
+            assert_eq!(
+                status.code(),
+                Code::InvalidArgument,
+                "an undecodable body was answered {status:?}"
+            );
+            None
+        }
+    }
 }
 
-fn plain<T: Message + Default>(body: &[u8]) -> Option<Request<T>> {
+fn plain<T: Message + Name + Default>(body: &[u8]) -> Option<Request<T>> {
     decode(body).map(Request::new)
 }
 

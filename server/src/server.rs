@@ -2,7 +2,7 @@
 //! listener (with health and reflection).
 
 use crate::{
-    api::{AdminApi, Connections, DeviceApi, PortalApi, StreamLimitLayer},
+    api::{AdminApi, Connections, DeviceApi, PortalApi, RequestFramingLayer, StreamLimitLayer},
     client_address::{ClientAddressLayer, TrustedProxies},
     config::Config,
     domain::{Limits, Service},
@@ -192,11 +192,16 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     health.check(&service).await;
     tokio::spawn(health.monitor(service.clone(), config.health_interval));
 
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(mfa_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Setup(format!("reflection: {e}")))?;
+    // Both versions of reflection: grpcurl before 1.8.8 and many Python
+    // and Java tools ask only `v1alpha`.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(mfa_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let setup = |e: tonic_reflection::server::Error| ServerError::Setup(format!("reflection: {e}"));
+    let reflection_v1 = reflection().build_v1().map_err(setup)?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(setup)?;
 
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let mut shutdown_grace = shutdown.subscribe();
@@ -217,8 +222,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             config.max_streams_per_connection,
             connections.clone(),
         ))
+        .layer(RequestFramingLayer::new(config.max_message_size))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(
             PortalServiceServer::new(PortalApi::new(service.clone()))
                 .max_decoding_message_size(config.max_message_size),

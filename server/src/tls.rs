@@ -3,6 +3,7 @@
 //! served only on a loopback address unless the operator forces it.
 
 use crate::telemetry::metrics;
+use mfa_proto::status::Reason;
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -146,7 +147,7 @@ impl Interceptor for ClientCertPolicy {
         if self.required && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
             metrics::auth_failure("client_certificate");
             tracing::warn!("authentication failed: no client certificate");
-            return Err(Status::unauthenticated(
+            return Err(Reason::ClientCertificateRequired.status(
                 "this service requires a TLS client certificate signed by the server's client CA",
             ));
         }

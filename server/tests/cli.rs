@@ -261,9 +261,10 @@ async fn serve_dev_on_an_empty_database_prints_working_keys() {
     status_with(&addr, &portal_key)
         .await
         .expect("the portal key works");
+    // A valid key, of the other role.
     assert_eq!(
         status_with(&addr, &admin_key).await.unwrap_err().code(),
-        tonic::Code::Unauthenticated
+        tonic::Code::PermissionDenied
     );
     stop(child);
     let key_file = dir.path().join("server-identity.key");

@@ -7,6 +7,7 @@ pub mod haproxy;
 pub mod postgres;
 pub mod process;
 pub mod push;
+pub mod raw;
 pub mod scrape;
 pub mod tcp_proxy;
 pub mod tls;
@@ -43,6 +44,23 @@ pub struct TestServer {
     running: Option<RunningServer>,
     dir: Arc<tempfile::TempDir>,
     database: Option<Arc<TestDatabase>>,
+}
+
+/// The `google.rpc.ErrorInfo` of a refusal, decoded as any client would with
+/// tonic-types. Checks on the way that it is of the server's domain and that
+/// the `mfa-reason` metadata, kept for older clients, says the same.
+pub fn error_info(status: &tonic::Status) -> tonic_types::ErrorInfo {
+    use tonic_types::StatusExt;
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, mfa_proto::status::ERROR_DOMAIN, "{status:?}");
+    let compatible = status
+        .metadata()
+        .get(mfa_proto::status::REASON_METADATA)
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(compatible, Some(info.reason.as_str()), "{status:?}");
+    info
 }
 
 /// Lifetimes short enough for tests to watch things expire without waiting long.

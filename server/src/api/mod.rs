@@ -5,6 +5,7 @@ mod admin;
 mod connection;
 mod convert;
 mod device;
+mod framing;
 mod portal;
 mod stream_limit;
 mod watch;
@@ -12,6 +13,7 @@ mod watch;
 pub use admin::AdminApi;
 pub use connection::Connections;
 pub use device::DeviceApi;
+pub use framing::RequestFramingLayer;
 pub use portal::PortalApi;
 pub use stream_limit::StreamLimitLayer;
 
@@ -20,36 +22,28 @@ use crate::{
     domain::{self, Service},
     model::Role,
 };
-use tonic::{metadata::MetadataValue, Code, Request, Status};
+use tonic::{Request, Status};
 
-/// Metadata key of the stable error reason.
-pub const REASON_METADATA: &str = "mfa-reason";
-
+/// The one place where domain errors become statuses: the reason gives the
+/// code, `ErrorInfo` and the `mfa-reason` metadata
+/// ([`mfa_proto::status::Reason::status_with`]). Server faults are logged
+/// here, and the caller learns only that there was one.
 impl From<domain::Error> for Status {
     fn from(error: domain::Error) -> Self {
-        use domain::Error::*;
-        let code = match &error {
-            InvalidArgument(_) => Code::InvalidArgument,
-            Unauthenticated { .. } => Code::Unauthenticated,
-            PermissionDenied { .. } => Code::PermissionDenied,
-            NotFound(_) => Code::NotFound,
-            FailedPrecondition { .. } => Code::FailedPrecondition,
-            ResourceExhausted { .. } => Code::ResourceExhausted,
-            Unavailable(_) => Code::Unavailable,
-            Internal(_) => Code::Internal,
-        };
-        match &error {
-            Unavailable(source) => tracing::error!(error = %source, "store unavailable"),
-            Internal(detail) => tracing::error!(detail, "internal error"),
-            _ => {}
+        let message = error.to_string();
+        match error {
+            domain::Error::Refused {
+                reason, metadata, ..
+            } => reason.status_with(message, metadata),
+            domain::Error::Unavailable(ref source) => {
+                tracing::error!(error = %source, "store unavailable");
+                error.reason().status(message)
+            }
+            domain::Error::Internal(ref detail) => {
+                tracing::error!(detail, "internal error");
+                error.reason().status(message)
+            }
         }
-        let mut status = Status::new(code, error.to_string());
-        if let Some(reason) = error.reason() {
-            status
-                .metadata_mut()
-                .insert(REASON_METADATA, MetadataValue::from_static(reason.as_str()));
-        }
-        status
     }
 }
 

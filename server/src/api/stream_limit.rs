@@ -10,6 +10,7 @@ use crate::telemetry::metrics;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Frame, SizeHint};
+use mfa_proto::status::Reason;
 use std::{
     future::Future,
     pin::Pin,
@@ -17,6 +18,10 @@ use std::{
 };
 use tonic::{body::Body, Status};
 use tower::{Layer, Service};
+
+/// `ErrorInfo.metadata` key of `TOO_MANY_STREAMS`: the calls a connection
+/// may have open at once.
+pub const MAX_STREAMS: &str = "max_streams";
 
 /// Adds [`StreamLimit`] with at most `limit` calls per connection.
 #[derive(Debug, Clone)]
@@ -74,11 +79,15 @@ where
                 Some(call) => Some(call),
                 None => {
                     metrics::throttled("connection_streams");
-                    let response = Status::resource_exhausted(format!(
-                        "more than {} calls at once on this connection; wait for one to end or open another connection",
-                        self.limit
-                    ))
-                    .into_http();
+                    let response = Reason::TooManyStreams
+                        .status_with(
+                            format!(
+                                "more than {} calls at once on this connection; wait for one to end or open another connection",
+                                self.limit
+                            ),
+                            [(MAX_STREAMS, self.limit.to_string())],
+                        )
+                        .into_http();
                     return Box::pin(async move { Ok(response) });
                 }
             },

@@ -5,6 +5,7 @@ use crate::{
     domain::{Service, WatchSlot},
     events::Change,
 };
+use mfa_proto::status::Reason;
 use std::future::Future;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -71,11 +72,11 @@ where
                     },
                     () = tx.closed() => return,
                     () = service.shutting_down() => {
-                        let _ = tx.send(Err(Status::unavailable("the server is shutting down; watch again"))).await;
+                        let _ = tx.send(Err(Reason::ShuttingDown.status("the server is shutting down; watch again"))).await;
                         return;
                     }
                     () = &mut ended_by_limit => {
-                        let _ = tx.send(Err(Status::deadline_exceeded(format!(
+                        let _ = tx.send(Err(Reason::WatchDurationExceeded.status(format!(
                             "this watch reached the longest watch duration ({}s); watch again",
                             max_duration.as_secs()
                         )))).await;

@@ -78,7 +78,7 @@ impl Service {
         input::id("device_id", device_id)?;
         let device = match self.store().get_device(device_id).await? {
             Some(d) if d.tenant_id == tenant_id => d,
-            _ => return Err(Error::NotFound("device")),
+            _ => return Err(Error::not_found("device")),
         };
         if self.store().revoke_device(device_id, now_ms()).await? {
             self.audit_device(
@@ -93,7 +93,7 @@ impl Service {
         self.store()
             .get_device(device_id)
             .await?
-            .ok_or(Error::NotFound("device"))
+            .ok_or(Error::not_found("device"))
     }
 
     /// Revokes every device of a user and cancels what is open, so that the
@@ -101,7 +101,7 @@ impl Service {
     pub async fn reset_user(&self, tenant_id: &str, user_id: &str) -> Result<ResetCounts> {
         input::user_id(user_id)?;
         if self.store().get_user(tenant_id, user_id).await?.is_none() {
-            return Err(Error::NotFound("user"));
+            return Err(Error::not_found("user"));
         }
         let reset = self
             .store()
@@ -144,7 +144,7 @@ impl Service {
             .set_blocked_until(tenant_id, user_id, None)
             .await?
         {
-            return Err(Error::NotFound("user"));
+            return Err(Error::not_found("user"));
         }
         self.audit(AuditEvent {
             tenant_id: Some(tenant_id.to_owned()),

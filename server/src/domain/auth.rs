@@ -8,7 +8,7 @@ use crate::{
     telemetry::metrics,
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use mfa_proto::signing;
+use mfa_proto::{signing, status};
 
 /// Prefix of every API key, so that leaked keys are easy to recognise.
 const API_KEY_PREFIX: &str = "mfak_";
@@ -17,6 +17,9 @@ const API_KEY_PREFIX: &str = "mfak_";
 const SIGNATURE_BY_ADDRESS: &str = "device_signature";
 /// Scope of failed device signatures, counted per device.
 const SIGNATURE_BY_DEVICE: &str = "device_signature.device";
+/// `ErrorInfo.metadata` key of `API_KEY_WRONG_ROLE`: the role the service
+/// requires (`portal` or `admin`).
+pub const REQUIRED_ROLE: &str = "required_role";
 
 /// A freshly created API key; the secret is shown once and stored hashed.
 pub struct ApiKey {
@@ -61,7 +64,7 @@ impl Service {
     pub async fn create_api_key(&self, tenant_id: &str, role: Role) -> Result<ApiKey> {
         input::id("tenant", tenant_id)?;
         if self.store().get_tenant(tenant_id).await?.is_none() {
-            return Err(Error::NotFound("tenant"));
+            return Err(Error::not_found("tenant"));
         }
         let secret = format!(
             "{API_KEY_PREFIX}{}",
@@ -94,7 +97,7 @@ impl Service {
     pub async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
         input::id("tenant", tenant_id)?;
         if self.store().get_tenant(tenant_id).await?.is_none() {
-            return Err(Error::NotFound("tenant"));
+            return Err(Error::not_found("tenant"));
         }
         Ok(self.store().list_api_keys(tenant_id).await?)
     }
@@ -116,7 +119,7 @@ impl Service {
             .store()
             .get_api_key(id)
             .await?
-            .ok_or(Error::NotFound("API key"))?;
+            .ok_or(Error::not_found("API key"))?;
         if revoked {
             self.audit(AuditEvent {
                 tenant_id: Some(key.tenant_id.clone()),
@@ -129,7 +132,11 @@ impl Service {
         Ok((key, revoked))
     }
 
-    /// The tenant of a valid key of this role, presented by `client`.
+    /// The tenant of a valid key of this role, presented by `client`. No key
+    /// (or something that is not one) is `API_KEY_MISSING`, an unknown or
+    /// revoked key `API_KEY_INVALID`, both UNAUTHENTICATED; a valid key of
+    /// the other role is `API_KEY_WRONG_ROLE`, PERMISSION_DENIED: the caller
+    /// is known, and the failure is audited against its tenant.
     pub async fn authenticate_key(
         &self,
         secret: Option<&str>,
@@ -139,7 +146,8 @@ impl Service {
         let Some(secret) = secret.filter(|s| s.starts_with(API_KEY_PREFIX)) else {
             self.audit_auth_failure(None, "missing or malformed API key", client)
                 .await;
-            return Err(Error::unauthenticated(
+            return Err(Error::refused(
+                Reason::ApiKeyMissing,
                 "an API key is required in the authorization metadata (Bearer mfak_…)",
             ));
         };
@@ -159,15 +167,19 @@ impl Service {
             Some((tenant_id, _)) => {
                 self.audit_auth_failure(Some(tenant_id), "API key of another role", client)
                     .await;
-                Err(Error::unauthenticated(format!(
-                    "this API key is not a {} key",
-                    role.as_str()
-                )))
+                Err(Error::refused(
+                    Reason::ApiKeyWrongRole,
+                    format!("this API key is not a {} key", role.as_str()),
+                )
+                .with(REQUIRED_ROLE, role.as_str()))
             }
             None => {
                 self.audit_auth_failure(None, "unknown API key", client)
                     .await;
-                Err(Error::unauthenticated("unknown API key"))
+                Err(Error::refused(
+                    Reason::ApiKeyInvalid,
+                    "unknown or revoked API key",
+                ))
             }
         }
     }
@@ -201,11 +213,17 @@ impl Service {
         }
         let skew = self.limits().clock_skew.as_millis() as i64;
         let now = now_ms();
-        if (now - proof.timestamp_ms).abs() > skew {
+        // Saturating: the timestamp is the caller's, any i64 at all.
+        if now.saturating_sub(proof.timestamp_ms).saturating_abs() > skew {
             metrics::auth_failure("replay");
-            return Err(Error::unauthenticated(
+            // The server's time lets the app tell the person how far off
+            // the phone's clock is; it is no secret.
+            return Err(Error::refused(
+                Reason::ClockSkew,
                 "request timestamp is outside the allowed clock skew; check the device's clock",
-            ));
+            )
+            .with(status::SERVER_TIME_MS, now)
+            .with(status::MAX_SKEW_MS, skew));
         }
         let device = self.known_device(proof.device_id, client).await?;
         let message = signing::DeviceRequest {
@@ -232,10 +250,10 @@ impl Service {
                 Some(client),
             )
             .await;
-            return Err(Error::Unauthenticated {
-                message: "this signed request was already used".into(),
-                reason: Some(Reason::ReplayedRequest),
-            });
+            return Err(Error::refused(
+                Reason::ReplayedRequest,
+                "this signed request was already used",
+            ));
         }
         self.ensure_not_revoked(&device, None, client).await?;
         Ok(device)
@@ -257,7 +275,7 @@ impl Service {
         };
         self.refuse_bad_signature(event, &[(SIGNATURE_BY_ADDRESS, &client.throttle_key)])
             .await?;
-        Err(Error::unauthenticated("unknown device"))
+        Err(Error::refused(Reason::DeviceUnknown, "unknown device"))
     }
 
     /// Verifies a device's signature. A correctly signed call is never
@@ -308,7 +326,10 @@ impl Service {
             ],
         )
         .await?;
-        Err(Error::unauthenticated("device signature does not verify"))
+        Err(Error::refused(
+            Reason::SignatureInvalid,
+            "device signature does not verify",
+        ))
     }
 
     /// Charges a failed device authentication (`event`) to each of `counters`
@@ -331,7 +352,7 @@ impl Service {
                     ..event
                 })
                 .await;
-                return Err(Error::exhausted(
+                return Err(Error::refused(
                     Reason::RateLimited,
                     "too many failed device signatures; wait and try again",
                 ));
@@ -364,10 +385,10 @@ impl Service {
             Some(client),
         )
         .await;
-        Err(Error::PermissionDenied {
-            message: "this device has been revoked; enroll again from the portal".into(),
-            reason: Reason::DeviceRevoked,
-        })
+        Err(Error::refused(
+            Reason::DeviceRevoked,
+            "this device has been revoked; enroll again from the portal",
+        ))
     }
 
     pub(super) async fn audit_device(

@@ -68,7 +68,7 @@ impl Service {
                 ..Default::default()
             })
             .await;
-            return Err(Error::precondition(
+            return Err(Error::refused(
                 Reason::UserBlocked,
                 format!(
                     "sign-in approvals for this user are blocked after a fraud report (for {} more minutes, or until an administrator unblocks)",
@@ -82,7 +82,7 @@ impl Service {
             .filter(|d| d.state == DeviceState::Active)
             .collect();
         if devices.is_empty() {
-            return Err(Error::precondition(
+            return Err(Error::refused(
                 Reason::NoActiveDevice,
                 "this user has no active device; enroll one first",
             ));
@@ -104,7 +104,7 @@ impl Service {
                 ..Default::default()
             })
             .await;
-            return Err(Error::exhausted(
+            return Err(Error::refused(
                 Reason::RateLimited,
                 "too many sign-in challenges for this user; wait before trying again",
             ));
@@ -161,7 +161,7 @@ impl Service {
             {
                 c
             }
-            _ => return Err(Error::NotFound("challenge")),
+            _ => return Err(Error::not_found("challenge")),
         };
         let message = signing::Approval {
             tenant_id: &challenge.tenant_id,
@@ -183,7 +183,7 @@ impl Service {
         self.ensure_not_revoked(&device, Some(&challenge.id), answer.client)
             .await?;
         if device.state != DeviceState::Active && challenge.target_device_id.is_none() {
-            return Err(Error::NotFound("challenge"));
+            return Err(Error::not_found("challenge"));
         }
 
         let now = now_ms();
@@ -222,7 +222,7 @@ impl Service {
                 .await?
                 .unwrap_or(challenge);
             ensure_pending(&current, now)?;
-            return Err(Error::precondition(
+            return Err(Error::refused(
                 Reason::ChallengeEnded,
                 "challenge already ended",
             ));
@@ -255,7 +255,7 @@ impl Service {
             None => {
                 let current = self.challenge(tenant_id, challenge_id).await?;
                 ensure_pending(&current, now)?;
-                Err(Error::precondition(
+                Err(Error::refused(
                     Reason::ChallengeEnded,
                     "challenge already ended",
                 ))
@@ -278,11 +278,11 @@ fn denied(device: &Device, reason: DenyReason, block_user_until: Option<i64>) ->
 fn ensure_pending(challenge: &Challenge, now: i64) -> Result<()> {
     match challenge.state {
         ChallengeState::Pending if challenge.expires_at > now => Ok(()),
-        ChallengeState::Pending | ChallengeState::Expired => Err(Error::precondition(
+        ChallengeState::Pending | ChallengeState::Expired => Err(Error::refused(
             Reason::ChallengeExpired,
             "challenge expired",
         )),
-        state => Err(Error::precondition(
+        state => Err(Error::refused(
             Reason::ChallengeEnded,
             format!("challenge already ended ({})", state.as_str()),
         )),

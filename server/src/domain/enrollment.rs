@@ -126,7 +126,7 @@ impl Service {
             .activation_limit_reached(ACTIVATION_BY_ADDRESS, &new.client.throttle_key, now)
             .await?
         {
-            return Err(Error::exhausted(
+            return Err(Error::refused(
                 Reason::RateLimited,
                 "too many failed activation attempts from this address; wait and try again",
             ));
@@ -138,14 +138,17 @@ impl Service {
         else {
             self.activation_failed(new.client, None, "unknown activation code")
                 .await?;
-            return Err(Error::NotFound("activation code"));
+            return Err(Error::refused(
+                Reason::ActivationCodeUnknown,
+                "activation code not found",
+            ));
         };
         // Whoever holds a code can spoil only that enrollment.
         if self
             .activation_limit_reached(ACTIVATION_BY_ENROLLMENT, &enrollment.id, now)
             .await?
         {
-            return Err(Error::exhausted(
+            return Err(Error::refused(
                 Reason::RateLimited,
                 "too many failed attempts with this QR code; start enrollment again from the portal",
             ));
@@ -167,7 +170,8 @@ impl Service {
                 "proof-of-possession signature does not verify",
             )
             .await?;
-            return Err(Error::unauthenticated(
+            return Err(Error::refused(
+                Reason::SignatureInvalid,
                 "proof-of-possession signature does not verify",
             ));
         }
@@ -205,7 +209,7 @@ impl Service {
                 .await?
                 .unwrap_or(enrollment);
             self.ensure_open(&current, now)?;
-            return Err(Error::precondition(
+            return Err(Error::refused(
                 Reason::ActivationCodeUsed,
                 "this activation code was already used",
             ));
@@ -248,11 +252,11 @@ impl Service {
     fn ensure_open(&self, enrollment: &Enrollment, now: i64) -> Result<()> {
         match enrollment.state {
             EnrollmentState::WaitingForScan if enrollment.expires_at > now => Ok(()),
-            EnrollmentState::WaitingForScan | EnrollmentState::Expired => Err(Error::precondition(
+            EnrollmentState::WaitingForScan | EnrollmentState::Expired => Err(Error::refused(
                 Reason::ActivationCodeExpired,
                 "this QR code has expired; start enrollment again from the portal",
             )),
-            _ => Err(Error::precondition(
+            _ => Err(Error::refused(
                 Reason::ActivationCodeUsed,
                 "this activation code was already used; start enrollment again from the portal",
             )),

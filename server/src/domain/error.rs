@@ -1,68 +1,24 @@
-//! The domain's one error type. Every variant carries a message written for
-//! the caller; some carry a stable machine-readable reason that the API layer
-//! sends in the `mfa-reason` metadata so apps can react without parsing text.
+//! The domain's one error type. Every refusal carries a message written for
+//! the caller and a stable machine-readable [`Reason`], which fixes its
+//! status code (see [`mfa_proto::status`]) and which the API layer sends as
+//! `google.rpc.ErrorInfo` and in the `mfa-reason` metadata, so that apps can
+//! react without parsing text.
 
 use crate::store::StoreError;
 
-/// Stable reasons sent beside some errors (`mfa-reason` metadata).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    ActivationCodeExpired,
-    ActivationCodeUsed,
-    ActivationCodeUnknown,
-    DeviceRevoked,
-    UserBlocked,
-    ChallengeExpired,
-    ChallengeEnded,
-    NoActiveDevice,
-    RateLimited,
-    ReplayedRequest,
-    TooManyWatches,
-}
-
-impl Reason {
-    /// The reason as sent on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ActivationCodeExpired => "ACTIVATION_CODE_EXPIRED",
-            Self::ActivationCodeUsed => "ACTIVATION_CODE_USED",
-            Self::ActivationCodeUnknown => "ACTIVATION_CODE_UNKNOWN",
-            Self::DeviceRevoked => "DEVICE_REVOKED",
-            Self::UserBlocked => "USER_BLOCKED",
-            Self::ChallengeExpired => "CHALLENGE_EXPIRED",
-            Self::ChallengeEnded => "CHALLENGE_ENDED",
-            Self::NoActiveDevice => "NO_ACTIVE_DEVICE",
-            Self::RateLimited => "RATE_LIMITED",
-            Self::ReplayedRequest => "REPLAYED_REQUEST",
-            Self::TooManyWatches => "TOO_MANY_WATCHES",
-        }
-    }
-}
+pub use mfa_proto::status::Reason;
 
 /// Why a domain operation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The request is malformed.
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// Credentials are missing or wrong.
+    /// The call was refused for `reason`, which gives its status code.
     #[error("{message}")]
-    Unauthenticated {
+    Refused {
+        reason: Reason,
         message: String,
-        reason: Option<Reason>,
+        /// `ErrorInfo.metadata` for programs: never a secret.
+        metadata: Vec<(&'static str, String)>,
     },
-    /// The caller is known but may not do this.
-    #[error("{message}")]
-    PermissionDenied { message: String, reason: Reason },
-    /// No such object for this caller (also: another tenant's object).
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// The object is in the wrong state.
-    #[error("{message}")]
-    FailedPrecondition { message: String, reason: Reason },
-    /// A limit was reached.
-    #[error("{message}")]
-    ResourceExhausted { message: String, reason: Reason },
     /// The store failed.
     #[error("storage unavailable, try again")]
     Unavailable(#[source] StoreError),
@@ -75,46 +31,52 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A refusal for `reason`.
+    pub fn refused(reason: Reason, message: impl Into<String>) -> Self {
+        Self::Refused {
+            reason,
+            message: message.into(),
+            metadata: Vec::new(),
+        }
+    }
+
+    /// The refusal with `key: value` added to its metadata (a refusal only:
+    /// server faults tell the caller nothing).
+    pub fn with(mut self, key: &'static str, value: impl ToString) -> Self {
+        if let Self::Refused { metadata, .. } = &mut self {
+            metadata.push((key, value.to_string()));
+        }
+        self
+    }
+
     /// A malformed request.
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::InvalidArgument(message.into())
+        Self::refused(Reason::InvalidArgument, message)
     }
 
-    /// Failed authentication.
-    pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::Unauthenticated {
-            message: message.into(),
-            reason: None,
-        }
+    /// No `what` for this caller; the metadata's `resource` names it.
+    pub fn not_found(what: &'static str) -> Self {
+        Self::refused(Reason::NotFound, format!("{what} not found")).with(RESOURCE, what)
     }
 
-    /// Wrong state.
-    pub fn precondition(reason: Reason, message: impl Into<String>) -> Self {
-        Self::FailedPrecondition {
-            message: message.into(),
-            reason,
-        }
-    }
-
-    /// A limit.
-    pub fn exhausted(reason: Reason, message: impl Into<String>) -> Self {
-        Self::ResourceExhausted {
-            message: message.into(),
-            reason,
-        }
-    }
-
-    /// The stable reason, if any.
-    pub fn reason(&self) -> Option<Reason> {
+    /// The stable reason; every error has one.
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::Unauthenticated { reason, .. } => *reason,
-            Self::PermissionDenied { reason, .. }
-            | Self::FailedPrecondition { reason, .. }
-            | Self::ResourceExhausted { reason, .. } => Some(*reason),
-            _ => None,
+            Self::Refused { reason, .. } => *reason,
+            Self::Unavailable(_) => Reason::StorageUnavailable,
+            Self::Internal(_) => Reason::InternalError,
         }
+    }
+
+    /// The gRPC status code, which the reason decides.
+    pub fn code(&self) -> tonic::Code {
+        self.reason().code()
     }
 }
+
+/// `ErrorInfo.metadata` key of [`Reason::NotFound`]: what was not found
+/// (`challenge`, `enrollment`, `device`, `user`, `tenant`, `API key`).
+pub const RESOURCE: &str = "resource";
 
 impl From<StoreError> for Error {
     fn from(error: StoreError) -> Self {
@@ -123,5 +85,30 @@ impl From<StoreError> for Error {
             StoreError::Duplicate(what) => Self::Internal(format!("duplicate {what}")),
             other => Self::Unavailable(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Code;
+
+    #[test]
+    fn the_code_follows_the_reason() {
+        assert_eq!(Error::invalid("x").code(), Code::InvalidArgument);
+        let missing = Error::not_found("challenge");
+        assert_eq!(missing.code(), Code::NotFound);
+        assert_eq!(missing.to_string(), "challenge not found");
+        let Error::Refused { metadata, .. } = missing else {
+            panic!("a refusal");
+        };
+        assert_eq!(metadata, [(RESOURCE, "challenge".to_owned())]);
+        assert_eq!(
+            Error::refused(Reason::ApiKeyWrongRole, "x").code(),
+            Code::PermissionDenied
+        );
+        let fault = Error::Internal("secret detail".into()).with("k", "v");
+        assert_eq!(fault.code(), Code::Internal);
+        assert_eq!(fault.to_string(), "internal error");
     }
 }

@@ -165,7 +165,7 @@ impl Service {
         input::id("challenge_id", challenge_id)?;
         match self.store().get_challenge(challenge_id).await? {
             Some(c) if c.tenant_id == tenant_id => Ok(c),
-            _ => Err(Error::NotFound("challenge")),
+            _ => Err(Error::not_found("challenge")),
         }
     }
 
@@ -185,7 +185,7 @@ impl Service {
         input::id("enrollment_id", enrollment_id)?;
         match self.store().get_enrollment(enrollment_id).await? {
             Some(e) if e.tenant_id == tenant_id => Ok(e),
-            _ => Err(Error::NotFound("enrollment")),
+            _ => Err(Error::not_found("enrollment")),
         }
     }
 

@@ -25,7 +25,7 @@ impl Service {
         let count = open.entry(tenant_id.to_owned()).or_default();
         if *count >= limit {
             metrics::throttled("watch_streams");
-            return Err(Error::exhausted(
+            return Err(Error::refused(
                 Reason::TooManyWatches,
                 format!("this tenant already has {limit} open watch streams; close one first"),
             ));

@@ -57,51 +57,94 @@ async fn a_replayed_device_request_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn a_stale_or_tampered_device_request_is_refused() {
-    let server = TestServer::start().await;
-    let portal = server.portal().await;
-    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
-    let stale_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        - 10 * 60 * 1000;
-    let nonce = [7u8; 16];
+fn now_ms() -> i64 {
+    mfa_server::domain::now_ms()
+}
+
+/// A ListPendingChallenges request from `device_id`, signed with `phone`'s key
+/// at `timestamp_ms`.
+fn list_request_at(
+    phone: &Authenticator,
+    device_id: &str,
+    timestamp_ms: i64,
+) -> proto::ListPendingChallengesRequest {
+    let nonce: [u8; 16] = rand::random();
     let message = signing::DeviceRequest {
-        device_id: &phone.account().device_id,
+        device_id,
         method: "ListPendingChallenges",
-        timestamp_ms: stale_ms,
+        timestamp_ms,
         nonce: &nonce,
         body: &[],
     }
     .signed_bytes();
-    let stale = proto::ListPendingChallengesRequest {
+    proto::ListPendingChallengesRequest {
         proof: Some(proto::DeviceProof {
-            device_id: phone.account().device_id.clone(),
-            timestamp_ms: stale_ms,
+            device_id: device_id.to_owned(),
+            timestamp_ms,
             nonce: nonce.to_vec(),
             signature: signing::sign(phone.account().signing_key(), &message),
         }),
-    };
-    assert_eq!(
-        code_of(phone.client().list_pending_challenges(stale).await),
-        Code::Unauthenticated
-    );
+    }
+}
+
+#[tokio::test]
+async fn a_stale_future_tampered_or_unknown_device_request_is_refused_with_its_reason() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let device_id = phone.account().device_id.clone();
+    let skew_ms = server.config.clock_skew.as_millis() as i64;
+
+    // Ten minutes behind, and ten minutes ahead: the phone's clock is off.
+    for offset_ms in [-10 * 60 * 1000, 10 * 60 * 1000] {
+        let before = now_ms();
+        let request = list_request_at(&phone, &device_id, before + offset_ms);
+        let status = phone
+            .client()
+            .list_pending_challenges(request)
+            .await
+            .unwrap_err();
+        let after = now_ms();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        let info = error_info(&status);
+        assert_eq!(info.reason, "CLOCK_SKEW", "offset {offset_ms}");
+        // The server's time, for the app to say how far off the phone is.
+        let server_time: i64 = info.metadata["server_time_ms"].parse().unwrap();
+        assert!((before..=after).contains(&server_time), "{server_time}");
+        assert_eq!(info.metadata["max_skew_ms"], skew_ms.to_string());
+        let error = mfa_sdk::Error::from(status);
+        assert!(error.is_clock_skew());
+        assert_eq!(error.server_time_ms(), Some(server_time));
+    }
 
     // A proof signed for one method is useless for another.
     let mut request = proto::RemoveDeviceRequest {
         proof: phone.signed_list_request().proof,
     };
-    assert_eq!(
-        code_of(phone.client().remove_device(request.clone()).await),
-        Code::Unauthenticated
-    );
+    let status = phone
+        .client()
+        .remove_device(request.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(error_info(&status).reason, "SIGNATURE_INVALID");
     request.proof.as_mut().unwrap().nonce = vec![1; 15];
-    assert_eq!(
-        code_of(phone.client().remove_device(request).await),
-        Code::InvalidArgument
-    );
+    let status = phone.client().remove_device(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(error_info(&status).reason, "INVALID_ARGUMENT");
+
+    // A device id the server never registered.
+    let stranger = uuid::Uuid::new_v4().to_string();
+    let request = list_request_at(&phone, &stranger, now_ms());
+    let status = phone
+        .client()
+        .list_pending_challenges(request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(error_info(&status).reason, "DEVICE_UNKNOWN");
+    assert!(mfa_sdk::Error::from(status).is_device_unknown());
+
     assert_eq!(
         portal.user_status("u").await.unwrap().devices.len(),
         1,
@@ -188,10 +231,14 @@ async fn another_devices_signature_is_refused() {
         typed_number: challenge.number.clone(),
         signature: signing::sign(thief.account().signing_key(), &message),
     };
-    assert_eq!(
-        code_of(phone.client().respond_to_challenge(forged).await),
-        Code::Unauthenticated
-    );
+    let status = phone
+        .client()
+        .respond_to_challenge(forged)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(error_info(&status).reason, "SIGNATURE_INVALID");
+    assert!(mfa_sdk::Error::from(status).is_signature_invalid());
 
     // The other user's device answering with its own valid signature does not see it.
     let mut thief = thief;
@@ -298,33 +345,50 @@ async fn another_tenants_objects_are_not_found() {
 }
 
 #[tokio::test]
-async fn missing_or_wrong_api_keys_are_unauthenticated() {
+async fn missing_and_unknown_keys_are_unauthenticated_and_a_wrong_role_is_permission_denied() {
     let server = TestServer::start().await;
     let before = auth_failures(&server, "api_key").await;
-    for key in [
-        "",
-        "mfak_not-a-real-key",
-        "Basic abc",
-        &server.tenant.admin_key,
+    let user_status = || proto::GetUserStatusRequest {
+        user_id: "u".into(),
+    };
+    for (key, code, reason) in [
+        ("", Code::Unauthenticated, "API_KEY_MISSING"),
+        ("Basic abc", Code::Unauthenticated, "API_KEY_MISSING"),
+        (
+            "mfak_not-a-real-key",
+            Code::Unauthenticated,
+            "API_KEY_INVALID",
+        ),
+        (
+            server.tenant.admin_key.as_str(),
+            Code::PermissionDenied,
+            "API_KEY_WRONG_ROLE",
+        ),
     ] {
         let portal = server.portal_with(key).await;
-        let error = portal.user_status("u").await.unwrap_err();
-        assert_eq!(
-            error.code(),
-            Some(Code::Unauthenticated),
-            "key {key:?}: {error:?}"
-        );
+        let status = portal
+            .client()
+            .get_user_status(user_status())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), code, "key {key:?}: {status:?}");
+        assert_eq!(error_info(&status).reason, reason, "key {key:?}");
+        assert!(mfa_sdk::Error::from(status).is_api_key_refused());
     }
     let mut admin = server.admin_with(&server.tenant.portal_key).await;
-    let error = admin
+    let status = admin
         .list_devices(proto::ListDevicesRequest {
             user_id: "u".into(),
         })
         .await
         .unwrap_err();
-    assert_eq!(error.code(), Code::Unauthenticated);
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let info = error_info(&status);
+    assert_eq!(info.reason, "API_KEY_WRONG_ROLE");
+    assert_eq!(info.metadata["required_role"], "admin");
     assert!(
-        !error.message().contains(&server.tenant.portal_key),
+        !status.message().contains(&server.tenant.portal_key)
+            && !info.metadata.values().any(|v| v.contains("mfak_")),
         "errors never echo keys"
     );
     assert!(auth_failures(&server, "api_key").await >= before + 5.0);
@@ -737,4 +801,114 @@ async fn with_no_api_key_cache_a_revoked_key_stops_working_at_once() {
     // The tenant's admin key still works, and its audit log holds the revocation.
     let events = server.audit_types("").await;
     assert_eq!(count(&events, "api_key.revoked"), 1, "{events:?}");
+}
+
+/// `mfa_grpc_requests_total` of one method and code.
+async fn requests(server: &TestServer, service: &str, method: &str, code: &str) -> f64 {
+    value(
+        &scrape(server).await,
+        "mfa_grpc_requests_total",
+        &[("service", service), ("method", method), ("code", code)],
+    )
+}
+
+#[tokio::test]
+async fn undecodable_bodies_are_invalid_arguments_with_or_without_a_key_and_not_server_errors() {
+    let server = TestServer::start().await;
+    let portal_key = server.tenant.portal_key.clone();
+    let admin_key = server.tenant.admin_key.clone();
+    // Field 1 of each of these requests is a string (user_id, device_id,
+    // challenge_id).
+    let targets = [
+        ("mfa.v1.PortalService", "CreateChallenge", Some(&portal_key)),
+        ("mfa.v1.PortalService", "CreateChallenge", None),
+        ("mfa.v1.PortalService", "WatchChallenge", Some(&portal_key)),
+        ("mfa.v1.AdminService", "ListDevices", Some(&admin_key)),
+        ("mfa.v1.DeviceService", "RespondToChallenge", None),
+    ];
+    // Protobuf that does not decode, each as one well-framed message.
+    let messages: [(&str, &[u8]); 4] = [
+        // A key whose varint never ends.
+        ("a bad varint", &[0xff; 11]),
+        ("invalid UTF-8 in a string", &[0x0a, 0x02, 0xc3, 0x28]),
+        // Field 1 as a fixed32, not length-delimited.
+        ("a wrong wire type", &[0x0d, 1, 2, 3, 4]),
+        ("a truncated length-delimited field", &[0x0a, 0x10, b'u']),
+    ];
+    // And gRPC framing that holds no whole message.
+    let framings: [(&str, Vec<u8>); 2] = [
+        ("no message", Vec::new()),
+        (
+            "a truncated frame",
+            raw::frame(&[0x0a, 0x10, b'u'])[..6].to_vec(),
+        ),
+    ];
+
+    let mut before = Vec::new();
+    for (service, method, _) in targets {
+        before.push((
+            requests(&server, service, method, "Internal").await,
+            requests(&server, service, method, "InvalidArgument").await,
+        ));
+    }
+    let audit_before = server.audit_types("").await;
+
+    let (mut connection, _closed) = raw::connection(&server).await;
+    let mut sent = vec![0.0; targets.len()];
+    for (target, (service, method, key)) in targets.iter().enumerate() {
+        let path = format!("/{service}/{method}");
+        let bodies = messages
+            .iter()
+            .map(|(what, message)| (*what, raw::frame(message), true))
+            .chain(
+                framings
+                    .iter()
+                    .map(|(what, body)| (*what, body.clone(), false)),
+            );
+        for (what, body, decodes_as_protobuf) in bodies {
+            let key = key.map(String::as_str);
+            let status = raw::call(&mut connection, &server, &path, key, body).await;
+            let case = format!("{what} to {method} (key: {})", key.is_some());
+            assert_eq!(status.code(), Code::InvalidArgument, "{case}: {status:?}");
+            let info = error_info(&status);
+            assert_eq!(info.reason, "MALFORMED_REQUEST", "{case}");
+            if decodes_as_protobuf {
+                let expected = format!("mfa.v1.{method}Request");
+                assert_eq!(info.metadata["message_type"], expected, "{case}");
+                assert!(
+                    status
+                        .message()
+                        .starts_with(&format!("request body does not decode as {expected}: ")),
+                    "{case}: {}",
+                    status.message()
+                );
+            }
+            sent[target] += 1.0;
+        }
+    }
+
+    // Counted as the callers' errors, never as the server's: the
+    // MfaGrpcServerErrors alert counts only Internal, Unknown, Unavailable
+    // and DataLoss.
+    for (target, (service, method, _)) in targets.iter().enumerate() {
+        let (internal, invalid) = before[target];
+        assert_eq!(
+            requests(&server, service, method, "Internal").await,
+            internal,
+            "{method}"
+        );
+        // Two targets share CreateChallenge: what both sent.
+        let same_method: f64 = targets
+            .iter()
+            .zip(&sent)
+            .filter(|((s, m, _), _)| s == service && m == method)
+            .map(|(_, n)| n)
+            .sum();
+        assert!(
+            requests(&server, service, method, "InvalidArgument").await >= invalid + same_method,
+            "{method}"
+        );
+    }
+    // Nothing was done, and no authentication was tried.
+    assert_eq!(server.audit_types("").await, audit_before);
 }

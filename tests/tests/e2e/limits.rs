@@ -1,10 +1,6 @@
 //! Resource limits: each is set low in the configuration, crossed, and
 //! answered with its documented status code, counted in the metrics.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use mfa_proto::v1::{
     self as proto, ChallengeState, Decision, ResetUserMethodsRequest, SignInContext,
 };
@@ -14,7 +10,6 @@ use mfa_tests::{
     *,
 };
 use std::time::{Duration, Instant};
-use tokio::{net::TcpStream, task::JoinHandle};
 use tonic::Code;
 
 async fn throttled(server: &TestServer, limit: &str) -> f64 {
@@ -39,6 +34,9 @@ async fn a_request_larger_than_max_message_size_is_out_of_range() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    let info = error_info(&status);
+    assert_eq!(info.reason, reason::REQUEST_TOO_LARGE);
+    assert_eq!(info.metadata["max_bytes"], "1024");
     // Below the limit the same kind of request is decoded and judged on its content.
     let decoded = proto::CreateChallengeRequest {
         user_id: "u".repeat(900),
@@ -69,8 +67,17 @@ async fn calls_past_the_per_connection_limit_are_resource_exhausted() {
         within(watch.message()).await.unwrap().expect("first state");
         watches.push(watch);
     }
-    let error = portal.user_status("u").await.unwrap_err();
-    assert_eq!(error.code(), Some(Code::ResourceExhausted), "{error:?}");
+    let status = portal
+        .client()
+        .get_user_status(proto::GetUserStatusRequest {
+            user_id: "u".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let info = error_info(&status);
+    assert_eq!(info.reason, reason::TOO_MANY_STREAMS);
+    assert_eq!(info.metadata["max_streams"], "2");
     assert!(throttled(&server, "connection_streams").await >= 1.0);
 
     // Other connections are not affected, and nothing changed.
@@ -94,6 +101,7 @@ async fn a_watch_ends_after_watch_max_duration() {
     );
     let ended = within(watch.message()).await.unwrap_err();
     assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+    assert_eq!(error_info(&ended).reason, reason::WATCH_DURATION_EXCEEDED);
     // The portal watches again and gets the current state.
     let mut again = portal.watch_enrollment(&begun.enrollment_id).await.unwrap();
     assert!(within(again.message()).await.unwrap().is_some());
@@ -240,42 +248,26 @@ async fn the_portal_helper_watches_again_past_watch_max_duration() {
 /// The idle timeout of the tests below: short, so that they wait little.
 const IDLE: Duration = Duration::from_millis(200);
 
-/// An HTTP/2 connection of the test's own to the server, and a task that
-/// ends when the server closes it.
-async fn raw_connection(server: &TestServer) -> (SendRequest<Full<Bytes>>, JoinHandle<()>) {
-    let tcp = TcpStream::connect(server.addr()).await.unwrap();
-    // A request's HEADERS and DATA frames go out at once, not 40 ms apart.
-    tcp.set_nodelay(true).unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    let closed = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    (sender, closed)
-}
-
-/// One gRPC health check on `connection`, read to its end; its `grpc-status`.
-async fn health_check(server: &TestServer, connection: &mut SendRequest<Full<Bytes>>) -> String {
-    let request = http::Request::post(format!("{}/grpc.health.v1.Health/Check", server.url))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        // An empty HealthCheckRequest (the whole server): uncompressed, length 0.
-        .body(Full::new(Bytes::from_static(&[0; 5])))
-        .unwrap();
-    let response = connection.send_request(request).await.unwrap();
-    let body = response.into_body().collect().await.unwrap();
-    let trailers = body.trailers().expect("gRPC trailers");
-    trailers["grpc-status"].to_str().unwrap().to_owned()
+/// One gRPC health check on `connection`, read to its end; its code.
+async fn health_check(server: &TestServer, connection: &mut raw::Connection) -> Code {
+    // An empty HealthCheckRequest (the whole server).
+    raw::call(
+        connection,
+        server,
+        "/grpc.health.v1.Health/Check",
+        None,
+        raw::frame(&[]),
+    )
+    .await
+    .code()
 }
 
 #[tokio::test]
 async fn a_connection_without_a_call_for_idle_connection_timeout_is_closed() {
     let server = TestServer::start_with(|c| c.idle_connection_timeout = IDLE).await;
     let closed_before = throttled(&server, "idle_connection").await;
-    let (mut connection, closed) = raw_connection(&server).await;
-    assert_eq!(health_check(&server, &mut connection).await, "0");
+    let (mut connection, closed) = raw::connection(&server).await;
+    assert_eq!(health_check(&server, &mut connection).await, Code::Ok);
     let quiet_since = Instant::now();
 
     within(closed).await.unwrap();
@@ -306,8 +298,8 @@ async fn an_open_watch_keeps_its_connection_past_idle_connection_timeout() {
 
     // Meanwhile a connection without a call is closed, and the watch stays
     // quiet for a few more idle periods...
-    let (mut quiet, closed) = raw_connection(&server).await;
-    assert_eq!(health_check(&server, &mut quiet).await, "0");
+    let (mut quiet, closed) = raw::connection(&server).await;
+    assert_eq!(health_check(&server, &mut quiet).await, Code::Ok);
     within(closed).await.unwrap();
     tokio::time::sleep(IDLE * 3).await;
 
@@ -321,12 +313,12 @@ async fn an_open_watch_keeps_its_connection_past_idle_connection_timeout() {
 #[tokio::test]
 async fn a_connection_calling_more_often_than_idle_connection_timeout_stays_open() {
     let server = TestServer::start_with(|c| c.idle_connection_timeout = IDLE).await;
-    let (mut connection, closed) = raw_connection(&server).await;
+    let (mut connection, closed) = raw::connection(&server).await;
     let started = Instant::now();
     while started.elapsed() < IDLE * 4 {
-        assert_eq!(health_check(&server, &mut connection).await, "0");
+        assert_eq!(health_check(&server, &mut connection).await, Code::Ok);
         tokio::time::sleep(IDLE / 4).await;
     }
     assert!(!closed.is_finished(), "the server closed a busy connection");
-    assert_eq!(health_check(&server, &mut connection).await, "0");
+    assert_eq!(health_check(&server, &mut connection).await, Code::Ok);
 }

@@ -11,10 +11,6 @@ use tonic::transport::Channel;
 use tonic_health::pb::{
     health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
 };
-use tonic_reflection::pb::v1::{
-    server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-    server_reflection_response::MessageResponse, ServerReflectionRequest,
-};
 
 #[tokio::test]
 async fn health_reports_serving_for_the_server_and_each_service() {
@@ -138,38 +134,59 @@ async fn health_goes_not_serving_while_the_database_is_gone_and_back_after() {
     portal.begin_enrollment("u", "u@example.jp").await.unwrap();
 }
 
+/// The services that reflection lists through its version `$version` (`v1`
+/// or `v1alpha`, modules of `tonic_reflection::pb` with the same types).
+macro_rules! reflected_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::{
+            server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+            ServerReflectionRequest,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let response = responses.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection response {response:?}");
+        };
+        list.service
+            .into_iter()
+            .map(|s| s.name)
+            .collect::<Vec<String>>()
+    }};
+}
+
 #[tokio::test]
-async fn reflection_lists_our_services() {
+async fn reflection_lists_our_services_in_both_versions() {
     let server = TestServer::start().await;
     let channel = Channel::from_shared(server.url.clone())
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut reflection = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = reflection
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .unwrap()
-        .into_inner();
-    let response = responses.next().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection response {response:?}");
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in [
-        "mfa.v1.PortalService",
-        "mfa.v1.DeviceService",
-        "mfa.v1.AdminService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} missing from {names:?}"
-        );
+    // grpcurl before 1.8.8 and many Python tools speak only v1alpha.
+    let versions = [
+        ("v1", reflected_services!(v1, channel.clone())),
+        ("v1alpha", reflected_services!(v1alpha, channel)),
+    ];
+    for (version, names) in versions {
+        for expected in [
+            "mfa.v1.PortalService",
+            "mfa.v1.DeviceService",
+            "mfa.v1.AdminService",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {version}'s {names:?}"
+            );
+        }
     }
 }

@@ -112,6 +112,7 @@ async fn mutual_tls_refuses_portal_and_admin_calls_without_a_client_certificate(
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
+    assert_eq!(error_info(&status).reason, "CLIENT_CERTIFICATE_REQUIRED");
 
     // A certificate from another CA fails the handshake.
     let stranger = TestPki::new("another CA");
