@@ -3,6 +3,7 @@
 //! PostgreSQL database), and gives tests a portal, an admin client and phones
 //! built on the SDK, all talking gRPC.
 
+pub mod pg_cluster;
 pub mod postgres;
 pub mod process;
 pub mod push;

@@ -424,20 +424,15 @@ impl Tls {
                     rustls::Error::InvalidCertificate(Cert::NotValidForNameContext {
                         presented,
                         ..
-                    }) if !presented.is_empty() => format!(" (it names {})", presented.join(", ")),
+                    }) if !presented.is_empty() => {
+                        let names: Vec<&str> = presented.iter().map(|n| plain_name(n)).collect();
+                        format!(" (it names {})", names.join(", "))
+                    }
                     _ => String::new(),
                 };
-                // sqlx 0.8 means to skip this check under verify-ca, but
-                // misses the form of the error that rustls 0.23.24 and later
-                // give (sqlx issue #3793), so the name is checked there too.
-                let verify_ca = if mode == SslMode::VerifyCa {
-                    "; the driver (sqlx 0.8) checks the host name under verify-ca too: \
-                     connect by a name the certificate has"
-                } else {
-                    ""
-                };
                 format!(
-                    "PostgreSQL TLS: the server's certificate does not match host {}{names}{verify_ca}",
+                    "PostgreSQL TLS: the server's certificate does not match host {}{names} \
+                     (sslmode=verify-full checks the name; verify-ca does not)",
                     self.host
                 )
             }
@@ -458,6 +453,20 @@ impl Tls {
             other => format!("PostgreSQL TLS: {other}"),
         })
     }
+}
+
+/// A name as rustls reports it (`DnsName("db.internal")`,
+/// `IpAddress(10.0.0.5)`), as an operator writes it.
+fn plain_name(presented: &str) -> &str {
+    presented
+        .strip_prefix("DnsName(\"")
+        .and_then(|name| name.strip_suffix("\")"))
+        .or_else(|| {
+            presented
+                .strip_prefix("IpAddress(")
+                .and_then(|address| address.strip_suffix(')'))
+        })
+        .unwrap_or(presented)
 }
 
 /// The contents of a PEM input.
@@ -535,6 +544,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(tls.mode.value, SslMode::VerifyFull);
+    }
+
+    #[test]
+    fn names_read_as_written() {
+        assert_eq!(plain_name("DnsName(\"db.internal\")"), "db.internal");
+        assert_eq!(plain_name("IpAddress(10.0.0.5)"), "10.0.0.5");
+        assert_eq!(plain_name("something else"), "something else");
     }
 
     #[test]
