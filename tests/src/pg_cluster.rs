@@ -99,7 +99,31 @@ pub struct PgCluster {
     child: Child,
     /// The port it listens on, on 127.0.0.1.
     pub port: u16,
+    /// Its binaries and the user they run as.
+    tools: Tools,
     dir: tempfile::TempDir,
+}
+
+/// How the cluster's programs are run: from Debian's directory, as the
+/// `postgres` user when we are root (`None`: as ourselves).
+struct Tools {
+    bin: PathBuf,
+    as_user: Option<(u32, u32)>,
+}
+
+impl Tools {
+    fn command(&self, program: &str, dir: &Path) -> Command {
+        let mut command = Command::new(self.bin.join(program));
+        if let Some((uid, gid)) = self.as_user {
+            command.uid(uid).gid(gid);
+        }
+        // Our working directory may be closed to the postgres user.
+        command
+            .current_dir(dir)
+            .env("LC_ALL", "C")
+            .env_remove("PGDATA");
+        command
+    }
 }
 
 /// The directory of Debian's PostgreSQL server binaries (the newest
@@ -187,18 +211,8 @@ impl PgCluster {
         };
         own(dir.path());
         let data = dir.path().join("data");
-        let command = |program: &str| {
-            let mut command = Command::new(bin.join(program));
-            if let Some((uid, gid)) = as_user {
-                command.uid(uid).gid(gid);
-            }
-            // Our working directory may be closed to the postgres user.
-            command
-                .current_dir(dir.path())
-                .env("LC_ALL", "C")
-                .env_remove("PGDATA");
-            command
-        };
+        let tools = Tools { bin, as_user };
+        let command = |program: &str| tools.command(program, dir.path());
         let initdb = command("initdb")
             .arg("-D")
             .arg(&data)
@@ -272,7 +286,12 @@ impl PgCluster {
             .stderr(log)
             .spawn()
             .expect("postgres starts");
-        let mut cluster = Self { child, port, dir };
+        let mut cluster = Self {
+            child,
+            port,
+            tools,
+            dir,
+        };
         cluster.wait_until_ready().await;
         cluster
             .execute(&format!("CREATE ROLE {cert_user} LOGIN"))
@@ -353,10 +372,18 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
-        // SIGQUIT: immediate shutdown; the postmaster takes its backends
-        // with it. The directory goes with `dir`.
-        let stopped = Command::new("kill")
-            .args(["-QUIT", &self.child.id().to_string()])
+        // Immediate shutdown (SIGQUIT): the postmaster takes its backends
+        // with it; `-w` returns once they are gone. The directory goes with
+        // `dir`.
+        let stopped = self
+            .tools
+            .command("pg_ctl", self.dir.path())
+            .arg("stop")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success());
         if !stopped {

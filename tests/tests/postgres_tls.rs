@@ -330,7 +330,7 @@ async fn require_refuses_a_cluster_without_tls() {
         let error = refused(&format!("{plain}sslmode={mode}"), DatabaseTls::default()).await;
         assert!(
             error.contains(&format!(
-                "PostgreSQL at 127.0.0.1:{} does not offer TLS, and sslmode={mode} (sslmode) \
+                "PostgreSQL at 127.0.0.1:{} does not offer TLS, and sslmode={mode} \
                  needs it",
                 cluster.port
             )),
@@ -347,7 +347,7 @@ async fn require_refuses_a_cluster_without_tls() {
     )
     .await;
     assert!(
-        error.contains("does not offer TLS, and sslmode=require (database_tls.mode) needs it"),
+        error.contains("does not offer TLS, and database_tls.mode=require needs it"),
         "{error}"
     );
     // prefer, the default, falls back to clear text.
