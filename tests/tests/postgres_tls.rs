@@ -392,18 +392,6 @@ async fn tls_connections_cut_off_silently_give_their_places_back() {
     .await;
     assert_all_encrypted(&encrypted(&cluster, &database).await);
     let admin = server.admin().await;
-    let list = move || {
-        let mut admin = admin.clone();
-        async move {
-            admin
-                .list_audit_events(mfa_proto::v1::ListAuditEventsRequest {
-                    user_id: String::new(),
-                    page_size: 10,
-                    page_token: String::new(),
-                })
-                .await
-        }
-    };
 
     // Twice, as many as the pool holds: a call waits inside the database
     // for the API keys, which the test holds, when the network goes silent,
@@ -416,25 +404,7 @@ async fn tls_connections_cut_off_silently_give_their_places_back() {
             .execute("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
             .await
             .unwrap();
-        // A call that first meets an idle connection a silent network left
-        // behind fails while it discards it; the next one is made.
-        let call = within(async {
-            loop {
-                let call = tokio::spawn(list());
-                loop {
-                    if waits_for_a_lock(&mut holder).await {
-                        return call;
-                    }
-                    if call.is_finished() {
-                        let error = call.await.unwrap().unwrap_err();
-                        assert_eq!(error.code(), Code::Unavailable, "{error:?}");
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        })
-        .await;
+        let call = within(call_waiting_for_the_lock(&admin, &mut holder)).await;
         proxy.stall();
         proxy.forward_new_only();
         let error = within(call).await.unwrap().unwrap_err();
@@ -446,7 +416,7 @@ async fn tls_connections_cut_off_silently_give_their_places_back() {
     // one call), calls work again.
     within(async {
         loop {
-            match list().await {
+            match list(admin.clone()).await {
                 Ok(_) => return,
                 Err(e) if e.code() == Code::Unavailable => continue,
                 Err(e) => panic!("{e:?}"),
@@ -454,6 +424,45 @@ async fn tls_connections_cut_off_silently_give_their_places_back() {
         }
     })
     .await;
+}
+
+/// An administrator's call that reads the audit log (and, with no cache,
+/// the caller's API key first).
+async fn list(
+    mut admin: AdminClient,
+) -> Result<tonic::Response<mfa_proto::v1::ListAuditEventsResponse>, tonic::Status> {
+    admin
+        .list_audit_events(mfa_proto::v1::ListAuditEventsRequest {
+            user_id: String::new(),
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+}
+
+/// Starts a [`list`] call and returns it once it waits for a lock `holder`
+/// holds. A call that first meets an idle connection a silent network left
+/// behind fails while the pool discards it; the next one is made.
+async fn call_waiting_for_the_lock(
+    admin: &AdminClient,
+    holder: &mut sqlx::PgConnection,
+) -> tokio::task::JoinHandle<
+    Result<tonic::Response<mfa_proto::v1::ListAuditEventsResponse>, tonic::Status>,
+> {
+    loop {
+        let call = tokio::spawn(list(admin.clone()));
+        loop {
+            if waits_for_a_lock(holder).await {
+                return call;
+            }
+            if call.is_finished() {
+                let error = call.await.unwrap().unwrap_err();
+                assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 /// Whether a session waits for a lock `holder` holds.

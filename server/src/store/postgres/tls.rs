@@ -153,10 +153,20 @@ impl fmt::Display for Origin {
 }
 
 /// PEM input: a file, or the PEM itself (libpq's variables may hold it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 enum Pem {
     File(PathBuf),
     Inline(String),
+}
+
+// By hand, so that a private key given inline never reaches a log.
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pem::File(path) => f.debug_tuple("File").field(path).finish(),
+            Pem::Inline(_) => f.write_str("Inline(..)"),
+        }
+    }
 }
 
 impl fmt::Display for Pem {
