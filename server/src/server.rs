@@ -57,7 +57,7 @@ pub async fn open_store(config: &Config) -> Result<OpenedStore, ServerError> {
             changes: None,
         })
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let store = PostgresStore::open(&url, config.pool_settings())
+        let store = PostgresStore::open(&url, config.pool_settings(), &config.database_tls)
             .await
             .map_err(|e| {
                 ServerError::Setup(format!("database {}: {e}", config.database_url_redacted()))

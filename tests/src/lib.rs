@@ -4,6 +4,7 @@
 //! built on the SDK, all talking gRPC.
 
 pub mod haproxy;
+pub mod pg_cluster;
 pub mod postgres;
 pub mod process;
 pub mod push;

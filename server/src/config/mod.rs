@@ -51,6 +51,9 @@ pub struct Config {
     /// query within it. `0s` turns it off; migrations are never bounded.
     #[serde(with = "humantime_serde")]
     pub database_query_timeout: Duration,
+    /// PostgreSQL: TLS to the database (`[database_tls]`); each key set here
+    /// overrides the URL's parameter (`sslmode`, `sslrootcert`, …).
+    pub database_tls: crate::store::DatabaseTls,
     /// The server's Ed25519 identity key; defaults to `<data_dir>/server-identity.key`,
     /// created (mode 0600) on first start.
     pub server_key_file: Option<PathBuf>,
@@ -133,6 +136,7 @@ impl Default for Config {
             database_max_connections: 10,
             database_acquire_timeout: Duration::from_secs(3),
             database_query_timeout: Duration::from_secs(5),
+            database_tls: crate::store::DatabaseTls::default(),
             server_key_file: None,
             enrollment_ttl: Duration::from_secs(10 * 60),
             challenge_ttl: Duration::from_secs(2 * 60),

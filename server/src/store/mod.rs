@@ -8,7 +8,7 @@ mod rows;
 mod sqlite;
 
 pub use instrumented::Instrumented;
-pub use postgres::{ChangeFeed, PostgresStore};
+pub use postgres::{ChangeFeed, DatabaseTls, PostgresStore, SslMode};
 pub use sqlite::SqliteStore;
 
 use crate::model::*;
@@ -162,6 +162,10 @@ pub enum StoreError {
     /// A thread or file the store needs could not be set up.
     #[error("database I/O: {0}")]
     Io(#[from] std::io::Error),
+    /// The database's TLS settings are unusable, or its TLS connection was
+    /// refused; the message names the cause (and never a password).
+    #[error("{0}")]
+    Tls(String),
     /// The database did not answer in time (the store gave up on it).
     #[error("database unavailable: no answer to {operation} within {after:?}")]
     TimedOut {

@@ -11,13 +11,15 @@
 //! [`ChangeFeed`].
 
 mod feed;
+mod tls;
 
 pub use feed::ChangeFeed;
+pub use tls::{DatabaseTls, SslMode};
 
 use super::rows::{self as decode, unique_violation};
 use super::{
     audit, enrollment_after_verification, Creation, Ended, PoolSettings, Quota, Reset, Store,
-    StoreResult, Swept,
+    StoreError, StoreResult, Swept,
 };
 use crate::model::*;
 use async_trait::async_trait;
@@ -49,8 +51,18 @@ impl PostgresStore {
     /// a session left idle inside a transaction for as long (its replica
     /// stopped hearing from the database midway) is ended, so that the rows
     /// it locked are not held until TCP gives up on it.
-    pub async fn open(url: &str, settings: PoolSettings) -> StoreResult<Self> {
-        let mut options = PgConnectOptions::from_str(url)?.application_name("mfa-server");
+    ///
+    /// `tls`'s keys override the URL's `sslmode`, `sslrootcert`, `sslcert`
+    /// and `sslkey`; the files in use are checked first, and a refused TLS
+    /// connection fails with [`StoreError::Tls`], which names the cause.
+    pub async fn open(url: &str, settings: PoolSettings, tls: &DatabaseTls) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)?;
+        let tls = tls::Tls::resolve(url, tls, &options).map_err(StoreError::Tls)?;
+        for note in tls.check().await.map_err(StoreError::Tls)? {
+            tracing::warn!("{note}");
+        }
+        tracing::info!(sslmode = %tls.mode(), "connecting to PostgreSQL");
+        let mut options = tls.apply(options).application_name("mfa-server");
         if !settings.statement_timeout.is_zero() {
             let millis = settings.statement_timeout.as_millis().to_string();
             options = options.options([
@@ -77,7 +89,11 @@ impl PostgresStore {
                 })
             })
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(|e| match tls.explain(&e) {
+                Some(cause) => StoreError::Tls(cause),
+                None => e.into(),
+            })?;
         Ok(Self {
             pool,
             listener_check: Some(settings.statement_timeout).filter(|t| !t.is_zero()),
