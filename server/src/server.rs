@@ -8,7 +8,7 @@ use crate::{
     domain::{Limits, Service},
     events::Events,
     identity::ServerIdentity,
-    push::{self, Dispatcher, RetryPolicy},
+    push::{self, Dispatcher, PushHealth, RetryPolicy},
     store::{ChangeFeed, Instrumented, PostgresStore, SqliteStore, Store, StoreError},
     sweeper,
     telemetry::{self, grpc::GrpcTelemetryLayer, health::Health},
@@ -112,6 +112,7 @@ async fn assemble_service(
         config.push.concurrency,
         store.clone(),
         events.clone(),
+        PushHealth::new(config.push.breaker()),
     );
     let service = Service::new(
         store,

@@ -113,6 +113,11 @@ const TENANT_CACHE_TTL: Duration = Duration::from_secs(10 * 60);
 const CACHE_CAPACITY: usize = 10_000;
 
 impl Service {
+    /// What the push providers' answers tell about our set-up.
+    pub fn push_health(&self) -> &crate::push::PushHealth {
+        self.inner.push.health()
+    }
+
     /// Assembles the service.
     pub fn new(
         store: Arc<dyn Store>,

@@ -22,11 +22,20 @@ const TOKEN_REFRESH: Duration = Duration::from_secs(50 * 60);
 /// Apple refuses provider tokens refreshed more often than this.
 const TOKEN_MIN_AGE: Duration = Duration::from_secs(20 * 60);
 /// Reasons that mean the device token will never work again.
-const DEAD_TOKEN: &[&str] = &[
-    "BadDeviceToken",
-    "Unregistered",
+const DEAD_TOKEN: &[&str] = &["Unregistered", "ExpiredToken"];
+/// Reasons that mean our set-up is wrong, whatever the token: the topic
+/// (bundle id), the environment, the key. The token is kept.
+const MISCONFIGURED: &[&str] = &[
     "DeviceTokenNotForTopic",
-    "ExpiredToken",
+    "BadTopic",
+    "MissingTopic",
+    "TopicDisallowed",
+    "BadCertificate",
+    "BadCertificateEnvironment",
+    "InvalidProviderToken",
+    "MissingProviderToken",
+    "ExpiredProviderToken",
+    "Forbidden",
 ];
 
 /// Delivers to iOS devices.
@@ -103,7 +112,7 @@ impl Provider for Apns {
         loop {
             let token = match self.tokens.current(Instant::now()) {
                 Ok(token) => token,
-                Err(e) => return Outcome::failed(e.0),
+                Err(e) => return Outcome::Misconfigured { reason: e.0 },
             };
             let request = match self.request(message, &token) {
                 Ok(request) => request,
@@ -130,10 +139,16 @@ impl Provider for Apns {
             if reply.status == StatusCode::GONE || DEAD_TOKEN.contains(&reason.as_str()) {
                 return Outcome::TokenInvalid { reason };
             }
+            if reason == "BadDeviceToken" {
+                return Outcome::TokenRejected { reason };
+            }
             if reason == "ExpiredProviderToken" && !refreshed && self.tokens.expire(Instant::now())
             {
                 refreshed = true;
                 continue;
+            }
+            if reply.status == StatusCode::FORBIDDEN || MISCONFIGURED.contains(&reason.as_str()) {
+                return Outcome::Misconfigured { reason };
             }
             return match reply.status {
                 StatusCode::TOO_MANY_REQUESTS

@@ -27,6 +27,28 @@ pub struct PushConfig {
     pub queue_size: usize,
     /// Requests in flight per provider.
     pub concurrency: usize,
+    /// How far back APNs answers count when telling dead tokens from a
+    /// wrong environment (see `bad_token_threshold`).
+    #[serde(with = "humantime_serde")]
+    pub bad_token_window: Duration,
+    /// Answers needed within `bad_token_window` before a token is forgotten
+    /// for `BadDeviceToken`; until then such tokens are kept.
+    pub bad_token_min_answers: usize,
+    /// Share of `BadDeviceToken` among the answers within the window (0 to 1)
+    /// past which tokens are no longer forgotten for it and the provider is
+    /// reported misconfigured.
+    pub bad_token_threshold: f64,
+}
+
+impl PushConfig {
+    /// The breaker settings of [`crate::push::PushHealth`].
+    pub fn breaker(&self) -> super::BreakerSettings {
+        super::BreakerSettings {
+            window: self.bad_token_window,
+            min_answers: self.bad_token_min_answers,
+            threshold: self.bad_token_threshold,
+        }
+    }
 }
 
 impl Default for PushConfig {
@@ -40,6 +62,9 @@ impl Default for PushConfig {
             max_backoff: Duration::from_secs(15),
             queue_size: 10_000,
             concurrency: 64,
+            bad_token_window: Duration::from_secs(10 * 60),
+            bad_token_min_answers: 20,
+            bad_token_threshold: 0.5,
         }
     }
 }

@@ -3,7 +3,10 @@
 //! creation nor the other provider), retries with exponential backoff and
 //! jitter that never outlive the challenge, and the delivery record.
 
-use super::{Message, Outcome, Provider};
+use super::{
+    health::{BadTokenVerdict, PushHealth},
+    Message, Outcome, Provider,
+};
 use crate::{
     domain::now_ms,
     events::{Change, Events},
@@ -43,10 +46,11 @@ impl RetryPolicy {
 pub struct Dispatcher {
     queues: HashMap<PushPlatform, mpsc::Sender<Message>>,
     record: Record,
+    health: PushHealth,
 }
 
 impl Dispatcher {
-    /// Starts one worker per provider.
+    /// Starts one worker per provider, each reporting to `health`.
     pub fn new(
         providers: Vec<Arc<dyn Provider>>,
         policy: RetryPolicy,
@@ -54,6 +58,7 @@ impl Dispatcher {
         concurrency: usize,
         store: Arc<dyn Store>,
         events: Events,
+        health: PushHealth,
     ) -> Self {
         let record = Record { store, events };
         let policy = Arc::new(policy);
@@ -61,17 +66,28 @@ impl Dispatcher {
             .into_iter()
             .map(|provider| {
                 let (sender, receiver) = mpsc::channel(queue_size.max(1));
+                health.watch(provider.platform());
                 let worker = Worker {
                     provider: provider.clone(),
                     policy: policy.clone(),
                     record: record.clone(),
                     in_flight: Arc::new(Semaphore::new(concurrency.max(1))),
+                    health: health.clone(),
                 };
                 tokio::spawn(worker.run(receiver));
                 (provider.platform(), sender)
             })
             .collect();
-        Self { queues, record }
+        Self {
+            queues,
+            record,
+            health,
+        }
+    }
+
+    /// What the providers' answers tell about our set-up (for `/healthz`).
+    pub fn health(&self) -> &PushHealth {
+        &self.health
     }
 
     /// Queues `message` without waiting for the provider. Without a provider
@@ -118,6 +134,7 @@ struct Worker {
     policy: Arc<RetryPolicy>,
     record: Record,
     in_flight: Arc<Semaphore>,
+    health: PushHealth,
 }
 
 impl Worker {
@@ -143,7 +160,8 @@ impl Worker {
     }
 
     async fn deliver(&self, message: Message) {
-        let provider = self.provider.platform().as_str();
+        let platform = self.provider.platform();
+        let provider = platform.as_str();
         let since_creation =
             || Duration::from_millis((now_ms() - message.created_at).max(0) as u64);
         let mut attempts = 0;
@@ -153,6 +171,7 @@ impl Worker {
                 Outcome::Sent {
                     provider_message_id,
                 } => {
+                    self.health.answered(platform, true, now_ms());
                     tracing::info!(challenge_id = %message.challenge_id, device_id = %message.device_id,
                         provider, attempts, "push accepted");
                     metrics::push_sent(provider, "accepted", since_creation());
@@ -163,18 +182,22 @@ impl Worker {
                         .await;
                 }
                 Outcome::TokenInvalid { reason } => {
-                    tracing::warn!(challenge_id = %message.challenge_id, device_id = %message.device_id,
-                        provider, reason, "push token invalid");
-                    metrics::push_sent(provider, "token_invalid", since_creation());
-                    self.record.forget_token(&message, &reason).await;
-                    let state = DeliveryState::TokenInvalid;
-                    return self
-                        .record
-                        .save(&message, state, attempts, "", &reason)
-                        .await;
+                    self.health.answered(platform, false, now_ms());
+                    return self.forget(&message, attempts, &reason).await;
+                }
+                Outcome::TokenRejected { reason } => {
+                    return match self.health.bad_token(platform, now_ms()) {
+                        BadTokenVerdict::Forget => self.forget(&message, attempts, &reason).await,
+                        BadTokenVerdict::Keep(why) => self.give_up(&message, attempts, &why).await,
+                    };
+                }
+                Outcome::Misconfigured { reason } => {
+                    self.health.misconfigured(platform, &reason, now_ms());
+                    return self.give_up(&message, attempts, &reason).await;
                 }
                 Outcome::Failed { reason } => {
-                    return self.give_up(&message, attempts, &reason).await
+                    self.health.answered(platform, false, now_ms());
+                    return self.give_up(&message, attempts, &reason).await;
                 }
                 Outcome::Retry { reason, after } => (reason, after),
             };
@@ -200,6 +223,19 @@ impl Worker {
                 return self.give_up(&message, attempts, reason).await;
             }
         }
+    }
+
+    /// The provider called the token dead: it is forgotten.
+    async fn forget(&self, message: &Message, attempts: u32, reason: &str) {
+        let provider = self.provider.platform().as_str();
+        tracing::warn!(challenge_id = %message.challenge_id, device_id = %message.device_id,
+            provider, reason, "push token invalid");
+        let since_creation = Duration::from_millis((now_ms() - message.created_at).max(0) as u64);
+        metrics::push_sent(provider, "token_invalid", since_creation);
+        self.record.forget_token(message, reason).await;
+        self.record
+            .save(message, DeliveryState::TokenInvalid, attempts, "", reason)
+            .await;
     }
 
     async fn give_up(&self, message: &Message, attempts: u32, reason: &str) {

@@ -20,7 +20,18 @@ const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 /// An access token is replaced this long before Google says it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 /// FCM error codes that mean the registration token will never work again.
-const DEAD_TOKEN: &[&str] = &["UNREGISTERED", "INVALID_ARGUMENT", "SENDER_ID_MISMATCH"];
+/// (`INVALID_ARGUMENT` may be a malformed token, but as well a malformed
+/// message of ours: it is a bad request, and the token is kept.)
+const DEAD_TOKEN: &[&str] = &["UNREGISTERED"];
+/// FCM error codes that mean our set-up is wrong, whatever the token: the
+/// sender or project, the credentials, the APNs credentials in Firebase.
+const MISCONFIGURED: &[&str] = &[
+    "SENDER_ID_MISMATCH",
+    "THIRD_PARTY_AUTH_ERROR",
+    "PERMISSION_DENIED",
+    "UNAUTHENTICATED",
+    "NOT_FOUND",
+];
 
 /// The fields of a service account key file that are used.
 #[derive(Deserialize)]
@@ -163,6 +174,13 @@ impl Provider for Fcm {
                 renewed = true;
                 continue;
             }
+            if matches!(
+                reply.status,
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            ) || MISCONFIGURED.contains(&reason.as_str())
+            {
+                return Outcome::Misconfigured { reason };
+            }
             return match reply.status {
                 StatusCode::TOO_MANY_REQUESTS
                 | StatusCode::INTERNAL_SERVER_ERROR
@@ -280,7 +298,9 @@ impl OAuth {
                     after: retry_after(&reply.headers),
                 }
             } else {
-                Outcome::Failed { reason }
+                // The service account is refused (a deleted key, a
+                // disabled account): our set-up, not the device.
+                Outcome::Misconfigured { reason }
             },
         )
     }

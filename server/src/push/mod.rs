@@ -8,9 +8,11 @@ pub mod apns;
 pub mod config;
 mod dispatch;
 pub mod fcm;
+pub mod health;
 pub mod transport;
 
 pub use dispatch::{Dispatcher, RetryPolicy};
+pub use health::{BreakerSettings, PushHealth};
 
 use crate::model::PushPlatform;
 use async_trait::async_trait;
@@ -57,9 +59,18 @@ pub enum Outcome {
         reason: String,
         after: Option<Duration>,
     },
-    /// The device's push token is dead.
+    /// The device's push token is dead (the app was removed, the token
+    /// expired): it is forgotten.
     TokenInvalid { reason: String },
-    /// Refused for good.
+    /// The provider called the token malformed (APNs `BadDeviceToken`):
+    /// dead, unless too many are, which points at our environment instead
+    /// ([`health`]).
+    TokenRejected { reason: String },
+    /// Our set-up is wrong (topic, environment, sender, project,
+    /// credentials): the token is not to blame and is kept; the provider is
+    /// reported misconfigured.
+    Misconfigured { reason: String },
+    /// This request was refused for good; the token is kept.
     Failed { reason: String },
 }
 

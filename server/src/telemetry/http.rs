@@ -1,6 +1,6 @@
 //! The operators' HTTP listener: `/metrics` (Prometheus text format) and
 //! `/healthz` (200 `SERVING` or 503 `NOT_SERVING`, for load balancers that
-//! speak only HTTP).
+//! speak only HTTP, then a line per push provider for people).
 
 use super::health::Health;
 use crate::domain::Service;
@@ -56,10 +56,24 @@ async fn render_metrics(State(endpoint): State<Endpoint>) -> impl IntoResponse {
     )
 }
 
+/// The first line is the state balancers read; then one line per push
+/// provider, which never changes the status (sign-ins still work by pull,
+/// so a replica with a misconfigured provider stays in the rotation).
 async fn healthz(State(endpoint): State<Endpoint>) -> impl IntoResponse {
-    if endpoint.health.is_serving() {
-        (StatusCode::OK, "SERVING\n")
+    let (status, mut body) = if endpoint.health.is_serving() {
+        (StatusCode::OK, String::from("SERVING\n"))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            String::from("NOT_SERVING\n"),
+        )
+    };
+    for provider in endpoint.service.push_health().report() {
+        let state = match &provider.misconfigured {
+            None => "ok".to_owned(),
+            Some(reason) => format!("misconfigured: {reason}"),
+        };
+        body.push_str(&format!("push {}: {state}\n", provider.platform.as_str()));
     }
+    (status, body)
 }

@@ -107,6 +107,14 @@ fn describe() {
         "mfa_push_queue_depth",
         "Notifications waiting to be delivered"
     );
+    describe_gauge!(
+        "mfa_push_provider_misconfigured",
+        "1 while a push provider refuses our set-up (topic, environment, sender, credentials); push tokens are kept meanwhile"
+    );
+    describe_gauge!(
+        "mfa_push_bad_token_breaker_open",
+        "1 while BadDeviceToken answers are too frequent to be believed (a wrong APNs environment): tokens are kept"
+    );
     describe_counter!(
         "mfa_enrollments_total",
         "Enrollment steps and endings, by outcome"
@@ -226,6 +234,18 @@ pub fn push_retry(provider: &'static str) {
 /// A provider called a device's push token dead.
 pub fn push_token_invalid(provider: &'static str) {
     metrics::counter!("mfa_push_invalid_tokens_total", "provider" => provider).increment(1);
+}
+
+/// Whether a provider refuses our set-up.
+pub fn set_push_misconfigured(provider: &'static str, misconfigured: bool) {
+    metrics::gauge!("mfa_push_provider_misconfigured", "provider" => provider)
+        .set(f64::from(u8::from(misconfigured)));
+}
+
+/// Whether `BadDeviceToken` answers are being disbelieved.
+pub fn set_push_bad_token_breaker(provider: &'static str, open: bool) {
+    metrics::gauge!("mfa_push_bad_token_breaker_open", "provider" => provider)
+        .set(f64::from(u8::from(open)));
 }
 
 /// Notifications waiting in a provider's queue.

@@ -454,3 +454,152 @@ async fn missing_or_malformed_credentials_stop_the_server_with_a_clear_message()
     let error = start_error(plain).await;
     assert!(error.contains("only on a loopback address"), "{error}");
 }
+
+/// `/healthz`'s body (the push lines follow the state).
+async fn healthz(server: &TestServer) -> String {
+    let url = format!("http://{}/healthz", server.metrics_addr());
+    mfa_server::stats::fetch(&url)
+        .await
+        .expect("/healthz answers")
+}
+
+/// Enrolls `user`'s iPhone with its own push token.
+async fn iphone_of(server: &TestServer, portal: &RelyingParty, user: &str, n: u8) -> Authenticator {
+    let info = DeviceInfo {
+        name: "iPhone".into(),
+        push_platform: PushPlatform::Apns,
+        push_token: format!("{n:02x}").repeat(32),
+    };
+    server
+        .enroll_device(portal, user, &format!("{user}@example.jp"), info)
+        .await
+}
+
+/// A sign-in of `user` and its one device's settled delivery.
+async fn pushed(portal: &RelyingParty, user: &str) -> PushDelivery {
+    let challenge = portal.start_sign_in(user, context()).await.unwrap();
+    settled_deliveries(portal, &challenge.challenge_id, 1)
+        .await
+        .remove(0)
+}
+
+#[tokio::test]
+async fn a_misconfigured_provider_keeps_every_token_and_shows_in_healthz() {
+    let (server, push, _dir) = start(|_| {}).await;
+    let portal = server.portal().await;
+    let iphone = enroll(&server, &portal, PushPlatform::Apns).await;
+    let android = enroll(&server, &portal, PushPlatform::Fcm).await;
+    assert_eq!(
+        healthz(&server).await,
+        "SERVING\npush apns: ok\npush fcm: ok\n"
+    );
+
+    // A wrong topic, a wrong sender: our set-up, not the phones.
+    push.apns
+        .script([Scripted::error(400, "DeviceTokenNotForTopic")]);
+    push.fcm
+        .script([Scripted::error(403, "SENDER_ID_MISMATCH")]);
+    let first = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &first.challenge_id, 2).await;
+    for (phone, reason) in [
+        (&iphone, "DeviceTokenNotForTopic"),
+        (&android, "SENDER_ID_MISMATCH"),
+    ] {
+        let d = delivery(&deliveries, &phone.account().device_id);
+        assert_eq!(
+            (d.state(), d.reason.as_str()),
+            (PushDeliveryState::Failed, reason)
+        );
+    }
+    assert_eq!(
+        healthz(&server).await,
+        "SERVING\npush apns: misconfigured: DeviceTokenNotForTopic\n\
+         push fcm: misconfigured: SENDER_ID_MISMATCH\n"
+    );
+
+    // A bad request of FCM's kind is not the token's fault either.
+    push.fcm.script([Scripted::error(400, "INVALID_ARGUMENT")]);
+    let second = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &second.challenge_id, 2).await;
+    let d = delivery(&deliveries, &android.account().device_id);
+    assert_eq!(
+        (d.state(), d.reason.as_str()),
+        (PushDeliveryState::Failed, "INVALID_ARGUMENT")
+    );
+    assert_eq!(
+        delivery(&deliveries, &iphone.account().device_id).state(),
+        PushDeliveryState::Sent,
+        "the iPhone's token was kept, and APNs accepts again"
+    );
+
+    // Once fixed, every phone is notified again: no token was forgotten.
+    let third = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &third.challenge_id, 2).await;
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.state() == PushDeliveryState::Sent),
+        "{deliveries:?}"
+    );
+    assert_eq!(
+        healthz(&server).await,
+        "SERVING\npush apns: ok\npush fcm: ok\n"
+    );
+    let audit = server.audit_types("").await;
+    assert!(
+        !audit.iter().any(|e| e == "device.push_token_invalid"),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_of_bad_device_tokens_is_taken_for_a_wrong_environment_not_dead_tokens() {
+    let (server, push, _dir) = start(|c| {
+        c.push.bad_token_min_answers = 3;
+        c.push.bad_token_threshold = 0.6;
+    })
+    .await;
+    let portal = server.portal().await;
+    for (n, user) in ["a", "b", "c", "d"].iter().enumerate() {
+        iphone_of(&server, &portal, user, n as u8 + 1).await;
+    }
+
+    // The first answer of a fresh server says nothing about its set-up yet:
+    // the token is kept, and the next push to it goes through.
+    push.apns.script([Scripted::error(400, "BadDeviceToken")]);
+    let cold = pushed(&portal, "a").await;
+    assert_eq!(cold.state(), PushDeliveryState::Failed, "{cold:?}");
+    assert!(cold.reason.contains("too few answers"), "{cold:?}");
+    assert_eq!(pushed(&portal, "a").await.state(), PushDeliveryState::Sent);
+    assert_eq!(pushed(&portal, "b").await.state(), PushDeliveryState::Sent);
+
+    // With the provider known to work, a BadDeviceToken is a dead token
+    // (2 of 4 answers) ...
+    push.apns.script([Scripted::error(400, "BadDeviceToken")]);
+    assert_eq!(
+        pushed(&portal, "c").await.state(),
+        PushDeliveryState::TokenInvalid
+    );
+    // ... until they are too many to believe (3 of 5): kept, and reported.
+    push.apns.script([Scripted::error(400, "BadDeviceToken")]);
+    let burst = pushed(&portal, "d").await;
+    assert_eq!(burst.state(), PushDeliveryState::Failed, "{burst:?}");
+    assert!(burst.reason.contains("environment"), "{burst:?}");
+    let health = healthz(&server).await;
+    assert!(
+        health.contains("push apns: misconfigured: ") && health.contains("environment"),
+        "{health}"
+    );
+    assert_eq!(
+        pushed(&portal, "d").await.state(),
+        PushDeliveryState::Sent,
+        "d's token was kept"
+    );
+    let invalidated = server
+        .audit_types("")
+        .await
+        .into_iter()
+        .filter(|e| e == "device.push_token_invalid")
+        .count();
+    assert_eq!(invalidated, 1, "only c's token was forgotten");
+}
