@@ -1,0 +1,88 @@
+//! `mfa-server api-key …`: the portal's and administrators' keys.
+
+use super::{optional_time, time, CliResult};
+use clap::{Subcommand, ValueEnum};
+use mfa_server::{config::Config, model::Role, server};
+
+#[derive(Subcommand)]
+pub enum ApiKeyCommand {
+    /// Creates an API key and prints it once (only its hash is stored).
+    Create {
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: String,
+        /// What the key may call.
+        #[arg(long, value_enum)]
+        role: KeyRole,
+    },
+    /// Lists a tenant's API keys: id, role, when created and revoked (never
+    /// the keys themselves).
+    List {
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revokes an API key. Running servers accept it for at most
+    /// `api_key_cache_ttl` more.
+    Revoke {
+        /// The key's id (as `api-key list` shows it).
+        id: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum KeyRole {
+    Portal,
+    Admin,
+}
+
+pub async fn run(config: &Config, command: ApiKeyCommand) -> CliResult {
+    let service = server::build_service(config, config.public_url()).await?;
+    match command {
+        ApiKeyCommand::Create { tenant, role } => {
+            let role = match role {
+                KeyRole::Portal => Role::Portal,
+                KeyRole::Admin => Role::Admin,
+            };
+            let key = service.create_api_key(&tenant, role).await?;
+            println!("{}", key.secret);
+            eprintln!(
+                "(key id {}; this is the only time the key is shown)",
+                key.id
+            );
+        }
+        ApiKeyCommand::List { tenant } => {
+            let keys = service.list_api_keys(&tenant).await?;
+            println!("{}", columns(["ID", "ROLE", "CREATED", "REVOKED"]));
+            for key in &keys {
+                let revoked = optional_time(key.revoked_at);
+                let created = time(key.created_at);
+                println!(
+                    "{}",
+                    columns([&key.id, key.role.as_str(), &created, &revoked])
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { id } => match service.revoke_api_key(&id).await? {
+            (key, true) => println!(
+                "revoked API key {} ({} key of tenant {}); servers that checked it \
+                 recently accept it for at most {} more (api_key_cache_ttl)",
+                key.id,
+                key.role.as_str(),
+                key.tenant_id,
+                humantime::format_duration(config.api_key_cache_ttl),
+            ),
+            (key, false) => println!(
+                "API key {} was already revoked at {}",
+                key.id,
+                optional_time(key.revoked_at),
+            ),
+        },
+    }
+    Ok(())
+}
+
+/// One row of `api-key list`: id, role, created, revoked.
+fn columns([id, role, created, revoked]: [&str; 4]) -> String {
+    format!("{id:<36}  {role:<6}  {created:<20}  {revoked}")
+}
