@@ -1,6 +1,8 @@
 //! The records the domain works with and the store keeps. Times are
 //! milliseconds since the Unix epoch.
 
+use std::time::Duration;
+
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
@@ -110,6 +112,30 @@ pub struct Tenant {
     /// Digits in challenge numbers (2 to 6).
     pub number_digits: u8,
     pub created_at: i64,
+    /// How long this tenant's challenges wait for an answer; `None`: the
+    /// server's `challenge_ttl`.
+    pub challenge_ttl: Option<Duration>,
+    /// How long this tenant's activation codes stay valid; `None`: the
+    /// server's `enrollment_ttl`.
+    pub enrollment_ttl: Option<Duration>,
+}
+
+/// What a tenant update changes; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantChanges {
+    pub display_name: Option<String>,
+    pub number_digits: Option<u8>,
+    /// `Some(None)` returns to the server's `challenge_ttl`.
+    pub challenge_ttl: Option<Option<Duration>>,
+    /// `Some(None)` returns to the server's `enrollment_ttl`.
+    pub enrollment_ttl: Option<Option<Duration>>,
+}
+
+impl TenantChanges {
+    /// True if it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// A portal or admin API key as stored: whose it is and when it was created

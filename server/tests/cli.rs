@@ -477,3 +477,167 @@ async fn foreign_mfa_variables_do_not_stop_the_server_and_config_show_names_sour
     status_with(&addr, &key).await.expect("the server serves");
     stop(served);
 }
+
+/// The failure message of a command that must fail.
+fn failure(output: &Output) -> String {
+    assert!(!output.status.success(), "succeeded: {output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `tenant list`, `show` and `update` on the database of a running server:
+/// the server uses the new settings within its `tenant_cache_ttl`; refused
+/// updates say why and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_lists_shows_and_updates_tenants_beside_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    // The operator's commands read the configuration the server runs with.
+    let configured = || {
+        let mut command = mfa_server(dir.path());
+        command.env("MFA_TENANT_CACHE_TTL", "1s");
+        command
+    };
+    let tenant_command = |args: &[&str]| run(configured().arg("tenant").args(args));
+    let acme = stdout(&tenant_command(&[
+        "create",
+        "--name",
+        "Acme (External)",
+        "--digits",
+        "3",
+    ]));
+    let other = stdout(&tenant_command(&["create", "--name", "Other"]));
+    let key =
+        stdout(&run(mfa_server(dir.path()).args([
+            "api-key", "create", "--tenant", &acme, "--role", "portal",
+        ])));
+
+    let listing = stdout(&tenant_command(&["list"]));
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        [
+            "ID",
+            "DIGITS",
+            "CHALLENGE_TTL",
+            "ENROLLMENT_TTL",
+            "CREATED",
+            "NAME"
+        ],
+        "{listing}"
+    );
+    let row = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let (first, second) = (row(lines[1]), row(lines[2]));
+    assert_eq!(
+        (&*first[0], &*first[1], &*first[2], &*first[3]),
+        (acme.as_str(), "3", "default", "default"),
+        "{listing}"
+    );
+    assert!(lines[1].ends_with("  Acme (External)"), "{listing}");
+    assert_eq!((&*second[0], &*second[1]), (other.as_str(), "2"));
+
+    let (child, _, addr) = serve_with(configured(), false);
+    let portal = mfa_sdk::portal::RelyingParty::connect(&format!("http://{addr}"), &key)
+        .await
+        .unwrap();
+    // How long the activation code of a new enrollment lives, as the running
+    // server decides it (give or take the call's own time).
+    let code_lifetime = || async {
+        let before = std::time::SystemTime::now();
+        let begun = portal.begin_enrollment("u", "u@example.jp").await.unwrap();
+        let expires = begun.expire_time.unwrap();
+        let expires = std::time::UNIX_EPOCH
+            + std::time::Duration::new(expires.seconds as u64, expires.nanos as u32);
+        expires.duration_since(before).unwrap().as_secs()
+    };
+    assert!(
+        (595..=600).contains(&code_lifetime().await),
+        "the default 10m"
+    );
+
+    let updated = stdout(&tenant_command(&[
+        "update",
+        &acme,
+        "--enrollment-ttl",
+        "2h",
+        "--name",
+        "Acme Ltd",
+    ]));
+    let changed = std::time::Instant::now();
+    assert!(
+        updated.contains("enrollment ttl:     2h (this tenant's)"),
+        "{updated}"
+    );
+    assert!(
+        updated.contains("challenge ttl:      2m (the server's challenge_ttl)"),
+        "{updated}"
+    );
+    assert!(
+        updated.contains("within 1s (tenant_cache_ttl)"),
+        "{updated}"
+    );
+    // The running server cached the tenant; it must read it again once its
+    // cache entry is a second old, not later.
+    loop {
+        let lifetime = code_lifetime().await;
+        if (7195..=7200).contains(&lifetime) {
+            break;
+        }
+        assert!(
+            changed.elapsed() < std::time::Duration::from_secs(3),
+            "the running server still gives codes of {lifetime}s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let show = || stdout(&tenant_command(&["show", &acme]));
+    let shown = show();
+    for line in [
+        format!("id:                 {acme}"),
+        "name:               Acme Ltd".to_owned(),
+        "digits:             3".to_owned(),
+        "enrollment ttl:     2h (this tenant's)".to_owned(),
+        "users:              1".to_owned(),
+        "active devices:     0".to_owned(),
+        "pending challenges: 0".to_owned(),
+    ] {
+        assert!(shown.lines().any(|l| l == line), "{line:?} in:\n{shown}");
+    }
+
+    let unknown = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a";
+    for (args, message) in [
+        (vec!["update", &acme, "--digits", "9"], "between 2 and 6"),
+        (
+            vec!["update", &acme, "--challenge-ttl", "5s"],
+            "challenge TTL must be between 30s and 10m (not 5s)",
+        ),
+        (
+            vec!["update", &acme, "--enrollment-ttl", "2d", "--digits", "4"],
+            "enrollment TTL must be between 1m and 1day (not 2days)",
+        ),
+        (
+            vec!["update", &acme, "--default-ttls", "--challenge-ttl", "1m"],
+            "cannot be used with",
+        ),
+        (
+            vec!["update", &acme],
+            "required arguments were not provided",
+        ),
+        (vec!["update", unknown, "--digits", "4"], "tenant not found"),
+        (vec!["show", unknown], "tenant not found"),
+        (vec!["show", "acme"], "tenant must be a UUID"),
+    ] {
+        let error = failure(&tenant_command(&args));
+        assert!(error.contains(message), "{args:?}: {error}");
+    }
+    assert_eq!(show(), shown, "refused updates change nothing");
+
+    let reset = stdout(&tenant_command(&["update", &acme, "--default-ttls"]));
+    assert!(
+        reset.contains("enrollment ttl:     10m (the server's enrollment_ttl)"),
+        "{reset}"
+    );
+    stop(child);
+}

@@ -8,13 +8,13 @@
 use mfa_server::{
     model::*,
     server::open_store,
-    store::{Creation, Ended, Quota, Store, StoreError},
+    store::{Creation, Ended, Quota, Store, StoreError, TenantCounts},
 };
 use mfa_tests::{
     postgres::{self, TestDatabase},
     test_config,
 };
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 /// A store under test and what keeps its database alive.
 struct Backend {
@@ -64,6 +64,8 @@ async fn tenant(store: &dyn Store) -> Tenant {
         display_name: "Example Ltd".into(),
         number_digits: 3,
         created_at: NOW,
+        challenge_ttl: None,
+        enrollment_ttl: None,
     };
     store.create_tenant(&tenant).await.unwrap();
     tenant
@@ -911,6 +913,116 @@ async fn state_changes_carry_their_audit_entries() {
                 entry("challenge.created", ""),
                 entry("challenge.expired", "")
             ],
+            "{name}"
+        );
+    }
+}
+
+/// Tenants are listed oldest first; an update changes exactly the settings
+/// it names (a lifetime back to the server's default too) and nothing of
+/// another tenant; the counts are the tenant's own.
+#[tokio::test]
+async fn tenants_are_listed_updated_setting_by_setting_and_counted() {
+    for backend in backends("tenants_are_listed_updated_setting_by_setting_and_counted").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let older = tenant(store).await;
+        let mut tenant = Tenant {
+            id: id("tenant"),
+            display_name: "Acme (External)".into(),
+            number_digits: 2,
+            created_at: NOW + 1,
+            challenge_ttl: Some(Duration::from_millis(90_500)),
+            enrollment_ttl: None,
+        };
+        store.create_tenant(&tenant).await.unwrap();
+        assert_eq!(
+            store.get_tenant(&tenant.id).await.unwrap().as_ref(),
+            Some(&tenant),
+            "{name}: lifetimes round-trip to the millisecond"
+        );
+        assert_eq!(
+            store.list_tenants().await.unwrap(),
+            vec![older.clone(), tenant.clone()],
+            "{name}"
+        );
+
+        let digits = TenantChanges {
+            number_digits: Some(4),
+            ..Default::default()
+        };
+        tenant.number_digits = 4;
+        assert_eq!(
+            store.update_tenant(&tenant.id, &digits).await.unwrap(),
+            Some(tenant.clone()),
+            "{name}: only the digits change"
+        );
+        let lifetimes = TenantChanges {
+            display_name: Some("Acme Ltd".into()),
+            challenge_ttl: Some(None),
+            enrollment_ttl: Some(Some(Duration::from_secs(3600))),
+            ..Default::default()
+        };
+        tenant.display_name = "Acme Ltd".into();
+        tenant.challenge_ttl = None;
+        tenant.enrollment_ttl = Some(Duration::from_secs(3600));
+        assert_eq!(
+            store.update_tenant(&tenant.id, &lifetimes).await.unwrap(),
+            Some(tenant.clone()),
+            "{name}: a lifetime goes back to the default, another is set"
+        );
+        assert_eq!(
+            store.get_tenant(&tenant.id).await.unwrap(),
+            Some(tenant.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            store.get_tenant(&older.id).await.unwrap(),
+            Some(older.clone()),
+            "{name}: another tenant is untouched"
+        );
+        assert_eq!(
+            store
+                .update_tenant("no-such-tenant", &digits)
+                .await
+                .unwrap(),
+            None,
+            "{name}"
+        );
+
+        // Two users with a device each (one revoked), a pending sign-in, one
+        // due already, and a user who only accepted the terms.
+        let kept = enrolled_user(store, &tenant, "kenji").await;
+        let revoked = enrolled_user(store, &tenant, "mei").await;
+        assert!(store.revoke_device(&revoked.id, NOW + 2).await.unwrap());
+        store
+            .record_terms(&tenant.id, "aiko", "2026-04", NOW)
+            .await
+            .unwrap();
+        create(
+            store,
+            &challenge(&tenant, "kenji", ChallengeKind::SignIn, NOW + 60_000),
+        )
+        .await;
+        create(
+            store,
+            &challenge(&tenant, "mei", ChallengeKind::SignIn, NOW + 10),
+        )
+        .await;
+        enrolled_user(store, &older, "someone-else").await;
+        assert_eq!(
+            store.tenant_counts(&tenant.id, NOW + 20).await.unwrap(),
+            TenantCounts {
+                users: 3,
+                active_devices: 1,
+                pending_challenges: 1,
+            },
+            "{name}: kenji's device {} counts, not mei's revoked one",
+            kept.id
+        );
+        assert_eq!(
+            store.tenant_counts("no-such-tenant", NOW).await.unwrap(),
+            TenantCounts::default(),
             "{name}"
         );
     }

@@ -14,6 +14,7 @@ mod tenant;
 use clap::{Parser, Subcommand};
 use mfa_server::{config::Config, telemetry};
 use std::{
+    fmt,
     path::PathBuf,
     time::{Duration, UNIX_EPOCH},
 };
@@ -91,7 +92,87 @@ fn time(ms: i64) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
+/// A duration in one unit, as the configuration takes it (`90s`, `30m`,
+/// `24h`), without the spaces humantime puts between units.
+fn duration(d: Duration) -> String {
+    let (ms, secs) = (d.as_millis(), d.as_secs());
+    match () {
+        _ if ms % 1000 != 0 => format!("{ms}ms"),
+        _ if secs != 0 && secs % 3600 == 0 => format!("{}h", secs / 3600),
+        _ if secs != 0 && secs % 60 == 0 => format!("{}m", secs / 60),
+        _ => format!("{secs}s"),
+    }
+}
+
 /// An optional stored time, `-` when there is none.
 fn optional_time(ms: Option<i64>) -> String {
     ms.map_or_else(|| "-".to_owned(), time)
+}
+
+/// A listing: a header and rows, each column as wide as its widest cell,
+/// two spaces apart (the last one unpadded, so that a name with spaces may
+/// go there).
+struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new<const N: usize>(header: [&str; N]) -> Self {
+        Self {
+            rows: vec![header.map(str::to_owned).to_vec()],
+        }
+    }
+
+    fn row<const N: usize>(&mut self, cells: [String; N]) {
+        self.rows.push(cells.to_vec());
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let columns = self.rows[0].len();
+        let widths: Vec<usize> = (0..columns)
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .map(|r| r[c].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                if c + 1 < columns {
+                    line.push_str(&format!("{cell:<width$}  ", width = widths[c]));
+                } else {
+                    line.push_str(cell);
+                }
+            }
+            writeln!(f, "{}", line.trim_end())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_the_configuration_writes_them() {
+        let shown: Vec<String> = [90, 120, 7200, 86_400, 0]
+            .map(|s| duration(Duration::from_secs(s)))
+            .into();
+        assert_eq!(shown, ["90s", "2m", "2h", "24h", "0s"]);
+        assert_eq!(duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn a_table_pads_every_column_but_the_last() {
+        let mut table = Table::new(["ID", "NAME"]);
+        table.row(["abc".to_owned(), "Acme (External)".to_owned()]);
+        table.row(["a".to_owned(), String::new()]);
+        assert_eq!(table.to_string(), "ID   NAME\nabc  Acme (External)\na\n");
+    }
 }

@@ -1,8 +1,15 @@
-//! `mfa-server tenant …`: the organisations the service serves.
+//! `mfa-server tenant …`: the organisations the service serves, and their
+//! settings (display name, digits, lifetimes).
 
-use super::CliResult;
-use clap::Subcommand;
-use mfa_server::{config::Config, server};
+use super::{duration, time, CliResult, Table};
+use clap::{ArgGroup, Subcommand};
+use mfa_server::{
+    config::Config,
+    domain::TenantSummary,
+    model::{Tenant, TenantChanges},
+    server,
+};
+use std::time::Duration;
 
 #[derive(Subcommand)]
 pub enum TenantCommand {
@@ -15,6 +22,43 @@ pub enum TenantCommand {
         #[arg(long, default_value_t = 2)]
         digits: u8,
     },
+    /// Lists every tenant: id, digits, lifetimes, when created, name.
+    List,
+    /// Shows a tenant's settings and how many users, active devices and
+    /// pending challenges it has.
+    Show {
+        /// The tenant's id.
+        id: String,
+    },
+    /// Changes a tenant's settings. Running servers use them for new
+    /// challenges and enrollments within `tenant_cache_ttl`.
+    #[command(group(
+        ArgGroup::new("changes")
+            .required(true)
+            .multiple(true)
+            .args(["name", "digits", "challenge_ttl", "enrollment_ttl", "default_ttls"])
+    ))]
+    Update {
+        /// The tenant's id.
+        id: String,
+        /// New display name shown in the app.
+        #[arg(long)]
+        name: Option<String>,
+        /// Digits in challenge numbers (2 to 6).
+        #[arg(long)]
+        digits: Option<u8>,
+        /// How long this tenant's challenges wait for an answer (30s to 10m),
+        /// instead of the server's `challenge_ttl`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        challenge_ttl: Option<Duration>,
+        /// How long this tenant's activation codes stay valid (1m to 24h),
+        /// instead of the server's `enrollment_ttl`.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        enrollment_ttl: Option<Duration>,
+        /// Goes back to the server's `challenge_ttl` and `enrollment_ttl`.
+        #[arg(long, conflicts_with_all = ["challenge_ttl", "enrollment_ttl"])]
+        default_ttls: bool,
+    },
 }
 
 pub async fn run(config: &Config, command: TenantCommand) -> CliResult {
@@ -24,6 +68,100 @@ pub async fn run(config: &Config, command: TenantCommand) -> CliResult {
             let tenant = service.create_tenant(&name, digits).await?;
             println!("{}", tenant.id);
         }
+        TenantCommand::List => {
+            let mut table = Table::new([
+                "ID",
+                "DIGITS",
+                "CHALLENGE_TTL",
+                "ENROLLMENT_TTL",
+                "CREATED",
+                "NAME",
+            ]);
+            for tenant in service.list_tenants().await? {
+                table.row([
+                    tenant.id.clone(),
+                    tenant.number_digits.to_string(),
+                    setting(tenant.challenge_ttl),
+                    setting(tenant.enrollment_ttl),
+                    time(tenant.created_at),
+                    tenant.display_name,
+                ]);
+            }
+            print!("{table}");
+        }
+        TenantCommand::Show { id } => {
+            print!("{}", describe(config, &service.tenant_summary(&id).await?));
+        }
+        TenantCommand::Update {
+            id,
+            name,
+            digits,
+            challenge_ttl,
+            enrollment_ttl,
+            default_ttls,
+        } => {
+            let changes = TenantChanges {
+                display_name: name,
+                number_digits: digits,
+                challenge_ttl: challenge_ttl.map(Some).or(default_ttls.then_some(None)),
+                enrollment_ttl: enrollment_ttl.map(Some).or(default_ttls.then_some(None)),
+            };
+            let tenant = service.update_tenant(&id, &changes).await?;
+            print!("{}", settings(config, &tenant));
+            println!(
+                "running servers use these settings for new challenges and enrollments \
+                 within {} (tenant_cache_ttl)",
+                duration(config.tenant_cache_ttl)
+            );
+        }
     }
     Ok(())
+}
+
+/// A tenant's own lifetime, or `default` for the server's.
+fn setting(ttl: Option<Duration>) -> String {
+    ttl.map_or_else(|| "default".to_owned(), duration)
+}
+
+/// A lifetime in effect and where it comes from.
+fn in_effect(ttl: Option<Duration>, default: Duration, key: &str) -> String {
+    match ttl {
+        Some(ttl) => format!("{} (this tenant's)", duration(ttl)),
+        None => format!("{} (the server's {key})", duration(default)),
+    }
+}
+
+/// A tenant's settings, one `name: value` line each.
+fn settings(config: &Config, tenant: &Tenant) -> String {
+    let challenge = in_effect(tenant.challenge_ttl, config.challenge_ttl, "challenge_ttl");
+    let enrollment = in_effect(
+        tenant.enrollment_ttl,
+        config.enrollment_ttl,
+        "enrollment_ttl",
+    );
+    [
+        ("id", tenant.id.clone()),
+        ("name", tenant.display_name.clone()),
+        ("digits", tenant.number_digits.to_string()),
+        ("challenge ttl", challenge),
+        ("enrollment ttl", enrollment),
+        ("created", time(tenant.created_at)),
+    ]
+    .iter()
+    .map(|(name, value)| format!("{:<20}{value}\n", format!("{name}:")))
+    .collect()
+}
+
+/// [`settings`] and the tenant's counts.
+fn describe(config: &Config, summary: &TenantSummary) -> String {
+    let counts = &summary.counts;
+    let mut text = settings(config, &summary.tenant);
+    for (name, value) in [
+        ("users", counts.users),
+        ("active devices", counts.active_devices),
+        ("pending challenges", counts.pending_challenges),
+    ] {
+        text.push_str(&format!("{:<20}{value}\n", format!("{name}:")));
+    }
+    text
 }

@@ -84,6 +84,11 @@ pub struct Config {
     /// database stops working on each replica within this time.
     #[serde(with = "humantime_serde")]
     pub api_key_cache_ttl: Duration,
+    /// How long a tenant's settings, once read from the database, are
+    /// trusted from memory (`0s` reads them on every call). A change made
+    /// with `mfa-server tenant update` reaches each replica within this time.
+    #[serde(with = "humantime_serde")]
+    pub tenant_cache_ttl: Duration,
     /// At most this many failed device signatures per client address per
     /// `signature_window`; past it, device calls from the address are refused.
     pub signature_failure_limit: u32,
@@ -147,6 +152,7 @@ impl Default for Config {
             activation_failure_limit: 10,
             activation_window: Duration::from_secs(15 * 60),
             api_key_cache_ttl: Duration::from_secs(10),
+            tenant_cache_ttl: Duration::from_secs(30),
             signature_failure_limit: 20,
             signature_window: Duration::from_secs(15 * 60),
             max_message_size: 64 * 1024,

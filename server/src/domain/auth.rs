@@ -4,7 +4,7 @@ use super::{
     input, new_id, now_ms, random_bytes, secret_hash, Client, Error, Reason, Result, Service,
 };
 use crate::{
-    model::{ApiKeyRecord, AuditEvent, Device, DeviceState, Role, Tenant},
+    model::{ApiKeyRecord, AuditEvent, Device, DeviceState, Role},
     telemetry::metrics,
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
@@ -44,22 +44,6 @@ pub struct Proof<'a> {
 }
 
 impl Service {
-    /// Creates a tenant (CLI and `--dev`).
-    pub async fn create_tenant(&self, display_name: &str, number_digits: u8) -> Result<Tenant> {
-        input::text("tenant name", display_name, 128)?;
-        if !(2..=6).contains(&number_digits) {
-            return Err(Error::invalid("digits must be between 2 and 6"));
-        }
-        let tenant = Tenant {
-            id: new_id(),
-            display_name: display_name.to_owned(),
-            number_digits,
-            created_at: now_ms(),
-        };
-        self.store().create_tenant(&tenant).await?;
-        Ok(tenant)
-    }
-
     /// Creates an API key for a tenant and role (CLI and `--dev`).
     pub async fn create_api_key(&self, tenant_id: &str, role: Role) -> Result<ApiKey> {
         input::id("tenant", tenant_id)?;

@@ -63,6 +63,7 @@ impl Service {
     ) -> Result<EnrollmentStarted> {
         input::user_id(user_id)?;
         input::email(email)?;
+        let tenant = self.tenant(tenant_id).await?;
         let now = now_ms();
         let code: String = (0..CODE_LENGTH)
             .map(|_| CODE_ALPHABET[OsRng.gen_range(0..CODE_ALPHABET.len())] as char)
@@ -73,7 +74,7 @@ impl Service {
             user_id: user_id.to_owned(),
             state: EnrollmentState::WaitingForScan,
             created_at: now,
-            expires_at: now + self.limits().enrollment_ttl.as_millis() as i64,
+            expires_at: now + self.enrollment_ttl(&tenant).as_millis() as i64,
             device_id: None,
             challenge_id: None,
         };

@@ -12,6 +12,7 @@ mod device;
 mod enrollment;
 mod error;
 pub mod input;
+mod tenant;
 mod watches;
 
 pub use admin::{ResetCounts, UserStatus};
@@ -23,6 +24,7 @@ pub use client::Client;
 pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
 pub use error::{Error, Reason, Result};
+pub use tenant::{TenantSummary, CHALLENGE_TTLS, ENROLLMENT_TTLS};
 pub use watches::WatchSlot;
 
 use crate::{
@@ -52,6 +54,7 @@ pub struct Limits {
     pub activation_failure_limit: u32,
     pub activation_window: Duration,
     pub api_key_cache_ttl: Duration,
+    pub tenant_cache_ttl: Duration,
     pub signature_failure_limit: u32,
     pub signature_window: Duration,
     pub watch_streams_per_tenant: u32,
@@ -72,6 +75,7 @@ impl From<&Config> for Limits {
             activation_failure_limit: c.activation_failure_limit,
             activation_window: c.activation_window,
             api_key_cache_ttl: c.api_key_cache_ttl,
+            tenant_cache_ttl: c.tenant_cache_ttl,
             signature_failure_limit: c.signature_failure_limit,
             signature_window: c.signature_window,
             watch_streams_per_tenant: c.watch_streams_per_tenant,
@@ -97,7 +101,8 @@ struct Inner {
     public_url: String,
     deadlines: deadlines::Deadlines,
     shutdown: watch::Sender<bool>,
-    /// Tenants never change once created, so they are kept for long.
+    /// Tenants by id, kept for `tenant_cache_ttl`: an operator's change
+    /// (`mfa-server tenant update`) reaches every replica within that time.
     tenants: TtlCache<String, Tenant>,
     /// Portal and admin keys by hash, kept for `api_key_cache_ttl`.
     api_keys: TtlCache<[u8; 32], (String, Role)>,
@@ -107,8 +112,8 @@ struct Inner {
     watches: watches::WatchSlots,
 }
 
-/// How long a tenant read from the database (or a parsed device key) is reused.
-const TENANT_CACHE_TTL: Duration = Duration::from_secs(10 * 60);
+/// How long a parsed device key is reused.
+const DEVICE_KEY_CACHE_TTL: Duration = Duration::from_secs(10 * 60);
 /// Bound on each cache's entries.
 const CACHE_CAPACITY: usize = 10_000;
 
@@ -129,9 +134,9 @@ impl Service {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                tenants: TtlCache::new(TENANT_CACHE_TTL, CACHE_CAPACITY),
+                tenants: TtlCache::new(limits.tenant_cache_ttl, CACHE_CAPACITY),
                 api_keys: TtlCache::new(limits.api_key_cache_ttl, CACHE_CAPACITY),
-                device_keys: TtlCache::new(TENANT_CACHE_TTL, CACHE_CAPACITY),
+                device_keys: TtlCache::new(DEVICE_KEY_CACHE_TTL, CACHE_CAPACITY),
                 store,
                 identity,
                 events,
@@ -350,24 +355,9 @@ impl Service {
             answered_by: None,
             context,
             created_at: now,
-            expires_at: now + self.limits().challenge_ttl.as_millis() as i64,
+            expires_at: now + self.challenge_ttl(tenant).as_millis() as i64,
             ended_at: None,
         }
-    }
-
-    async fn tenant(&self, tenant_id: &str) -> Result<Tenant> {
-        if let Some(tenant) = self.inner.tenants.get(tenant_id) {
-            return Ok(tenant);
-        }
-        let tenant = self
-            .store()
-            .get_tenant(tenant_id)
-            .await?
-            .ok_or_else(|| Error::Internal(format!("tenant {tenant_id} vanished")))?;
-        self.inner
-            .tenants
-            .insert(tenant_id.to_owned(), tenant.clone());
-        Ok(tenant)
     }
 }
 

@@ -3,7 +3,7 @@
 //! database across a network, it is given up as unavailable once it outlasts
 //! a deadline, so that a database that stopped answering cannot hang calls.
 
-use super::{Creation, Ended, Quota, Reset, Store, StoreError, StoreResult, Swept};
+use super::{Creation, Ended, Quota, Reset, Store, StoreError, StoreResult, Swept, TenantCounts};
 use crate::{model::*, telemetry::metrics::store_operation};
 use async_trait::async_trait;
 use std::time::{Duration, Instant};
@@ -72,6 +72,9 @@ timed! {
     fn create_tenant(&self, tenant: &Tenant) -> ();
     fn get_tenant(&self, id: &str) -> Option<Tenant>;
     fn count_tenants(&self) -> i64;
+    fn list_tenants(&self) -> Vec<Tenant>;
+    fn update_tenant(&self, id: &str, changes: &TenantChanges) -> Option<Tenant>;
+    fn tenant_counts(&self, id: &str, now: i64) -> TenantCounts;
     fn create_api_key(&self, id: &str, tenant_id: &str, role: Role, key_hash: &[u8; 32], now: i64) -> ();
     fn find_api_key(&self, key_hash: &[u8; 32]) -> Option<(String, Role)>;
     fn get_api_key(&self, id: &str) -> Option<ApiKeyRecord>;

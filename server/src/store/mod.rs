@@ -225,6 +225,16 @@ pub struct Reset {
     pub cancelled_enrollments: Vec<String>,
 }
 
+/// How much a tenant has, for `mfa-server tenant show`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantCounts {
+    pub users: i64,
+    /// Devices that can answer (not revoked, verification finished).
+    pub active_devices: i64,
+    /// Challenges waiting for an answer and not yet due.
+    pub pending_challenges: i64,
+}
+
 /// The statements of [`Store::purge`], the same on every backend: the first
 /// two take the end cutoff, the last the audit cutoff, each as `$1`. Push
 /// deliveries go with their challenge (`ON DELETE CASCADE`).
@@ -279,6 +289,31 @@ pub(crate) const COUNT_AUDIT: &str = "INSERT INTO audit_events
      ON CONFLICT (aggregate_key) WHERE aggregate_key IS NOT NULL
      DO UPDATE SET count = audit_events.count + 1";
 
+/// The statement that inserts a tenant, the same on every backend (`$1`…`$6`:
+/// id, display name, digits, created, challenge and enrollment lifetimes in
+/// milliseconds or NULL).
+pub(crate) const INSERT_TENANT: &str = "INSERT INTO tenants
+     (id, display_name, number_digits, created_at, challenge_ttl_ms, enrollment_ttl_ms)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// The statement of [`Store::update_tenant`], the same on every backend: a
+/// NULL `$1` or `$2` keeps the display name or digits; `$3` (`$5`) says
+/// whether to set the challenge (enrollment) lifetime to `$4` (`$6`), NULL
+/// meaning the server's default; `$7` is the tenant. One statement, so that
+/// two updates of different settings cannot undo each other.
+pub(crate) const UPDATE_TENANT: &str = "UPDATE tenants SET
+         display_name = COALESCE($1, display_name),
+         number_digits = COALESCE($2, number_digits),
+         challenge_ttl_ms = CASE WHEN $3 THEN $4 ELSE challenge_ttl_ms END,
+         enrollment_ttl_ms = CASE WHEN $5 THEN $6 ELSE enrollment_ttl_ms END
+     WHERE id = $7
+     RETURNING *";
+
+/// A lifetime as stored: milliseconds, NULL for the server's default.
+pub(crate) fn lifetime_ms(ttl: Option<Duration>) -> Option<i64> {
+    ttl.map(|ttl| i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// The statement of [`Store::find_api_key`], the same on every backend
 /// (`$1`: the key's hash): a revoked key no longer authenticates.
 pub(crate) const FIND_API_KEY: &str =
@@ -299,6 +334,14 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
     async fn count_tenants(&self) -> StoreResult<i64>;
+    /// Every tenant, oldest first.
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+    /// Applies `changes` to a tenant in one statement; the tenant as it now
+    /// is, or `None` if there is no such tenant.
+    async fn update_tenant(&self, id: &str, changes: &TenantChanges)
+        -> StoreResult<Option<Tenant>>;
+    /// A tenant's users, active devices and challenges pending at `now`.
+    async fn tenant_counts(&self, id: &str, now: i64) -> StoreResult<TenantCounts>;
     async fn create_api_key(
         &self,
         id: &str,

@@ -6,6 +6,7 @@
 use super::{StoreError, StoreResult};
 use crate::model::*;
 use sqlx::{ColumnIndex, Decode, Row, Type};
+use std::time::Duration;
 
 /// Typed column access by name, whatever the backend.
 pub(super) trait Columns {
@@ -90,7 +91,16 @@ pub(super) fn tenant(row: &impl Columns) -> StoreResult<Tenant> {
         number_digits: u8::try_from(row.integer("number_digits")?)
             .map_err(|_| corrupt("number digits"))?,
         created_at: row.integer("created_at")?,
+        challenge_ttl: lifetime(row.optional_integer("challenge_ttl_ms")?, "challenge TTL")?,
+        enrollment_ttl: lifetime(row.optional_integer("enrollment_ttl_ms")?, "enrollment TTL")?,
     })
+}
+
+/// A stored lifetime in milliseconds (NULL: the server's default).
+fn lifetime(ms: Option<i64>, what: &str) -> StoreResult<Option<Duration>> {
+    ms.map(|ms| u64::try_from(ms).map(Duration::from_millis))
+        .transpose()
+        .map_err(|_| corrupt(what))
 }
 
 pub(super) fn user(row: &impl Columns) -> StoreResult<User> {

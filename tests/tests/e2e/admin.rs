@@ -3,7 +3,9 @@
 use mfa_proto::v1::{
     self as proto, ChallengeState, DeviceState, EnrollmentState, PushPlatform, SignInContext,
 };
+use mfa_server::model::TenantChanges;
 use mfa_tests::*;
+use std::time::Duration;
 use tonic::Code;
 
 #[tokio::test]
@@ -271,5 +273,93 @@ async fn a_reset_leaves_a_fraud_block_in_place() {
             .unwrap()
             .state,
         ChallengeState::Approved
+    );
+}
+
+/// Milliseconds since the epoch of a timestamp the server sent.
+fn ms(time: Option<prost_types::Timestamp>) -> i64 {
+    let time = time.expect("a time");
+    time.seconds * 1000 + i64::from(time.nanos) / 1_000_000
+}
+
+/// A tenant's own digits and lifetimes (as `mfa-server tenant update` sets
+/// them) apply to the challenges and enrollments created afterwards, a
+/// refused update changes nothing, and `--default-ttls` brings the server's
+/// lifetimes back.
+#[tokio::test]
+async fn a_tenant_s_own_digits_and_lifetimes_apply_to_what_it_creates_next() {
+    let server = TestServer::start_with(|c| c.tenant_cache_ttl = Duration::ZERO).await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
+    let service = server.service();
+    let tenant = &server.tenant.id;
+    let own = TenantChanges {
+        number_digits: Some(5),
+        challenge_ttl: Some(Some(Duration::from_secs(45))),
+        enrollment_ttl: Some(Some(Duration::from_secs(3 * 60 * 60))),
+        ..Default::default()
+    };
+    service.update_tenant(tenant, &own).await.unwrap();
+    for refused in [
+        TenantChanges {
+            challenge_ttl: Some(Some(Duration::from_secs(29))),
+            ..Default::default()
+        },
+        TenantChanges {
+            number_digits: Some(2),
+            enrollment_ttl: Some(Some(Duration::from_secs(25 * 60 * 60))),
+            ..Default::default()
+        },
+        TenantChanges::default(),
+    ] {
+        let error = service.update_tenant(tenant, &refused).await.unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument, "{error}");
+    }
+    let unknown = service
+        .update_tenant("9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a", &own)
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    assert_eq!(challenge.number.len(), 5, "{challenge:?}");
+    assert_eq!(
+        ms(challenge.expire_time) - ms(challenge.create_time),
+        45_000
+    );
+    let pending = only_pending(&mut phone).await;
+    assert_eq!(pending.number_length, 5);
+    let before = mfa_server::domain::now_ms();
+    let begun = portal.begin_enrollment("v", "v@example.jp").await.unwrap();
+    let after = mfa_server::domain::now_ms();
+    let lifetime = ms(begun.expire_time);
+    assert!(
+        (before + 3 * 3_600_000..=after + 3 * 3_600_000).contains(&lifetime),
+        "an activation code of the tenant's 3h"
+    );
+
+    let defaults = TenantChanges {
+        challenge_ttl: Some(None),
+        enrollment_ttl: Some(None),
+        ..Default::default()
+    };
+    let back = service.update_tenant(tenant, &defaults).await.unwrap();
+    assert_eq!((back.number_digits, back.challenge_ttl), (5, None));
+    let challenge = portal
+        .start_sign_in("u", SignInContext::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        ms(challenge.expire_time) - ms(challenge.create_time),
+        server.config.challenge_ttl.as_millis() as i64
+    );
+    let types = server.audit_types("").await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "tenant.updated").count(),
+        2,
+        "only the updates that happened are audited: {types:?}"
     );
 }

@@ -18,8 +18,8 @@ pub use tls::{DatabaseTls, SslMode};
 
 use super::rows::{self as decode, unique_violation};
 use super::{
-    audit, enrollment_after_verification, Creation, Ended, PoolSettings, Quota, Reset, Store,
-    StoreError, StoreResult, Swept,
+    audit, enrollment_after_verification, lifetime_ms, Creation, Ended, PoolSettings, Quota, Reset,
+    Store, StoreError, StoreResult, Swept, TenantCounts,
 };
 use crate::model::*;
 use async_trait::async_trait;
@@ -250,16 +250,16 @@ impl Store for PostgresStore {
     }
 
     async fn create_tenant(&self, t: &Tenant) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO tenants (id, display_name, number_digits, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&t.id)
-        .bind(&t.display_name)
-        .bind(i64::from(t.number_digits))
-        .bind(t.created_at)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| unique_violation(e, "tenant id"))?;
+        sqlx::query(super::INSERT_TENANT)
+            .bind(&t.id)
+            .bind(&t.display_name)
+            .bind(i64::from(t.number_digits))
+            .bind(t.created_at)
+            .bind(lifetime_ms(t.challenge_ttl))
+            .bind(lifetime_ms(t.enrollment_ttl))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_violation(e, "tenant id"))?;
         Ok(())
     }
 
@@ -275,6 +275,50 @@ impl Store for PostgresStore {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT * FROM tenants ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode::tenant).collect()
+    }
+
+    async fn update_tenant(
+        &self,
+        id: &str,
+        changes: &TenantChanges,
+    ) -> StoreResult<Option<Tenant>> {
+        let row = sqlx::query(super::UPDATE_TENANT)
+            .bind(&changes.display_name)
+            .bind(changes.number_digits.map(i64::from))
+            .bind(changes.challenge_ttl.is_some())
+            .bind(changes.challenge_ttl.and_then(lifetime_ms))
+            .bind(changes.enrollment_ttl.is_some())
+            .bind(changes.enrollment_ttl.and_then(lifetime_ms))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::tenant).transpose()
+    }
+
+    async fn tenant_counts(&self, id: &str, now: i64) -> StoreResult<TenantCounts> {
+        let (users, active_devices, pending_challenges) = sqlx::query_as(
+            "SELECT
+                 (SELECT COUNT(*) FROM users WHERE tenant_id = $1),
+                 (SELECT COUNT(*) FROM devices WHERE tenant_id = $1 AND state = 'active'),
+                 (SELECT COUNT(*) FROM challenges
+                  WHERE tenant_id = $1 AND state = 'pending' AND expires_at > $2)",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(TenantCounts {
+            users,
+            active_devices,
+            pending_challenges,
+        })
     }
 
     async fn create_api_key(

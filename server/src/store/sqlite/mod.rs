@@ -19,7 +19,10 @@
 mod checkpoint;
 
 use super::rows::{self as decode, Columns};
-use super::{audit, Creation, Ended, Quota, Reset, Store, StoreError, StoreResult, Swept};
+use super::{
+    audit, lifetime_ms, Creation, Ended, Quota, Reset, Store, StoreError, StoreResult, Swept,
+    TenantCounts,
+};
 use crate::model::*;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, Params};
@@ -415,8 +418,15 @@ impl Store for SqliteStore {
         self.write(|c| {
             insert(
                 c,
-                "INSERT INTO tenants (id, display_name, number_digits, created_at) VALUES (?, ?, ?, ?)",
-                params![t.id, t.display_name, t.number_digits, t.created_at],
+                super::INSERT_TENANT,
+                params![
+                    t.id,
+                    t.display_name,
+                    t.number_digits,
+                    t.created_at,
+                    lifetime_ms(t.challenge_ttl),
+                    lifetime_ms(t.enrollment_ttl)
+                ],
                 "tenant id",
             )
         })
@@ -432,6 +442,61 @@ impl Store for SqliteStore {
 
     async fn count_tenants(&self) -> StoreResult<i64> {
         self.read(|c| scalar(c, "SELECT COUNT(*) FROM tenants", []))
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        self.read(|c| {
+            all(
+                c,
+                "SELECT * FROM tenants ORDER BY created_at, id",
+                [],
+                |row| decode::tenant(row),
+            )
+        })
+    }
+
+    async fn update_tenant(
+        &self,
+        id: &str,
+        changes: &TenantChanges,
+    ) -> StoreResult<Option<Tenant>> {
+        self.write(|c| {
+            optional(
+                c,
+                super::UPDATE_TENANT,
+                params![
+                    changes.display_name,
+                    changes.number_digits,
+                    changes.challenge_ttl.is_some(),
+                    changes.challenge_ttl.and_then(lifetime_ms),
+                    changes.enrollment_ttl.is_some(),
+                    changes.enrollment_ttl.and_then(lifetime_ms),
+                    id
+                ],
+                |row| decode::tenant(row),
+            )
+        })
+    }
+
+    async fn tenant_counts(&self, id: &str, now: i64) -> StoreResult<TenantCounts> {
+        self.read(|c| {
+            let counts = c
+                .prepare_cached(
+                    "SELECT
+                     (SELECT COUNT(*) FROM users WHERE tenant_id = ?1),
+                     (SELECT COUNT(*) FROM devices WHERE tenant_id = ?1 AND state = 'active'),
+                     (SELECT COUNT(*) FROM challenges INDEXED BY challenges_pending_by_user
+                      WHERE tenant_id = ?1 AND state = 'pending' AND expires_at > ?2)",
+                )?
+                .query_row(params![id, now], |row| {
+                    Ok(TenantCounts {
+                        users: row.get(0)?,
+                        active_devices: row.get(1)?,
+                        pending_challenges: row.get(2)?,
+                    })
+                })?;
+            Ok(counts)
+        })
     }
 
     async fn create_api_key(
