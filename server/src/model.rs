@@ -149,6 +149,11 @@ pub struct ApiKeyRecord {
     pub created_at: i64,
     /// Once set, the key no longer authenticates.
     pub revoked_at: Option<i64>,
+    /// When it last authenticated, recorded at most once a minute and only
+    /// when a server read it from the database (not from its key cache): it
+    /// may be earlier than the true last use by up to a minute plus
+    /// `api_key_cache_ttl`.
+    pub last_used_at: Option<i64>,
 }
 
 /// A person, as the portal identifies them.

@@ -214,15 +214,56 @@ async fn an_operator_lists_and_revokes_api_keys() {
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     stop(child);
 
-    // Revoking again says so; the listing shows when it was revoked.
+    // Revoking again says so; the listing shows when it was revoked, and
+    // when the running server last saw each key.
     let again = api_key(&["revoke", &portal_id]);
     assert!(stdout(&again).contains("already revoked"), "{again:?}");
     outputs.push(again);
     let listed = api_key(&["list", "--tenant", &tenant]);
     let listing = stdout(&listed);
+    assert_eq!(
+        listing
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["ID", "ROLE", "CREATED", "REVOKED", "LAST_USED", "TENANT"],
+        "{listing}"
+    );
     let portal_row = row(&listing, &portal_id);
     assert!(portal_row[3].ends_with('Z'), "a revocation time: {listing}");
-    assert_eq!(row(&listing, &admin_id)[3], "-");
+    assert!(portal_row[4].ends_with('Z'), "a last use: {listing}");
+    assert_eq!(portal_row[5], tenant, "{listing}");
+    let admin_row = row(&listing, &admin_id);
+    assert_eq!((&*admin_row[3], &*admin_row[4]), ("-", "-"), "never used");
+    outputs.push(listed);
+
+    // Without --tenant, every tenant's keys.
+    let other = stdout(&run(
+        mfa_server(dir.path()).args(["tenant", "create", "--name", "Other"])
+    ));
+    let (other_id, other_key) = {
+        let created = api_key(&["create", "--tenant", &other, "--role", "admin"]);
+        let stderr = String::from_utf8_lossy(&created.stderr).into_owned();
+        let id = stderr
+            .split("key id ")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        (id, stdout(&created))
+    };
+    let listed = api_key(&["list"]);
+    let listing = stdout(&listed);
+    assert_eq!(row(&listing, &other_id)[5], other, "{listing}");
+    assert_eq!(row(&listing, &portal_id)[5], tenant, "{listing}");
+    assert!(
+        !stdout(&api_key(&["list", "--tenant", &tenant])).contains(&other_id),
+        "--tenant lists that tenant's keys only"
+    );
     outputs.push(listed);
 
     // An unknown id, and a key pasted instead of its id, are errors.
@@ -238,7 +279,9 @@ async fn an_operator_lists_and_revokes_api_keys() {
         for text in [&output.stdout, &output.stderr] {
             let text = String::from_utf8_lossy(text);
             assert!(
-                !text.contains(&portal_key) && !text.contains(&admin_key),
+                !text.contains(&portal_key)
+                    && !text.contains(&admin_key)
+                    && !text.contains(&other_key),
                 "a key is printed"
             );
         }

@@ -193,13 +193,21 @@ async fn values_come_back_exactly_as_stored() {
             Err(StoreError::Duplicate(_))
         ));
 
+        let key = ApiKeyRecord {
+            id: id("key"),
+            tenant_id: tenant.id.clone(),
+            role: Role::Admin,
+            created_at: NOW,
+            revoked_at: None,
+            last_used_at: None,
+        };
         store
-            .create_api_key(&id("key"), &tenant.id, Role::Admin, &[1; 32], NOW)
+            .create_api_key(&key.id, &tenant.id, Role::Admin, &[1; 32], NOW)
             .await
             .unwrap();
         assert_eq!(
             store.find_api_key(&[1; 32]).await.unwrap(),
-            Some((tenant.id.clone(), Role::Admin)),
+            Some(key),
             "{name}"
         );
 
@@ -800,6 +808,7 @@ async fn a_revoked_api_key_is_still_listed_but_no_longer_found() {
             role,
             created_at,
             revoked_at,
+            last_used_at: None,
         };
         let (portal, admin) = (id("key"), id("key"));
         store
@@ -821,7 +830,7 @@ async fn a_revoked_api_key_is_still_listed_but_no_longer_found() {
         assert_eq!(store.find_api_key(&[5; 32]).await.unwrap(), None, "{name}");
         assert_eq!(
             store.find_api_key(&[6; 32]).await.unwrap(),
-            Some((tenant.id.clone(), Role::Admin)),
+            Some(key(&admin, Role::Admin, NOW + 1, None)),
             "{name}"
         );
         let revoked = key(&portal, Role::Portal, NOW, Some(NOW + 5));
@@ -832,8 +841,93 @@ async fn a_revoked_api_key_is_still_listed_but_no_longer_found() {
         );
         assert_eq!(store.get_api_key("no-such-key").await.unwrap(), None);
         assert_eq!(
-            store.list_api_keys(&tenant.id).await.unwrap(),
+            store.list_api_keys(Some(&tenant.id)).await.unwrap(),
             vec![revoked, key(&admin, Role::Admin, NOW + 1, None)],
+            "{name}"
+        );
+    }
+}
+
+/// A key's last use is written only over an older one, so that a busy key
+/// (or every replica noting the same use) costs at most one write a minute;
+/// listing without a tenant shows every tenant's keys.
+#[tokio::test]
+async fn a_key_s_last_use_is_written_at_most_once_a_minute() {
+    for backend in backends("a_key_s_last_use_is_written_at_most_once_a_minute").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let tenant = tenant(store).await;
+        let other = self::tenant(store).await;
+        let (used, unused, others) = (id("key"), id("key"), id("key"));
+        for (key, tenant, hash) in [
+            (&used, &tenant, 8),
+            (&unused, &tenant, 9),
+            (&others, &other, 10),
+        ] {
+            store
+                .create_api_key(key, &tenant.id, Role::Portal, &[hash; 32], NOW)
+                .await
+                .unwrap();
+        }
+        let minute = 60_000;
+        let last_use = || async {
+            store
+                .get_api_key(&used)
+                .await
+                .unwrap()
+                .unwrap()
+                .last_used_at
+        };
+        assert!(store
+            .record_api_key_use(&used, NOW, NOW - minute)
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .record_api_key_use(&used, NOW + 30_000, NOW + 30_000 - minute)
+                .await
+                .unwrap(),
+            "{name}: a use recorded within the minute is kept"
+        );
+        assert_eq!(last_use().await, Some(NOW), "{name}");
+        assert!(store
+            .record_api_key_use(&used, NOW + minute + 1, NOW + 1)
+            .await
+            .unwrap());
+        assert_eq!(last_use().await, Some(NOW + minute + 1), "{name}");
+        assert_eq!(
+            store
+                .find_api_key(&[8; 32])
+                .await
+                .unwrap()
+                .unwrap()
+                .last_used_at,
+            Some(NOW + minute + 1),
+            "{name}: authentication reads the last use"
+        );
+        assert!(!store
+            .record_api_key_use("no-such-key", NOW, NOW)
+            .await
+            .unwrap());
+
+        let listed = |keys: Vec<ApiKeyRecord>| {
+            keys.into_iter()
+                .filter(|k| k.tenant_id == tenant.id || k.tenant_id == other.id)
+                .map(|k| (k.id, k.last_used_at))
+                .collect::<Vec<_>>()
+        };
+        let mut all = listed(store.list_api_keys(None).await.unwrap());
+        all.sort();
+        let mut expected = vec![
+            (used.clone(), Some(NOW + minute + 1)),
+            (unused.clone(), None),
+            (others.clone(), None),
+        ];
+        expected.sort();
+        assert_eq!(all, expected, "{name}: every tenant's keys");
+        assert_eq!(
+            listed(store.list_api_keys(Some(&other.id)).await.unwrap()),
+            [(others.clone(), None)],
             "{name}"
         );
     }

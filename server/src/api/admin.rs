@@ -18,7 +18,9 @@ impl AdminApi {
     }
 
     async fn tenant<T>(&self, request: &Request<T>) -> Result<String, Status> {
-        authorize(&self.service, request, Role::Admin).await
+        Ok(authorize(&self.service, request, Role::Admin)
+            .await?
+            .tenant_id)
     }
 }
 

@@ -47,12 +47,12 @@ impl From<domain::Error> for Status {
     }
 }
 
-/// The tenant of the request's API key, which must have `role`.
+/// The holder of the request's API key, which must have `role`.
 async fn authorize<T>(
     service: &Service,
     request: &Request<T>,
     role: Role,
-) -> Result<String, Status> {
+) -> Result<domain::KeyHolder, Status> {
     let secret = request
         .metadata()
         .get("authorization")

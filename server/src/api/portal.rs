@@ -19,7 +19,9 @@ impl PortalApi {
     }
 
     async fn tenant<T>(&self, request: &Request<T>) -> Result<String, Status> {
-        authorize(&self.service, request, Role::Portal).await
+        Ok(authorize(&self.service, request, Role::Portal)
+            .await?
+            .tenant_id)
     }
 }
 

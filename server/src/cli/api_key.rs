@@ -1,6 +1,6 @@
 //! `mfa-server api-key …`: the portal's and administrators' keys.
 
-use super::{optional_time, time, CliResult};
+use super::{optional_time, time, CliResult, Table};
 use clap::{Subcommand, ValueEnum};
 use mfa_server::{config::Config, model::Role, server};
 
@@ -15,12 +15,12 @@ pub enum ApiKeyCommand {
         #[arg(long, value_enum)]
         role: KeyRole,
     },
-    /// Lists a tenant's API keys: id, role, when created and revoked (never
-    /// the keys themselves).
+    /// Lists API keys: id, role, when created, revoked and last used, and
+    /// tenant (never the keys themselves).
     List {
-        /// The tenant's id.
+        /// Only this tenant's keys; every tenant's without it.
         #[arg(long)]
-        tenant: String,
+        tenant: Option<String>,
     },
     /// Revokes an API key. Running servers accept it for at most
     /// `api_key_cache_ttl` more.
@@ -52,16 +52,19 @@ pub async fn run(config: &Config, command: ApiKeyCommand) -> CliResult {
             );
         }
         ApiKeyCommand::List { tenant } => {
-            let keys = service.list_api_keys(&tenant).await?;
-            println!("{}", columns(["ID", "ROLE", "CREATED", "REVOKED"]));
-            for key in &keys {
-                let revoked = optional_time(key.revoked_at);
-                let created = time(key.created_at);
-                println!(
-                    "{}",
-                    columns([&key.id, key.role.as_str(), &created, &revoked])
-                );
+            let keys = service.list_api_keys(tenant.as_deref()).await?;
+            let mut table = Table::new(["ID", "ROLE", "CREATED", "REVOKED", "LAST_USED", "TENANT"]);
+            for key in keys {
+                table.row([
+                    key.id,
+                    key.role.as_str().to_owned(),
+                    time(key.created_at),
+                    optional_time(key.revoked_at),
+                    optional_time(key.last_used_at),
+                    key.tenant_id,
+                ]);
             }
+            print!("{table}");
         }
         ApiKeyCommand::Revoke { id } => match service.revoke_api_key(&id).await? {
             (key, true) => println!(
@@ -80,9 +83,4 @@ pub async fn run(config: &Config, command: ApiKeyCommand) -> CliResult {
         },
     }
     Ok(())
-}
-
-/// One row of `api-key list`: id, role, created, revoked.
-fn columns([id, role, created, revoked]: [&str; 4]) -> String {
-    format!("{id:<36}  {role:<6}  {created:<20}  {revoked}")
 }

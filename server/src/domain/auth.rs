@@ -9,6 +9,7 @@ use crate::{
 };
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use mfa_proto::{signing, status};
+use std::time::Duration;
 
 /// Prefix of every API key, so that leaked keys are easy to recognise.
 const API_KEY_PREFIX: &str = "mfak_";
@@ -20,6 +21,18 @@ const SIGNATURE_BY_DEVICE: &str = "device_signature.device";
 /// `ErrorInfo.metadata` key of `API_KEY_WRONG_ROLE`: the role the service
 /// requires (`portal` or `admin`).
 pub const REQUIRED_ROLE: &str = "required_role";
+
+/// How often at most a key's last use is written: `api-key list` shows it
+/// to within this plus `api_key_cache_ttl`.
+pub const KEY_USE_PRECISION: Duration = Duration::from_secs(60);
+
+/// Whom a portal or admin call speaks for: the tenant, and the key it
+/// presented (named in the audit log of what it does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyHolder {
+    pub tenant_id: String,
+    pub key_id: String,
+}
 
 /// A freshly created API key; the secret is shown once and stored hashed.
 pub struct ApiKey {
@@ -77,11 +90,14 @@ impl Service {
         Ok(key)
     }
 
-    /// A tenant's API keys, revoked ones included, oldest first (CLI).
-    pub async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>> {
-        input::id("tenant", tenant_id)?;
-        if self.store().get_tenant(tenant_id).await?.is_none() {
-            return Err(Error::not_found("tenant"));
+    /// A tenant's API keys (every tenant's for `None`), revoked ones
+    /// included, oldest first (CLI).
+    pub async fn list_api_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ApiKeyRecord>> {
+        if let Some(tenant_id) = tenant_id {
+            input::id("tenant", tenant_id)?;
+            if self.store().get_tenant(tenant_id).await?.is_none() {
+                return Err(Error::not_found("tenant"));
+            }
         }
         Ok(self.store().list_api_keys(tenant_id).await?)
     }
@@ -116,7 +132,7 @@ impl Service {
         Ok((key, revoked))
     }
 
-    /// The tenant of a valid key of this role, presented by `client`. No key
+    /// The holder of a valid key of this role, presented by `client`. No key
     /// (or something that is not one) is `API_KEY_MISSING`, an unknown or
     /// revoked key `API_KEY_INVALID`, both UNAUTHENTICATED; a valid key of
     /// the other role is `API_KEY_WRONG_ROLE`, PERMISSION_DENIED: the caller
@@ -126,7 +142,7 @@ impl Service {
         secret: Option<&str>,
         role: Role,
         client: &Client,
-    ) -> Result<String> {
+    ) -> Result<KeyHolder> {
         let Some(secret) = secret.filter(|s| s.starts_with(API_KEY_PREFIX)) else {
             self.audit_auth_failure(None, "missing or malformed API key", client)
                 .await;
@@ -140,16 +156,20 @@ impl Service {
             Some(found) => Some(found),
             None => {
                 let found = self.store().find_api_key(&hash).await?;
-                if let Some(found) = &found {
-                    self.inner.api_keys.insert(hash, found.clone());
+                if let Some(key) = &found {
+                    self.note_key_use(key).await;
+                    self.inner.api_keys.insert(hash, key.clone());
                 }
                 found
             }
         };
         match found {
-            Some((tenant_id, key_role)) if key_role == role => Ok(tenant_id),
-            Some((tenant_id, _)) => {
-                self.audit_auth_failure(Some(tenant_id), "API key of another role", client)
+            Some(key) if key.role == role => Ok(KeyHolder {
+                tenant_id: key.tenant_id,
+                key_id: key.id,
+            }),
+            Some(key) => {
+                self.audit_auth_failure(Some(key.tenant_id), "API key of another role", client)
                     .await;
                 Err(Error::refused(
                     Reason::ApiKeyWrongRole,
@@ -165,6 +185,26 @@ impl Service {
                     "unknown or revoked API key",
                 ))
             }
+        }
+    }
+
+    /// Records that a call presented `key` now, at most once per
+    /// [`KEY_USE_PRECISION`] (across replicas too: the store writes only over
+    /// an older time). Only keys read from the database come here, so calls
+    /// answered from the key cache cost nothing. A failed write is logged and
+    /// the call goes on: the last use is for the operator's information.
+    async fn note_key_use(&self, key: &ApiKeyRecord) {
+        let now = now_ms();
+        let unless_since = now - KEY_USE_PRECISION.as_millis() as i64;
+        if key.last_used_at.is_some_and(|at| at >= unless_since) {
+            return;
+        }
+        if let Err(error) = self
+            .store()
+            .record_api_key_use(&key.id, now, unless_since)
+            .await
+        {
+            tracing::warn!(%error, key_id = %key.id, "could not record an API key's use");
         }
     }
 

@@ -16,8 +16,8 @@ mod tenant;
 mod watches;
 
 pub use admin::{ResetCounts, UserStatus};
-pub use auth::ApiKey;
 pub use auth::Proof;
+pub use auth::{ApiKey, KeyHolder, KEY_USE_PRECISION};
 pub use challenge::Answer;
 pub use challenge::Decision;
 pub use client::Client;
@@ -105,7 +105,7 @@ struct Inner {
     /// (`mfa-server tenant update`) reaches every replica within that time.
     tenants: TtlCache<String, Tenant>,
     /// Portal and admin keys by hash, kept for `api_key_cache_ttl`.
-    api_keys: TtlCache<[u8; 32], (String, Role)>,
+    api_keys: TtlCache<[u8; 32], ApiKeyRecord>,
     /// Device public keys, decompressed once: the value follows from the
     /// bytes alone, so it can never be stale.
     device_keys: TtlCache<[u8; 32], VerifyingKey>,

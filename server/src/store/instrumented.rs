@@ -76,9 +76,10 @@ timed! {
     fn update_tenant(&self, id: &str, changes: &TenantChanges) -> Option<Tenant>;
     fn tenant_counts(&self, id: &str, now: i64) -> TenantCounts;
     fn create_api_key(&self, id: &str, tenant_id: &str, role: Role, key_hash: &[u8; 32], now: i64) -> ();
-    fn find_api_key(&self, key_hash: &[u8; 32]) -> Option<(String, Role)>;
+    fn find_api_key(&self, key_hash: &[u8; 32]) -> Option<ApiKeyRecord>;
     fn get_api_key(&self, id: &str) -> Option<ApiKeyRecord>;
-    fn list_api_keys(&self, tenant_id: &str) -> Vec<ApiKeyRecord>;
+    fn list_api_keys(&self, tenant_id: Option<&str>) -> Vec<ApiKeyRecord>;
+    fn record_api_key_use(&self, id: &str, now: i64, unless_since: i64) -> bool;
     fn revoke_api_key(&self, id: &str, now: i64) -> bool;
     fn get_user(&self, tenant_id: &str, user_id: &str) -> Option<User>;
     fn set_blocked_until(&self, tenant_id: &str, user_id: &str, until: Option<i64>) -> bool;

@@ -314,10 +314,31 @@ pub(crate) fn lifetime_ms(ttl: Option<Duration>) -> Option<i64> {
     ttl.map(|ttl| i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The columns of an [`ApiKeyRecord`] (never the hash).
+macro_rules! api_key_columns {
+    () => {
+        "SELECT id, tenant_id, role, created_at, revoked_at, last_used_at FROM api_keys"
+    };
+}
+
 /// The statement of [`Store::find_api_key`], the same on every backend
 /// (`$1`: the key's hash): a revoked key no longer authenticates.
-pub(crate) const FIND_API_KEY: &str =
-    "SELECT tenant_id, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL";
+pub(crate) const FIND_API_KEY: &str = concat!(
+    api_key_columns!(),
+    " WHERE key_hash = $1 AND revoked_at IS NULL"
+);
+/// The statement of [`Store::get_api_key`] (`$1`: the key's id).
+pub(crate) const GET_API_KEY: &str = concat!(api_key_columns!(), " WHERE id = $1");
+/// The statement of [`Store::list_api_keys`] (`$1`: the tenant, or NULL for
+/// every tenant's keys).
+pub(crate) const LIST_API_KEYS: &str = concat!(
+    api_key_columns!(),
+    " WHERE CAST($1 AS TEXT) IS NULL OR tenant_id = $1 ORDER BY created_at, id"
+);
+/// The statement of [`Store::record_api_key_use`] (`$1` now, `$2` the key,
+/// `$3` the time before which an earlier use is rewritten).
+pub(crate) const RECORD_API_KEY_USE: &str =
+    "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)";
 
 /// The operations the service needs from its database.
 #[async_trait]
@@ -350,12 +371,16 @@ pub trait Store: Send + Sync + 'static {
         key_hash: &[u8; 32],
         now: i64,
     ) -> StoreResult<()>;
-    /// The tenant and role of the unrevoked key with this hash.
-    async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<(String, Role)>>;
+    /// The unrevoked key with this hash.
+    async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKeyRecord>>;
     /// The key with this id, revoked or not.
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>>;
-    /// A tenant's keys, revoked ones included, oldest first.
-    async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// A tenant's keys (every tenant's for `None`), revoked ones included,
+    /// oldest first.
+    async fn list_api_keys(&self, tenant_id: Option<&str>) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Records that a key authenticated at `now`, unless a use at or after
+    /// `unless_since` is recorded already; true if it wrote.
+    async fn record_api_key_use(&self, id: &str, now: i64, unless_since: i64) -> StoreResult<bool>;
     /// Revokes a key unless already revoked; true if it changed.
     async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool>;
 

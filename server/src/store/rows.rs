@@ -66,21 +66,14 @@ pub(super) fn unique_violation(error: sqlx::Error, what: &'static str) -> StoreE
     }
 }
 
-pub(super) fn role(row: &impl Columns) -> StoreResult<(String, Role)> {
-    Ok((
-        row.text("tenant_id")?,
-        parse(Role::parse(&row.text("role")?), "role")?,
-    ))
-}
-
 pub(super) fn api_key(row: &impl Columns) -> StoreResult<ApiKeyRecord> {
-    let (tenant_id, role) = role(row)?;
     Ok(ApiKeyRecord {
         id: row.text("id")?,
-        tenant_id,
-        role,
+        tenant_id: row.text("tenant_id")?,
+        role: parse(Role::parse(&row.text("role")?), "role")?,
         created_at: row.integer("created_at")?,
         revoked_at: row.optional_integer("revoked_at")?,
+        last_used_at: row.optional_integer("last_used_at")?,
     })
 }
 

@@ -363,3 +363,45 @@ async fn a_tenant_s_own_digits_and_lifetimes_apply_to_what_it_creates_next() {
         "only the updates that happened are audited: {types:?}"
     );
 }
+
+/// A key's last use is written when a server reads the key from the
+/// database, and at most once a minute: however busy, a key costs one write
+/// a minute, and `api-key list` shows the use to within that.
+#[tokio::test]
+async fn a_key_s_last_use_is_recorded_at_most_once_a_minute() {
+    use mfa_server::model::Role;
+    let server = TestServer::start_with(|c| c.api_key_cache_ttl = Duration::ZERO).await;
+    let server = &server;
+    let last_use = |role: Role| async move {
+        server
+            .service()
+            .list_api_keys(Some(&server.tenant.id))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|k| k.role == role)
+            .expect("a key of the role")
+            .last_used_at
+    };
+    assert_eq!(last_use(Role::Portal).await, None, "not used yet");
+    let before = mfa_server::domain::now_ms();
+    let portal = server.portal().await;
+    portal.user_status("u").await.unwrap();
+    let first = last_use(Role::Portal).await.expect("the use is recorded");
+    assert!(first >= before);
+    // So that a second write could not carry the same time.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    for _ in 0..5 {
+        portal.user_status("u").await.unwrap();
+    }
+    assert_eq!(
+        last_use(Role::Portal).await,
+        Some(first),
+        "every call read the key from the database, none rewrote its use"
+    );
+    assert_eq!(
+        last_use(Role::Admin).await,
+        None,
+        "the admin key was not used"
+    );
+}

@@ -765,7 +765,10 @@ async fn racing_sign_ins_for_one_user_never_overshoot_the_limit() {
 /// Revokes the default tenant's portal key, as `mfa-server api-key revoke` does.
 async fn revoke_portal_key(server: &TestServer) {
     let service = server.service();
-    let keys = service.list_api_keys(&server.tenant.id).await.unwrap();
+    let keys = service
+        .list_api_keys(Some(&server.tenant.id))
+        .await
+        .unwrap();
     let portal = keys
         .iter()
         .find(|k| k.role == mfa_server::model::Role::Portal)

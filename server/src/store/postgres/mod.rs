@@ -341,33 +341,38 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<(String, Role)>> {
+    async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKeyRecord>> {
         let row = sqlx::query(super::FIND_API_KEY)
             .bind(&key_hash[..])
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(decode::role).transpose()
-    }
-
-    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, role, created_at, revoked_at FROM api_keys WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
         row.as_ref().map(decode::api_key).transpose()
     }
 
-    async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, tenant_id, role, created_at, revoked_at FROM api_keys
-             WHERE tenant_id = $1 ORDER BY created_at, id",
-        )
-        .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await?;
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = sqlx::query(super::GET_API_KEY)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::api_key).transpose()
+    }
+
+    async fn list_api_keys(&self, tenant_id: Option<&str>) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows = sqlx::query(super::LIST_API_KEYS)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(decode::api_key).collect()
+    }
+
+    async fn record_api_key_use(&self, id: &str, now: i64, unless_since: i64) -> StoreResult<bool> {
+        let written = sqlx::query(super::RECORD_API_KEY_USE)
+            .bind(now)
+            .bind(id)
+            .bind(unless_since)
+            .execute(&self.pool)
+            .await?;
+        Ok(written.rows_affected() == 1)
     }
 
     async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool> {

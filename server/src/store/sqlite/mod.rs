@@ -517,10 +517,10 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<(String, Role)>> {
+    async fn find_api_key(&self, key_hash: &[u8; 32]) -> StoreResult<Option<ApiKeyRecord>> {
         self.read(|c| {
             optional(c, super::FIND_API_KEY, [&key_hash[..]], |row| {
-                decode::role(row)
+                decode::api_key(row)
             })
         })
     }
@@ -1028,25 +1028,21 @@ impl Store for SqliteStore {
     }
 
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        self.read(|c| optional(c, super::GET_API_KEY, [id], |row| decode::api_key(row)))
+    }
+
+    async fn list_api_keys(&self, tenant_id: Option<&str>) -> StoreResult<Vec<ApiKeyRecord>> {
         self.read(|c| {
-            optional(
-                c,
-                "SELECT id, tenant_id, role, created_at, revoked_at FROM api_keys WHERE id = ?",
-                [id],
-                |row| decode::api_key(row),
-            )
+            all(c, super::LIST_API_KEYS, [tenant_id], |row| {
+                decode::api_key(row)
+            })
         })
     }
 
-    async fn list_api_keys(&self, tenant_id: &str) -> StoreResult<Vec<ApiKeyRecord>> {
-        self.read(|c| {
-            all(
-                c,
-                "SELECT id, tenant_id, role, created_at, revoked_at FROM api_keys
-                 WHERE tenant_id = ? ORDER BY created_at, id",
-                [tenant_id],
-                |row| decode::api_key(row),
-            )
+    async fn record_api_key_use(&self, id: &str, now: i64, unless_since: i64) -> StoreResult<bool> {
+        self.write(|c| {
+            let written = execute(c, super::RECORD_API_KEY_USE, params![now, id, unless_since])?;
+            Ok(written == 1)
         })
     }
 
