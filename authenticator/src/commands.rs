@@ -170,19 +170,20 @@ async fn watch(accounts: &Accounts, poll_interval: Duration) -> Result<(), Failu
     );
     let mut terminal = Terminal::new();
     let mut seen = HashSet::new();
-    let mut revoked = HashSet::new();
+    // Devices the server revoked or no longer knows: asking again is useless.
+    let mut removed = HashSet::new();
     loop {
         for Opened { app, .. } in &mut opened {
             let device_id = app.account().device_id.clone();
-            if revoked.contains(&device_id) {
+            if removed.contains(&device_id) {
                 continue;
             }
             let pending = match app.pending_challenges().await {
                 Ok(pending) => pending,
                 Err(error) => {
                     eprintln!("{}", terminal::explain(&error));
-                    if error.is_device_revoked() {
-                        revoked.insert(device_id);
+                    if error.is_device_revoked() || error.is_device_unknown() {
+                        removed.insert(device_id);
                     }
                     continue;
                 }
@@ -201,7 +202,7 @@ async fn watch(accounts: &Accounts, poll_interval: Duration) -> Result<(), Failu
                 }
             }
         }
-        if revoked.len() == opened.len() {
+        if removed.len() == opened.len() {
             return Err(failure("no account can receive sign-in requests any more"));
         }
         tokio::time::sleep(poll_interval).await;

@@ -128,6 +128,9 @@ pub fn explain(error: &Error) -> String {
     } else if error.is_device_revoked() {
         "This device was removed by your administrator (for example after a lost phone was reported). \
          Remove the account with `mfa-authenticator remove --account <e-mail>` and enroll again from the portal."
+    } else if error.is_device_unknown() {
+        "The server no longer knows this device (for example, your administrator deleted your account). \
+         Remove the account with `mfa-authenticator remove --account <e-mail>`, and enroll again from the portal if you still need it."
     } else if error.is_user_blocked() {
         "Your account is blocked after a \"this wasn't me\" report. Ask your administrator to check and unblock it."
     } else if error.is_challenge_expired() {

@@ -5,7 +5,7 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use mfa_sdk::{
-    proto::{EnrollmentState, ResetUserMethodsRequest},
+    proto::{DeleteUserRequest, EnrollmentState, ResetUserMethodsRequest},
     ChallengeState, DenyReason, SignInContext,
 };
 use mfa_tests::{verification_number, within, TestServer};
@@ -231,6 +231,37 @@ async fn fraud_report_then_blocked_user_then_revoked_device() {
     // Removing the revoked account deletes it here.
     let mut remove = authenticator(home.path(), &["remove", "--account", "taro@example.jp"]);
     on_terminal(|| remove.exp_string("Removed the account of taro@example.jp."));
+    assert_eq!(exit_code(&mut remove), 0);
+    assert!(!home.path().join("account-1.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_user_is_told_so_and_can_remove_the_account() {
+    let server = TestServer::start().await;
+    let home = tempfile::tempdir().unwrap();
+    enroll_in_terminal(
+        &server,
+        home.path(),
+        "user-3",
+        "jiro@example.jp",
+        Entry::QrLink,
+    )
+    .await;
+    let mut admin = server.admin().await;
+    let deleted = admin
+        .delete_user(DeleteUserRequest {
+            user_id: "user-3".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(deleted.user_found);
+
+    let mut unknown = authenticator(home.path(), &["approve", "--number", "42"]);
+    on_terminal(|| unknown.exp_string("your administrator deleted your account"));
+    assert_eq!(exit_code(&mut unknown), 1);
+    let mut remove = authenticator(home.path(), &["remove", "--account", "jiro@example.jp"]);
+    on_terminal(|| remove.exp_string("Removed the account of jiro@example.jp."));
     assert_eq!(exit_code(&mut remove), 0);
     assert!(!home.path().join("account-1.json").exists());
 }

@@ -251,8 +251,9 @@ impl Authenticator {
 
     /// Removes this device from the server, then deletes the saved account.
     ///
-    /// A device the server already revoked is deleted locally all the same.
-    /// On any other error the account stays saved; [`open`](Self::open) it to
+    /// A device the server already revoked, or no longer knows (an
+    /// administrator deleted the user), is deleted locally all the same. On
+    /// any other error the account stays saved; [`open`](Self::open) it to
     /// try again.
     pub async fn remove(mut self, store: &dyn KeyStore) -> Result<(), Error> {
         let request = RemoveDeviceRequest {
@@ -265,7 +266,7 @@ impl Authenticator {
             .map_err(Error::from)
         {
             Ok(_) => {}
-            Err(e) if e.is_device_revoked() => {}
+            Err(e) if e.is_device_revoked() || e.is_device_unknown() => {}
             Err(e) => return Err(e),
         }
         store.delete()

@@ -79,7 +79,7 @@ pub fn request_decoding(data: &[u8]) {
     };
     let h = harness();
     let code = h.runtime.block_on(async {
-        match selector % 18 {
+        match selector % 19 {
             0 => code(h.device.complete_enrollment(plain(body)?).await),
             1 => code(h.device.list_pending_challenges(plain(body)?).await),
             2 => code(h.device.respond_to_challenge(plain(body)?).await),
@@ -145,9 +145,14 @@ pub fn request_decoding(data: &[u8]) {
                     .unblock_user(with_key(decode(body)?, &h.admin_key))
                     .await,
             ),
-            _ => code(
+            17 => code(
                 h.admin
                     .list_audit_events(with_key(decode(body)?, &h.admin_key))
+                    .await,
+            ),
+            _ => code(
+                h.admin
+                    .delete_user(with_key(decode(body)?, &h.admin_key))
                     .await,
             ),
         }

@@ -49,7 +49,8 @@ pub enum Reason {
     ApiKeyWrongRole,
     /// The service requires a TLS client certificate and none was presented.
     ClientCertificateRequired,
-    /// The device id of a device call is not a registered device.
+    /// The device id of a device call is not a registered device (never
+    /// registered, or its user was deleted).
     DeviceUnknown,
     /// A device's signature (request proof, approval or enrollment proof of
     /// possession) does not verify.

@@ -684,3 +684,118 @@ async fn an_operator_lists_shows_and_updates_tenants_beside_a_running_server() {
     );
     stop(child);
 }
+
+/// `user delete` on the SQLite file of a running server: the server refuses
+/// the deleted user's phone at once, the deletion is audited as the
+/// command's, and deleting again (or a user who never was) succeeds with
+/// nothing to delete; bad input is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_deletes_a_user_beside_a_running_server() {
+    use mfa_proto::v1::{admin_service_client::AdminServiceClient, ListAuditEventsRequest};
+    use mfa_sdk::{
+        portal::{BearerAuth, RelyingParty},
+        Authenticator, DeviceInfo, EnrollmentUri, MemoryKeyStore, PushPlatform,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| run(mfa_server(dir.path()).args(args));
+    let tenant = stdout(&cli(&["tenant", "create", "--name", "Acme"]));
+    let key = |role| {
+        stdout(&cli(&[
+            "api-key", "create", "--tenant", &tenant, "--role", role,
+        ]))
+    };
+    let (portal_key, admin_key) = (key("portal"), key("admin"));
+    let (child, _, addr) = serve(dir.path(), false);
+    let url = format!("http://{addr}");
+    let portal = RelyingParty::connect(&url, &portal_key).await.unwrap();
+
+    let begun = portal.begin_enrollment("u", "u@example.jp").await.unwrap();
+    let info = DeviceInfo {
+        name: "Pixel".into(),
+        push_platform: PushPlatform::None,
+        push_token: String::new(),
+    };
+    let (mut phone, verification) = Authenticator::enroll(
+        &EnrollmentUri::parse(&begun.qr_uri).unwrap(),
+        info,
+        &MemoryKeyStore::new(),
+    )
+    .await
+    .unwrap();
+    let mut watch = portal.watch_enrollment(&begun.enrollment_id).await.unwrap();
+    let number = loop {
+        let enrollment = watch.message().await.unwrap().unwrap().enrollment.unwrap();
+        if !enrollment.verification_number.is_empty() {
+            break enrollment.verification_number;
+        }
+    };
+    phone.approve(&verification, &number).await.unwrap();
+    phone.pending_challenges().await.expect("enrolled");
+
+    let user = |args: &[&str]| run(mfa_server(dir.path()).arg("user").args(args));
+    let deleted = stdout(&user(&["delete", "--tenant", &tenant, "--user", "u"]));
+    assert_eq!(
+        deleted,
+        format!(
+            "deleted user \"u\" of tenant {tenant}: 1 devices, 1 challenges (0 pending, \
+             cancelled), 1 enrollments (0 open, cancelled); {} audit events anonymised",
+            deleted
+                .rsplit("; ")
+                .next()
+                .and_then(|s| s.split(' ').next())
+                .unwrap()
+        )
+    );
+    let refused = phone.pending_challenges().await.unwrap_err();
+    assert!(refused.is_device_unknown(), "{refused:?}");
+    assert!(portal.user_status("u").await.unwrap().devices.is_empty());
+
+    let channel = tonic::transport::Channel::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin =
+        AdminServiceClient::with_interceptor(channel, BearerAuth::new(&admin_key).unwrap());
+    let events = admin
+        .list_audit_events(ListAuditEventsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events[0].event_type, "user.deleted");
+    assert!(
+        events[0].detail.ends_with("; by mfa-server user delete"),
+        "{:?}",
+        events[0]
+    );
+    assert!(events.iter().all(|e| e.user_id.is_empty()), "{events:?}");
+    stop(child);
+
+    for user_id in ["u", "never-enrolled"] {
+        let again = stdout(&user(&["delete", "--tenant", &tenant, "--user", user_id]));
+        assert_eq!(
+            again,
+            format!("no user {user_id:?} in tenant {tenant}: nothing to delete")
+        );
+    }
+    let unknown = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a";
+    for (args, message) in [
+        (
+            vec!["delete", "--tenant", unknown, "--user", "u"],
+            "tenant not found",
+        ),
+        (
+            vec!["delete", "--tenant", "acme", "--user", "u"],
+            "tenant must be a UUID",
+        ),
+        (
+            vec!["delete", "--tenant", &tenant, "--user", ""],
+            "user_id is required",
+        ),
+        (vec!["delete", "--tenant", &tenant], "--user <USER>"),
+    ] {
+        let error = failure(&user(&args));
+        assert!(error.contains(message), "{args:?}: {error}");
+    }
+}

@@ -262,6 +262,45 @@ impl TestServer {
         database.dump().await.into_bytes()
     }
 
+    /// Every row of every table as text, on either backend: what the
+    /// database still holds for anyone who queries it (unlike
+    /// [`Self::database_dump`], not the bytes of rows deleted but not yet
+    /// overwritten).
+    pub async fn database_rows(&self) -> String {
+        use sqlx::{Connection, Row};
+        if let Some(database) = self.database() {
+            return database.dump().await;
+        }
+        let url = format!("sqlite://{}", self.dir().join("mfa.db").display());
+        let mut connection = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("database connection");
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .fetch_all(&mut connection)
+                .await
+                .expect("table list");
+        let mut rows = String::new();
+        for table in tables {
+            let columns: Vec<String> =
+                sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                    .fetch_all(&mut connection)
+                    .await
+                    .expect("column list");
+            let quoted: Vec<String> = columns.iter().map(|c| format!("quote(\"{c}\")")).collect();
+            let sql = format!("SELECT {} FROM \"{table}\"", quoted.join(" || ',' || "));
+            for row in sqlx::query(&sql)
+                .fetch_all(&mut connection)
+                .await
+                .expect("table rows")
+            {
+                rows.push_str(&row.get::<String, _>(0));
+                rows.push('\n');
+            }
+        }
+        rows
+    }
+
     /// The portal of the default tenant.
     pub async fn portal(&self) -> RelyingParty {
         self.portal_with(&self.tenant.portal_key).await

@@ -8,7 +8,7 @@
 use mfa_server::{
     model::*,
     server::open_store,
-    store::{Creation, Ended, Quota, Store, StoreError, TenantCounts},
+    store::{Creation, Deletion, Ended, Quota, Store, StoreError, TenantCounts},
 };
 use mfa_tests::{
     postgres::{self, TestDatabase},
@@ -1117,6 +1117,295 @@ async fn tenants_are_listed_updated_setting_by_setting_and_counted() {
         assert_eq!(
             store.tenant_counts("no-such-tenant", NOW).await.unwrap(),
             TenantCounts::default(),
+            "{name}"
+        );
+    }
+}
+
+/// Deleting a user erases their record, devices (with their nonces),
+/// challenges (with their push deliveries) and enrollments in one step,
+/// cancelling what was open first; their audit events stay without anything
+/// that points to them, and the deletion's own entry names no one. Another
+/// user, and the same user id in another tenant, are untouched; deleting
+/// again finds nothing and writes nothing.
+#[tokio::test]
+async fn deleting_a_user_erases_their_data_and_anonymises_their_audit_events() {
+    for backend in
+        backends("deleting_a_user_erases_their_data_and_anonymises_their_audit_events").await
+    {
+        let store = &*backend.store;
+        let name = backend.name;
+        let tenant = tenant(store).await;
+        let other_tenant = self::tenant(store).await;
+
+        // aiko: an active device and a revoked one, an ended and a pending
+        // sign-in (with a push delivery), an open enrollment, a used nonce.
+        let device = enrolled_user(store, &tenant, "aiko").await;
+        let revoked = enrolled_user(store, &tenant, "aiko").await;
+        assert!(store.revoke_device(&revoked.id, NOW + 2).await.unwrap());
+        let denied = challenge(&tenant, "aiko", ChallengeKind::SignIn, NOW + 60_000);
+        create(store, &denied).await;
+        let deny = Ending {
+            deny_reason: Some(DenyReason::UserDenied),
+            answered_by: Some(device.id.clone()),
+            ..Ending::unanswered(ChallengeState::Denied)
+        };
+        store
+            .end_challenge(&denied.id, &deny, NOW + 3)
+            .await
+            .unwrap()
+            .unwrap();
+        let pending = challenge(&tenant, "aiko", ChallengeKind::SignIn, NOW + 60_000);
+        create(store, &pending).await;
+        store
+            .save_delivery(&PushDelivery {
+                challenge_id: pending.id.clone(),
+                device_id: device.id.clone(),
+                push_platform: PushPlatform::Fcm,
+                state: DeliveryState::Sent,
+                attempts: 1,
+                provider_message_id: "projects/p/messages/7".into(),
+                reason: String::new(),
+                updated_at: NOW,
+            })
+            .await
+            .unwrap();
+        let open = enrollment(&tenant, "aiko");
+        store
+            .create_enrollment(&open, "aiko@example.jp", &unique_code_hash())
+            .await
+            .unwrap();
+        assert!(store
+            .use_nonce(&device.id, &[4; 16], NOW + 300_000)
+            .await
+            .unwrap());
+        // Entries the domain writes: one with the device's name and the
+        // phone's address, one naming only the device, an aggregated one.
+        let registered = AuditEvent {
+            tenant_id: Some(tenant.id.clone()),
+            at: NOW,
+            event_type: "enrollment.device_registered".into(),
+            user_id: Some("aiko".into()),
+            device_id: Some(device.id.clone()),
+            detail: "device \"Aiko's Pixel\", push fcm".into(),
+            client_address: Some("198.51.100.7".into()),
+            ..Default::default()
+        };
+        store.append_audit(&registered).await.unwrap();
+        store
+            .append_audit(&AuditEvent {
+                event_type: "device.push_token_invalid".into(),
+                user_id: None,
+                detail: "Unregistered".into(),
+                client_address: None,
+                ..registered.clone()
+            })
+            .await
+            .unwrap();
+        let failure = AuditEvent {
+            event_type: "device.bad_signature".into(),
+            detail: "signature does not verify".into(),
+            ..registered.clone()
+        };
+        let key = format!("minute|aiko|{}|198.51.100.7", device.id);
+        store.count_audit(&failure, &key).await.unwrap();
+
+        // The same user id in another tenant, and another user.
+        let namesake = enrolled_user(store, &other_tenant, "aiko").await;
+        let namesakes_challenge =
+            challenge(&other_tenant, "aiko", ChallengeKind::SignIn, NOW + 60_000);
+        create(store, &namesakes_challenge).await;
+        let kenji = enrolled_user(store, &tenant, "kenji").await;
+        let kenjis_audit = store
+            .list_audit(&tenant.id, Some("kenji"), None, 100)
+            .await
+            .unwrap();
+        let namesakes_audit = store
+            .list_audit(&other_tenant.id, Some("aiko"), None, 100)
+            .await
+            .unwrap();
+        let aikos_entries = store
+            .list_audit(&tenant.id, Some("aiko"), None, 100)
+            .await
+            .unwrap()
+            .len();
+
+        let deleted = store
+            .delete_user(&tenant.id, "aiko", "admin key k-1", NOW + 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            deleted,
+            Deletion {
+                found: true,
+                devices: 2,
+                // Two verifications, the denied and the pending sign-in.
+                challenges: 4,
+                // Two verified, one open.
+                enrollments: 3,
+                cancelled_challenges: vec![pending.id.clone()],
+                cancelled_sign_ins: 1,
+                cancelled_enrollments: vec![open.id.clone()],
+                // Hers, and the one naming only her device.
+                anonymised_audit_events: aikos_entries as u64 + 1,
+            },
+            "{name}"
+        );
+
+        assert_eq!(store.get_user(&tenant.id, "aiko").await.unwrap(), None);
+        assert_eq!(
+            store.user_with_devices(&tenant.id, "aiko").await.unwrap(),
+            None,
+            "{name}"
+        );
+        for id in [&device.id, &revoked.id] {
+            assert_eq!(store.get_device(id).await.unwrap(), None, "{name}");
+        }
+        for id in [&denied.id, &pending.id] {
+            assert_eq!(store.get_challenge(id).await.unwrap(), None, "{name}");
+        }
+        assert!(store.list_deliveries(&pending.id).await.unwrap().is_empty());
+        assert_eq!(store.get_enrollment(&open.id).await.unwrap(), None);
+        assert!(
+            store
+                .use_nonce(&device.id, &[4; 16], NOW + 300_000)
+                .await
+                .unwrap(),
+            "{name}: the device's nonces are forgotten"
+        );
+        assert_eq!(store.count_pending_challenges().await.unwrap(), 1, "{name}");
+
+        let events = store
+            .list_audit(&tenant.id, None, None, 1000)
+            .await
+            .unwrap();
+        let kenjis_device = Some(kenji.id.as_str());
+        for event in &events {
+            if event.user_id.as_deref() == Some("kenji")
+                || event.device_id.as_deref() == kenjis_device
+            {
+                continue;
+            }
+            assert_eq!(
+                (
+                    &event.user_id,
+                    &event.device_id,
+                    &event.challenge_id,
+                    &event.enrollment_id,
+                    &event.client_address
+                ),
+                (&None, &None, &None, &None, &None),
+                "{name}: {event:?}"
+            );
+            assert!(
+                !event.detail.contains("aiko") && !event.detail.contains("Pixel"),
+                "{name}: {event:?}"
+            );
+        }
+        let kept = |event_type: &str| {
+            events
+                .iter()
+                .filter(|e| e.event_type == event_type && e.user_id.is_none())
+                .map(|e| e.detail.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kept("challenge.denied"),
+            ["user_denied"],
+            "{name}: a deny reason stays"
+        );
+        assert_eq!(kept("enrollment.device_registered"), [""], "{name}");
+        let aggregated = events
+            .iter()
+            .find(|e| e.event_type == "device.bad_signature")
+            .expect("the aggregated entry stays");
+        assert_eq!(aggregated.count, 1, "{name}");
+        // Its key named her: a new failure with that key is an entry of its own.
+        store.count_audit(&failure, &key).await.unwrap();
+        let counted = store
+            .list_audit(&tenant.id, None, None, 1000)
+            .await
+            .unwrap();
+        let counts = |id: i64| counted.iter().find(|e| e.id == id).map(|e| e.count);
+        assert_eq!(counts(aggregated.id), Some(1), "{name}");
+        assert_eq!(counted.len(), events.len() + 1, "{name}");
+        let deletion = &events[0];
+        assert_eq!(
+            (deletion.event_type.as_str(), &deletion.user_id, deletion.at),
+            ("user.deleted", &None, NOW + 10),
+            "{name}: the newest entry"
+        );
+        assert_eq!(
+            deletion.detail,
+            format!(
+                "deleted 2 devices, 4 challenges (1 pending) and 3 enrollments (1 open); \
+                 anonymised {} audit events; by admin key k-1",
+                aikos_entries + 1
+            ),
+            "{name}"
+        );
+
+        // Nobody else lost anything.
+        assert!(store
+            .get_user(&other_tenant.id, "aiko")
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store.get_device(&namesake.id).await.unwrap().is_some());
+        assert_eq!(
+            store
+                .get_challenge(&namesakes_challenge.id)
+                .await
+                .unwrap()
+                .map(|c| c.state),
+            Some(ChallengeState::Pending),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .list_audit(&other_tenant.id, Some("aiko"), None, 100)
+                .await
+                .unwrap(),
+            namesakes_audit,
+            "{name}"
+        );
+        assert!(store.get_device(&kenji.id).await.unwrap().is_some());
+        assert_eq!(
+            store
+                .list_audit(&tenant.id, Some("kenji"), None, 100)
+                .await
+                .unwrap(),
+            kenjis_audit,
+            "{name}"
+        );
+
+        // Again: nothing to delete, nothing written.
+        let before = store
+            .list_audit(&tenant.id, None, None, 1000)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .delete_user(&tenant.id, "aiko", "admin key k-1", NOW + 20)
+                .await
+                .unwrap(),
+            Deletion::default(),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .delete_user(&tenant.id, "nobody", "admin key k-1", NOW + 20)
+                .await
+                .unwrap(),
+            Deletion::default(),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .list_audit(&tenant.id, None, None, 1000)
+                .await
+                .unwrap(),
+            before,
             "{name}"
         );
     }

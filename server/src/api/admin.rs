@@ -1,7 +1,10 @@
 //! `mfa.v1.AdminService`: what the tenant's administrators call.
 
 use super::{authorize, convert};
-use crate::{domain::Service, model::Role};
+use crate::{
+    domain::{KeyHolder, Service},
+    model::Role,
+};
 use mfa_proto::v1::{admin_service_server::AdminService, *};
 use tonic::{Request, Response, Status};
 
@@ -18,9 +21,12 @@ impl AdminApi {
     }
 
     async fn tenant<T>(&self, request: &Request<T>) -> Result<String, Status> {
-        Ok(authorize(&self.service, request, Role::Admin)
-            .await?
-            .tenant_id)
+        Ok(self.caller(request).await?.tenant_id)
+    }
+
+    /// The tenant and key of the administrator calling.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<KeyHolder, Status> {
+        authorize(&self.service, request, Role::Admin).await
     }
 }
 
@@ -79,6 +85,27 @@ impl AdminService for AdminApi {
             .unblock_user(&tenant, &request.into_inner().user_id)
             .await?;
         Ok(Response::new(UnblockUserResponse {}))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<DeleteUserRequest>,
+    ) -> Result<Response<DeleteUserResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let by = format!("admin key {}", caller.key_id);
+        let counts = self
+            .service
+            .delete_user(&caller.tenant_id, &request.into_inner().user_id, &by)
+            .await?;
+        Ok(Response::new(DeleteUserResponse {
+            user_found: counts.user_found,
+            deleted_devices: counts.deleted_devices,
+            deleted_challenges: counts.deleted_challenges,
+            deleted_enrollments: counts.deleted_enrollments,
+            cancelled_challenges: counts.cancelled_challenges,
+            cancelled_enrollments: counts.cancelled_enrollments,
+            anonymised_audit_events: counts.anonymised_audit_events,
+        }))
     }
 
     async fn list_audit_events(

@@ -1,6 +1,6 @@
 //! The operator's commands. This file holds the command line's shape and
 //! sends each command to its file: [`serve`] (`serve`, `migrate`),
-//! [`tenant`], [`api_key`], [`stats`] and [`config`]. Each opens the
+//! [`tenant`], [`api_key`], [`user`], [`stats`] and [`config`]. Each opens the
 //! database named by the configuration, so that it works beside a running
 //! server (SQLite in WAL mode lets a second process in; PostgreSQL is shared
 //! anyway).
@@ -10,6 +10,7 @@ mod config;
 mod serve;
 mod stats;
 mod tenant;
+mod user;
 
 use clap::{Parser, Subcommand};
 use mfa_server::{config::Config, telemetry};
@@ -56,6 +57,11 @@ enum Command {
         #[command(subcommand)]
         command: api_key::ApiKeyCommand,
     },
+    /// Manages a tenant's users.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
     /// Shows the configuration in effect.
     Config {
         #[command(subcommand)]
@@ -81,6 +87,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Migrate => serve::migrate(config).await,
         Command::Tenant { command } => tenant::run(config, command).await,
         Command::ApiKey { command } => api_key::run(config, command).await,
+        Command::User { command } => user::run(config, command).await,
         Command::Config { command } => config::run(&loaded, command),
         Command::Stats { url } => stats::run(&url).await,
     }

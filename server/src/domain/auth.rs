@@ -59,10 +59,7 @@ pub struct Proof<'a> {
 impl Service {
     /// Creates an API key for a tenant and role (CLI and `--dev`).
     pub async fn create_api_key(&self, tenant_id: &str, role: Role) -> Result<ApiKey> {
-        input::id("tenant", tenant_id)?;
-        if self.store().get_tenant(tenant_id).await?.is_none() {
-            return Err(Error::not_found("tenant"));
-        }
+        self.known_tenant(tenant_id).await?;
         let secret = format!(
             "{API_KEY_PREFIX}{}",
             URL_SAFE_NO_PAD.encode(random_bytes::<32>())
@@ -94,10 +91,7 @@ impl Service {
     /// included, oldest first (CLI).
     pub async fn list_api_keys(&self, tenant_id: Option<&str>) -> Result<Vec<ApiKeyRecord>> {
         if let Some(tenant_id) = tenant_id {
-            input::id("tenant", tenant_id)?;
-            if self.store().get_tenant(tenant_id).await?.is_none() {
-                return Err(Error::not_found("tenant"));
-            }
+            self.known_tenant(tenant_id).await?;
         }
         Ok(self.store().list_api_keys(tenant_id).await?)
     }

@@ -15,7 +15,7 @@ pub mod input;
 mod tenant;
 mod watches;
 
-pub use admin::{ResetCounts, UserStatus};
+pub use admin::{DeletionCounts, ResetCounts, UserStatus};
 pub use auth::Proof;
 pub use auth::{ApiKey, KeyHolder, KEY_USE_PRECISION};
 pub use challenge::Answer;

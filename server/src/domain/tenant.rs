@@ -46,15 +46,19 @@ impl Service {
         Ok(self.store().list_tenants().await?)
     }
 
+    /// The tenant named by an operator (CLI): NOT_FOUND if there is none.
+    pub async fn known_tenant(&self, tenant_id: &str) -> Result<Tenant> {
+        input::id("tenant", tenant_id)?;
+        self.store()
+            .get_tenant(tenant_id)
+            .await?
+            .ok_or(Error::not_found("tenant"))
+    }
+
     /// A tenant with its counts of users, active devices and pending
     /// challenges (CLI).
     pub async fn tenant_summary(&self, tenant_id: &str) -> Result<TenantSummary> {
-        input::id("tenant", tenant_id)?;
-        let tenant = self
-            .store()
-            .get_tenant(tenant_id)
-            .await?
-            .ok_or(Error::not_found("tenant"))?;
+        let tenant = self.known_tenant(tenant_id).await?;
         let counts = self.store().tenant_counts(tenant_id, now_ms()).await?;
         Ok(TenantSummary { tenant, counts })
     }

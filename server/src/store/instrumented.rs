@@ -3,7 +3,9 @@
 //! database across a network, it is given up as unavailable once it outlasts
 //! a deadline, so that a database that stopped answering cannot hang calls.
 
-use super::{Creation, Ended, Quota, Reset, Store, StoreError, StoreResult, Swept, TenantCounts};
+use super::{
+    Creation, Deletion, Ended, Quota, Reset, Store, StoreError, StoreResult, Swept, TenantCounts,
+};
 use crate::{model::*, telemetry::metrics::store_operation};
 use async_trait::async_trait;
 use std::time::{Duration, Instant};
@@ -105,6 +107,7 @@ timed! {
     fn purge(&self, ended_before: i64, audit_before: i64) -> u64;
     fn next_deadline(&self) -> Option<i64>;
     fn reset_user(&self, tenant_id: &str, user_id: &str, now: i64) -> Reset;
+    fn delete_user(&self, tenant_id: &str, user_id: &str, by: &str, now: i64) -> Deletion;
     fn record_failure(&self, scope: &str, key: &str, now: i64) -> ();
     fn count_failures(&self, scope: &str, key: &str, since: i64) -> i64;
     fn append_audit(&self, event: &AuditEvent) -> ();

@@ -102,6 +102,32 @@ pub(crate) mod audit {
         }
     }
 
+    /// A user was deleted, by `by` (an admin key, the command line): the
+    /// counts only, and no user id, so that the entry names no one.
+    pub fn user_deleted(
+        tenant_id: &str,
+        deleted: &super::Deletion,
+        by: &str,
+        at: i64,
+    ) -> AuditEvent {
+        AuditEvent {
+            tenant_id: Some(tenant_id.to_owned()),
+            at,
+            event_type: "user.deleted".into(),
+            detail: format!(
+                "deleted {} devices, {} challenges ({} pending) and {} enrollments ({} open); \
+                 anonymised {} audit events; by {by}",
+                deleted.devices,
+                deleted.challenges,
+                deleted.cancelled_challenges.len(),
+                deleted.enrollments,
+                deleted.cancelled_enrollments.len(),
+                deleted.anonymised_audit_events,
+            ),
+            ..Default::default()
+        }
+    }
+
     /// The entries of one sweep: expired challenges and enrollments.
     pub fn swept(swept: &super::Swept, at: i64) -> Vec<AuditEvent> {
         let challenges = swept.challenges.iter().map(|e| ended(e, None, at));
@@ -223,6 +249,57 @@ pub struct Reset {
     /// How many of the cancelled challenges were sign-ins.
     pub cancelled_sign_ins: u32,
     pub cancelled_enrollments: Vec<String>,
+}
+
+/// What deleting a user removed ([`Store::delete_user`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deletion {
+    /// False if there was no such user: nothing was deleted or written.
+    pub found: bool,
+    pub devices: u64,
+    pub challenges: u64,
+    pub enrollments: u64,
+    /// The deleted challenges that were pending, cancelled first.
+    pub cancelled_challenges: Vec<String>,
+    /// How many of the cancelled challenges were sign-ins.
+    pub cancelled_sign_ins: u32,
+    /// The deleted enrollments that were open, cancelled first.
+    pub cancelled_enrollments: Vec<String>,
+    /// The user's audit events kept without anything that points to them.
+    pub anonymised_audit_events: u64,
+}
+
+/// The statements of [`Store::delete_user`] that are the same on every
+/// backend, each taking the tenant as `$1` and the user as `$2`, in the
+/// order they run (after the user's pending challenges are cancelled).
+pub(crate) mod delete_user {
+    /// Cancels the user's open enrollments, returning their ids.
+    pub const CANCEL_ENROLLMENTS: &str = "UPDATE enrollments SET state = 'cancelled'
+         WHERE tenant_id = $1 AND user_id = $2 AND state IN ('waiting_for_scan', 'device_registered')
+         RETURNING id";
+    /// Keeps the user's audit events (and those naming a device of theirs)
+    /// as a record of what happened when, without what could point back to
+    /// the person: the user, device, challenge and enrollment ids, the
+    /// client address, the aggregation key (which repeats them) and the
+    /// detail, unless the detail is one of the fixed words of its event type
+    /// (a deny reason, the fraud block, the reset counts, a terms version).
+    pub const ANONYMISE_AUDIT: &str = "UPDATE audit_events SET
+             user_id = NULL, device_id = NULL, challenge_id = NULL, enrollment_id = NULL,
+             client_address = NULL, aggregate_key = NULL,
+             detail = CASE WHEN event_type IN
+                 ('challenge.denied', 'user.blocked', 'user.reset', 'terms.accepted')
+                 THEN detail ELSE '' END
+         WHERE tenant_id = $1
+           AND (user_id = $2 OR device_id IN (SELECT id FROM devices WHERE tenant_id = $1 AND user_id = $2))";
+    /// Forgets the request nonces of the user's devices.
+    pub const NONCES: &str = "DELETE FROM device_nonces
+         WHERE device_id IN (SELECT id FROM devices WHERE tenant_id = $1 AND user_id = $2)";
+    /// Deletes the user's challenges; their push deliveries go with them
+    /// (`ON DELETE CASCADE`).
+    pub const CHALLENGES: &str = "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2";
+    pub const ENROLLMENTS: &str = "DELETE FROM enrollments WHERE tenant_id = $1 AND user_id = $2";
+    pub const DEVICES: &str = "DELETE FROM devices WHERE tenant_id = $1 AND user_id = $2";
+    pub const USER: &str = "DELETE FROM users WHERE tenant_id = $1 AND user_id = $2";
 }
 
 /// How much a tenant has, for `mfa-server tenant show`.
@@ -487,6 +564,20 @@ pub trait Store: Send + Sync + 'static {
     async fn next_deadline(&self) -> StoreResult<Option<i64>>;
     /// Revokes all of a user's devices and cancels everything open.
     async fn reset_user(&self, tenant_id: &str, user_id: &str, now: i64) -> StoreResult<Reset>;
+    /// Deletes a user and everything of theirs, in one transaction: their
+    /// pending challenges and open enrollments are cancelled first (so that,
+    /// on a shared database, every replica's watchers hear of them), their
+    /// audit events anonymised, then their nonces, challenges (with push
+    /// deliveries), enrollments, devices and record deleted, and the deletion
+    /// audited ([`audit::user_deleted`], naming `by`). An unknown user is
+    /// `found: false`, and nothing is written.
+    async fn delete_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        by: &str,
+        now: i64,
+    ) -> StoreResult<Deletion>;
 
     async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()>;
     async fn count_failures(&self, scope: &str, key: &str, since: i64) -> StoreResult<i64>;

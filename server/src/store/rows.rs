@@ -239,19 +239,26 @@ pub(super) fn audit_event(row: &impl Columns) -> StoreResult<AuditEvent> {
     })
 }
 
+/// How many of the cancelled challenges, given as `(id, kind)`, were
+/// sign-ins, and their ids.
+pub(super) fn cancelled(cancelled: Vec<(String, String)>) -> (Vec<String>, u32) {
+    let sign_ins = cancelled
+        .iter()
+        .filter(|(_, kind)| kind == ChallengeKind::SignIn.as_str())
+        .count() as u32;
+    (cancelled.into_iter().map(|(id, _)| id).collect(), sign_ins)
+}
+
 /// The reset summary of cancelled challenges given as `(id, kind)`.
 pub(super) fn reset(
     revoked_devices: Vec<String>,
     cancelled: Vec<(String, String)>,
     cancelled_enrollments: Vec<String>,
 ) -> super::Reset {
-    let cancelled_sign_ins = cancelled
-        .iter()
-        .filter(|(_, kind)| kind == ChallengeKind::SignIn.as_str())
-        .count() as u32;
+    let (cancelled_challenges, cancelled_sign_ins) = self::cancelled(cancelled);
     super::Reset {
         revoked_devices,
-        cancelled_challenges: cancelled.into_iter().map(|(id, _)| id).collect(),
+        cancelled_challenges,
         cancelled_sign_ins,
         cancelled_enrollments,
     }

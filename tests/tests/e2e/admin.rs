@@ -405,3 +405,178 @@ async fn a_key_s_last_use_is_recorded_at_most_once_a_minute() {
         "the admin key was not used"
     );
 }
+
+/// An administrator deletes a user: the watch on their pending sign-in ends
+/// (NOT_FOUND), their phone is refused as unknown, nothing in the database
+/// names them any more, the deletion is audited with counts and the admin
+/// key's id only, and deleting again succeeds with nothing to delete. The
+/// same user id in another tenant, and another user, keep everything.
+#[tokio::test]
+async fn deleting_a_user_erases_them_and_ends_what_was_open() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let mut admin = server.admin().await;
+    let mut phone = server
+        .enroll_device(
+            &portal,
+            "hanako",
+            "hanako@example.jp",
+            phone_info("Hanako's Pixel"),
+        )
+        .await;
+    let mut kenji = server.enroll(&portal, "kenji", "kenji@example.jp").await;
+    let elsewhere = server.create_tenant("Elsewhere", 2).await;
+    let other_portal = server.portal_with(&elsewhere.portal_key).await;
+    let mut namesake = server
+        .enroll(&other_portal, "hanako", "hanako@elsewhere.example")
+        .await;
+
+    let challenge = portal
+        .start_sign_in("hanako", SignInContext::default())
+        .await
+        .unwrap();
+    let mut watch = portal
+        .watch_challenge(&challenge.challenge_id)
+        .await
+        .unwrap();
+    watch.message().await.unwrap();
+    let open = portal
+        .begin_enrollment("hanako", "hanako@example.jp")
+        .await
+        .unwrap();
+    let mut enrollment_watch = portal.watch_enrollment(&open.enrollment_id).await.unwrap();
+    enrollment_watch.message().await.unwrap();
+
+    let delete = |user_id: &str| proto::DeleteUserRequest {
+        user_id: user_id.into(),
+    };
+    let deleted = admin
+        .delete_user(delete("hanako"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        deleted,
+        proto::DeleteUserResponse {
+            user_found: true,
+            deleted_devices: 1,
+            // The verification round and the sign-in.
+            deleted_challenges: 2,
+            deleted_enrollments: 2,
+            cancelled_challenges: 1,
+            cancelled_enrollments: 1,
+            anonymised_audit_events: deleted.anonymised_audit_events,
+        }
+    );
+    assert!(deleted.anonymised_audit_events >= 5, "{deleted:?}");
+
+    let ended = within(watch.message()).await.unwrap_err();
+    assert_eq!(ended.code(), Code::NotFound, "{ended:?}");
+    let ended = within(enrollment_watch.message()).await.unwrap_err();
+    assert_eq!(ended.code(), Code::NotFound, "{ended:?}");
+    let refused = phone.pending_challenges().await.unwrap_err();
+    assert!(refused.is_device_unknown(), "{refused:?}");
+    let device_id = phone.account().device_id.clone();
+    let saved = mfa_sdk::MemoryKeyStore::new();
+    mfa_sdk::KeyStore::save(&saved, phone.account()).unwrap();
+    phone
+        .remove(&saved)
+        .await
+        .expect("the app forgets a deleted account");
+    assert!(mfa_sdk::KeyStore::load(&saved).unwrap().is_none());
+    let gone = portal
+        .get_challenge(&challenge.challenge_id)
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Some(Code::NotFound));
+    let status = portal.user_status("hanako").await.unwrap();
+    assert!(
+        status.devices.is_empty() && status.email.is_empty(),
+        "{status:?}"
+    );
+    assert!(server.audit_events("hanako").await.is_empty());
+
+    let admin_key = server
+        .service()
+        .list_api_keys(Some(&server.tenant.id))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.role == mfa_server::model::Role::Admin)
+        .unwrap()
+        .id;
+    let events = server.audit_events("").await;
+    let deletion = events
+        .iter()
+        .find(|e| e.event_type == "user.deleted")
+        .expect("the deletion is audited");
+    assert!(deletion.user_id.is_empty(), "{deletion:?}");
+    assert!(
+        deletion
+            .detail
+            .ends_with(&format!("; by admin key {admin_key}")),
+        "{deletion:?}"
+    );
+    let rows = server.database_rows().await;
+    for personal in [
+        "hanako@example.jp",
+        "Hanako's Pixel",
+        device_id.as_str(),
+        challenge.challenge_id.as_str(),
+        open.enrollment_id.as_str(),
+    ] {
+        assert!(!rows.contains(personal), "{personal} is still stored");
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.user_id == "hanako" || e.detail.contains("hanako")),
+        "{events:?}"
+    );
+
+    // Again, and for someone who never was: nothing to delete, no error.
+    for user_id in ["hanako", "nobody"] {
+        let again = admin
+            .delete_user(delete(user_id))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again, proto::DeleteUserResponse::default(), "{user_id}");
+    }
+    let bad = admin.delete_user(delete("")).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(
+        server
+            .audit_types("")
+            .await
+            .iter()
+            .filter(|t| *t == "user.deleted")
+            .count(),
+        1,
+        "only the deletion that deleted something is audited"
+    );
+
+    // The others keep signing in.
+    for (portal, phone, user_id) in [
+        (&portal, &mut kenji, "kenji"),
+        (&other_portal, &mut namesake, "hanako"),
+    ] {
+        let challenge = portal
+            .start_sign_in(user_id, SignInContext::default())
+            .await
+            .unwrap();
+        let pending = only_pending(phone).await;
+        let answer = phone.approve(&pending, &challenge.number).await.unwrap();
+        assert_eq!(answer.state, ChallengeState::Approved);
+    }
+    // A new enrollment for the deleted user id starts from nothing.
+    let mut again = server.enroll(&portal, "hanako", "hanako@example.jp").await;
+    let challenge = portal
+        .start_sign_in("hanako", SignInContext::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        only_pending(&mut again).await.challenge_id,
+        challenge.challenge_id
+    );
+}

@@ -18,8 +18,8 @@ pub use tls::{DatabaseTls, SslMode};
 
 use super::rows::{self as decode, unique_violation};
 use super::{
-    audit, enrollment_after_verification, lifetime_ms, Creation, Ended, PoolSettings, Quota, Reset,
-    Store, StoreError, StoreResult, Swept, TenantCounts,
+    audit, delete_user, enrollment_after_verification, lifetime_ms, Creation, Deletion, Ended,
+    PoolSettings, Quota, Reset, Store, StoreError, StoreResult, Swept, TenantCounts,
 };
 use crate::model::*;
 use async_trait::async_trait;
@@ -898,6 +898,78 @@ impl Store for PostgresStore {
             cancelled,
             cancelled_enrollments,
         ))
+    }
+
+    async fn delete_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        by: &str,
+        now: i64,
+    ) -> StoreResult<Deletion> {
+        let mut tx = self.pool.begin().await?;
+        // The user's row first, as creating a challenge and a fraud block
+        // lock it: a challenge being created waits, and then finds no user.
+        let found =
+            sqlx::query("SELECT 1 FROM users WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE")
+                .bind(tenant_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+        if !found {
+            return Ok(Deletion::default());
+        }
+        // Updated, not only deleted: the change triggers announce the ends
+        // to every replica's watchers when the transaction commits.
+        let cancelled: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE challenges SET state = 'cancelled', ended_at = $1
+             WHERE tenant_id = $2 AND user_id = $3 AND state = 'pending' RETURNING id, kind",
+        )
+        .bind(now)
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let (cancelled_challenges, cancelled_sign_ins) = decode::cancelled(cancelled);
+        let cancelled_enrollments = sqlx::query_scalar(delete_user::CANCEL_ENROLLMENTS)
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut affected = Vec::new();
+        for statement in [
+            delete_user::ANONYMISE_AUDIT,
+            delete_user::NONCES,
+            delete_user::CHALLENGES,
+            delete_user::ENROLLMENTS,
+            delete_user::DEVICES,
+            delete_user::USER,
+        ] {
+            let done = sqlx::query(statement)
+                .bind(tenant_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            affected.push(done.rows_affected());
+        }
+        let deletion = Deletion {
+            found,
+            anonymised_audit_events: affected[0],
+            challenges: affected[2],
+            enrollments: affected[3],
+            devices: affected[4],
+            cancelled_challenges,
+            cancelled_sign_ins,
+            cancelled_enrollments,
+        };
+        insert_audit(
+            &mut tx,
+            &[audit::user_deleted(tenant_id, &deletion, by, now)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(deletion)
     }
 
     async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()> {

@@ -20,8 +20,8 @@ mod checkpoint;
 
 use super::rows::{self as decode, Columns};
 use super::{
-    audit, lifetime_ms, Creation, Ended, Quota, Reset, Store, StoreError, StoreResult, Swept,
-    TenantCounts,
+    audit, delete_user, lifetime_ms, Creation, Deletion, Ended, Quota, Reset, Store, StoreError,
+    StoreResult, Swept, TenantCounts,
 };
 use crate::model::*;
 use async_trait::async_trait;
@@ -970,6 +970,54 @@ impl Store for SqliteStore {
                 cancelled,
                 cancelled_enrollments,
             ))
+        })
+    }
+
+    async fn delete_user(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        by: &str,
+        now: i64,
+    ) -> StoreResult<Deletion> {
+        self.transaction(|c| {
+            let user = params![tenant_id, user_id];
+            let found: bool = scalar(
+                c,
+                "SELECT EXISTS (SELECT 1 FROM users WHERE tenant_id = ? AND user_id = ?)",
+                user,
+            )?;
+            if !found {
+                return Ok(Deletion::default());
+            }
+            let cancelled = all(
+                c,
+                "UPDATE challenges INDEXED BY challenges_pending_by_user SET state = 'cancelled', ended_at = ?
+                 WHERE tenant_id = ? AND user_id = ? AND state = 'pending' RETURNING id, kind",
+                params![now, tenant_id, user_id],
+                |row| Ok((row.text("id")?, row.text("kind")?)),
+            )?;
+            let (cancelled_challenges, cancelled_sign_ins) = decode::cancelled(cancelled);
+            let cancelled_enrollments =
+                all(c, delete_user::CANCEL_ENROLLMENTS, user, |row| row.text("id"))?;
+            let anonymised_audit_events = execute(c, delete_user::ANONYMISE_AUDIT, user)? as u64;
+            execute(c, delete_user::NONCES, user)?;
+            let challenges = execute(c, delete_user::CHALLENGES, user)? as u64;
+            let enrollments = execute(c, delete_user::ENROLLMENTS, user)? as u64;
+            let devices = execute(c, delete_user::DEVICES, user)? as u64;
+            execute(c, delete_user::USER, user)?;
+            let deletion = Deletion {
+                found,
+                devices,
+                challenges,
+                enrollments,
+                cancelled_challenges,
+                cancelled_sign_ins,
+                cancelled_enrollments,
+                anonymised_audit_events,
+            };
+            insert_audit(c, [&audit::user_deleted(tenant_id, &deletion, by, now)])?;
+            Ok(deletion)
         })
     }
 
