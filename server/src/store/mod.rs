@@ -269,14 +269,24 @@ pub struct Deletion {
     pub anonymised_audit_events: u64,
 }
 
+/// What cancelling a user's open work ended (a reset, a deletion).
+pub(crate) struct Cancelled {
+    /// The pending challenges, as `(id, kind)`.
+    pub challenges: Vec<(String, String)>,
+    /// The open enrollments' ids.
+    pub enrollments: Vec<String>,
+}
+
+/// The statement that cancels a user's open enrollments (`$1` tenant, `$2`
+/// user), returning their ids: part of a reset and of a deletion.
+pub(crate) const CANCEL_OPEN_ENROLLMENTS: &str = "UPDATE enrollments SET state = 'cancelled'
+     WHERE tenant_id = $1 AND user_id = $2 AND state IN ('waiting_for_scan', 'device_registered')
+     RETURNING id";
+
 /// The statements of [`Store::delete_user`] that are the same on every
 /// backend, each taking the tenant as `$1` and the user as `$2`, in the
 /// order they run (after the user's pending challenges are cancelled).
 pub(crate) mod delete_user {
-    /// Cancels the user's open enrollments, returning their ids.
-    pub const CANCEL_ENROLLMENTS: &str = "UPDATE enrollments SET state = 'cancelled'
-         WHERE tenant_id = $1 AND user_id = $2 AND state IN ('waiting_for_scan', 'device_registered')
-         RETURNING id";
     /// Keeps the user's audit events (and those naming a device of theirs)
     /// as a record of what happened when, without what could point back to
     /// the person: the user, device, challenge and enrollment ids, the

@@ -174,6 +174,34 @@ async fn settle_verification(
     Ok(enrollment)
 }
 
+/// Cancels a user's pending challenges and open enrollments (a reset, a
+/// deletion).
+async fn cancel_open(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant_id: &str,
+    user_id: &str,
+    now: i64,
+) -> StoreResult<super::Cancelled> {
+    let challenges = sqlx::query_as(
+        "UPDATE challenges SET state = 'cancelled', ended_at = $1
+         WHERE tenant_id = $2 AND user_id = $3 AND state = 'pending' RETURNING id, kind",
+    )
+    .bind(now)
+    .bind(tenant_id)
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let enrollments = sqlx::query_scalar(super::CANCEL_OPEN_ENROLLMENTS)
+        .bind(tenant_id)
+        .bind(user_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(super::Cancelled {
+        challenges,
+        enrollments,
+    })
+}
+
 /// Appends audit entries (in the caller's transaction, if any).
 async fn insert_audit(connection: &mut PgConnection, events: &[AuditEvent]) -> StoreResult<()> {
     for e in events {
@@ -875,23 +903,10 @@ impl Store for PostgresStore {
         .bind(user_id)
         .fetch_all(&mut *tx)
         .await?;
-        let cancelled: Vec<(String, String)> = sqlx::query_as(
-            "UPDATE challenges SET state = 'cancelled', ended_at = $1
-             WHERE tenant_id = $2 AND user_id = $3 AND state = 'pending' RETURNING id, kind",
-        )
-        .bind(now)
-        .bind(tenant_id)
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let cancelled_enrollments = sqlx::query_scalar(
-            "UPDATE enrollments SET state = 'cancelled'
-             WHERE tenant_id = $1 AND user_id = $2 AND state IN ('waiting_for_scan', 'device_registered') RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let super::Cancelled {
+            challenges: cancelled,
+            enrollments: cancelled_enrollments,
+        } = cancel_open(&mut tx, tenant_id, user_id, now).await?;
         tx.commit().await?;
         Ok(decode::reset(
             revoked_devices,
@@ -922,21 +937,11 @@ impl Store for PostgresStore {
         }
         // Updated, not only deleted: the change triggers announce the ends
         // to every replica's watchers when the transaction commits.
-        let cancelled: Vec<(String, String)> = sqlx::query_as(
-            "UPDATE challenges SET state = 'cancelled', ended_at = $1
-             WHERE tenant_id = $2 AND user_id = $3 AND state = 'pending' RETURNING id, kind",
-        )
-        .bind(now)
-        .bind(tenant_id)
-        .bind(user_id)
-        .fetch_all(&mut *tx)
-        .await?;
+        let super::Cancelled {
+            challenges: cancelled,
+            enrollments: cancelled_enrollments,
+        } = cancel_open(&mut tx, tenant_id, user_id, now).await?;
         let (cancelled_challenges, cancelled_sign_ins) = decode::cancelled(cancelled);
-        let cancelled_enrollments = sqlx::query_scalar(delete_user::CANCEL_ENROLLMENTS)
-            .bind(tenant_id)
-            .bind(user_id)
-            .fetch_all(&mut *tx)
-            .await?;
         let mut affected = Vec::new();
         for statement in [
             delete_user::ANONYMISE_AUDIT,

@@ -369,6 +369,33 @@ fn write_audit(
     Ok(())
 }
 
+/// Cancels a user's pending challenges and open enrollments (a reset, a
+/// deletion).
+fn cancel_open(
+    connection: &Connection,
+    tenant_id: &str,
+    user_id: &str,
+    now: i64,
+) -> StoreResult<super::Cancelled> {
+    let challenges = all(
+        connection,
+        "UPDATE challenges INDEXED BY challenges_pending_by_user SET state = 'cancelled', ended_at = ?
+         WHERE tenant_id = ? AND user_id = ? AND state = 'pending' RETURNING id, kind",
+        params![now, tenant_id, user_id],
+        |row| Ok((row.text("id")?, row.text("kind")?)),
+    )?;
+    let enrollments = all(
+        connection,
+        super::CANCEL_OPEN_ENROLLMENTS,
+        [tenant_id, user_id],
+        |row| row.text("id"),
+    )?;
+    Ok(super::Cancelled {
+        challenges,
+        enrollments,
+    })
+}
+
 const END_CHALLENGE: &str =
     "UPDATE challenges SET state = ?, deny_reason = ?, answered_by = ?, ended_at = ?
      WHERE id = ? AND state = 'pending' AND ((? AND expires_at <= ?) OR (NOT ? AND expires_at > ?))
@@ -951,20 +978,10 @@ impl Store for SqliteStore {
                 params![now, tenant_id, user_id],
                 |row| row.text("id"),
             )?;
-            let cancelled = all(
-                c,
-                "UPDATE challenges INDEXED BY challenges_pending_by_user SET state = 'cancelled', ended_at = ?
-                 WHERE tenant_id = ? AND user_id = ? AND state = 'pending' RETURNING id, kind",
-                params![now, tenant_id, user_id],
-                |row| Ok((row.text("id")?, row.text("kind")?)),
-            )?;
-            let cancelled_enrollments = all(
-                c,
-                "UPDATE enrollments SET state = 'cancelled'
-                 WHERE tenant_id = ? AND user_id = ? AND state IN ('waiting_for_scan', 'device_registered') RETURNING id",
-                [tenant_id, user_id],
-                |row| row.text("id"),
-            )?;
+            let super::Cancelled {
+                challenges: cancelled,
+                enrollments: cancelled_enrollments,
+            } = cancel_open(c, tenant_id, user_id, now)?;
             Ok(decode::reset(
                 revoked_devices,
                 cancelled,
@@ -990,16 +1007,11 @@ impl Store for SqliteStore {
             if !found {
                 return Ok(Deletion::default());
             }
-            let cancelled = all(
-                c,
-                "UPDATE challenges INDEXED BY challenges_pending_by_user SET state = 'cancelled', ended_at = ?
-                 WHERE tenant_id = ? AND user_id = ? AND state = 'pending' RETURNING id, kind",
-                params![now, tenant_id, user_id],
-                |row| Ok((row.text("id")?, row.text("kind")?)),
-            )?;
+            let super::Cancelled {
+                challenges: cancelled,
+                enrollments: cancelled_enrollments,
+            } = cancel_open(c, tenant_id, user_id, now)?;
             let (cancelled_challenges, cancelled_sign_ins) = decode::cancelled(cancelled);
-            let cancelled_enrollments =
-                all(c, delete_user::CANCEL_ENROLLMENTS, user, |row| row.text("id"))?;
             let anonymised_audit_events = execute(c, delete_user::ANONYMISE_AUDIT, user)? as u64;
             execute(c, delete_user::NONCES, user)?;
             let challenges = execute(c, delete_user::CHALLENGES, user)? as u64;
