@@ -202,6 +202,21 @@ async fn cancel_open(
     })
 }
 
+/// Runs one of the [`delete_user`] statements for `(tenant, user)`; returns
+/// how many rows it changed.
+async fn of_user(
+    tx: &mut Transaction<'_, Postgres>,
+    statement: &str,
+    (tenant_id, user_id): (&str, &str),
+) -> StoreResult<u64> {
+    let done = sqlx::query(statement)
+        .bind(tenant_id)
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Appends audit entries (in the caller's transaction, if any).
 async fn insert_audit(connection: &mut PgConnection, events: &[AuditEvent]) -> StoreResult<()> {
     for e in events {
@@ -942,31 +957,22 @@ impl Store for PostgresStore {
             enrollments: cancelled_enrollments,
         } = cancel_open(&mut tx, tenant_id, user_id, now).await?;
         let (cancelled_challenges, cancelled_sign_ins) = decode::cancelled(cancelled);
-        let mut affected = Vec::new();
-        for statement in [
-            delete_user::ANONYMISE_AUDIT,
-            delete_user::NONCES,
-            delete_user::CHALLENGES,
-            delete_user::ENROLLMENTS,
-            delete_user::DEVICES,
-            delete_user::USER,
-        ] {
-            let done = sqlx::query(statement)
-                .bind(tenant_id)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-            affected.push(done.rows_affected());
-        }
+        let user = (tenant_id, user_id);
+        let anonymised_audit_events = of_user(&mut tx, delete_user::ANONYMISE_AUDIT, user).await?;
+        of_user(&mut tx, delete_user::NONCES, user).await?;
+        let challenges = of_user(&mut tx, delete_user::CHALLENGES, user).await?;
+        let enrollments = of_user(&mut tx, delete_user::ENROLLMENTS, user).await?;
+        let devices = of_user(&mut tx, delete_user::DEVICES, user).await?;
+        of_user(&mut tx, delete_user::USER, user).await?;
         let deletion = Deletion {
             found,
-            anonymised_audit_events: affected[0],
-            challenges: affected[2],
-            enrollments: affected[3],
-            devices: affected[4],
+            devices,
+            challenges,
+            enrollments,
             cancelled_challenges,
             cancelled_sign_ins,
             cancelled_enrollments,
+            anonymised_audit_events,
         };
         insert_audit(
             &mut tx,
