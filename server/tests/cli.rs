@@ -477,3 +477,16 @@ async fn foreign_mfa_variables_do_not_stop_the_server_and_config_show_names_sour
     status_with(&addr, &key).await.expect("the server serves");
     stop(served);
 }
+
+#[test]
+fn the_version_is_the_workspace_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let printed = stdout(&run(mfa_server(dir.path()).arg("--version")));
+    assert_eq!(printed, format!("mfa-server {}", env!("CARGO_PKG_VERSION")));
+    assert!(
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../CHANGELOG.md"))
+            .unwrap()
+            .contains("## [Unreleased]"),
+        "the changelog has a place for the next changes"
+    );
+}

@@ -455,12 +455,16 @@ async fn missing_or_malformed_credentials_stop_the_server_with_a_clear_message()
     assert!(error.contains("only on a loopback address"), "{error}");
 }
 
-/// `/healthz`'s body (the push lines follow the state).
+/// `/healthz`'s push lines (they follow the state and the version).
 async fn healthz(server: &TestServer) -> String {
     let url = format!("http://{}/healthz", server.metrics_addr());
-    mfa_server::stats::fetch(&url)
+    let body = mfa_server::stats::fetch(&url)
         .await
-        .expect("/healthz answers")
+        .expect("/healthz answers");
+    let head = format!("SERVING\nversion: {}\n", mfa_server::VERSION);
+    body.strip_prefix(&head)
+        .unwrap_or_else(|| panic!("{body:?} begins with {head:?}"))
+        .to_owned()
 }
 
 /// Enrolls `user`'s iPhone with its own push token.
@@ -489,10 +493,7 @@ async fn a_misconfigured_provider_keeps_every_token_and_shows_in_healthz() {
     let portal = server.portal().await;
     let iphone = enroll(&server, &portal, PushPlatform::Apns).await;
     let android = enroll(&server, &portal, PushPlatform::Fcm).await;
-    assert_eq!(
-        healthz(&server).await,
-        "SERVING\npush apns: ok\npush fcm: ok\n"
-    );
+    assert_eq!(healthz(&server).await, "push apns: ok\npush fcm: ok\n");
 
     // A wrong topic, a wrong sender: our set-up, not the phones.
     push.apns
@@ -513,7 +514,7 @@ async fn a_misconfigured_provider_keeps_every_token_and_shows_in_healthz() {
     }
     assert_eq!(
         healthz(&server).await,
-        "SERVING\npush apns: misconfigured: DeviceTokenNotForTopic\n\
+        "push apns: misconfigured: DeviceTokenNotForTopic\n\
          push fcm: misconfigured: SENDER_ID_MISMATCH\n"
     );
 
@@ -541,10 +542,7 @@ async fn a_misconfigured_provider_keeps_every_token_and_shows_in_healthz() {
             .all(|d| d.state() == PushDeliveryState::Sent),
         "{deliveries:?}"
     );
-    assert_eq!(
-        healthz(&server).await,
-        "SERVING\npush apns: ok\npush fcm: ok\n"
-    );
+    assert_eq!(healthz(&server).await, "push apns: ok\npush fcm: ok\n");
     let audit = server.audit_types("").await;
     assert!(
         !audit.iter().any(|e| e == "device.push_token_invalid"),
