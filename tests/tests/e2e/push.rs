@@ -4,7 +4,8 @@
 
 use mfa_proto::v1::{ChallengeState, PushDelivery, PushDeliveryState, PushPlatform, SignInContext};
 use mfa_sdk::{portal::RelyingParty, Authenticator, DeviceInfo};
-use mfa_tests::{push::*, *};
+use mfa_tests::{push::*, tcp_proxy::TcpProxy, *};
+use std::time::Duration;
 
 const APNS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const FCM_TOKEN: &str = "fcm-registration-token-1:APA91bExample";
@@ -600,4 +601,78 @@ async fn a_burst_of_bad_device_tokens_is_taken_for_a_wrong_environment_not_dead_
         .filter(|e| e == "device.push_token_invalid")
         .count();
     assert_eq!(invalidated, 1, "only c's token was forgotten");
+}
+
+/// A server whose APNs connection runs through a relay the test can
+/// silence, as a NAT or middlebox that forgets a connection without a reset
+/// does; `adjust` sets its push timeouts.
+async fn behind_a_relay(
+    adjust: impl FnOnce(&mut mfa_server::push::config::PushConfig),
+) -> (TestServer, PushStandIns, TcpProxy, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushStandIns::start(dir.path()).await;
+    let relay = TcpProxy::start(push.apns.addr).await;
+    let mut config = push.config.clone();
+    config.apns.as_mut().unwrap().origin = Some(format!("https://127.0.0.1:{}", relay.addr.port()));
+    adjust(&mut config);
+    let server = TestServer::start_with(|c| c.push = config).await;
+    (server, push, relay, dir)
+}
+
+#[tokio::test]
+async fn a_connection_that_goes_silent_is_replaced_after_an_unanswered_ping() {
+    // A request timeout far beyond the test's patience (`within`, 5 s):
+    // only the PINGs can notice the silence in time.
+    let (server, push, relay, _dir) = behind_a_relay(|c| {
+        c.timeout = Duration::from_secs(120);
+        c.keepalive_interval = Duration::from_millis(200);
+        c.keepalive_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let portal = server.portal().await;
+    let _iphone = enroll(&server, &portal, PushPlatform::Apns).await;
+    assert_eq!(pushed(&portal, "u").await.state(), PushDeliveryState::Sent);
+
+    // The connection in use goes silent; new connections get through.
+    relay.stall();
+    relay.forward_new_only();
+    let delivery = pushed(&portal, "u").await;
+    assert_eq!(
+        (delivery.state(), delivery.attempts),
+        (PushDeliveryState::Sent, 2),
+        "{delivery:?}"
+    );
+    assert_eq!(
+        push.apns.requests().len(),
+        2,
+        "the lost attempt never arrived"
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_drops_its_connection() {
+    // No PINGs: the request timeout alone must get the next attempt onto a
+    // fresh connection.
+    let (server, push, relay, _dir) = behind_a_relay(|c| {
+        c.timeout = Duration::from_millis(300);
+        c.keepalive_interval = Duration::ZERO;
+    })
+    .await;
+    let portal = server.portal().await;
+    let _iphone = enroll(&server, &portal, PushPlatform::Apns).await;
+    assert_eq!(pushed(&portal, "u").await.state(), PushDeliveryState::Sent);
+
+    relay.stall();
+    relay.forward_new_only();
+    let delivery = pushed(&portal, "u").await;
+    assert_eq!(
+        (
+            delivery.state(),
+            delivery.attempts,
+            delivery.reason.as_str()
+        ),
+        (PushDeliveryState::Sent, 2, ""),
+        "{delivery:?}"
+    );
+    assert_eq!(push.apns.requests().len(), 2);
 }
