@@ -242,6 +242,9 @@ fn time(ms: i64) -> String {
 }
 
 async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Error>> {
+    // Handlers first: a SIGTERM sent as soon as the server says that it
+    // listens (by an orchestrator, or a test) must drain it, not kill it.
+    let stop = shutdown_signal()?;
     let running = server::start(config).await?;
     if dev && running.service.store().count_tenants().await? == 0 {
         let tenant = running.service.create_tenant("Demo tenant", 2).await?;
@@ -273,7 +276,7 @@ async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Err
     );
     let shutdown = running.shutdown_handle();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         let _ = shutdown.send(true);
     });
@@ -281,16 +284,23 @@ async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT (Ctrl-C), with the handlers installed when this is
+/// called rather than when the future is first polled.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
