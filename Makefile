@@ -55,9 +55,15 @@ soak:
 	target/release/mfa-soak --server target/release/mfa-server --duration $(SOAK_DURATION)
 
 ## Checks deploy/: the alert rules and their unit tests, and every PromQL
-## expression of the Grafana dashboard, with promtool (installed if missing).
+## expression of the Grafana dashboard, with promtool (installed if missing);
+## then the deployment recipes: the Dockerfile with hadolint, the Kubernetes
+## manifests with kubernetes-validate, compose.yaml with the Compose schema,
+## the systemd unit with systemd-analyze, and all of them against each other
+## and the server's configuration (deploy/check-recipes.sh, which installs
+## its tools). The image itself is run by tests/tests/image_like.rs.
 deploy-check:
 	bash deploy/check.sh
+	bash deploy/check-recipes.sh
 
 ## Lints the .proto files with buf's STANDARD and COMMENTS rules.
 proto-lint:

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use mfa_server::{config::Config, model::Role, server, telemetry};
 use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     path::PathBuf,
     process::ExitCode,
     time::{Duration, UNIX_EPOCH},
@@ -54,6 +55,14 @@ enum Command {
         /// The server's metrics endpoint (`metrics_listen` + `/metrics`).
         #[arg(long, default_value = "http://127.0.0.1:9464/metrics")]
         url: String,
+    },
+    /// Asks a running server's `/healthz` (on the configured
+    /// `metrics_listen`) and exits 0 when it is serving, 1 otherwise: the
+    /// health check of a container image, which has no curl.
+    Health {
+        /// Another health endpoint than `metrics_listen`'s `/healthz`.
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -151,6 +160,13 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             print!("{}", mfa_server::stats::report(&url).await?);
             Ok(())
         }
+        Command::Health { url } => {
+            let url = url.unwrap_or_else(|| health_url(config.metrics_listen));
+            // A success status only: 503 NOT_SERVING is an error here.
+            let state = mfa_server::stats::fetch(&url).await?;
+            println!("{}", state.trim());
+            Ok(())
+        }
     }
 }
 
@@ -203,6 +219,17 @@ async fn api_key(
     Ok(())
 }
 
+/// `/healthz` on the metrics listener, asked from the same host: a listener
+/// on every address (`0.0.0.0`, `[::]`) is reached through loopback.
+fn health_url(listen: SocketAddr) -> String {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/healthz", SocketAddr::new(ip, listen.port()))
+}
+
 /// One row of `api-key list`: id, role, created, revoked.
 fn columns([id, role, created, revoked]: [&str; 4]) -> String {
     format!("{id:<36}  {role:<6}  {created:<20}  {revoked}")
@@ -215,6 +242,9 @@ fn time(ms: i64) -> String {
 }
 
 async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Error>> {
+    // Handlers first: a SIGTERM sent as soon as the server says that it
+    // listens (by an orchestrator, or a test) must drain it, not kill it.
+    let stop = shutdown_signal()?;
     let running = server::start(config).await?;
     if dev && running.service.store().count_tenants().await? == 0 {
         let tenant = running.service.create_tenant("Demo tenant", 2).await?;
@@ -246,7 +276,7 @@ async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Err
     );
     let shutdown = running.shutdown_handle();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         let _ = shutdown.send(true);
     });
@@ -254,16 +284,23 @@ async fn serve(config: &Config, dev: bool) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT (Ctrl-C), with the handlers installed when this is
+/// called rather than when the future is first polled.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
