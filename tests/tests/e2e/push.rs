@@ -619,6 +619,18 @@ async fn behind_a_relay(
     (server, push, relay, dir)
 }
 
+/// An iPhone is notified once through the relay; then the connection in use
+/// goes silent (new connections get through), and the next sign-in's
+/// delivery is returned once settled.
+async fn push_after_the_path_goes_silent(server: &TestServer, relay: &TcpProxy) -> PushDelivery {
+    let portal = server.portal().await;
+    let _iphone = enroll(server, &portal, PushPlatform::Apns).await;
+    assert_eq!(pushed(&portal, "u").await.state(), PushDeliveryState::Sent);
+    relay.stall();
+    relay.forward_new_only();
+    pushed(&portal, "u").await
+}
+
 #[tokio::test]
 async fn a_connection_that_goes_silent_is_replaced_after_an_unanswered_ping() {
     // A request timeout far beyond the test's patience (`within`, 5 s):
@@ -629,14 +641,7 @@ async fn a_connection_that_goes_silent_is_replaced_after_an_unanswered_ping() {
         c.keepalive_timeout = Duration::from_millis(300);
     })
     .await;
-    let portal = server.portal().await;
-    let _iphone = enroll(&server, &portal, PushPlatform::Apns).await;
-    assert_eq!(pushed(&portal, "u").await.state(), PushDeliveryState::Sent);
-
-    // The connection in use goes silent; new connections get through.
-    relay.stall();
-    relay.forward_new_only();
-    let delivery = pushed(&portal, "u").await;
+    let delivery = push_after_the_path_goes_silent(&server, &relay).await;
     assert_eq!(
         (delivery.state(), delivery.attempts),
         (PushDeliveryState::Sent, 2),
@@ -658,13 +663,7 @@ async fn a_request_that_times_out_drops_its_connection() {
         c.keepalive_interval = Duration::ZERO;
     })
     .await;
-    let portal = server.portal().await;
-    let _iphone = enroll(&server, &portal, PushPlatform::Apns).await;
-    assert_eq!(pushed(&portal, "u").await.state(), PushDeliveryState::Sent);
-
-    relay.stall();
-    relay.forward_new_only();
-    let delivery = pushed(&portal, "u").await;
+    let delivery = push_after_the_path_goes_silent(&server, &relay).await;
     assert_eq!(
         (
             delivery.state(),
