@@ -3,7 +3,7 @@
 BUF_VERSION := 1.75.0
 CARGO ?= cargo
 
-.PHONY: run test test-postgres bench lint proto-lint fmt clippy deploy-check demo browser-test fuzz soak
+.PHONY: run test test-postgres bench lint proto-lint proto-breaking fmt clippy deploy-check demo browser-test fuzz soak
 
 ## Builds and starts the server on the embedded default (SQLite under ./data),
 ## creating a demo tenant and keys on first start.
@@ -13,7 +13,7 @@ run:
 ## Every test: unit, protocol vectors (in Rust and in an independent Python
 ## implementation), end-to-end over gRPC (on SQLite, then on PostgreSQL), the
 ## proto lint, the authenticator in a terminal and the demo portal in a browser.
-test: proto-lint deploy-check browser-test
+test: proto-lint proto-breaking deploy-check browser-test
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 	python3 tests/interop/check_vectors.py
@@ -55,13 +55,26 @@ soak:
 	target/release/mfa-soak --server target/release/mfa-server --duration $(SOAK_DURATION)
 
 ## Checks deploy/: the alert rules and their unit tests, and every PromQL
-## expression of the Grafana dashboard, with promtool (installed if missing).
+## expression of the Grafana dashboard, with promtool (installed if missing);
+## then the deployment recipes: the Dockerfile with hadolint, the Kubernetes
+## manifests with kubernetes-validate, compose.yaml with the Compose schema,
+## the systemd unit with systemd-analyze, and all of them against each other
+## and the server's configuration (deploy/check-recipes.sh, which installs
+## its tools). The image itself is run by tests/tests/image_like.rs.
 deploy-check:
 	bash deploy/check.sh
+	bash deploy/check-recipes.sh
 
 ## Lints the .proto files with buf's STANDARD and COMMENTS rules.
 proto-lint:
 	cd proto && npx --yes @bufbuild/buf@$(BUF_VERSION) lint
+
+## Checks with `buf breaking` (FILE rules: wire and generated-code
+## compatibility) that the .proto files break nothing of the last release,
+## whose files are kept under proto/released/ (see RELEASING.md).
+PROTO_RELEASED := $(shell ls -d proto/released/v* | sort -V | tail -n 1)
+proto-breaking:
+	cd proto && npx --yes @bufbuild/buf@$(BUF_VERSION) breaking --against $(PROTO_RELEASED:proto/%=%)
 
 fmt:
 	$(CARGO) fmt --all -- --check

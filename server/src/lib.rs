@@ -31,4 +31,8 @@ pub mod telemetry;
 pub mod tls;
 
 pub use config::Config;
+
+/// The running version (the workspace's), as `--version`, `/healthz` and
+/// `mfa_build_info` show it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use server::{start, RunningServer};

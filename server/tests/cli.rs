@@ -799,3 +799,58 @@ async fn an_operator_deletes_a_user_beside_a_running_server() {
         assert!(error.contains(message), "{args:?}: {error}");
     }
 }
+
+#[test]
+fn the_version_is_the_workspace_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let printed = stdout(&run(mfa_server(dir.path()).arg("--version")));
+    assert_eq!(printed, format!("mfa-server {}", env!("CARGO_PKG_VERSION")));
+    assert!(
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../CHANGELOG.md"))
+            .unwrap()
+            .contains("## [Unreleased]"),
+        "the changelog has a place for the next changes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_from_the_configured_metrics_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    // As in the container image: the metrics listener on every address,
+    // which `health` reaches through loopback.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let metrics_listen = format!("0.0.0.0:{port}");
+    let health = || {
+        run(mfa_server(dir.path())
+            .env("MFA_METRICS_LISTEN", &metrics_listen)
+            .arg("health"))
+    };
+    let mut command = mfa_server(dir.path());
+    command.env("MFA_METRICS_LISTEN", &metrics_listen);
+    let (served, _, _) = serve_with(command, false);
+    // The first health check runs as the server starts; until it has, the
+    // state is NOT_SERVING, so ask until it answers SERVING.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let serving = loop {
+        let output = health();
+        if output.status.success() || std::time::Instant::now() > deadline {
+            break output;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let printed = stdout(&serving);
+    assert_eq!(printed.lines().next(), Some("SERVING"), "{printed}");
+    assert!(printed.contains(&format!("version: {}", env!("CARGO_PKG_VERSION"))));
+    stop(served);
+
+    let stopped = health();
+    assert!(!stopped.status.success(), "no server: health fails");
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert!(
+        stderr.contains(&format!("http://127.0.0.1:{port}/healthz")),
+        "{stderr}"
+    );
+}

@@ -173,6 +173,18 @@ async fn calls(replica: &ServerProcess, method: &str) -> f64 {
         .sum()
 }
 
+/// The challenge `id` as `phone` lists it (never refused: a genuine phone
+/// is never locked out).
+async fn pending(phone: &mut Authenticator, id: &str) -> mfa_sdk::VerifiedChallenge {
+    phone
+        .pending_challenges()
+        .await
+        .expect("the phone lists its pending challenges")
+        .into_iter()
+        .find(|c| c.challenge_id == id)
+        .unwrap_or_else(|| panic!("the phone sees challenge {id}"))
+}
+
 /// A sign-in through the balancer, approved by `phone`; the portal's watch
 /// (opened before the phone answers) must see it.
 async fn sign_in(portal: &RelyingParty, phone: &mut Authenticator, user: &str) {
@@ -185,13 +197,7 @@ async fn sign_in(portal: &RelyingParty, phone: &mut Authenticator, user: &str) {
         let id = challenge.challenge_id.clone();
         tokio::spawn(async move { portal.await_outcome(&id).await })
     };
-    let pending = phone
-        .pending_challenges()
-        .await
-        .expect("pending list")
-        .into_iter()
-        .find(|c| c.challenge_id == challenge.challenge_id)
-        .expect("the phone sees the challenge");
+    let pending = pending(phone, &challenge.challenge_id).await;
     let answer = phone.approve(&pending, &challenge.number).await.unwrap();
     assert_eq!(answer.state, ChallengeState::Approved);
     let seen = within(watching).await.unwrap().expect("watch outcome");
@@ -268,13 +274,8 @@ async fn calls_and_watches_are_balanced_and_watches_survive_a_replica_restart() 
     .await;
     cluster.restart(0);
     for ((user, phone), challenge) in users.iter().zip(&mut phones).zip(&challenges) {
-        let pending = phone
-            .pending_challenges()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|c| c.challenge_id == challenge.challenge_id)
-            .unwrap_or_else(|| panic!("{user}'s phone sees the challenge"));
+        let pending = pending(phone, &challenge.challenge_id).await;
+        assert_eq!(pending.user_email, format!("{user}@example.jp"));
         phone.approve(&pending, &challenge.number).await.unwrap();
     }
     for watch in watches {
@@ -335,13 +336,7 @@ async fn a_forging_attacker_behind_the_balancer_cannot_stop_a_genuine_phone() {
             .start_sign_in("hanako", SignInContext::default())
             .await
             .unwrap();
-        let pending = phone
-            .pending_challenges()
-            .await
-            .expect("the genuine phone is never locked out")
-            .into_iter()
-            .find(|c| c.challenge_id == challenge.challenge_id)
-            .unwrap();
+        let pending = pending(&mut phone, &challenge.challenge_id).await;
         for _ in 0..10 {
             let mut forged = phone.approval_request(&pending, Decision::Approve, &challenge.number);
             forged.signature[0] ^= 1;
@@ -399,13 +394,7 @@ async fn a_forging_attacker_behind_the_balancer_cannot_stop_a_genuine_phone() {
         .start_sign_in("hanako", SignInContext::default())
         .await
         .unwrap();
-    let pending = phone
-        .pending_challenges()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|c| c.challenge_id == challenge.challenge_id)
-        .unwrap();
+    let pending = pending(&mut phone, &challenge.challenge_id).await;
     let mut forged = tonic::Request::new({
         let mut request = phone.approval_request(&pending, Decision::Deny, "");
         request.signature[0] ^= 1;

@@ -91,6 +91,15 @@ async fn metrics_count_what_a_scripted_run_did() {
     let after = scrape(&server).await;
     let t = ("tenant", tenant);
     assert_eq!(value(&after, "mfa_challenges_pending", &[]), 0.0);
+    assert_eq!(
+        value(
+            &after,
+            "mfa_build_info",
+            &[("version", mfa_server::VERSION)]
+        ),
+        1.0,
+        "the running version is exported"
+    );
     assert_eq!(value(&after, "mfa_challenges_created_total", &[t]), 7.0);
     for (outcome, count) in [
         ("approved", 1.0),

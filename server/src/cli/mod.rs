@@ -1,12 +1,13 @@
 //! The operator's commands. This file holds the command line's shape and
 //! sends each command to its file: [`serve`] (`serve`, `migrate`),
-//! [`tenant`], [`api_key`], [`user`], [`stats`] and [`config`]. Each opens the
+//! [`tenant`], [`api_key`], [`user`], [`stats`], [`health`] and [`config`]. Each opens the
 //! database named by the configuration, so that it works beside a running
 //! server (SQLite in WAL mode lets a second process in; PostgreSQL is shared
 //! anyway).
 
 mod api_key;
 mod config;
+mod health;
 mod serve;
 mod stats;
 mod tenant;
@@ -74,6 +75,14 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:9464/metrics")]
         url: String,
     },
+    /// Asks a running server's `/healthz` (on the configured
+    /// `metrics_listen`) and exits 0 when it is serving, 1 otherwise: the
+    /// health check of a container image, which has no curl.
+    Health {
+        /// Another health endpoint than `metrics_listen`'s `/healthz`.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Reads the configuration, sets up logging, and runs the command.
@@ -90,6 +99,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::User { command } => user::run(config, command).await,
         Command::Config { command } => config::run(&loaded, command),
         Command::Stats { url } => stats::run(&url).await,
+        Command::Health { url } => health::run(config, url).await,
     }
 }
 

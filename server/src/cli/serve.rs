@@ -14,6 +14,9 @@ pub async fn migrate(config: &Config) -> CliResult {
 /// Serves until SIGTERM or Ctrl-C; with `dev` on an empty database, first
 /// creates a demo tenant and prints its keys.
 pub async fn serve(config: &Config, dev: bool) -> CliResult {
+    // Handlers first: a SIGTERM sent as soon as the server says that it
+    // listens (by an orchestrator, or a test) must drain it, not kill it.
+    let stop = shutdown_signal()?;
     let running = server::start(config).await?;
     if dev && running.service.store().count_tenants().await? == 0 {
         let tenant = running.service.create_tenant("Demo tenant", 2).await?;
@@ -45,7 +48,7 @@ pub async fn serve(config: &Config, dev: bool) -> CliResult {
     );
     let shutdown = running.shutdown_handle();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("shutting down");
         let _ = shutdown.send(true);
     });
@@ -53,16 +56,23 @@ pub async fn serve(config: &Config, dev: bool) -> CliResult {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT (Ctrl-C), with the handlers installed when this is
+/// called rather than when the future is first polled.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -4,7 +4,10 @@
 //! minutes), and the request headers Apple documents for an alert.
 
 use super::{
-    config::ApnsConfig, retry_after, transport::Transport, Message, Outcome, Provider, SetupError,
+    config::ApnsConfig,
+    retry_after,
+    transport::{Connection, Transport},
+    Message, Outcome, Provider, SetupError,
 };
 use crate::model::PushPlatform;
 use async_trait::async_trait;
@@ -48,7 +51,7 @@ pub struct Apns {
 impl Apns {
     /// Reads the key and prepares the connection; fails with a clear message
     /// when the key file is missing or not an ES256 `.p8` key.
-    pub fn new(config: &ApnsConfig, timeout: Duration) -> Result<Self, SetupError> {
+    pub fn new(config: &ApnsConfig, connection: Connection) -> Result<Self, SetupError> {
         let pem = std::fs::read(&config.key_file)
             .map_err(|e| SetupError(format!("APNs key file {}: {e}", config.key_file.display())))?;
         let key = EncodingKey::from_ec_pem(&pem).map_err(|_| {
@@ -72,7 +75,7 @@ impl Apns {
         let tokens = ProviderTokens::new(key, &config.key_id, &config.team_id);
         tokens.current(Instant::now())?;
         Ok(Self {
-            transport: Transport::new(config.origin(), config.ca_file.as_deref(), timeout)?,
+            transport: Transport::new(config.origin(), config.ca_file.as_deref(), connection)?,
             tokens,
             topic: config.topic.clone(),
         })

@@ -12,9 +12,18 @@ pub struct PushConfig {
     pub apns: Option<ApnsConfig>,
     /// Firebase Cloud Messaging; unset: Android devices use the pull path.
     pub fcm: Option<FcmConfig>,
-    /// Longest wait for one provider request (connection included).
+    /// Longest wait for one provider request (connection included); a
+    /// request that takes longer drops its connection.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// How often an HTTP/2 PING checks each provider connection, idle or
+    /// busy; `0s` never.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before its connection is closed
+    /// (the next request opens a fresh one).
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
     /// Attempts per notification, the first included.
     pub max_attempts: u32,
     /// Wait before the first retry; doubled for each further one, with jitter.
@@ -41,6 +50,16 @@ pub struct PushConfig {
 }
 
 impl PushConfig {
+    /// The provider connections' timeouts.
+    pub fn connection(&self) -> super::transport::Connection {
+        super::transport::Connection {
+            timeout: self.timeout,
+            keepalive_interval: (!self.keepalive_interval.is_zero())
+                .then_some(self.keepalive_interval),
+            keepalive_timeout: self.keepalive_timeout,
+        }
+    }
+
     /// The breaker settings of [`crate::push::PushHealth`].
     pub fn breaker(&self) -> super::BreakerSettings {
         super::BreakerSettings {
@@ -57,6 +76,8 @@ impl Default for PushConfig {
             apns: None,
             fcm: None,
             timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(5),
             max_attempts: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(15),

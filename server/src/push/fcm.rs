@@ -4,7 +4,10 @@
 //! `/v1/projects/{project}/messages:send`.
 
 use super::{
-    config::FcmConfig, retry_after, transport::Transport, Message, Outcome, Provider, SetupError,
+    config::FcmConfig,
+    retry_after,
+    transport::{Connection, Transport},
+    Message, Outcome, Provider, SetupError,
 };
 use crate::model::PushPlatform;
 use async_trait::async_trait;
@@ -53,7 +56,7 @@ pub struct Fcm {
 impl Fcm {
     /// Reads the service account and prepares both connections; fails with a
     /// clear message when the file is missing or malformed.
-    pub fn new(config: &FcmConfig, timeout: Duration) -> Result<Self, SetupError> {
+    pub fn new(config: &FcmConfig, connection: Connection) -> Result<Self, SetupError> {
         let path = config.service_account_file.display();
         let text = std::fs::read_to_string(&config.service_account_file)
             .map_err(|e| SetupError(format!("FCM service account file {path}: {e}")))?;
@@ -93,10 +96,10 @@ impl Fcm {
         );
         let ca = config.ca_file.as_deref();
         Ok(Self {
-            messages: Transport::new(config.origin(), ca, timeout)?,
+            messages: Transport::new(config.origin(), ca, connection)?,
             send_path: format!("/v1/projects/{}/messages:send", account.project_id),
             oauth: OAuth {
-                transport: Transport::new(&token_origin, ca, timeout)?,
+                transport: Transport::new(&token_origin, ca, connection)?,
                 token_path: token_uri.path().to_owned(),
                 audience: account.token_uri,
                 issuer: account.client_email,

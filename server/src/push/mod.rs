@@ -121,10 +121,16 @@ pub fn providers(
 ) -> Result<Vec<std::sync::Arc<dyn Provider>>, SetupError> {
     let mut providers: Vec<std::sync::Arc<dyn Provider>> = Vec::new();
     if let Some(apns) = &config.apns {
-        providers.push(std::sync::Arc::new(apns::Apns::new(apns, config.timeout)?));
+        providers.push(std::sync::Arc::new(apns::Apns::new(
+            apns,
+            config.connection(),
+        )?));
     }
     if let Some(fcm) = &config.fcm {
-        providers.push(std::sync::Arc::new(fcm::Fcm::new(fcm, config.timeout)?));
+        providers.push(std::sync::Arc::new(fcm::Fcm::new(
+            fcm,
+            config.connection(),
+        )?));
     }
     Ok(providers)
 }

@@ -1,6 +1,13 @@
 //! One HTTP/2 client per provider origin: TLS through rustls with the trust
 //! roots we are told (a CA file, or the system's), one long-lived connection
 //! multiplexing every request, and a timeout on each exchange.
+//!
+//! A middlebox or NAT that forgets a connection without a reset leaves it
+//! open on our side, and every request on it would wait for its timeout
+//! until the kernel gives up on the socket (about 15 minutes on Linux). So
+//! the connection is PINGed (HTTP/2 PING, while idle and while busy) and
+//! closed when a PING goes unanswered, and a request that times out drops
+//! the connection it used: the next attempt opens a fresh one.
 
 use super::SetupError;
 use crate::error_text::with_causes;
@@ -10,10 +17,14 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
-    rt::TokioExecutor,
+    rt::{TokioExecutor, TokioTimer},
 };
 use rustls::pki_types::{pem::PemObject, CertificateDer};
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::Path,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 /// Provider answers larger than this are cut off (they are small JSON).
 const MAX_REPLY: usize = 64 * 1024;
@@ -35,12 +46,28 @@ pub enum TransportError {
     Failed(String),
 }
 
+/// How long to wait, and how to tell that a connection died silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connection {
+    /// Longest wait for one exchange (connecting included).
+    pub timeout: Duration,
+    /// How often an HTTP/2 PING checks the connection; `None`: never.
+    pub keepalive_interval: Option<Duration>,
+    /// How long a PING may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+}
+
+type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// An HTTP/2 client bound to one origin.
 #[derive(Clone)]
 pub struct Transport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The client in use, and how many it replaced: a timed-out exchange
+    /// replaces the client (and so its pooled connection) it ran on, once.
+    client: Arc<RwLock<(HyperClient, u64)>>,
+    connector: HttpsConnector<HttpConnector>,
     origin: String,
-    timeout: Duration,
+    connection: Connection,
 }
 
 impl Transport {
@@ -49,7 +76,7 @@ impl Transport {
     pub fn new(
         origin: &str,
         ca_file: Option<&Path>,
-        timeout: Duration,
+        connection: Connection,
     ) -> Result<Self, SetupError> {
         let origin = checked_origin(origin)?;
         let roots = match ca_file {
@@ -68,14 +95,11 @@ impl Transport {
             .https_or_http()
             .enable_http2()
             .build();
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .pool_idle_timeout(Duration::from_secs(600))
-            .build(connector);
         Ok(Self {
-            client,
+            client: Arc::new(RwLock::new((client(&connector, connection), 0))),
+            connector,
             origin,
-            timeout,
+            connection,
         })
     }
 
@@ -86,9 +110,9 @@ impl Transport {
 
     /// Sends `request` (its URI a path on this origin) and reads the answer.
     pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Reply, TransportError> {
+        let (client, generation) = self.current();
         let exchange = async {
-            let response = self
-                .client
+            let response = client
                 .request(request)
                 .await
                 .map_err(|e| TransportError::Failed(with_causes(&e)))?;
@@ -104,9 +128,33 @@ impl Transport {
                 body,
             })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        let reply = tokio::time::timeout(self.connection.timeout, exchange)
             .await
-            .unwrap_or(Err(TransportError::Timeout))
+            .unwrap_or(Err(TransportError::Timeout));
+        if reply.as_ref().is_err_and(|e| *e == TransportError::Timeout) {
+            self.replace(generation);
+        }
+        reply
+    }
+
+    fn current(&self) -> (HyperClient, u64) {
+        self.client
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Drops the client of `generation` (unless another timeout did), and
+    /// with it its connection once the exchanges still on it end.
+    fn replace(&self, generation: u64) {
+        let mut current = self
+            .client
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.1 == generation {
+            tracing::warn!(origin = %self.origin, "push request timed out; opening a new connection");
+            *current = (client(&self.connector, self.connection), generation + 1);
+        }
     }
 
     /// A POST to `path` on this origin with a body of `content_type`, and
@@ -126,6 +174,22 @@ impl Transport {
             None => request,
         })
     }
+}
+
+/// A pooled HTTP/2 client, PINGing its connection when asked to.
+fn client(connector: &HttpsConnector<HttpConnector>, connection: Connection) -> HyperClient {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .http2_only(true)
+        .pool_idle_timeout(Duration::from_secs(600));
+    if let Some(interval) = connection.keepalive_interval {
+        builder
+            .timer(TokioTimer::new())
+            .http2_keep_alive_interval(interval)
+            .http2_keep_alive_timeout(connection.keepalive_timeout)
+            .http2_keep_alive_while_idle(true);
+    }
+    builder.build(connector.clone())
 }
 
 /// Accepts `https://` origins, and `http://` only on a loopback address.

@@ -56,18 +56,16 @@ async fn render_metrics(State(endpoint): State<Endpoint>) -> impl IntoResponse {
     )
 }
 
-/// The first line is the state balancers read; then one line per push
-/// provider, which never changes the status (sign-ins still work by pull,
+/// The first line is the state balancers read; then the version, and one
+/// line per push provider, which never changes the status (sign-ins still work by pull,
 /// so a replica with a misconfigured provider stays in the rotation).
 async fn healthz(State(endpoint): State<Endpoint>) -> impl IntoResponse {
-    let (status, mut body) = if endpoint.health.is_serving() {
-        (StatusCode::OK, String::from("SERVING\n"))
+    let (status, state) = if endpoint.health.is_serving() {
+        (StatusCode::OK, "SERVING")
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            String::from("NOT_SERVING\n"),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING")
     };
+    let mut body = format!("{state}\nversion: {}\n", crate::VERSION);
     for provider in endpoint.service.push_health().report() {
         let state = match &provider.misconfigured {
             None => "ok".to_owned(),

@@ -46,6 +46,7 @@ pub fn install() -> PrometheusHandle {
             // program); ours then renders only what is recorded through it.
             let _ = metrics::set_global_recorder(recorder);
             describe();
+            metrics::gauge!("mfa_build_info", "version" => crate::VERSION).set(1.0);
             handle
         })
         .clone()
@@ -73,6 +74,10 @@ fn spawn_upkeep(handle: PrometheusHandle) {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        "mfa_build_info",
+        "Always 1; the version label is the running mfa-server's version"
+    );
     describe_counter!(
         "mfa_grpc_requests_total",
         "gRPC requests by service, method and status code"

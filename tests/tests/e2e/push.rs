@@ -4,7 +4,8 @@
 
 use mfa_proto::v1::{ChallengeState, PushDelivery, PushDeliveryState, PushPlatform, SignInContext};
 use mfa_sdk::{portal::RelyingParty, Authenticator, DeviceInfo};
-use mfa_tests::{push::*, *};
+use mfa_tests::{push::*, tcp_proxy::TcpProxy, *};
+use std::time::Duration;
 
 const APNS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const FCM_TOKEN: &str = "fcm-registration-token-1:APA91bExample";
@@ -455,12 +456,16 @@ async fn missing_or_malformed_credentials_stop_the_server_with_a_clear_message()
     assert!(error.contains("only on a loopback address"), "{error}");
 }
 
-/// `/healthz`'s body (the push lines follow the state).
+/// `/healthz`'s push lines (they follow the state and the version).
 async fn healthz(server: &TestServer) -> String {
     let url = format!("http://{}/healthz", server.metrics_addr());
-    mfa_server::stats::fetch(&url)
+    let body = mfa_server::stats::fetch(&url)
         .await
-        .expect("/healthz answers")
+        .expect("/healthz answers");
+    let head = format!("SERVING\nversion: {}\n", mfa_server::VERSION);
+    body.strip_prefix(&head)
+        .unwrap_or_else(|| panic!("{body:?} begins with {head:?}"))
+        .to_owned()
 }
 
 /// Enrolls `user`'s iPhone with its own push token.
@@ -489,10 +494,7 @@ async fn a_misconfigured_provider_keeps_every_token_and_shows_in_healthz() {
     let portal = server.portal().await;
     let iphone = enroll(&server, &portal, PushPlatform::Apns).await;
     let android = enroll(&server, &portal, PushPlatform::Fcm).await;
-    assert_eq!(
-        healthz(&server).await,
-        "SERVING\npush apns: ok\npush fcm: ok\n"
-    );
+    assert_eq!(healthz(&server).await, "push apns: ok\npush fcm: ok\n");
 
     // A wrong topic, a wrong sender: our set-up, not the phones.
     push.apns
@@ -513,7 +515,7 @@ async fn a_misconfigured_provider_keeps_every_token_and_shows_in_healthz() {
     }
     assert_eq!(
         healthz(&server).await,
-        "SERVING\npush apns: misconfigured: DeviceTokenNotForTopic\n\
+        "push apns: misconfigured: DeviceTokenNotForTopic\n\
          push fcm: misconfigured: SENDER_ID_MISMATCH\n"
     );
 
@@ -541,10 +543,7 @@ async fn a_misconfigured_provider_keeps_every_token_and_shows_in_healthz() {
             .all(|d| d.state() == PushDeliveryState::Sent),
         "{deliveries:?}"
     );
-    assert_eq!(
-        healthz(&server).await,
-        "SERVING\npush apns: ok\npush fcm: ok\n"
-    );
+    assert_eq!(healthz(&server).await, "push apns: ok\npush fcm: ok\n");
     let audit = server.audit_types("").await;
     assert!(
         !audit.iter().any(|e| e == "device.push_token_invalid"),
@@ -602,4 +601,77 @@ async fn a_burst_of_bad_device_tokens_is_taken_for_a_wrong_environment_not_dead_
         .filter(|e| e == "device.push_token_invalid")
         .count();
     assert_eq!(invalidated, 1, "only c's token was forgotten");
+}
+
+/// A server whose APNs connection runs through a relay the test can
+/// silence, as a NAT or middlebox that forgets a connection without a reset
+/// does; `adjust` sets its push timeouts.
+async fn behind_a_relay(
+    adjust: impl FnOnce(&mut mfa_server::push::config::PushConfig),
+) -> (TestServer, PushStandIns, TcpProxy, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let push = PushStandIns::start(dir.path()).await;
+    let relay = TcpProxy::start(push.apns.addr).await;
+    let mut config = push.config.clone();
+    config.apns.as_mut().unwrap().origin = Some(format!("https://127.0.0.1:{}", relay.addr.port()));
+    adjust(&mut config);
+    let server = TestServer::start_with(|c| c.push = config).await;
+    (server, push, relay, dir)
+}
+
+/// An iPhone is notified once through the relay; then the connection in use
+/// goes silent (new connections get through), and the next sign-in's
+/// delivery is returned once settled.
+async fn push_after_the_path_goes_silent(server: &TestServer, relay: &TcpProxy) -> PushDelivery {
+    let portal = server.portal().await;
+    let _iphone = enroll(server, &portal, PushPlatform::Apns).await;
+    assert_eq!(pushed(&portal, "u").await.state(), PushDeliveryState::Sent);
+    relay.stall();
+    relay.forward_new_only();
+    pushed(&portal, "u").await
+}
+
+#[tokio::test]
+async fn a_connection_that_goes_silent_is_replaced_after_an_unanswered_ping() {
+    // A request timeout far beyond the test's patience (`within`, 5 s):
+    // only the PINGs can notice the silence in time.
+    let (server, push, relay, _dir) = behind_a_relay(|c| {
+        c.timeout = Duration::from_secs(120);
+        c.keepalive_interval = Duration::from_millis(200);
+        c.keepalive_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let delivery = push_after_the_path_goes_silent(&server, &relay).await;
+    assert_eq!(
+        (delivery.state(), delivery.attempts),
+        (PushDeliveryState::Sent, 2),
+        "{delivery:?}"
+    );
+    assert_eq!(
+        push.apns.requests().len(),
+        2,
+        "the lost attempt never arrived"
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_drops_its_connection() {
+    // No PINGs: the request timeout alone must get the next attempt onto a
+    // fresh connection.
+    let (server, push, relay, _dir) = behind_a_relay(|c| {
+        c.timeout = Duration::from_millis(300);
+        c.keepalive_interval = Duration::ZERO;
+    })
+    .await;
+    let delivery = push_after_the_path_goes_silent(&server, &relay).await;
+    assert_eq!(
+        (
+            delivery.state(),
+            delivery.attempts,
+            delivery.reason.as_str()
+        ),
+        (PushDeliveryState::Sent, 2, ""),
+        "{delivery:?}"
+    );
+    assert_eq!(push.apns.requests().len(), 2);
 }

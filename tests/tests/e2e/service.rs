@@ -119,7 +119,9 @@ async fn health_goes_not_serving_while_the_database_is_gone_and_back_after() {
         within(watch.next()).await.unwrap().unwrap().status()
     }
     assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
-    assert_eq!(healthz(&server).await.unwrap(), "SERVING\n");
+    // The state, then the running version (no push provider is configured).
+    let serving = format!("SERVING\nversion: {}\n", mfa_server::VERSION);
+    assert_eq!(healthz(&server).await.unwrap(), serving);
 
     database.remove();
     assert_eq!(next_status(&mut watch).await, ServingStatus::NotServing);
@@ -128,7 +130,7 @@ async fn health_goes_not_serving_while_the_database_is_gone_and_back_after() {
 
     database.restore();
     assert_eq!(next_status(&mut watch).await, ServingStatus::Serving);
-    assert_eq!(healthz(&server).await.unwrap(), "SERVING\n");
+    assert_eq!(healthz(&server).await.unwrap(), serving);
     // Serving again means serving: a call that reads and writes works.
     let portal = server.portal().await;
     portal.begin_enrollment("u", "u@example.jp").await.unwrap();
