@@ -1,6 +1,8 @@
 //! One HTTP/2 client per provider origin: TLS through rustls with the trust
 //! roots we are told (a CA file, or the system's), one long-lived connection
-//! multiplexing every request, and a timeout on each exchange.
+//! multiplexing every request, and a timeout on each exchange. The one
+//! exception is Google's metadata server, which speaks plain HTTP/1.1 on a
+//! link-local address ([`Transport::metadata_server`]).
 
 use super::SetupError;
 use crate::error_text::with_causes;
@@ -35,7 +37,16 @@ pub enum TransportError {
     Failed(String),
 }
 
-/// An HTTP/2 client bound to one origin.
+/// The addresses of Google's metadata server (its name, and its IPv4 and
+/// IPv6 link-local addresses), the only hosts besides loopback that are
+/// reached over plain `http://`.
+const METADATA_SERVER_HOSTS: &[&str] = &[
+    "metadata.google.internal",
+    "169.254.169.254",
+    "fd20:ce::254",
+];
+
+/// An HTTP/2 client bound to one origin (HTTP/1.1 for the metadata server).
 #[derive(Clone)]
 pub struct Transport {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
@@ -56,20 +67,38 @@ impl Transport {
             Some(path) => roots_from_file(path)?,
             None => system_roots()?,
         };
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SetupError(format!("TLS set-up: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls_config(roots)?)
             .https_or_http()
             .enable_http2()
             .build();
         let client = Client::builder(TokioExecutor::new())
             .http2_only(true)
+            .pool_idle_timeout(Duration::from_secs(600))
+            .build(connector);
+        Ok(Self {
+            client,
+            origin,
+            timeout,
+        })
+    }
+
+    /// A client for Google's metadata server at `origin`: plain HTTP/1.1,
+    /// as the metadata server speaks it. Plain `http://` is accepted here
+    /// beyond loopback, but only for the metadata server's own addresses:
+    /// it is reachable only from inside the machine or pod (link-local),
+    /// offers no TLS at these addresses, and every Google client library
+    /// talks to it so. Anywhere else a token over plain HTTP could be read
+    /// on the way.
+    pub fn metadata_server(origin: &str, timeout: Duration) -> Result<Self, SetupError> {
+        let origin = checked_metadata_origin(origin)?;
+        // Never used (the origin is http://), but the connector wants one.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(rustls::RootCertStore::empty())?)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(600))
             .build(connector);
         Ok(Self {
@@ -109,6 +138,33 @@ impl Transport {
             .unwrap_or(Err(TransportError::Timeout))
     }
 
+    /// `request`, made for another origin (by an OAuth library), bound to
+    /// this one instead: its scheme and authority replaced, its path, query,
+    /// headers and body kept.
+    pub fn retarget(
+        &self,
+        request: Request<Vec<u8>>,
+    ) -> Result<Request<Full<Bytes>>, TransportError> {
+        let (mut parts, body) = request.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = format!("{}{path}", self.origin)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))?;
+        Ok(Request::from_parts(parts, Full::new(Bytes::from(body))))
+    }
+
+    /// A GET of `path` on this origin.
+    pub fn get(&self, path: &str) -> Result<http::request::Builder, TransportError> {
+        let uri: Uri = format!("{}{path}", self.origin)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))?;
+        Ok(Request::get(uri))
+    }
+
     /// A POST to `path` on this origin with a body of `content_type`, and
     /// this `authorization` header when given.
     pub fn post(
@@ -133,12 +189,7 @@ pub fn checked_origin(origin: &str) -> Result<String, SetupError> {
     let uri: Uri = origin
         .parse()
         .map_err(|e| SetupError(format!("push origin {origin:?}: {e}")))?;
-    let host = uri.host().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = is_loopback(&uri);
     match uri.scheme_str() {
         Some("https") => {}
         Some("http") if loopback => {}
@@ -153,12 +204,56 @@ pub fn checked_origin(origin: &str) -> Result<String, SetupError> {
             )))
         }
     }
-    if host.is_empty() || uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+    if uri.host().unwrap_or_default().is_empty()
+        || uri.path_and_query().is_some_and(|p| p.as_str() != "/")
+    {
         return Err(SetupError(format!(
             "push origin {origin:?}: expected https://HOST[:PORT] without a path"
         )));
     }
     Ok(origin.trim_end_matches('/').to_owned())
+}
+
+/// Accepts `http://` origins on the metadata server's addresses or on a
+/// loopback address (a stand-in), without a path.
+pub fn checked_metadata_origin(origin: &str) -> Result<String, SetupError> {
+    let refused = || {
+        SetupError(format!(
+            "metadata server origin {origin:?}: expected http://metadata.google.internal, \
+             http://169.254.169.254 or http:// on a loopback address, without a path"
+        ))
+    };
+    let uri: Uri = origin.parse().map_err(|_| refused())?;
+    let host = uri.host().unwrap_or_default();
+    let metadata = METADATA_SERVER_HOSTS.contains(&host.trim_matches(|c| c == '[' || c == ']'));
+    if uri.scheme_str() != Some("http")
+        || !(metadata || is_loopback(&uri))
+        || uri.path_and_query().is_some_and(|p| p.as_str() != "/")
+    {
+        return Err(refused());
+    }
+    Ok(origin.trim_end_matches('/').to_owned())
+}
+
+/// Whether `uri`'s host is `localhost` or a loopback address.
+fn is_loopback(uri: &Uri) -> bool {
+    let host = uri.host().unwrap_or_default();
+    host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// rustls with ring, trusting `roots`.
+fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, SetupError> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SetupError(format!("TLS set-up: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 fn roots_from_file(path: &Path) -> Result<rustls::RootCertStore, SetupError> {
@@ -202,5 +297,52 @@ mod tests {
         assert!(plain.0.contains("loopback"), "{plain}");
         assert!(checked_origin("ftp://x").is_err());
         assert!(checked_origin("https://x/with/path").is_err());
+        // The metadata server's addresses are for the metadata server only.
+        assert!(checked_origin("http://metadata.google.internal").is_err());
+        assert!(checked_origin("http://169.254.169.254").is_err());
+    }
+
+    #[test]
+    fn the_metadata_server_is_plain_http_on_its_own_addresses_or_loopback() {
+        for origin in [
+            "http://metadata.google.internal",
+            "http://metadata.google.internal/",
+            "http://169.254.169.254",
+            "http://[fd20:ce::254]",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(checked_metadata_origin(origin).is_ok(), "{origin}");
+        }
+        for origin in [
+            "https://metadata.google.internal",
+            "http://metadata.example.com",
+            "http://169.254.169.253",
+            "http://10.0.0.1",
+            "http://metadata.google.internal/computeMetadata/v1",
+            "metadata.google.internal",
+        ] {
+            let error = checked_metadata_origin(origin).unwrap_err();
+            assert!(error.0.contains("metadata.google.internal"), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retargeted_request_keeps_all_but_the_origin() {
+        let transport =
+            Transport::metadata_server("http://127.0.0.1:9", Duration::from_secs(1)).unwrap();
+        let request = Request::post("https://oauth2.googleapis.com/token?a=b%20c")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(b"grant_type=refresh_token".to_vec())
+            .unwrap();
+        let request = transport.retarget(request).unwrap();
+        assert_eq!(request.method(), http::Method::POST);
+        assert_eq!(request.uri(), "http://127.0.0.1:9/token?a=b%20c");
+        assert_eq!(
+            request.headers()["content-type"],
+            "application/x-www-form-urlencoded"
+        );
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "grant_type=refresh_token");
     }
 }
