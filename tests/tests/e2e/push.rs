@@ -445,7 +445,7 @@ async fn missing_or_malformed_credentials_stop_the_server_with_a_clear_message()
     let mut account = push.config.clone();
     let file = dir.path().join("account.json");
     std::fs::write(&file, r#"{"type": "service_account", "project_id": "p"}"#).unwrap();
-    account.fcm.as_mut().unwrap().service_account_file = file;
+    account.fcm.as_mut().unwrap().service_account_file = Some(file);
     let error = start_error(account).await;
     assert!(error.contains("not a service account key"), "{error}");
 
