@@ -310,7 +310,7 @@ async fn without_credentials_the_server_stops_and_says_what_it_tried() {
     }))
     .await;
     assert!(
-        error.contains("GOOGLE_APPLICATION_CREDENTIALS names")
+        error.contains("GOOGLE_APPLICATION_CREDENTIALS file")
             && error.contains(&nowhere.display().to_string()),
         "{error}"
     );
@@ -325,7 +325,8 @@ async fn without_credentials_the_server_stops_and_says_what_it_tried() {
     }))
     .await;
     assert!(
-        error.contains("broken.json: not user credentials (no refresh_token)"),
+        error.contains("GOOGLE_APPLICATION_CREDENTIALS file")
+            && error.contains("broken.json: not user credentials (no refresh_token)"),
         "{error}"
     );
     assert!(!error.contains(FCM_USER_CLIENT_SECRET), "{error}");

@@ -219,13 +219,12 @@ impl Credentials {
         let request = self
             .transport
             .get(PROBE_PATH)
+            .ok()
             .and_then(|request| {
-                request
-                    .header("Metadata-Flavor", "Google")
-                    .body(Full::new(Bytes::new()))
-                    .map_err(|e| TransportError::Failed(e.to_string()))
+                let request = request.header("Metadata-Flavor", "Google");
+                request.body(Full::new(Bytes::new())).ok()
             })
-            .map_err(|e| format!("{e:?}"))?;
+            .ok_or("the origin makes no request URL")?;
         let no_answer = || format!("no answer within {}", humantime::format_duration(within));
         let reply = match tokio::time::timeout(within, self.transport.send(request)).await {
             Err(_) | Ok(Err(TransportError::Timeout)) => return Err(no_answer()),
@@ -268,6 +267,12 @@ fn base64url_assertion(request: http::Request<Vec<u8>>) -> http::Request<Vec<u8>
     http::Request::from_parts(parts, body)
 }
 
+/// A credentials file's text; an error names the place and the file.
+fn read(path: &Path, place: Place) -> Result<String, SetupError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| SetupError(format!("{} {}: {e}", place.label(), path.display())))
+}
+
 /// The start-up error when nothing was found.
 fn none_found(what: &str, tried: &[String]) -> SetupError {
     SetupError(format!(
@@ -296,19 +301,42 @@ struct Setup<'a> {
     timeout: Duration,
 }
 
-/// Which files a place accepts.
+/// Where a credentials file was found.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Accepts {
-    ServiceAccountKey,
-    AnyCredentials,
+enum Place {
+    /// `push.fcm.service_account_file`: a service account key only.
+    KeyFile,
+    /// Named by `GOOGLE_APPLICATION_CREDENTIALS`.
+    Variable,
+    /// gcloud's application default credentials.
+    Gcloud,
+}
+
+impl Place {
+    /// How messages name a file of this place.
+    fn label(self) -> &'static str {
+        match self {
+            Place::KeyFile => "FCM service account file",
+            Place::Variable => "GOOGLE_APPLICATION_CREDENTIALS file",
+            Place::Gcloud => "gcloud's credentials file",
+        }
+    }
+
+    /// What the log adds after the file's path.
+    fn via(self) -> &'static str {
+        match self {
+            Place::KeyFile => "",
+            Place::Variable => " (GOOGLE_APPLICATION_CREDENTIALS)",
+            Place::Gcloud => " (gcloud's application default credentials)",
+        }
+    }
 }
 
 impl Setup<'_> {
     /// `push.fcm.service_account_file`.
     fn key_file(&self, path: &Path) -> Result<Credentials, SetupError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| SetupError(format!("FCM service account file {}: {e}", path.display())))?;
-        self.credentials_file(path, &text, "", Accepts::ServiceAccountKey)
+        let text = read(path, Place::KeyFile)?;
+        self.credentials_file(path, &text, Place::KeyFile)
     }
 
     /// The file named by `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's
@@ -321,15 +349,9 @@ impl Setup<'_> {
         tried: &mut Vec<String>,
     ) -> Result<Option<Credentials>, SetupError> {
         if let Some(path) = &environment.application_credentials {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                SetupError(format!(
-                    "GOOGLE_APPLICATION_CREDENTIALS names {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let via = " (GOOGLE_APPLICATION_CREDENTIALS)";
+            let text = read(path, Place::Variable)?;
             return self
-                .credentials_file(path, &text, via, Accepts::AnyCredentials)
+                .credentials_file(path, &text, Place::Variable)
                 .map(Some);
         }
         tried.push("GOOGLE_APPLICATION_CREDENTIALS (not set)".into());
@@ -338,21 +360,15 @@ impl Setup<'_> {
                 .push("gcloud's user credentials (neither CLOUDSDK_CONFIG nor HOME is set)".into());
             return Ok(None);
         };
-        match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                let via = " (gcloud's application default credentials)";
-                self.credentials_file(&path, &text, via, Accepts::AnyCredentials)
-                    .map(Some)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tried.push(format!("{} (not found)", path.display()));
-                Ok(None)
-            }
-            Err(e) => Err(SetupError(format!(
-                "gcloud's credentials file {}: {e}",
-                path.display()
-            ))),
+        let exists = path.try_exists().map_err(|e| {
+            SetupError(format!("{} {}: {e}", Place::Gcloud.label(), path.display()))
+        })?;
+        if !exists {
+            tried.push(format!("{} (not found)", path.display()));
+            return Ok(None);
         }
+        let text = read(&path, Place::Gcloud)?;
+        self.credentials_file(&path, &text, Place::Gcloud).map(Some)
     }
 
     /// A service account key or user credentials, by the file's `type`.
@@ -361,11 +377,11 @@ impl Setup<'_> {
         &self,
         path: &Path,
         text: &str,
-        via: &str,
-        accepts: Accepts,
+        place: Place,
     ) -> Result<Credentials, SetupError> {
         let error =
-            |why: String| SetupError(format!("FCM credentials file {}: {why}", path.display()));
+            |why: String| SetupError(format!("{} {}: {why}", place.label(), path.display()));
+        let via = place.via();
         // serde_json's syntax errors give a line and column, not the text.
         let file: Value =
             serde_json::from_str(text).map_err(|e| error(format!("not JSON ({e})")))?;
@@ -379,7 +395,7 @@ impl Setup<'_> {
                 self.service_account(path, via, project_id, private_key, client_email, token_uri)
                     .map_err(error)
             }
-            Some("authorized_user") if accepts == Accepts::AnyCredentials => {
+            Some("authorized_user") if place != Place::KeyFile => {
                 let [client_id, client_secret, refresh_token] =
                     strings(&file, ["client_id", "client_secret", "refresh_token"])
                         .map_err(|missing| error(format!("not user credentials (no {missing})")))?;
@@ -407,7 +423,7 @@ impl Setup<'_> {
                     "oauth",
                 ))
             }
-            _ if accepts == Accepts::ServiceAccountKey => Err(error(
+            _ if place == Place::KeyFile => Err(error(
                 "not a service account key (no type \"service_account\")".into(),
             )),
             Some(other) => Err(error(format!(
