@@ -95,8 +95,9 @@ async fn assemble_service(
             config.server_key_file().display()
         ))
     })?;
-    let providers =
-        push::providers(&config.push).map_err(|e| ServerError::Setup(format!("push: {e}")))?;
+    let providers = push::providers(&config.push)
+        .await
+        .map_err(|e| ServerError::Setup(format!("push: {e}")))?;
     let events = match changes {
         Some(_) => Events::announced_by_database(),
         None => Events::default(),

@@ -52,7 +52,8 @@ pub fn binary() -> PathBuf {
 impl ServerProcess {
     /// Starts `serve --dev` on `data_dir` (and `database_url` when given,
     /// else the SQLite file in `data_dir`) on an ephemeral loopback port,
-    /// with `settings` as further `MFA_*` variables, and returns once it
+    /// with `settings` as further variables (`MFA_*` settings, or others it
+    /// reads, such as `GOOGLE_APPLICATION_CREDENTIALS`), and returns once it
     /// listens.
     pub fn start(data_dir: &Path, database_url: Option<&str>, settings: &[(&str, &str)]) -> Self {
         let mut command = Command::new(binary());

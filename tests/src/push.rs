@@ -2,8 +2,11 @@
 //! loopback: APNs over TLS with a certificate from a CA generated here, FCM
 //! HTTP v1 and its OAuth token endpoint. Both check authentication the way
 //! the real services do (the ES256 provider token against the team's public
-//! key; the RS256 JWT-bearer assertion against the service account's), record
-//! every request, and answer with scripted replies in the providers' formats.
+//! key; the RS256 JWT-bearer assertion against the service account's, or the
+//! refresh token of a person's credentials), record every request, and
+//! answer with scripted replies in the providers' formats. Beside them, a
+//! stand-in for Google's metadata server (plain HTTP/1.1, as the real one)
+//! hands out the FCM stand-in's tokens as a workload's would.
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -11,7 +14,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::{rt::TokioExecutor, rt::TokioIo, server::conn::auto};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use mfa_server::push::config::{ApnsConfig, ApnsEnvironment, FcmConfig, PushConfig};
+use mfa_server::push::config::{
+    ApnsConfig, ApnsEnvironment, FcmConfig, GoogleEnvironment, PushConfig,
+};
 use std::{
     collections::VecDeque,
     convert::Infallible,
@@ -31,6 +36,15 @@ pub const APNS_TOPIC: &str = "com.example.authenticator";
 pub const FCM_PROJECT: &str = "mfa-test-project";
 const FCM_CLIENT_EMAIL: &str = "mfa-push@mfa-test-project.iam.gserviceaccount.com";
 const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+/// The OAuth client and refresh token of the person whose user credentials
+/// (`authorized_user`) the token endpoint knows.
+const FCM_USER_CLIENT_ID: &str = "32555940559.apps.googleusercontent.com";
+/// Secrets of the stand-in's user credentials: tests check they never show.
+pub const FCM_USER_CLIENT_SECRET: &str = "stand-in-client-secret-ZmQ0";
+pub const FCM_USER_REFRESH_TOKEN: &str = "1//stand-in-refresh-token-Y2E5";
+/// The metadata server's paths: the workload's service account, its token.
+const METADATA_ACCOUNT: &str = "/computeMetadata/v1/instance/service-accounts/default/";
+const METADATA_TOKEN: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 const FCM_PRIVATE_KEY: &str = include_str!("../fixtures/fcm-test-service-account-key.pem");
 const FCM_PUBLIC_KEY: &str = include_str!("../fixtures/fcm-test-service-account-key.pub.pem");
 
@@ -177,9 +191,18 @@ impl Default for TestCa {
     }
 }
 
-/// Serves `handle` on a loopback port: HTTP/2 over TLS when `tls` is given,
-/// cleartext HTTP/2 (prior knowledge) otherwise.
-async fn serve<H, F>(tls: Option<rustls::ServerConfig>, handle: H) -> SocketAddr
+/// The HTTP a stand-in speaks.
+#[derive(Clone, Copy)]
+enum Wire {
+    /// HTTP/2 over TLS when a TLS configuration is given, cleartext HTTP/2
+    /// (prior knowledge) otherwise.
+    Http2,
+    /// Cleartext HTTP/1.1.
+    Http1,
+}
+
+/// Serves `handle` on a loopback port.
+async fn serve<H, F>(tls: Option<rustls::ServerConfig>, wire: Wire, handle: H) -> SocketAddr
 where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
@@ -196,7 +219,11 @@ where
                     let response = handle(request);
                     async move { Ok::<_, Infallible>(response.await) }
                 });
-                let builder = auto::Builder::new(TokioExecutor::new()).http2_only();
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let builder = match wire {
+                    Wire::Http2 => builder.http2_only(),
+                    Wire::Http1 => builder.http1_only(),
+                };
                 let _ = match acceptor {
                     Some(acceptor) => match acceptor.accept(stream).await {
                         Ok(tls) => builder.serve_connection(TokioIo::new(tls), service).await,
@@ -257,7 +284,7 @@ impl ApnsStandIn {
         let public = DecodingKey::from_ec_pem(key.public_key_pem().as_bytes()).unwrap();
         let log = Arc::new(Log::default());
         let state = (log.clone(), Arc::new(public));
-        let addr = serve(Some(ca.server.clone()), move |request| {
+        let addr = serve(Some(ca.server.clone()), Wire::Http2, move |request| {
             let (log, public) = state.clone();
             async move { apns_handle(request, &log, &public).await }
         })
@@ -369,10 +396,62 @@ pub struct FcmStandIn {
     tokens: Arc<TokenEndpoint>,
 }
 
+/// Where an access token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grant {
+    /// The service account's JWT-bearer assertion.
+    ServiceAccount,
+    /// The refresh token of a person's credentials.
+    User,
+    /// The metadata server, for the workload's service account.
+    MetadataServer,
+}
+
+/// An access token handed out.
+struct Issued {
+    token: String,
+    grant: Grant,
+    revoked: bool,
+}
+
 #[derive(Default)]
 struct TokenEndpoint {
-    issued: Mutex<Vec<String>>,
+    issued: Mutex<Vec<Issued>>,
     expires_in: Mutex<u64>,
+}
+
+impl TokenEndpoint {
+    /// A new access token; its prefix tells the grant (`ya29.stand-in-N`
+    /// for a service account key, `ya29.user-N`, `ya29.metadata-N`).
+    fn issue(&self, grant: Grant) -> Response<Full<Bytes>> {
+        let mut issued = self.issued.lock().unwrap();
+        let kind = match grant {
+            Grant::ServiceAccount => "stand-in",
+            Grant::User => "user",
+            Grant::MetadataServer => "metadata",
+        };
+        let access_token = format!("ya29.{kind}-{}", issued.len() + 1);
+        issued.push(Issued {
+            token: access_token.clone(),
+            grant,
+            revoked: false,
+        });
+        let expires_in = *self.expires_in.lock().unwrap();
+        json_response(
+            200,
+            serde_json::json!({"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"}),
+            &[],
+        )
+    }
+
+    /// The grant of a valid token.
+    fn grant_of(&self, token: &str) -> Option<Grant> {
+        let issued = self.issued.lock().unwrap();
+        issued
+            .iter()
+            .find(|issued| issued.token == token && !issued.revoked)
+            .map(|issued| issued.grant)
+    }
 }
 
 impl FcmStandIn {
@@ -384,7 +463,7 @@ impl FcmStandIn {
         let public = Arc::new(DecodingKey::from_rsa_pem(FCM_PUBLIC_KEY.as_bytes()).unwrap());
         let listener_port = Arc::new(Mutex::new(0u16));
         let state = (log.clone(), tokens.clone(), public, listener_port.clone());
-        let addr = serve(None, move |request| {
+        let addr = serve(None, Wire::Http2, move |request| {
             let (log, tokens, public, port) = state.clone();
             async move {
                 let port = *port.lock().unwrap();
@@ -394,6 +473,11 @@ impl FcmStandIn {
         .await;
         *listener_port.lock().unwrap() = addr.port();
         Self { addr, log, tokens }
+    }
+
+    /// `http://127.0.0.1:PORT`: messages and the token endpoint.
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.addr.port())
     }
 
     /// Access tokens issued so far.
@@ -406,10 +490,18 @@ impl FcmStandIn {
         *self.tokens.expires_in.lock().unwrap() = seconds;
     }
 
-    /// The `[push.fcm]` settings (service account file written into `dir`).
-    pub fn config(&self, dir: &Path) -> FcmConfig {
-        let origin = format!("http://127.0.0.1:{}", self.addr.port());
-        let account = serde_json::json!({
+    /// Revokes every access token issued so far: messages carrying one are
+    /// answered 401, as Google answers a revoked or expired token.
+    pub fn revoke_tokens(&self) {
+        for issued in self.tokens.issued.lock().unwrap().iter_mut() {
+            issued.revoked = true;
+        }
+    }
+
+    /// The service account key file, as the Firebase console hands it out,
+    /// with its token endpoint here.
+    pub fn service_account_key(&self) -> serde_json::Value {
+        serde_json::json!({
             "type": "service_account",
             "project_id": FCM_PROJECT,
             "private_key_id": "0123456789abcdef0123456789abcdef01234567",
@@ -417,14 +509,42 @@ impl FcmStandIn {
             "client_email": FCM_CLIENT_EMAIL,
             "client_id": "100000000000000000000",
             "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-            "token_uri": format!("{origin}/token"),
+            "token_uri": format!("{}/token", self.origin()),
+        })
+    }
+
+    /// A person's credentials as `gcloud auth application-default login`
+    /// writes them, with the `quota_project_id` that
+    /// `gcloud auth application-default set-quota-project` adds.
+    pub fn user_credentials(quota_project: Option<&str>) -> serde_json::Value {
+        let mut file = serde_json::json!({
+            "account": "",
+            "client_id": FCM_USER_CLIENT_ID,
+            "client_secret": FCM_USER_CLIENT_SECRET,
+            "refresh_token": FCM_USER_REFRESH_TOKEN,
+            "type": "authorized_user",
+            "universe_domain": "googleapis.com",
         });
+        if let Some(project) = quota_project {
+            file["quota_project_id"] = project.into();
+        }
+        file
+    }
+
+    /// The `[push.fcm]` settings with a service account key (written into
+    /// `dir`), nothing read from the test process's environment.
+    pub fn config(&self, dir: &Path) -> FcmConfig {
         let service_account_file = dir.join("fcm-service-account.json");
-        std::fs::write(&service_account_file, account.to_string()).unwrap();
+        std::fs::write(
+            &service_account_file,
+            self.service_account_key().to_string(),
+        )
+        .unwrap();
         FcmConfig {
-            service_account_file,
-            origin: Some(origin),
-            ca_file: None,
+            service_account_file: Some(service_account_file),
+            origin: Some(self.origin()),
+            environment: Some(GoogleEnvironment::default()),
+            ..FcmConfig::default()
         }
     }
 }
@@ -458,8 +578,18 @@ async fn fcm_handle(
     if parts.uri.path() != format!("/v1/projects/{FCM_PROJECT}/messages:send") {
         return json_response(404, error(404, "NOT_FOUND", None), &[]);
     }
-    if !tokens.issued.lock().unwrap().contains(&bearer) {
+    let Some(grant) = tokens.grant_of(&bearer) else {
         return json_response(401, error(401, "UNAUTHENTICATED", None), &[]);
+    };
+    // FCM bills a person's requests to a quota project, and refuses them
+    // without one.
+    if grant == Grant::User
+        && parts
+            .headers
+            .get("x-goog-user-project")
+            .is_none_or(|project| project.is_empty())
+    {
+        return json_response(403, error(403, "PERMISSION_DENIED", None), &[]);
     }
     let message = &body["message"];
     if !message["token"].is_string() || !message["data"].is_object() {
@@ -494,51 +624,159 @@ async fn fcm_handle(
     json_response(200, serde_json::json!({ "name": name }), &[])
 }
 
-/// Google's JWT-bearer grant: the assertion must be an RS256 JWT by the
-/// service account's key for the messaging scope, addressed to this endpoint.
+/// Google's token endpoint: the JWT-bearer grant, whose assertion must be
+/// an RS256 JWT (base64url, as RFC 7515 has it) by the service account's
+/// key for the messaging scope, addressed to this endpoint; and the
+/// refresh-token grant of the one person's credentials it knows.
 fn token_handle(
     body: &[u8],
     tokens: &TokenEndpoint,
     public: &DecodingKey,
     port: u16,
 ) -> Response<Full<Bytes>> {
-    let form = String::from_utf8_lossy(body);
-    let field = |name: &str| {
-        form.split('&')
-            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let invalid = |why: &str| {
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(body).into_owned().collect();
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+    let invalid = |status: u16, error: &str, why: &str| {
         json_response(
-            400,
-            serde_json::json!({"error": "invalid_grant", "error_description": why}),
+            status,
+            serde_json::json!({"error": error, "error_description": why}),
             &[],
         )
     };
-    if field("grant_type") != "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer" {
-        return invalid("unsupported grant type");
+    match field("grant_type") {
+        "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
+            let mut validation = Validation::new(Algorithm::RS256);
+            validation.set_audience(&[format!("http://127.0.0.1:{port}/token")]);
+            validation.set_issuer(&[FCM_CLIENT_EMAIL]);
+            let Ok(token) =
+                jsonwebtoken::decode::<serde_json::Value>(field("assertion"), public, &validation)
+            else {
+                return invalid(400, "invalid_grant", "Invalid JWT Signature.");
+            };
+            if token.claims["scope"] != FCM_SCOPE {
+                return invalid(400, "invalid_scope", "bad scope");
+            }
+            tokens.issue(Grant::ServiceAccount)
+        }
+        "refresh_token" => {
+            if field("client_id") != FCM_USER_CLIENT_ID
+                || field("client_secret") != FCM_USER_CLIENT_SECRET
+            {
+                return invalid(401, "invalid_client", "The OAuth client was not found.");
+            }
+            if field("refresh_token") != FCM_USER_REFRESH_TOKEN {
+                return invalid(400, "invalid_grant", "Token has been expired or revoked.");
+            }
+            tokens.issue(Grant::User)
+        }
+        _ => invalid(400, "unsupported_grant_type", "Invalid grant_type."),
     }
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_audience(&[format!("http://127.0.0.1:{port}/token")]);
-    validation.set_issuer(&[FCM_CLIENT_EMAIL]);
-    let Ok(token) =
-        jsonwebtoken::decode::<serde_json::Value>(&field("assertion"), public, &validation)
-    else {
-        return invalid("Invalid JWT Signature.");
+}
+
+/// A request the metadata server stand-in received.
+#[derive(Debug, Clone)]
+pub struct MetadataRequest {
+    pub path: String,
+    pub query: String,
+    pub headers: http::HeaderMap,
+}
+
+/// Google's metadata server on a loopback port, plain HTTP/1.1: it answers
+/// only requests with `Metadata-Flavor: Google` and without
+/// `X-Forwarded-For` (as the real one, against requests relayed from
+/// outside), says `Metadata-Flavor: Google` in every answer, and hands out
+/// access tokens of the FCM stand-in for the workload's service account.
+pub struct MetadataStandIn {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<MetadataRequest>>>,
+    /// The status token requests are refused with, if they are.
+    refusal: Arc<Mutex<Option<u16>>>,
+}
+
+impl MetadataStandIn {
+    /// Starts one whose tokens `fcm` accepts.
+    pub async fn start(fcm: &FcmStandIn) -> Self {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let refusal = Arc::new(Mutex::new(None));
+        let state = (fcm.tokens.clone(), requests.clone(), refusal.clone());
+        let addr = serve(None, Wire::Http1, move |request| {
+            let (tokens, requests, refusal) = state.clone();
+            async move {
+                let status = *refusal.lock().unwrap();
+                metadata_handle(request, &tokens, &requests, status)
+            }
+        })
+        .await;
+        Self {
+            addr,
+            requests,
+            refusal,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn origin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.addr.port())
+    }
+
+    /// Every request so far, refused ones included.
+    pub fn requests(&self) -> Vec<MetadataRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Refuses token requests with `status` from now on (as GKE does for a
+    /// workload whose service account lacks the binding), or no longer.
+    pub fn refuse_tokens(&self, status: Option<u16>) {
+        *self.refusal.lock().unwrap() = status;
+    }
+}
+
+fn metadata_handle(
+    request: Request<Incoming>,
+    tokens: &TokenEndpoint,
+    requests: &Mutex<Vec<MetadataRequest>>,
+    refusal: Option<u16>,
+) -> Response<Full<Bytes>> {
+    let (parts, _) = request.into_parts();
+    requests.lock().unwrap().push(MetadataRequest {
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or_default().to_owned(),
+        headers: parts.headers.clone(),
+    });
+    let text = |status: u16, body: &str| {
+        Response::builder()
+            .status(status)
+            .header("metadata-flavor", "Google")
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .unwrap()
     };
-    if token.claims["scope"] != FCM_SCOPE {
-        return invalid("bad scope");
+    if parts
+        .headers
+        .get("metadata-flavor")
+        .is_none_or(|flavor| flavor != "Google")
+    {
+        return text(
+            403,
+            "Missing required header \"Metadata-Flavor\": \"Google\"",
+        );
     }
-    let mut issued = tokens.issued.lock().unwrap();
-    let access_token = format!("ya29.stand-in-{}", issued.len() + 1);
-    issued.push(access_token.clone());
-    let expires_in = *tokens.expires_in.lock().unwrap();
-    json_response(
-        200,
-        serde_json::json!({"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"}),
-        &[],
-    )
+    if parts.headers.contains_key("x-forwarded-for") {
+        return text(403, "Request denied: X-Forwarded-For is not allowed");
+    }
+    match (parts.uri.path(), refusal) {
+        (METADATA_ACCOUNT, _) => text(200, "aliases\nemail\nidentity\nscopes\ntoken\n"),
+        (METADATA_TOKEN, Some(status)) => text(status, "Unable to generate access token"),
+        (METADATA_TOKEN, None) => {
+            let mut response = tokens.issue(Grant::MetadataServer);
+            response
+                .headers_mut()
+                .insert("metadata-flavor", "Google".parse().unwrap());
+            response
+        }
+        _ => text(404, "Not Found"),
+    }
 }
 
 /// Both stand-ins and the `[push]` settings that point the server at them,
@@ -560,12 +798,20 @@ impl PushStandIns {
         let config = PushConfig {
             apns: Some(apns.config(dir, &ca_file)),
             fcm: Some(fcm.config(dir)),
-            timeout: Duration::from_millis(500),
-            max_attempts: 4,
-            initial_backoff: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(100),
-            ..PushConfig::default()
+            ..quick_push_config()
         };
         Self { apns, fcm, config }
+    }
+}
+
+/// `[push]` settings without providers, with short timeouts and backoff so
+/// that retries happen within a test.
+pub fn quick_push_config() -> PushConfig {
+    PushConfig {
+        timeout: Duration::from_millis(500),
+        max_attempts: 4,
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(100),
+        ..PushConfig::default()
     }
 }

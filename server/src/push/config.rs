@@ -135,28 +135,174 @@ impl ApnsConfig {
     }
 }
 
-/// FCM HTTP v1 with a service account.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+/// FCM HTTP v1, with credentials as Google Cloud workloads have them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
 pub struct FcmConfig {
-    /// The service account's JSON key file (Firebase console → Project
+    /// Which credentials to use: by default the first found, in the order
+    /// of [`FcmCredentials::Auto`].
+    pub credentials: FcmCredentials,
+    /// A service account's JSON key file (Firebase console → Project
     /// settings → Service accounts → Generate new private key).
-    pub service_account_file: PathBuf,
+    pub service_account_file: Option<PathBuf>,
+    /// The Firebase project of the app (which may differ from the project
+    /// the server runs in). Required unless the credentials are a service
+    /// account key, whose `project_id` is the default.
+    pub project_id: Option<String>,
     /// Another messaging origin (a proxy, or a test stand-in); `http://` only
-    /// on loopback. The token endpoint is the key file's `token_uri`.
-    #[serde(default)]
+    /// on loopback. A service account's token endpoint is its key file's
+    /// `token_uri`.
     pub origin: Option<String>,
+    /// Another origin for the refresh-token grant of user credentials
+    /// (`authorized_user`) than `https://oauth2.googleapis.com` (a proxy, or
+    /// a test stand-in); `http://` only on loopback.
+    pub oauth_origin: Option<String>,
+    /// Another origin for the metadata server than
+    /// `http://metadata.google.internal`: `http://169.254.169.254`, or a
+    /// loopback address (a test stand-in).
+    pub metadata_origin: Option<String>,
     /// PEM file of the certificate authorities to trust instead of the
-    /// system's (for both the messaging origin and the token endpoint).
-    #[serde(default)]
+    /// system's (for the messaging origin and the token endpoints).
     pub ca_file: Option<PathBuf>,
+    /// The variables that locate Application Default Credentials, instead of
+    /// this process's own (read once, at set-up). Not a setting: servers
+    /// started inside one test process share its environment, so tests say
+    /// here what each one would see.
+    #[serde(skip)]
+    pub environment: Option<GoogleEnvironment>,
 }
 
 impl FcmConfig {
-    /// The origin in effect.
+    /// The messaging origin in effect.
     pub fn origin(&self) -> &str {
         self.origin
             .as_deref()
             .unwrap_or("https://fcm.googleapis.com")
+    }
+
+    /// The origin of the refresh-token grant in effect.
+    pub fn oauth_origin(&self) -> &str {
+        self.oauth_origin
+            .as_deref()
+            .unwrap_or("https://oauth2.googleapis.com")
+    }
+
+    /// The metadata server's origin in effect.
+    pub fn metadata_origin(&self) -> &str {
+        self.metadata_origin
+            .as_deref()
+            .unwrap_or("http://metadata.google.internal")
+    }
+}
+
+/// Where FCM's OAuth2 access tokens come from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum FcmCredentials {
+    /// The first found of: `service_account_file`; the file named by
+    /// `GOOGLE_APPLICATION_CREDENTIALS`; gcloud's user credentials file;
+    /// the metadata server (probed at start).
+    #[default]
+    Auto,
+    /// The key file in `service_account_file`.
+    ServiceAccount,
+    /// Application Default Credentials from a file: the one named by
+    /// `GOOGLE_APPLICATION_CREDENTIALS`, else gcloud's user credentials.
+    ApplicationDefault,
+    /// The metadata server of Compute Engine, GKE (workload identity) or
+    /// Cloud Run, without probing it first.
+    MetadataServer,
+}
+
+/// The environment variables through which Google's client libraries find
+/// Application Default Credentials.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GoogleEnvironment {
+    /// `GOOGLE_APPLICATION_CREDENTIALS`: a credentials file (a service
+    /// account key or user credentials).
+    pub application_credentials: Option<PathBuf>,
+    /// `CLOUDSDK_CONFIG`: gcloud's configuration directory, instead of
+    /// `$HOME/.config/gcloud`.
+    pub cloudsdk_config: Option<PathBuf>,
+    /// `HOME`.
+    pub home: Option<PathBuf>,
+}
+
+impl GoogleEnvironment {
+    /// This process's variables (an empty one counts as unset).
+    pub fn from_process() -> Self {
+        let var = |name: &str| {
+            std::env::var_os(name)
+                .filter(|value| !value.is_empty())
+                .map(PathBuf::from)
+        };
+        Self {
+            application_credentials: var("GOOGLE_APPLICATION_CREDENTIALS"),
+            cloudsdk_config: var("CLOUDSDK_CONFIG"),
+            home: var("HOME"),
+        }
+    }
+
+    /// Where gcloud keeps the user credentials that
+    /// `gcloud auth application-default login` writes, if either variable
+    /// says.
+    pub fn gcloud_credentials_file(&self) -> Option<PathBuf> {
+        let directory = match (&self.cloudsdk_config, &self.home) {
+            (Some(config), _) => config.clone(),
+            (None, Some(home)) => home.join(".config").join("gcloud"),
+            (None, None) => return None,
+        };
+        Some(directory.join("application_default_credentials.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fcm_needs_no_key_file_and_names_its_credentials_in_kebab_case() {
+        let config: FcmConfig = from_json(
+            r#"{"project_id": "my-app", "credentials": "metadata-server",
+                "metadata_origin": "http://169.254.169.254"}"#,
+        );
+        assert_eq!(config.credentials, FcmCredentials::MetadataServer);
+        assert_eq!(config.service_account_file, None);
+        assert_eq!(config.metadata_origin(), "http://169.254.169.254");
+        assert_eq!(config.oauth_origin(), "https://oauth2.googleapis.com");
+        let config: FcmConfig = from_json("{}");
+        assert_eq!(config.credentials, FcmCredentials::Auto);
+        assert_eq!(config.metadata_origin(), "http://metadata.google.internal");
+        for (name, credentials) in [
+            ("auto", FcmCredentials::Auto),
+            ("service-account", FcmCredentials::ServiceAccount),
+            ("application-default", FcmCredentials::ApplicationDefault),
+            ("metadata-server", FcmCredentials::MetadataServer),
+        ] {
+            let config: FcmConfig = from_json(&format!(r#"{{"credentials": "{name}"}}"#));
+            assert_eq!(config.credentials, credentials);
+        }
+    }
+
+    fn from_json(json: &str) -> FcmConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn gcloud_credentials_are_under_cloudsdk_config_else_home() {
+        let mut environment = GoogleEnvironment {
+            home: Some("/home/op".into()),
+            ..GoogleEnvironment::default()
+        };
+        assert_eq!(
+            environment.gcloud_credentials_file(),
+            Some("/home/op/.config/gcloud/application_default_credentials.json".into())
+        );
+        environment.cloudsdk_config = Some("/etc/gcloud".into());
+        assert_eq!(
+            environment.gcloud_credentials_file(),
+            Some("/etc/gcloud/application_default_credentials.json".into())
+        );
+        assert_eq!(GoogleEnvironment::default().gcloud_credentials_file(), None);
     }
 }

@@ -1,7 +1,9 @@
-//! FCM HTTP v1: an OAuth2 access token obtained with the service account's
-//! RS256-signed JWT (the JWT-bearer grant at its `token_uri`), cached until a
-//! minute before it expires, and high-priority data messages to
-//! `/v1/projects/{project}/messages:send`.
+//! FCM HTTP v1: an OAuth2 access token from the credentials found at set-up
+//! ([`credentials`]: a service account key, user credentials or the metadata
+//! server), cached until a minute before it expires, and high-priority data
+//! messages to `/v1/projects/{project}/messages:send`.
+
+mod credentials;
 
 use super::{
     config::FcmConfig,
@@ -12,16 +14,10 @@ use super::{
 use crate::model::PushPlatform;
 use async_trait::async_trait;
 use bytes::Bytes;
+use credentials::{Credentials, Kind};
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::Deserialize;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::Mutex;
 
-const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
-/// An access token is replaced this long before Google says it expires.
-const TOKEN_MARGIN: Duration = Duration::from_secs(60);
 /// FCM error codes that mean the registration token will never work again.
 /// (`INVALID_ARGUMENT` may be a malformed token, but as well a malformed
 /// message of ours: it is a bad request, and the token is kept.)
@@ -36,77 +32,54 @@ const MISCONFIGURED: &[&str] = &[
     "NOT_FOUND",
 ];
 
-/// The fields of a service account key file that are used.
-#[derive(Deserialize)]
-struct ServiceAccount {
-    project_id: String,
-    private_key_id: String,
-    private_key: String,
-    client_email: String,
-    token_uri: String,
-}
-
 /// Delivers to Android devices.
 pub struct Fcm {
     messages: Transport,
     send_path: String,
-    oauth: OAuth,
+    /// The project billed for user credentials' requests
+    /// (`x-goog-user-project`), which FCM requires of them.
+    quota_project: Option<String>,
+    oauth: Credentials,
 }
 
 impl Fcm {
-    /// Reads the service account and prepares both connections; fails with a
-    /// clear message when the file is missing or malformed.
-    pub fn new(config: &FcmConfig, connection: Connection) -> Result<Self, SetupError> {
-        let path = config.service_account_file.display();
-        let text = std::fs::read_to_string(&config.service_account_file)
-            .map_err(|e| SetupError(format!("FCM service account file {path}: {e}")))?;
-        let account: ServiceAccount = serde_json::from_str(&text).map_err(|e| {
-            // serde's message names the missing field but never a value.
-            SetupError(format!(
-                "FCM service account file {path}: not a service account key ({e})"
-            ))
-        })?;
-        let key = EncodingKey::from_rsa_pem(account.private_key.as_bytes()).map_err(|_| {
-            SetupError(format!(
-                "FCM service account file {path}: private_key is not an RSA private key"
-            ))
-        })?;
-        if account.project_id.is_empty()
-            || !account
-                .project_id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
-            return Err(SetupError(format!(
-                "FCM service account file {path}: project_id is not a project id"
-            )));
-        }
-        let token_uri: http::Uri = account.token_uri.parse().map_err(|_| {
-            SetupError(format!(
-                "FCM service account file {path}: token_uri is not a URL"
-            ))
-        })?;
-        let token_origin = format!(
-            "{}://{}",
-            token_uri.scheme_str().unwrap_or_default(),
-            token_uri
-                .authority()
-                .map(|a| a.as_str())
-                .unwrap_or_default()
-        );
-        let ca = config.ca_file.as_deref();
+    /// Finds the credentials (asking the metadata server, when it comes to
+    /// that) and prepares the connections; fails with a clear message when
+    /// none are found, a file is missing or malformed, or the project is
+    /// not known. Logs where the credentials came from.
+    pub async fn new(config: &FcmConfig, connection: Connection) -> Result<Self, SetupError> {
+        let messages = Transport::new(config.origin(), config.ca_file.as_deref(), connection)?;
+        let oauth = Credentials::find(config, connection).await?;
+        let project_id = match (&config.project_id, &oauth.kind) {
+            (Some(project_id), _) => {
+                if !is_project_id(project_id) {
+                    return Err(SetupError(format!(
+                        "push.fcm.project_id {project_id:?} is not a project id"
+                    )));
+                }
+                project_id.clone()
+            }
+            (None, Kind::ServiceAccount { project_id }) => project_id.clone(),
+            (None, _) => {
+                return Err(SetupError(format!(
+                    "push.fcm.project_id is required with credentials from {}: \
+                     set it to the Firebase project of the app",
+                    oauth.description
+                )))
+            }
+        };
+        let quota_project = match &oauth.kind {
+            Kind::User { quota_project } => {
+                Some(quota_project.clone().unwrap_or_else(|| project_id.clone()))
+            }
+            _ => None,
+        };
+        tracing::info!("push: FCM credentials from {}", oauth.description);
         Ok(Self {
-            messages: Transport::new(config.origin(), ca, connection)?,
-            send_path: format!("/v1/projects/{}/messages:send", account.project_id),
-            oauth: OAuth {
-                transport: Transport::new(&token_origin, ca, connection)?,
-                token_path: token_uri.path().to_owned(),
-                audience: account.token_uri,
-                issuer: account.client_email,
-                key_id: account.private_key_id,
-                key,
-                current: Mutex::new(None),
-            },
+            messages,
+            send_path: format!("/v1/projects/{project_id}/messages:send"),
+            quota_project,
+            oauth,
         })
     }
 
@@ -127,13 +100,18 @@ impl Fcm {
                 },
             }
         });
-        self.messages
+        let mut request = self
+            .messages
             .post(
                 &self.send_path,
                 Some(&format!("Bearer {access_token}")),
                 "application/json",
             )
-            .map_err(Outcome::transport)?
+            .map_err(Outcome::transport)?;
+        if let Some(project) = &self.quota_project {
+            request = request.header("x-goog-user-project", project);
+        }
+        request
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| Outcome::failed(e.to_string()))
     }
@@ -210,103 +188,9 @@ fn error_code(body: &serde_json::Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The OAuth2 access token, fetched once and shared until near its expiry.
-struct OAuth {
-    transport: Transport,
-    token_path: String,
-    audience: String,
-    issuer: String,
-    key_id: String,
-    key: EncodingKey,
-    /// Held across a fetch so that concurrent sends wait for one token.
-    current: Mutex<Option<(String, Instant)>>,
-}
-
-#[derive(Deserialize)]
-struct TokenReply {
-    access_token: String,
-    expires_in: u64,
-}
-
-impl OAuth {
-    async fn access_token(&self) -> Result<String, Outcome> {
-        let mut current = self.current.lock().await;
-        if let Some((token, valid_until)) = &*current {
-            if Instant::now() < *valid_until {
-                return Ok(token.clone());
-            }
-        }
-        let requested = Instant::now();
-        let reply = self.fetch().await?;
-        let lifetime = Duration::from_secs(reply.expires_in).saturating_sub(TOKEN_MARGIN);
-        *current = Some((reply.access_token.clone(), requested + lifetime));
-        Ok(reply.access_token)
-    }
-
-    /// Drops `token` if it is still the cached one.
-    async fn forget(&self, token: &str) {
-        let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|(t, _)| t == token) {
-            *current = None;
-        }
-    }
-
-    async fn fetch(&self) -> Result<TokenReply, Outcome> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let claims = serde_json::json!({
-            "iss": self.issuer,
-            "scope": SCOPE,
-            "aud": self.audience,
-            "iat": now,
-            "exp": now + 3600,
-        });
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.key_id.clone());
-        let assertion = jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|e| Outcome::failed(format!("signing the OAuth assertion: {e}")))?;
-        let form = format!(
-            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
-        );
-        let request = self
-            .transport
-            .post(&self.token_path, None, "application/x-www-form-urlencoded")
-            .map_err(Outcome::transport)?
-            .body(Full::new(Bytes::from(form)))
-            .map_err(|e| Outcome::failed(e.to_string()))?;
-        let reply = self
-            .transport
-            .send(request)
-            .await
-            .map_err(Outcome::transport)?;
-        if reply.status.is_success() {
-            return serde_json::from_slice(&reply.body).map_err(|_| {
-                Outcome::failed("oauth: the token endpoint's answer has no access_token")
-            });
-        }
-        let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-        let reason = format!(
-            "oauth: {}",
-            body["error"]
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| format!("HTTP {}", reply.status.as_u16()))
-        );
-        Err(
-            if reply.status.is_server_error() || reply.status == StatusCode::TOO_MANY_REQUESTS {
-                Outcome::Retry {
-                    reason,
-                    after: retry_after(&reply.headers),
-                }
-            } else {
-                // The service account is refused (a deleted key, a
-                // disabled account): our set-up, not the device.
-                Outcome::Misconfigured { reason }
-            },
-        )
-    }
+/// Letters, digits and hyphens, as Google's project ids are.
+fn is_project_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 #[cfg(test)]

@@ -115,8 +115,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The providers the configuration asks for; a missing or malformed
-/// credentials file is an error that names it.
-pub fn providers(
+/// credentials file is an error that names it, and so are FCM credentials
+/// that cannot be found (which may take asking the metadata server).
+pub async fn providers(
     config: &config::PushConfig,
 ) -> Result<Vec<std::sync::Arc<dyn Provider>>, SetupError> {
     let mut providers: Vec<std::sync::Arc<dyn Provider>> = Vec::new();
@@ -127,10 +128,9 @@ pub fn providers(
         )?));
     }
     if let Some(fcm) = &config.fcm {
-        providers.push(std::sync::Arc::new(fcm::Fcm::new(
-            fcm,
-            config.connection(),
-        )?));
+        providers.push(std::sync::Arc::new(
+            fcm::Fcm::new(fcm, config.connection()).await?,
+        ));
     }
     Ok(providers)
 }

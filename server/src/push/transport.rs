@@ -1,6 +1,8 @@
 //! One HTTP/2 client per provider origin: TLS through rustls with the trust
 //! roots we are told (a CA file, or the system's), one long-lived connection
-//! multiplexing every request, and a timeout on each exchange.
+//! multiplexing every request, and a timeout on each exchange. The one
+//! exception is Google's metadata server, which speaks plain HTTP/1.1 on a
+//! link-local address ([`Transport::metadata_server`]).
 //!
 //! A middlebox or NAT that forgets a connection without a reset leaves it
 //! open on our side, and every request on it would wait for its timeout
@@ -46,6 +48,15 @@ pub enum TransportError {
     Failed(String),
 }
 
+/// The addresses of Google's metadata server (its name, and its IPv4 and
+/// IPv6 link-local addresses), the only hosts besides loopback that are
+/// reached over plain `http://`.
+const METADATA_SERVER_HOSTS: &[&str] = &[
+    "metadata.google.internal",
+    "169.254.169.254",
+    "fd20:ce::254",
+];
+
 /// How long to wait, and how to tell that a connection died silently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connection {
@@ -59,13 +70,15 @@ pub struct Connection {
 
 type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// An HTTP/2 client bound to one origin.
+/// An HTTP/2 client bound to one origin (HTTP/1.1 for the metadata server).
 #[derive(Clone)]
 pub struct Transport {
     /// The client in use, and how many it replaced: a timed-out exchange
     /// replaces the client (and so its pooled connection) it ran on, once.
     client: Arc<RwLock<(HyperClient, u64)>>,
     connector: HttpsConnector<HttpConnector>,
+    /// HTTP/2 only (the providers), or HTTP/1.1 (the metadata server).
+    http2: bool,
     origin: String,
     connection: Connection,
 }
@@ -83,24 +96,51 @@ impl Transport {
             Some(path) => roots_from_file(path)?,
             None => system_roots()?,
         };
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SetupError(format!("TLS set-up: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls_config(roots)?)
             .https_or_http()
             .enable_http2()
             .build();
-        Ok(Self {
-            client: Arc::new(RwLock::new((client(&connector, connection), 0))),
+        Ok(Self::with(connector, true, origin, connection))
+    }
+
+    fn with(
+        connector: HttpsConnector<HttpConnector>,
+        http2: bool,
+        origin: String,
+        connection: Connection,
+    ) -> Self {
+        Self {
+            client: Arc::new(RwLock::new((client(&connector, http2, connection), 0))),
             connector,
+            http2,
             origin,
             connection,
-        })
+        }
+    }
+
+    /// A client for Google's metadata server at `origin`: plain HTTP/1.1,
+    /// as the metadata server speaks it. Plain `http://` is accepted here
+    /// beyond loopback, but only for the metadata server's own addresses:
+    /// it is reachable only from inside the machine or pod (link-local),
+    /// offers no TLS at these addresses, and every Google client library
+    /// talks to it so. Anywhere else a token over plain HTTP could be read
+    /// on the way.
+    pub fn metadata_server(origin: &str, timeout: Duration) -> Result<Self, SetupError> {
+        let origin = checked_metadata_origin(origin)?;
+        // Never used (the origin is http://), but the connector wants one.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(rustls::RootCertStore::empty())?)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        // A local server on a fresh HTTP/1.1 connection: no PINGs.
+        let connection = Connection {
+            timeout,
+            keepalive_interval: None,
+            keepalive_timeout: timeout,
+        };
+        Ok(Self::with(connector, false, origin, connection))
     }
 
     /// The origin requests go to, without a trailing slash.
@@ -153,8 +193,38 @@ impl Transport {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if current.1 == generation {
             tracing::warn!(origin = %self.origin, "push request timed out; opening a new connection");
-            *current = (client(&self.connector, self.connection), generation + 1);
+            *current = (
+                client(&self.connector, self.http2, self.connection),
+                generation + 1,
+            );
         }
+    }
+
+    /// `request`, made for another origin (by an OAuth library), bound to
+    /// this one instead: its scheme and authority replaced, its path, query,
+    /// headers and body kept.
+    pub fn retarget(
+        &self,
+        request: Request<Vec<u8>>,
+    ) -> Result<Request<Full<Bytes>>, TransportError> {
+        let (mut parts, body) = request.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        parts.uri = format!("{}{path}", self.origin)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))?;
+        Ok(Request::from_parts(parts, Full::new(Bytes::from(body))))
+    }
+
+    /// A GET of `path` on this origin.
+    pub fn get(&self, path: &str) -> Result<http::request::Builder, TransportError> {
+        let uri: Uri = format!("{}{path}", self.origin)
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))?;
+        Ok(Request::get(uri))
     }
 
     /// A POST to `path` on this origin with a body of `content_type`, and
@@ -176,18 +246,24 @@ impl Transport {
     }
 }
 
-/// A pooled HTTP/2 client, PINGing its connection when asked to.
-fn client(connector: &HttpsConnector<HttpConnector>, connection: Connection) -> HyperClient {
+/// A pooled client (HTTP/2 only, PINGing its connection when asked to; or
+/// HTTP/1.1).
+fn client(
+    connector: &HttpsConnector<HttpConnector>,
+    http2: bool,
+    connection: Connection,
+) -> HyperClient {
     let mut builder = Client::builder(TokioExecutor::new());
-    builder
-        .http2_only(true)
-        .pool_idle_timeout(Duration::from_secs(600));
-    if let Some(interval) = connection.keepalive_interval {
-        builder
-            .timer(TokioTimer::new())
-            .http2_keep_alive_interval(interval)
-            .http2_keep_alive_timeout(connection.keepalive_timeout)
-            .http2_keep_alive_while_idle(true);
+    builder.pool_idle_timeout(Duration::from_secs(600));
+    if http2 {
+        builder.http2_only(true);
+        if let Some(interval) = connection.keepalive_interval {
+            builder
+                .timer(TokioTimer::new())
+                .http2_keep_alive_interval(interval)
+                .http2_keep_alive_timeout(connection.keepalive_timeout)
+                .http2_keep_alive_while_idle(true);
+        }
     }
     builder.build(connector.clone())
 }
@@ -197,12 +273,7 @@ pub fn checked_origin(origin: &str) -> Result<String, SetupError> {
     let uri: Uri = origin
         .parse()
         .map_err(|e| SetupError(format!("push origin {origin:?}: {e}")))?;
-    let host = uri.host().unwrap_or_default();
-    let loopback = host == "localhost"
-        || host
-            .trim_matches(|c| c == '[' || c == ']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let loopback = is_loopback(&uri);
     match uri.scheme_str() {
         Some("https") => {}
         Some("http") if loopback => {}
@@ -217,12 +288,56 @@ pub fn checked_origin(origin: &str) -> Result<String, SetupError> {
             )))
         }
     }
-    if host.is_empty() || uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+    if uri.host().unwrap_or_default().is_empty()
+        || uri.path_and_query().is_some_and(|p| p.as_str() != "/")
+    {
         return Err(SetupError(format!(
             "push origin {origin:?}: expected https://HOST[:PORT] without a path"
         )));
     }
     Ok(origin.trim_end_matches('/').to_owned())
+}
+
+/// Accepts `http://` origins on the metadata server's addresses or on a
+/// loopback address (a stand-in), without a path.
+pub fn checked_metadata_origin(origin: &str) -> Result<String, SetupError> {
+    let refused = || {
+        SetupError(format!(
+            "metadata server origin {origin:?}: expected http://metadata.google.internal, \
+             http://169.254.169.254 or http:// on a loopback address, without a path"
+        ))
+    };
+    let uri: Uri = origin.parse().map_err(|_| refused())?;
+    let host = uri.host().unwrap_or_default();
+    let metadata = METADATA_SERVER_HOSTS.contains(&host.trim_matches(|c| c == '[' || c == ']'));
+    if uri.scheme_str() != Some("http")
+        || !(metadata || is_loopback(&uri))
+        || uri.path_and_query().is_some_and(|p| p.as_str() != "/")
+    {
+        return Err(refused());
+    }
+    Ok(origin.trim_end_matches('/').to_owned())
+}
+
+/// Whether `uri`'s host is `localhost` or a loopback address.
+fn is_loopback(uri: &Uri) -> bool {
+    let host = uri.host().unwrap_or_default();
+    host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// rustls with ring, trusting `roots`.
+fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, SetupError> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| SetupError(format!("TLS set-up: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 fn roots_from_file(path: &Path) -> Result<rustls::RootCertStore, SetupError> {
@@ -266,5 +381,52 @@ mod tests {
         assert!(plain.0.contains("loopback"), "{plain}");
         assert!(checked_origin("ftp://x").is_err());
         assert!(checked_origin("https://x/with/path").is_err());
+        // The metadata server's addresses are for the metadata server only.
+        assert!(checked_origin("http://metadata.google.internal").is_err());
+        assert!(checked_origin("http://169.254.169.254").is_err());
+    }
+
+    #[test]
+    fn the_metadata_server_is_plain_http_on_its_own_addresses_or_loopback() {
+        for origin in [
+            "http://metadata.google.internal",
+            "http://metadata.google.internal/",
+            "http://169.254.169.254",
+            "http://[fd20:ce::254]",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(checked_metadata_origin(origin).is_ok(), "{origin}");
+        }
+        for origin in [
+            "https://metadata.google.internal",
+            "http://metadata.example.com",
+            "http://169.254.169.253",
+            "http://10.0.0.1",
+            "http://metadata.google.internal/computeMetadata/v1",
+            "metadata.google.internal",
+        ] {
+            let error = checked_metadata_origin(origin).unwrap_err();
+            assert!(error.0.contains("metadata.google.internal"), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retargeted_request_keeps_all_but_the_origin() {
+        let transport =
+            Transport::metadata_server("http://127.0.0.1:9", Duration::from_secs(1)).unwrap();
+        let request = Request::post("https://oauth2.googleapis.com/token?a=b%20c")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(b"grant_type=refresh_token".to_vec())
+            .unwrap();
+        let request = transport.retarget(request).unwrap();
+        assert_eq!(request.method(), http::Method::POST);
+        assert_eq!(request.uri(), "http://127.0.0.1:9/token?a=b%20c");
+        assert_eq!(
+            request.headers()["content-type"],
+            "application/x-www-form-urlencoded"
+        );
+        let body = request.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "grant_type=refresh_token");
     }
 }

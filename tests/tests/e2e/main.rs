@@ -5,6 +5,7 @@
 mod admin;
 mod client_address;
 mod enrollment;
+mod fcm_credentials;
 mod hostile;
 mod limits;
 mod persistence;

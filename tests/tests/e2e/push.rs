@@ -10,7 +10,7 @@ use std::time::Duration;
 const APNS_TOKEN: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const FCM_TOKEN: &str = "fcm-registration-token-1:APA91bExample";
 
-fn context() -> SignInContext {
+pub(crate) fn context() -> SignInContext {
     SignInContext {
         application_name: "Customer portal".into(),
         client_ip: "203.0.113.7".into(),
@@ -20,7 +20,7 @@ fn context() -> SignInContext {
 }
 
 /// Enrolls user "u"'s iPhone (APNs) or Android phone (FCM).
-async fn enroll(
+pub(crate) async fn enroll(
     server: &TestServer,
     portal: &RelyingParty,
     platform: PushPlatform,
@@ -56,7 +56,7 @@ async fn start(
 
 /// Follows the challenge's watch until every device listed has a delivery
 /// in a final state (sent, failed, token invalid) and returns them.
-async fn settled_deliveries(
+pub(crate) async fn settled_deliveries(
     portal: &RelyingParty,
     challenge_id: &str,
     devices: usize,
@@ -85,7 +85,7 @@ async fn settled_deliveries(
     }
 }
 
-fn delivery(deliveries: &[PushDelivery], device_id: &str) -> PushDelivery {
+pub(crate) fn delivery(deliveries: &[PushDelivery], device_id: &str) -> PushDelivery {
     deliveries
         .iter()
         .find(|d| d.device_id == device_id)
@@ -446,7 +446,7 @@ async fn missing_or_malformed_credentials_stop_the_server_with_a_clear_message()
     let mut account = push.config.clone();
     let file = dir.path().join("account.json");
     std::fs::write(&file, r#"{"type": "service_account", "project_id": "p"}"#).unwrap();
-    account.fcm.as_mut().unwrap().service_account_file = file;
+    account.fcm.as_mut().unwrap().service_account_file = Some(file);
     let error = start_error(account).await;
     assert!(error.contains("not a service account key"), "{error}");
 
@@ -457,7 +457,7 @@ async fn missing_or_malformed_credentials_stop_the_server_with_a_clear_message()
 }
 
 /// `/healthz`'s push lines (they follow the state and the version).
-async fn healthz(server: &TestServer) -> String {
+pub(crate) async fn healthz(server: &TestServer) -> String {
     let url = format!("http://{}/healthz", server.metrics_addr());
     let body = mfa_server::stats::fetch(&url)
         .await
@@ -481,7 +481,7 @@ async fn iphone_of(server: &TestServer, portal: &RelyingParty, user: &str, n: u8
 }
 
 /// A sign-in of `user` and its one device's settled delivery.
-async fn pushed(portal: &RelyingParty, user: &str) -> PushDelivery {
+pub(crate) async fn pushed(portal: &RelyingParty, user: &str) -> PushDelivery {
     let challenge = portal.start_sign_in(user, context()).await.unwrap();
     settled_deliveries(portal, &challenge.challenge_id, 1)
         .await
