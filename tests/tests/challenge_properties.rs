@@ -20,10 +20,9 @@ use tonic::Code;
 const TTL_MS: i64 = 120_000;
 /// The phone's address, as the API layer would have resolved it.
 fn caller() -> mfa_server::domain::Client {
-    mfa_server::domain::Client {
-        address: "192.0.2.1".into(),
-        throttle_key: "192.0.2.1".into(),
-    }
+    mfa_server::domain::Client::new(Some(mfa_server::client_address::ClientAddress(
+        "192.0.2.1".parse().unwrap(),
+    )))
 }
 
 #[derive(Debug, Clone)]

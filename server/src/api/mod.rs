@@ -67,11 +67,5 @@ async fn authorize<T>(
 /// The caller's address ([`ClientAddressLayer`] resolved it), for audit and
 /// per-address limits.
 fn peer<T>(request: &Request<T>) -> domain::Client {
-    match request.extensions().get::<ClientAddress>() {
-        Some(address) => domain::Client {
-            address: address.to_string(),
-            throttle_key: address.throttle_key(),
-        },
-        None => domain::Client::unknown(),
-    }
+    domain::Client::new(request.extensions().get::<ClientAddress>().copied())
 }

@@ -203,13 +203,13 @@ impl Service {
     }
 
     async fn audit_auth_failure(&self, tenant_id: Option<String>, detail: &str, client: &Client) {
-        tracing::warn!(detail, client = %client.address, "authentication failed");
+        tracing::warn!(detail, client = %client.address(), "authentication failed");
         metrics::auth_failure("api_key");
         self.audit_failure(AuditEvent {
             tenant_id,
             event_type: "auth.failed".into(),
             detail: detail.to_owned(),
-            client_address: Some(client.address.clone()),
+            client_address: Some(client.address()),
             ..Default::default()
         })
         .await;
@@ -288,10 +288,10 @@ impl Service {
         let event = AuditEvent {
             event_type: "device.unknown".into(),
             detail: "a call named a device that does not exist".into(),
-            client_address: Some(client.address.clone()),
+            client_address: Some(client.address()),
             ..Default::default()
         };
-        self.refuse_bad_signature(event, &[(SIGNATURE_BY_ADDRESS, &client.throttle_key)])
+        self.refuse_bad_signature(event, &[(SIGNATURE_BY_ADDRESS, &client.throttle_key())])
             .await?;
         Err(Error::refused(Reason::DeviceUnknown, "unknown device"))
     }
@@ -333,13 +333,13 @@ impl Service {
             device_id: Some(device.id.clone()),
             challenge_id: challenge_id.map(str::to_owned),
             detail: "signature does not verify".into(),
-            client_address: Some(client.address.clone()),
+            client_address: Some(client.address()),
             ..Default::default()
         };
         self.refuse_bad_signature(
             event,
             &[
-                (SIGNATURE_BY_ADDRESS, &client.throttle_key),
+                (SIGNATURE_BY_ADDRESS, &client.throttle_key()),
                 (SIGNATURE_BY_DEVICE, &device.id),
             ],
         )
@@ -424,7 +424,7 @@ impl Service {
             device_id: Some(device.id.clone()),
             challenge_id: challenge_id.map(str::to_owned),
             detail: detail.to_owned(),
-            client_address: client.map(|c| c.address.clone()),
+            client_address: client.map(|c| c.address()),
             ..Default::default()
         })
         .await;

@@ -124,7 +124,7 @@ impl Service {
         // code is looked up, so that a guesser past the limit learns nothing.
         let now = now_ms();
         if self
-            .activation_limit_reached(ACTIVATION_BY_ADDRESS, &new.client.throttle_key, now)
+            .activation_limit_reached(ACTIVATION_BY_ADDRESS, &new.client.throttle_key(), now)
             .await?
         {
             return Err(Error::refused(
@@ -284,11 +284,11 @@ impl Service {
         enrollment: Option<&Enrollment>,
         detail: &str,
     ) -> Result<()> {
-        tracing::warn!(detail, client = %client.address, "failed activation attempt");
+        tracing::warn!(detail, client = %client.address(), "failed activation attempt");
         metrics::auth_failure("activation");
         let now = now_ms();
         self.store()
-            .record_failure(ACTIVATION_BY_ADDRESS, &client.throttle_key, now)
+            .record_failure(ACTIVATION_BY_ADDRESS, &client.throttle_key(), now)
             .await?;
         if let Some(enrollment) = enrollment {
             self.store()
@@ -301,7 +301,7 @@ impl Service {
             user_id: enrollment.map(|e| e.user_id.clone()),
             enrollment_id: enrollment.map(|e| e.id.clone()),
             detail: detail.to_owned(),
-            client_address: Some(client.address.clone()),
+            client_address: Some(client.address()),
             ..Default::default()
         })
         .await;

@@ -213,18 +213,20 @@ impl Transport {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
-        parts.uri = format!("{}{path}", self.origin)
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))?;
+        parts.uri = self.uri(path)?;
         Ok(Request::from_parts(parts, Full::new(Bytes::from(body))))
     }
 
     /// A GET of `path` on this origin.
     pub fn get(&self, path: &str) -> Result<http::request::Builder, TransportError> {
-        let uri: Uri = format!("{}{path}", self.origin)
+        Ok(Request::get(self.uri(path)?))
+    }
+
+    /// `path` (with any query) on this origin.
+    fn uri(&self, path: &str) -> Result<Uri, TransportError> {
+        format!("{}{path}", self.origin)
             .parse()
-            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))?;
-        Ok(Request::get(uri))
+            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))
     }
 
     /// A POST to `path` on this origin with a body of `content_type`, and
@@ -235,10 +237,8 @@ impl Transport {
         authorization: Option<&str>,
         content_type: &str,
     ) -> Result<http::request::Builder, TransportError> {
-        let uri: Uri = format!("{}{path}", self.origin)
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| TransportError::Failed(e.to_string()))?;
-        let request = Request::post(uri).header(http::header::CONTENT_TYPE, content_type);
+        let request =
+            Request::post(self.uri(path)?).header(http::header::CONTENT_TYPE, content_type);
         Ok(match authorization {
             Some(value) => request.header(http::header::AUTHORIZATION, value),
             None => request,
