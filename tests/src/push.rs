@@ -8,12 +8,12 @@
 //! stand-in for Google's metadata server (plain HTTP/1.1, as the real one)
 //! hands out the FCM stand-in's tokens as a workload's would.
 
+use crate::within;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::{rt::TokioExecutor, rt::TokioIo, server::conn::auto};
-use crate::within;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mfa_proto::v1::{ChallengeState, PushDelivery, PushDeliveryState};
 use mfa_sdk::portal::RelyingParty;
@@ -678,7 +678,10 @@ fn token_handle(
             if token.claims["scope"] != FCM_SCOPE {
                 return invalid(400, "invalid_scope", "bad scope");
             }
-            if tokens.key_deleted.load(std::sync::atomic::Ordering::Relaxed) {
+            if tokens
+                .key_deleted
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
                 return invalid(400, "invalid_grant", "Invalid JWT Signature.");
             }
             tokens.issue(Grant::ServiceAccount)

@@ -32,7 +32,10 @@ fn start(data: &Path, push: &PushStandIns, offset_file: &Path) -> ServerProcess 
         None,
         &[
             ("LD_PRELOAD", LIBFAKETIME),
-            ("FAKETIME_TIMESTAMP_FILE", &offset_file.display().to_string()),
+            (
+                "FAKETIME_TIMESTAMP_FILE",
+                &offset_file.display().to_string(),
+            ),
             ("FAKETIME_NO_CACHE", "1"),
             // Timers and timeouts keep their steady clock.
             ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
@@ -50,8 +53,8 @@ fn start(data: &Path, push: &PushStandIns, offset_file: &Path) -> ServerProcess 
 
 fn issued_at(provider_token: &str) -> i64 {
     let claims = provider_token.split('.').nth(1).unwrap();
-    let claims = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
-        .unwrap();
+    let claims =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap();
     serde_json::from_slice::<serde_json::Value>(&claims).unwrap()["iat"]
         .as_i64()
         .unwrap()
@@ -90,11 +93,21 @@ async fn a_wall_clock_stepped_right_renews_the_provider_token_at_the_first_push(
         push_platform: PushPlatform::Apns,
         push_token: "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90".into(),
     };
-    let phone = enroll_phone(&portal, "u", "u@example.jp", iphone, &ConnectOptions::default()).await;
+    let phone = enroll_phone(
+        &portal,
+        "u",
+        "u@example.jp",
+        iphone,
+        &ConnectOptions::default(),
+    )
+    .await;
     let device_id = phone.account().device_id.clone();
     let right = portal.start_sign_in("u", context()).await.unwrap();
     let deliveries = settled_deliveries(&portal, &right.challenge_id, 1).await;
-    assert_eq!(delivery(&deliveries, &device_id).state(), PushDeliveryState::Sent);
+    assert_eq!(
+        delivery(&deliveries, &device_id).state(),
+        PushDeliveryState::Sent
+    );
     // Open connections would hold the shutdown for its grace period.
     drop((phone, portal));
     server.stop();
@@ -114,7 +127,10 @@ async fn a_wall_clock_stepped_right_renews_the_provider_token_at_the_first_push(
         (PushDeliveryState::Failed, "ExpiredProviderToken")
     );
     let stale = push.apns.requests().last().unwrap().bearer.clone();
-    assert!(issued_at(&stale) < unix_now() - 3600, "signed by the slow clock");
+    assert!(
+        issued_at(&stale) < unix_now() - 3600,
+        "signed by the slow clock"
+    );
 
     // NTP steps the clock right: the next push goes out with a new token,
     // accepted at the first request.
@@ -125,9 +141,16 @@ async fn a_wall_clock_stepped_right_renews_the_provider_token_at_the_first_push(
     let sent = delivery(&deliveries, &device_id);
     assert_eq!((sent.state(), sent.attempts), (PushDeliveryState::Sent, 1));
     let requests = push.apns.requests();
-    assert_eq!(requests.len(), before + 1, "no round trip with the stale token");
+    assert_eq!(
+        requests.len(),
+        before + 1,
+        "no round trip with the stale token"
+    );
     let fresh = &requests[before].bearer;
-    assert!((issued_at(fresh) - unix_now()).abs() < 60, "signed by the corrected clock");
+    assert!(
+        (issued_at(fresh) - unix_now()).abs() < 60,
+        "signed by the corrected clock"
+    );
     drop(portal);
     server.stop();
 }

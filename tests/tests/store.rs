@@ -324,7 +324,11 @@ async fn values_come_back_exactly_as_stored() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(devices, vec![forgotten], "{name}: the same through the join");
+        assert_eq!(
+            devices,
+            vec![forgotten],
+            "{name}: the same through the join"
+        );
         store
             .set_push_token(&device.id, PushPlatform::Apns, "token-2")
             .await

@@ -17,7 +17,7 @@ use super::{
     Message, Outcome, Provider, SetupError,
 };
 use crate::{
-    model::{PushPlatform, ProviderToken},
+    model::{ProviderToken, PushPlatform},
     store::Store,
 };
 use async_trait::async_trait;

@@ -271,7 +271,9 @@ pub fn set_push_credentials_ok(provider: &'static str, ok: bool) {
 pub fn set_devices_without_push(counts: &[crate::model::UnreachableDevices]) {
     type Labels = (String, &'static str, &'static str);
     static SEEN: std::sync::Mutex<Vec<Labels>> = std::sync::Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let now: Vec<Labels> = counts
         .iter()
         .map(|c| (c.tenant_id.clone(), c.platform.as_str(), c.status))

@@ -311,7 +311,10 @@ async fn dead_tokens_are_not_used_again_until_the_app_sends_a_new_one() {
     };
     let metrics = scrape::scrape(&server).await;
     assert_eq!(
-        (without_push(&metrics, "apns"), without_push(&metrics, "fcm")),
+        (
+            without_push(&metrics, "apns"),
+            without_push(&metrics, "fcm")
+        ),
         (1.0, 1.0)
     );
 
@@ -335,12 +338,19 @@ async fn dead_tokens_are_not_used_again_until_the_app_sends_a_new_one() {
         .find(|d| d.device_id == iphone.account().device_id)
         .unwrap();
     assert_eq!(
-        (device.push_status(), device.push_status_time, device.push_status_reason.as_str()),
+        (
+            device.push_status(),
+            device.push_status_time,
+            device.push_status_reason.as_str()
+        ),
         (PushStatus::Ok, None, "")
     );
     let metrics = scrape::scrape(&server).await;
     assert_eq!(
-        (without_push(&metrics, "apns"), without_push(&metrics, "fcm")),
+        (
+            without_push(&metrics, "apns"),
+            without_push(&metrics, "fcm")
+        ),
         (0.0, 1.0)
     );
 }
@@ -725,7 +735,11 @@ async fn a_provider_token_apple_calls_expired_is_renewed_whatever_its_age_and_se
     let challenge = portal.start_sign_in("u", context()).await.unwrap();
     let deliveries = settled_deliveries(&portal, &challenge.challenge_id, 1).await;
     let d = delivery(&deliveries, &iphone.account().device_id);
-    assert_eq!((d.state(), d.attempts), (PushDeliveryState::Sent, 1), "{d:?}");
+    assert_eq!(
+        (d.state(), d.attempts),
+        (PushDeliveryState::Sent, 1),
+        "{d:?}"
+    );
     let requests = push.apns.requests();
     assert_eq!(requests.len(), before + 2);
     assert_ne!(
@@ -779,7 +793,10 @@ async fn credentials_are_checked_at_start_and_then_periodically_without_a_push()
     };
     let metrics = scrape::scrape(&server).await;
     assert_eq!(
-        (credentials_ok(&metrics, "apns"), credentials_ok(&metrics, "fcm")),
+        (
+            credentials_ok(&metrics, "apns"),
+            credentials_ok(&metrics, "fcm")
+        ),
         (1.0, 1.0)
     );
 
@@ -787,8 +804,11 @@ async fn credentials_are_checked_at_start_and_then_periodically_without_a_push()
     // replaced by something that is not a key.
     push.fcm.delete_key();
     let key_file = &server.config.push.apns.as_ref().unwrap().key_file;
-    std::fs::write(key_file, "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
-        .unwrap();
+    std::fs::write(
+        key_file,
+        "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let expected = format!(
         "push apns credentials: failing: APNs key file {}: not a PKCS#8 EC private key \
          (the .p8 file from Apple)\npush fcm credentials: failing: oauth: invalid_grant\n",
@@ -798,7 +818,10 @@ async fn credentials_are_checked_at_start_and_then_periodically_without_a_push()
     within(until(expected)).await;
     let metrics = scrape::scrape(&server).await;
     assert_eq!(
-        (credentials_ok(&metrics, "apns"), credentials_ok(&metrics, "fcm")),
+        (
+            credentials_ok(&metrics, "apns"),
+            credentials_ok(&metrics, "fcm")
+        ),
         (0.0, 0.0)
     );
     assert!(
