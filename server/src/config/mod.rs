@@ -369,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn show_names_each_source_and_hides_the_database_password() {
+    fn show_names_each_source_and_hides_the_database_and_proxy_passwords() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "mfa.toml",
@@ -380,6 +380,10 @@ mod tests {
                 "postgres://mfa:s3cret@db.internal:5432/mfa",
             );
             jail.set_env("MFA_PUSH__TIMEOUT", "3s");
+            jail.set_env(
+                "MFA_PUSH__PROXY",
+                "http://push:pr0xy-s3cret@proxy.corp:3128",
+            );
             let loaded = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
             let shown = loaded.show();
             let line = |key: &str| {
@@ -402,6 +406,10 @@ mod tests {
             assert!(line("listen").ends_with("# default"), "{shown}");
             assert!(
                 line("database_url").contains("mfa:***@db.internal"),
+                "{shown}"
+            );
+            assert!(
+                line("push.proxy").contains("\"http://push:***@proxy.corp:3128\""),
                 "{shown}"
             );
             assert!(!shown.contains("s3cret"), "{shown}");
