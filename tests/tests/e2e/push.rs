@@ -622,7 +622,10 @@ async fn behind_a_relay(
 /// An iPhone is notified once through the relay; then the connection in use
 /// goes silent (new connections get through), and the next sign-in's
 /// delivery is returned once settled.
-async fn push_after_the_path_goes_silent(server: &TestServer, relay: &TcpProxy) -> PushDelivery {
+pub(crate) async fn push_after_the_path_goes_silent(
+    server: &TestServer,
+    relay: &TcpProxy,
+) -> PushDelivery {
     let portal = server.portal().await;
     let _iphone = enroll(server, &portal, PushPlatform::Apns).await;
     assert_eq!(pushed(&portal, "u").await.state(), PushDeliveryState::Sent);
