@@ -279,7 +279,7 @@ async fn https_proxy_from_the_environment_is_used_except_for_no_proxy_origins() 
     let portal = server.portal().await;
     enroll(&server, &portal, PushPlatform::Apns).await;
     assert_eq!(pushed(&portal, "u").await.state(), PushDeliveryState::Sent);
-    assert_eq!(proxy.targets(), [apns_target.clone()]);
+    assert_eq!(proxy.targets(), [apns_target]);
     drop(server);
 
     for no_proxy in ["127.0.0.1", "10.0.0.0/8, 127.0.0.0/8", "localhost,*"] {
