@@ -118,6 +118,14 @@ impl ServerProcess {
         }
     }
 
+    /// A portal of the development tenant (the first start's keys).
+    pub async fn portal(&self) -> mfa_sdk::portal::RelyingParty {
+        let keys = self.keys.as_ref().expect("the development tenant's keys");
+        mfa_sdk::portal::RelyingParty::connect(&self.url, &keys.portal_key)
+            .await
+            .expect("portal connects")
+    }
+
     /// Stops it as an operator or an orchestrator does (SIGTERM: calls in
     /// flight finish, watches end with UNAVAILABLE) and waits for it to exit.
     pub fn stop(mut self) {

@@ -634,22 +634,29 @@ pub(crate) async fn push_after_the_path_goes_silent(
     pushed(&portal, "u").await
 }
 
-#[tokio::test]
-async fn a_connection_that_goes_silent_is_replaced_after_an_unanswered_ping() {
-    // A request timeout far beyond the test's patience (`within`, 5 s):
-    // only the PINGs can notice the silence in time.
-    let (server, push, relay, _dir) = behind_a_relay(|c| {
-        c.timeout = Duration::from_secs(120);
-        c.keepalive_interval = Duration::from_millis(200);
-        c.keepalive_timeout = Duration::from_millis(300);
-    })
-    .await;
-    let delivery = push_after_the_path_goes_silent(&server, &relay).await;
+/// A request timeout far beyond the test's patience (`within`, 5 s) and
+/// quick PINGs: only the PINGs can notice a silent connection in time.
+pub(crate) fn pings_alone_notice_silence(c: &mut mfa_server::push::config::PushConfig) {
+    c.timeout = Duration::from_secs(120);
+    c.keepalive_interval = Duration::from_millis(200);
+    c.keepalive_timeout = Duration::from_millis(300);
+}
+
+/// The delivery got through on a new connection, after the first attempt
+/// was lost on the silent one.
+pub(crate) fn assert_sent_on_the_second_attempt(delivery: &PushDelivery) {
     assert_eq!(
         (delivery.state(), delivery.attempts),
         (PushDeliveryState::Sent, 2),
         "{delivery:?}"
     );
+}
+
+#[tokio::test]
+async fn a_connection_that_goes_silent_is_replaced_after_an_unanswered_ping() {
+    let (server, push, relay, _dir) = behind_a_relay(pings_alone_notice_silence).await;
+    let delivery = push_after_the_path_goes_silent(&server, &relay).await;
+    assert_sent_on_the_second_attempt(&delivery);
     assert_eq!(
         push.apns.requests().len(),
         2,

@@ -6,15 +6,15 @@
 //! through a tunnel.
 
 use crate::push::{
-    context, delivery, enroll, healthz, push_after_the_path_goes_silent, pushed, settled_deliveries,
+    assert_sent_on_the_second_attempt, context, delivery, enroll, healthz,
+    pings_alone_notice_silence, push_after_the_path_goes_silent, pushed, settled_deliveries,
 };
 use mfa_proto::v1::{PushDeliveryState, PushPlatform};
-use mfa_sdk::{portal::RelyingParty, ConnectOptions, DeviceInfo};
+use mfa_sdk::{ConnectOptions, DeviceInfo};
 use mfa_server::push::{config::PushConfig, proxy::ProxyEnvironment};
 use mfa_tests::{
     connect_proxy::ConnectProxy, process::ServerProcess, push::*, tcp_proxy::TcpProxy, *,
 };
-use std::time::Duration;
 
 const APNS: &str = "api.sandbox.push.apple.com:443";
 const FCM: &str = "fcm.googleapis.com:443";
@@ -302,17 +302,11 @@ async fn a_silent_tunnel_is_replaced_after_an_unanswered_ping() {
         .server(|c| {
             c.fcm = None;
             c.proxy = Some(format!("http://{}", relay.addr));
-            c.timeout = Duration::from_secs(120);
-            c.keepalive_interval = Duration::from_millis(200);
-            c.keepalive_timeout = Duration::from_millis(300);
+            pings_alone_notice_silence(c);
         })
         .await;
     let delivery = push_after_the_path_goes_silent(&server, &relay).await;
-    assert_eq!(
-        (delivery.state(), delivery.attempts),
-        (PushDeliveryState::Sent, 2),
-        "{delivery:?}"
-    );
+    assert_sent_on_the_second_attempt(&delivery);
     assert_eq!(google.apns.requests().len(), 2);
     let tunnels: Vec<String> = google
         .proxy
@@ -354,17 +348,20 @@ async fn the_binary_uses_https_proxy_and_never_logs_its_password() {
     let server = tokio::task::block_in_place(|| {
         ServerProcess::start_logging(data.path(), None, &settings, log)
     });
-    let keys = server.keys.clone().expect("the development tenant's keys");
-    let connect = ConnectOptions::default();
-    let portal = RelyingParty::connect_with(&server.url, &keys.portal_key, &connect)
-        .await
-        .unwrap();
+    let portal = server.portal().await;
     let phone = DeviceInfo {
         name: "iPhone".into(),
         push_platform: PushPlatform::Apns,
         push_token: "ab".repeat(32),
     };
-    enroll_phone(&portal, "u", "u@example.jp", phone, &connect).await;
+    enroll_phone(
+        &portal,
+        "u",
+        "u@example.jp",
+        phone,
+        &ConnectOptions::default(),
+    )
+    .await;
     let refused = pushed(&portal, "u").await;
     assert_eq!(refused.state(), PushDeliveryState::Failed, "{refused:?}");
     assert!(refused.reason.contains("407"), "{refused:?}");
