@@ -25,18 +25,34 @@ pub(crate) async fn enroll(
     portal: &RelyingParty,
     platform: PushPlatform,
 ) -> Authenticator {
+    enroll_phone(
+        portal,
+        "u",
+        "u@example.jp",
+        phone(platform),
+        &server.connect,
+    )
+    .await
+}
+
+/// Enrolls user "u"'s phone as [`enroll`] does, through the portal of a
+/// server in another process.
+pub(crate) async fn enroll_on(portal: &RelyingParty, platform: PushPlatform) -> Authenticator {
+    let connect = mfa_sdk::ConnectOptions::default();
+    enroll_phone(portal, "u", "u@example.jp", phone(platform), &connect).await
+}
+
+/// User "u"'s iPhone (APNs) or Android phone (FCM).
+fn phone(platform: PushPlatform) -> DeviceInfo {
     let (name, token) = match platform {
         PushPlatform::Apns => ("iPhone", APNS_TOKEN),
         _ => ("Pixel", FCM_TOKEN),
     };
-    let info = DeviceInfo {
+    DeviceInfo {
         name: name.into(),
         push_platform: platform,
         push_token: token.into(),
-    };
-    server
-        .enroll_device(portal, "u", "u@example.jp", info)
-        .await
+    }
 }
 
 /// A server pointed at fresh stand-ins, with `adjust` applied to its config.

@@ -6,11 +6,10 @@
 //! through a tunnel.
 
 use crate::push::{
-    assert_sent_on_the_second_attempt, context, delivery, enroll, healthz,
+    assert_sent_on_the_second_attempt, context, delivery, enroll, enroll_on, healthz,
     pings_alone_notice_silence, push_after_the_path_goes_silent, pushed, settled_deliveries,
 };
 use mfa_proto::v1::{PushDeliveryState, PushPlatform};
-use mfa_sdk::{ConnectOptions, DeviceInfo};
 use mfa_server::push::{config::PushConfig, proxy::ProxyEnvironment};
 use mfa_tests::{
     connect_proxy::ConnectProxy, process::ServerProcess, push::*, tcp_proxy::TcpProxy, *,
@@ -349,19 +348,7 @@ async fn the_binary_uses_https_proxy_and_never_logs_its_password() {
         ServerProcess::start_logging(data.path(), None, &settings, log)
     });
     let portal = server.portal().await;
-    let phone = DeviceInfo {
-        name: "iPhone".into(),
-        push_platform: PushPlatform::Apns,
-        push_token: "ab".repeat(32),
-    };
-    enroll_phone(
-        &portal,
-        "u",
-        "u@example.jp",
-        phone,
-        &ConnectOptions::default(),
-    )
-    .await;
+    enroll_on(&portal, PushPlatform::Apns).await;
     let refused = pushed(&portal, "u").await;
     assert_eq!(refused.state(), PushDeliveryState::Failed, "{refused:?}");
     assert!(refused.reason.contains("407"), "{refused:?}");
