@@ -10,7 +10,10 @@ use crate::push::{
     pings_alone_notice_silence, push_after_the_path_goes_silent, pushed, settled_deliveries,
 };
 use mfa_proto::v1::{PushDeliveryState, PushPlatform};
-use mfa_server::push::{config::PushConfig, proxy::ProxyEnvironment};
+use mfa_server::push::{
+    config::{FcmCredentials, PushConfig},
+    proxy::ProxyEnvironment,
+};
 use mfa_tests::{
     connect_proxy::ConnectProxy, process::ServerProcess, push::*, tcp_proxy::TcpProxy, *,
 };
@@ -152,6 +155,28 @@ async fn the_token_endpoint_trusts_token_ca_file_alone_else_ca_file_too() {
     assert_eq!(refused.state(), PushDeliveryState::Failed, "{refused:?}");
     assert!(refused.reason.contains("certificate"), "{refused:?}");
     assert_eq!(fcm.requests().len(), 1, "no message without a token");
+}
+
+#[tokio::test]
+async fn the_metadata_server_is_reached_directly_whatever_the_proxy() {
+    let google = BehindProxy::start().await;
+    let metadata = MetadataStandIn::start(&google.fcm).await;
+    let server = google
+        .server(|c| {
+            c.apns = None;
+            let fcm = c.fcm.as_mut().unwrap();
+            fcm.service_account_file = None;
+            fcm.credentials = FcmCredentials::MetadataServer;
+            fcm.project_id = Some(FCM_PROJECT.into());
+            fcm.metadata_origin = Some(metadata.origin());
+        })
+        .await;
+    let portal = server.portal().await;
+    enroll(&server, &portal, PushPlatform::Fcm).await;
+    assert_eq!(pushed(&portal, "u").await.state(), PushDeliveryState::Sent);
+    assert_eq!(google.fcm.requests()[0].bearer, "ya29.metadata-1");
+    assert_eq!(metadata.requests().len(), 1, "the token, asked directly");
+    assert_eq!(google.proxy.targets(), [FCM], "only the messages tunneled");
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 //! server (Compute Engine, GKE with workload identity, Cloud Run). They are
 //! found at set-up in the order Google's client libraries look
 //! ([`FcmCredentials::Auto`]). tame-oauth builds each token request and
-//! parses the token; our [`Transport`] sends it to the origin we choose.
+//! parses the token; our [`Transport`] sends it to the origin we choose,
+//! trusting the token endpoint's own CAs (`token_ca_file`) and through the
+//! push proxy, if any; the metadata server never goes through a proxy.
 
 use crate::push::{
     config::{FcmConfig, FcmCredentials, GoogleEnvironment},
