@@ -180,6 +180,57 @@ pub struct Device {
     pub state: DeviceState,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// Set while the push token is gone because the provider called it dead.
+    pub push_token_invalid: Option<PushTokenInvalid>,
+}
+
+impl Device {
+    /// Whether the device can be notified, as operators see it.
+    pub fn push_status(&self) -> PushStatus<'_> {
+        match &self.push_token_invalid {
+            Some(invalid) => PushStatus::TokenInvalid(invalid),
+            None if self.push_platform == PushPlatform::None || self.push_token.is_empty() => {
+                PushStatus::NoToken
+            }
+            None => PushStatus::Ok,
+        }
+    }
+}
+
+/// When and why a provider called a device's push token dead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushTokenInvalid {
+    pub since: i64,
+    /// The provider's reason (`Unregistered`, `UNREGISTERED`, …).
+    pub reason: String,
+}
+
+/// Whether a device can be notified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushStatus<'a> {
+    Ok,
+    /// The provider called the token dead; the app has not sent another.
+    TokenInvalid(&'a PushTokenInvalid),
+    /// The device never had a token (it answers by pulling only).
+    NoToken,
+}
+
+/// A provider token shared by the replicas (APNs: the ES256 JWT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderToken {
+    pub token: String,
+    /// Its `iat`, in seconds since the epoch.
+    pub issued_at: i64,
+}
+
+/// Devices without working push, counted for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreachableDevices {
+    pub tenant_id: String,
+    pub platform: PushPlatform,
+    /// `token_invalid` or `no_token`.
+    pub status: &'static str,
+    pub count: i64,
 }
 
 /// An enrollment started by the portal.

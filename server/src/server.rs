@@ -8,7 +8,7 @@ use crate::{
     domain::{Limits, Service},
     events::Events,
     identity::ServerIdentity,
-    push::{self, Dispatcher, PushHealth, RetryPolicy},
+    push::{self, Dispatcher},
     store::{ChangeFeed, Instrumented, PostgresStore, SqliteStore, Store, StoreError},
     sweeper,
     telemetry::{self, grpc::GrpcTelemetryLayer, health::Health},
@@ -95,26 +95,14 @@ async fn assemble_service(
             config.server_key_file().display()
         ))
     })?;
-    let providers = push::providers(&config.push)
+    let providers = push::providers(&config.push, store.clone())
         .await
         .map_err(|e| ServerError::Setup(format!("push: {e}")))?;
     let events = match changes {
         Some(_) => Events::announced_by_database(),
         None => Events::default(),
     };
-    let dispatcher = Dispatcher::new(
-        providers,
-        RetryPolicy {
-            max_attempts: config.push.max_attempts.max(1),
-            initial_backoff: config.push.initial_backoff,
-            max_backoff: config.push.max_backoff,
-        },
-        config.push.queue_size,
-        config.push.concurrency,
-        store.clone(),
-        events.clone(),
-        PushHealth::new(config.push.breaker()),
-    );
+    let dispatcher = Dispatcher::new(providers, &config.push, store.clone(), events.clone());
     let service = Service::new(
         store,
         identity,

@@ -8,12 +8,15 @@
 //! stand-in for Google's metadata server (plain HTTP/1.1, as the real one)
 //! hands out the FCM stand-in's tokens as a workload's would.
 
+use crate::within;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::{rt::TokioExecutor, rt::TokioIo, server::conn::auto};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use mfa_proto::v1::{ChallengeState, PushDelivery, PushDeliveryState};
+use mfa_sdk::portal::RelyingParty;
 use mfa_server::push::{
     config::{ApnsConfig, ApnsEnvironment, FcmConfig, GoogleEnvironment, PushConfig},
     proxy::ProxyEnvironment,
@@ -353,6 +356,14 @@ async fn apns_handle(
     {
         return reason(403, "InvalidProviderToken");
     }
+    // Apple refuses a token issued more than an hour ago, by its clock.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if token.claims["iat"].as_u64().unwrap_or_default() + 3600 < now {
+        return reason(403, "ExpiredProviderToken");
+    }
     let header = |name: &str| {
         parts
             .headers
@@ -432,6 +443,8 @@ struct Issued {
 struct TokenEndpoint {
     issued: Mutex<Vec<Issued>>,
     expires_in: Mutex<u64>,
+    /// Whether the service account's key has been deleted in the console.
+    key_deleted: std::sync::atomic::AtomicBool,
 }
 
 impl TokenEndpoint {
@@ -555,6 +568,14 @@ impl FcmStandIn {
     /// The lifetime of access tokens issued from now on.
     pub fn set_token_lifetime(&self, seconds: u64) {
         *self.tokens.expires_in.lock().unwrap() = seconds;
+    }
+
+    /// Deletes the service account's key, as an administrator would in the
+    /// Cloud console: grants for it are refused from now on (`invalid_grant`).
+    pub fn delete_key(&self) {
+        self.tokens
+            .key_deleted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Revokes every access token issued so far: messages carrying one are
@@ -724,6 +745,12 @@ fn token_handle(
             if token.claims["scope"] != FCM_SCOPE {
                 return invalid(400, "invalid_scope", "bad scope");
             }
+            if tokens
+                .key_deleted
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return invalid(400, "invalid_grant", "Invalid JWT Signature.");
+            }
             tokens.issue(Grant::ServiceAccount)
         }
         "refresh_token" => {
@@ -871,6 +898,45 @@ impl PushStandIns {
     }
 }
 
+/// Follows the challenge's watch until every device listed has a delivery
+/// in a final state (sent, failed, token invalid) and returns them.
+pub async fn settled_deliveries(
+    portal: &RelyingParty,
+    challenge_id: &str,
+    devices: usize,
+) -> Vec<PushDelivery> {
+    let mut watch = portal.watch_challenge(challenge_id).await.unwrap();
+    loop {
+        let challenge = within(watch.message())
+            .await
+            .unwrap()
+            .expect("watch open")
+            .challenge
+            .unwrap();
+        let settled = challenge
+            .push_deliveries
+            .iter()
+            .filter(|d| d.state() != PushDeliveryState::Retrying)
+            .count();
+        if settled == devices {
+            return challenge.push_deliveries;
+        }
+        assert_eq!(
+            challenge.state(),
+            ChallengeState::Pending,
+            "ended before delivery: {challenge:?}"
+        );
+    }
+}
+
+pub fn delivery(deliveries: &[PushDelivery], device_id: &str) -> PushDelivery {
+    deliveries
+        .iter()
+        .find(|d| d.device_id == device_id)
+        .unwrap_or_else(|| panic!("no delivery for {device_id}: {deliveries:?}"))
+        .clone()
+}
+
 /// `[push]` settings without providers, with short timeouts and backoff so
 /// that retries happen within a test, and no proxy whatever the test
 /// process's environment says.
@@ -880,6 +946,9 @@ pub fn quick_push_config() -> PushConfig {
         max_attempts: 4,
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
+        // Tests that check credentials turn it on: a token grant at start
+        // would count among the grants other tests count.
+        credentials_check_interval: Duration::ZERO,
         proxy_environment: Some(ProxyEnvironment::default()),
         ..PushConfig::default()
     }

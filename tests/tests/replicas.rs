@@ -697,3 +697,48 @@ async fn an_unreachable_database_stops_the_start_with_a_message_that_hides_the_p
     );
     assert!(!error.contains("s3cret-pw"), "{error}");
 }
+
+/// Apple refuses a key whose provider tokens change more often than every 20
+/// minutes (`TooManyProviderTokenUpdates`): two replicas and a restart send
+/// one token between them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_and_restarts_send_one_apns_provider_token_between_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let push = mfa_tests::push::PushStandIns::start(dir.path()).await;
+    let config = push.config.clone();
+    let Some((a, mut b)) = two_replicas(
+        "replicas_and_restarts_send_one_apns_provider_token_between_them",
+        |c| c.push = config,
+    )
+    .await
+    else {
+        return;
+    };
+    let iphone = mfa_sdk::DeviceInfo {
+        name: "iPhone".into(),
+        push_platform: mfa_proto::v1::PushPlatform::Apns,
+        push_token: "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90".into(),
+    };
+    a.enroll_device(&a.portal().await, "u", "u@example.jp", iphone)
+        .await;
+    b.portal()
+        .await
+        .start_sign_in("u", context())
+        .await
+        .unwrap();
+    a.portal()
+        .await
+        .start_sign_in("u", context())
+        .await
+        .unwrap();
+    b.restart().await;
+    b.portal()
+        .await
+        .start_sign_in("u", context())
+        .await
+        .unwrap();
+    let requests = within(mfa_tests::push::StandIn::wait_for(&push.apns, 3)).await;
+    let tokens: std::collections::BTreeSet<&str> =
+        requests.iter().map(|r| r.bearer.as_str()).collect();
+    assert_eq!(tokens.len(), 1, "one provider token: {tokens:?}");
+}

@@ -96,6 +96,7 @@ fn device(tenant: &Tenant, user: &str, state: DeviceState) -> Device {
         state,
         created_at: NOW,
         revoked_at: None,
+        push_token_invalid: None,
     }
 }
 
@@ -301,21 +302,131 @@ async fn values_come_back_exactly_as_stored() {
             "{name}"
         );
         assert!(!store
-            .invalidate_push_token(&device.id, "old-token")
+            .invalidate_push_token(&device.id, "old-token", "Unregistered", NOW)
             .await
             .unwrap());
         assert!(store
-            .invalidate_push_token(&device.id, "token-1")
+            .invalidate_push_token(&device.id, "token-1", "Unregistered", NOW + 1)
+            .await
+            .unwrap());
+        let forgotten = store.get_device(&device.id).await.unwrap().unwrap();
+        assert_eq!(forgotten.push_token, "", "{name}");
+        assert_eq!(
+            forgotten.push_token_invalid,
+            Some(PushTokenInvalid {
+                since: NOW + 1,
+                reason: "Unregistered".into()
+            }),
+            "{name}"
+        );
+        let (_, devices) = store
+            .user_with_devices(&tenant.id, "hanako")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            devices,
+            vec![forgotten],
+            "{name}: the same through the join"
+        );
+        store
+            .set_push_token(&device.id, PushPlatform::Apns, "token-2")
+            .await
+            .unwrap();
+        let renewed = store.get_device(&device.id).await.unwrap().unwrap();
+        assert_eq!(
+            (renewed.push_token.as_str(), renewed.push_token_invalid),
+            ("token-2", None),
+            "{name}: a new token ends the invalid status"
+        );
+    }
+}
+
+#[tokio::test]
+async fn devices_without_working_push_are_counted_per_tenant_platform_and_status() {
+    for backend in backends("devices_without_working_push_are_counted").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let tenant = tenant(store).await;
+        let count = |status: &'static str, platform: PushPlatform, count: i64| UnreachableDevices {
+            tenant_id: tenant.id.clone(),
+            platform,
+            status,
+            count,
+        };
+        let reachable = enrolled_user(store, &tenant, "akira").await;
+        let dead = enrolled_user(store, &tenant, "yuki").await;
+        let pull_only = enrolled_user(store, &tenant, "sora").await;
+        let revoked = enrolled_user(store, &tenant, "ren").await;
+        assert!(store
+            .invalidate_push_token(&dead.id, &dead.push_token, "UNREGISTERED", NOW)
+            .await
+            .unwrap());
+        store
+            .set_push_token(&pull_only.id, PushPlatform::None, "")
+            .await
+            .unwrap();
+        assert!(store
+            .invalidate_push_token(&revoked.id, &revoked.push_token, "UNREGISTERED", NOW)
+            .await
+            .unwrap());
+        assert!(store.revoke_device(&revoked.id, NOW).await.unwrap());
+        let mut counted: Vec<_> = store
+            .count_unreachable_devices()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.tenant_id == tenant.id)
+            .collect();
+        counted.sort_by_key(|c| c.status);
+        assert_eq!(
+            counted,
+            vec![
+                count("no_token", PushPlatform::None, 1),
+                count("token_invalid", reachable.push_platform, 1),
+            ],
+            "{name}: revoked and reachable devices are not counted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_shared_provider_token_is_replaced_only_by_whoever_saw_the_current_one() {
+    for backend in backends("a_shared_provider_token_is_replaced").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let key = format!("apns:{}", id("key"));
+        let token = |text: &str, issued_at: i64| ProviderToken {
+            token: text.into(),
+            issued_at,
+        };
+        assert_eq!(store.provider_token(&key).await.unwrap(), None, "{name}");
+        assert!(store
+            .replace_provider_token(&key, None, &token("first", 100))
+            .await
+            .unwrap());
+        assert!(
+            !store
+                .replace_provider_token(&key, None, &token("rival", 101))
+                .await
+                .unwrap(),
+            "{name}: a second first token loses"
+        );
+        assert!(
+            !store
+                .replace_provider_token(&key, Some("stale"), &token("rival", 102))
+                .await
+                .unwrap(),
+            "{name}: replacing what is no longer shared loses"
+        );
+        assert!(store
+            .replace_provider_token(&key, Some("first"), &token("second", 3100))
             .await
             .unwrap());
         assert_eq!(
-            store
-                .get_device(&device.id)
-                .await
-                .unwrap()
-                .unwrap()
-                .push_token,
-            ""
+            store.provider_token(&key).await.unwrap(),
+            Some(token("second", 3100)),
+            "{name}"
         );
     }
 }

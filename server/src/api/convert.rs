@@ -147,6 +147,26 @@ pub fn device(d: &model::Device) -> v1::Device {
         .into(),
         create_time: Some(timestamp(d.created_at)),
         revoke_time: optional_timestamp(d.revoked_at),
+        ..push_status(d.push_status())
+    }
+}
+
+/// A device's push status fields.
+fn push_status(status: model::PushStatus<'_>) -> v1::Device {
+    let (status, since, reason) = match status {
+        model::PushStatus::Ok => (v1::PushStatus::Ok, None, String::new()),
+        model::PushStatus::NoToken => (v1::PushStatus::NoToken, None, String::new()),
+        model::PushStatus::TokenInvalid(invalid) => (
+            v1::PushStatus::TokenInvalid,
+            Some(timestamp(invalid.since)),
+            invalid.reason.clone(),
+        ),
+    };
+    v1::Device {
+        push_status: status.into(),
+        push_status_time: since,
+        push_status_reason: reason,
+        ..Default::default()
     }
 }
 

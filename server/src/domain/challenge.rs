@@ -130,6 +130,7 @@ impl Service {
                 .dispatch(Message {
                     challenge_id: challenge.id.clone(),
                     tenant_id: tenant.id.clone(),
+                    user_id: challenge.user_id.clone(),
                     device_id: device.id,
                     platform: device.push_platform,
                     token: device.push_token,

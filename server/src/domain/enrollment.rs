@@ -190,6 +190,7 @@ impl Service {
             state: DeviceState::PendingVerification,
             created_at: now,
             revoked_at: None,
+            push_token_invalid: None,
         };
         let challenge = self.new_challenge(
             &tenant,

@@ -1,7 +1,14 @@
 //! APNs over HTTP/2 with token-based authentication: an ES256 provider token
-//! signed with the team's `.p8` key, reused until it is 50 minutes old (Apple
-//! refuses tokens older than an hour, and refreshes more often than every 20
-//! minutes), and the request headers Apple documents for an alert.
+//! signed with the team's `.p8` key, and the request headers Apple documents
+//! for an alert.
+//!
+//! Apple refuses provider tokens whose `iat` is more than an hour old, and a
+//! key whose tokens change more often than every 20 minutes
+//! (`TooManyProviderTokenUpdates`). So the token lives in the database, shared
+//! by every replica and kept across restarts ([`ProviderTokens`]): whoever
+//! finds it missing or 50 minutes old signs a new one, and the others take
+//! that one. Age is measured on the wall clock against `iat`, the way Apple
+//! measures it, so that a clock corrected by a step is followed at once.
 
 use super::{
     config::ApnsConfig,
@@ -9,21 +16,26 @@ use super::{
     transport::{Connection, Transport},
     Message, Outcome, Provider, SetupError,
 };
-use crate::model::PushPlatform;
+use crate::{
+    model::{ProviderToken, PushPlatform},
+    store::Store,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use std::{
-    sync::Mutex,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-/// A provider token is replaced once it is this old.
-const TOKEN_REFRESH: Duration = Duration::from_secs(50 * 60);
-/// Apple refuses provider tokens refreshed more often than this.
-const TOKEN_MIN_AGE: Duration = Duration::from_secs(20 * 60);
+/// A provider token is replaced once it is this old (seconds since `iat`).
+const TOKEN_REFRESH: i64 = 50 * 60;
+/// How far in the future another server's `iat` may be (clocks differ a
+/// little) before its token is taken for a wrong clock's and replaced.
+const CLOCK_SKEW: i64 = 60;
 /// Reasons that mean the device token will never work again.
 const DEAD_TOKEN: &[&str] = &["Unregistered", "ExpiredToken"];
 /// Reasons that mean our set-up is wrong, whatever the token: the topic
@@ -44,22 +56,21 @@ const MISCONFIGURED: &[&str] = &[
 /// Delivers to iOS devices.
 pub struct Apns {
     transport: Transport,
+    key_file: PathBuf,
     tokens: ProviderTokens,
     topic: String,
 }
 
 impl Apns {
     /// Reads the key and prepares the connection; fails with a clear message
-    /// when the key file is missing or not an ES256 `.p8` key.
-    pub fn new(config: &ApnsConfig, connection: Connection) -> Result<Self, SetupError> {
-        let pem = std::fs::read(&config.key_file)
-            .map_err(|e| SetupError(format!("APNs key file {}: {e}", config.key_file.display())))?;
-        let key = EncodingKey::from_ec_pem(&pem).map_err(|_| {
-            SetupError(format!(
-                "APNs key file {}: not a PKCS#8 EC private key (the .p8 file from Apple)",
-                config.key_file.display()
-            ))
-        })?;
+    /// when the key file is missing or not an ES256 `.p8` key. Provider
+    /// tokens are shared through `store`.
+    pub fn new(
+        config: &ApnsConfig,
+        connection: Connection,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, SetupError> {
+        let key = read_key(&config.key_file)?;
         for (name, value) in [("key_id", &config.key_id), ("team_id", &config.team_id)] {
             if value.len() != 10 || !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
                 return Err(SetupError(format!(
@@ -72,11 +83,12 @@ impl Apns {
                 "APNs topic (the app's bundle id) is empty".into(),
             ));
         }
-        let tokens = ProviderTokens::new(key, &config.key_id, &config.team_id);
-        tokens.current(Instant::now())?;
+        let tokens = ProviderTokens::new(key, &config.key_id, &config.team_id, store);
+        tokens.sign(unix_now())?;
         Ok(Self {
             transport: Transport::new(config.origin(), config.ca_file.as_deref(), connection)?,
             tokens,
+            key_file: config.key_file.clone(),
             topic: config.topic.clone(),
         })
     }
@@ -92,7 +104,7 @@ impl Apns {
             .header("apns-push-type", "alert")
             .header("apns-priority", "10")
             .header("apns-expiration", (message.expires_at / 1000).to_string())
-            .header("apns-collapse-id", &message.challenge_id)
+            .header("apns-collapse-id", message.collapse_id())
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| Outcome::failed(e.to_string()))
     }
@@ -111,12 +123,12 @@ impl Provider for Apns {
                 reason: "BadDeviceToken".into(),
             };
         }
-        let mut refreshed = false;
+        let mut token = match self.tokens.current(unix_now()).await {
+            Ok(token) => token,
+            Err(e) => return Outcome::Misconfigured { reason: e.0 },
+        };
+        let mut renewed = false;
         loop {
-            let token = match self.tokens.current(Instant::now()) {
-                Ok(token) => token,
-                Err(e) => return Outcome::Misconfigured { reason: e.0 },
-            };
             let request = match self.request(message, &token) {
                 Ok(request) => request,
                 Err(outcome) => return outcome,
@@ -145,9 +157,15 @@ impl Provider for Apns {
             if reason == "BadDeviceToken" {
                 return Outcome::TokenRejected { reason };
             }
-            if reason == "ExpiredProviderToken" && !refreshed && self.tokens.expire(Instant::now())
-            {
-                refreshed = true;
+            // Apple's clock, not ours, decides: a token it calls expired is
+            // replaced and the notification sent again, once, whatever its
+            // age here.
+            if reason == "ExpiredProviderToken" && !renewed {
+                renewed = true;
+                token = match self.tokens.renew(&token, unix_now()).await {
+                    Ok(token) => token,
+                    Err(e) => return Outcome::Misconfigured { reason: e.0 },
+                };
                 continue;
             }
             if reply.status == StatusCode::FORBIDDEN || MISCONFIGURED.contains(&reason.as_str()) {
@@ -164,106 +182,228 @@ impl Provider for Apns {
             };
         }
     }
+
+    /// Apple offers no way to check a key without a notification: the key
+    /// file is read again and must parse and sign (a deleted, truncated or
+    /// replaced-by-something-else file fails here, not at a restart).
+    async fn check_credentials(&self) -> Result<(), String> {
+        let key = read_key(&self.key_file).map_err(|e| e.0)?;
+        sign(&key, &self.tokens.key_id, &self.tokens.team_id, unix_now())
+            .map(drop)
+            .map_err(|e| e.0)
+    }
 }
 
-/// The ES256 provider token, signed when missing or old.
+/// The `.p8` key at `path`; fails with a clear message when the file is
+/// missing or not an ES256 key.
+fn read_key(path: &Path) -> Result<EncodingKey, SetupError> {
+    let pem = std::fs::read(path)
+        .map_err(|e| SetupError(format!("APNs key file {}: {e}", path.display())))?;
+    EncodingKey::from_ec_pem(&pem).map_err(|_| {
+        SetupError(format!(
+            "APNs key file {}: not a PKCS#8 EC private key (the .p8 file from Apple)",
+            path.display()
+        ))
+    })
+}
+
+/// A provider token issued at `now` (seconds since the epoch).
+fn sign(key: &EncodingKey, key_id: &str, team_id: &str, now: i64) -> Result<String, SetupError> {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(key_id.to_owned());
+    let claims = serde_json::json!({ "iss": team_id, "iat": now });
+    jsonwebtoken::encode(&header, &claims, key)
+        .map_err(|e| SetupError(format!("signing the APNs provider token: {e}")))
+}
+
+/// Seconds since the epoch on the wall clock, as `iat` counts them.
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// The ES256 provider token of one key, shared through the store: see the
+/// module documentation.
 struct ProviderTokens {
     key: EncodingKey,
     key_id: String,
     team_id: String,
-    current: Mutex<Option<(String, Instant)>>,
+    /// The token's name in the store: one per team and key.
+    name: String,
+    store: Arc<dyn Store>,
+    /// The token in use; held across a renewal so that concurrent sends wait
+    /// for one token rather than each making its own.
+    current: tokio::sync::Mutex<Option<ProviderToken>>,
 }
 
 impl ProviderTokens {
-    fn new(key: EncodingKey, key_id: &str, team_id: &str) -> Self {
+    fn new(key: EncodingKey, key_id: &str, team_id: &str, store: Arc<dyn Store>) -> Self {
         Self {
             key,
             key_id: key_id.to_owned(),
             team_id: team_id.to_owned(),
-            current: Mutex::new(None),
+            name: format!("apns:{team_id}:{key_id}"),
+            store,
+            current: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// The token to use at `now`: the cached one while younger than
-    /// [`TOKEN_REFRESH`], a new one otherwise.
-    fn current(&self, now: Instant) -> Result<String, SetupError> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((token, issued)) = &*current {
-            if now.saturating_duration_since(*issued) < TOKEN_REFRESH {
-                return Ok(token.clone());
-            }
-        }
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.key_id.clone());
-        let issued_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        let claims = serde_json::json!({ "iss": self.team_id, "iat": issued_at });
-        let token = jsonwebtoken::encode(&header, &claims, &self.key)
-            .map_err(|e| SetupError(format!("signing the APNs provider token: {e}")))?;
-        *current = Some((token.clone(), now));
-        Ok(token)
+    /// Whether `token` may still be sent at `now`: issued less than
+    /// [`TOKEN_REFRESH`] ago and not in the future.
+    fn fresh(token: &ProviderToken, now: i64) -> bool {
+        token.issued_at <= now + CLOCK_SKEW && now - token.issued_at < TOKEN_REFRESH
     }
 
-    /// Drops the cached token after Apple called it expired, unless it is too
-    /// young to replace (then Apple would refuse the new one too: the clock
-    /// is wrong). Returns whether a new one will be signed.
-    fn expire(&self, now: Instant) -> bool {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        match &*current {
-            Some((_, issued)) if now.saturating_duration_since(*issued) < TOKEN_MIN_AGE => false,
-            _ => {
-                *current = None;
-                true
+    /// The token to send at `now` (seconds since the epoch): the one in use
+    /// while fresh, else the shared one if fresh, else a new one.
+    async fn current(&self, now: i64) -> Result<String, SetupError> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref().filter(|t| Self::fresh(t, now)) {
+            return Ok(token.token.clone());
+        }
+        let token = self.shared_or_new(None, now).await?;
+        *current = Some(token.clone());
+        Ok(token.token)
+    }
+
+    /// Replaces `rejected`, which Apple called expired: with the shared token
+    /// if another server has renewed it already, else with a new one.
+    async fn renew(&self, rejected: &str, now: i64) -> Result<String, SetupError> {
+        let mut current = self.current.lock().await;
+        if let Some(token) = current.as_ref().filter(|t| t.token != rejected) {
+            return Ok(token.token.clone());
+        }
+        let token = self.shared_or_new(Some(rejected), now).await?;
+        *current = Some(token.clone());
+        Ok(token.token)
+    }
+
+    /// The shared token unless it is stale or `rejected`; otherwise a new
+    /// one, shared unless another server shared its own first (then that
+    /// one). Without the database, the token is this server's own until the
+    /// database answers again.
+    async fn shared_or_new(
+        &self,
+        rejected: Option<&str>,
+        now: i64,
+    ) -> Result<ProviderToken, SetupError> {
+        let shared = match self.store.provider_token(&self.name).await {
+            Ok(shared) => shared,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the shared APNs provider token; signing one");
+                return self.sign(now);
+            }
+        };
+        let usable = |t: &ProviderToken| Self::fresh(t, now) && Some(t.token.as_str()) != rejected;
+        if let Some(token) = shared.as_ref().filter(|t| usable(t)) {
+            return Ok(token.clone());
+        }
+        let token = self.sign(now)?;
+        let replaces = shared.as_ref().map(|t| t.token.as_str());
+        match self
+            .store
+            .replace_provider_token(&self.name, replaces, &token)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!("signed a new APNs provider token");
+                Ok(token)
+            }
+            Ok(false) => match self.store.provider_token(&self.name).await {
+                Ok(Some(theirs)) if usable(&theirs) => Ok(theirs),
+                _ => Ok(token),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "could not share the APNs provider token");
+                Ok(token)
             }
         }
+    }
+
+    /// A new token issued at `now`.
+    fn sign(&self, now: i64) -> Result<ProviderToken, SetupError> {
+        Ok(ProviderToken {
+            token: sign(&self.key, &self.key_id, &self.team_id, now)?,
+            issued_at: now,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SqliteStore;
 
-    fn tokens() -> ProviderTokens {
+    /// Two servers' token keepers on one database.
+    async fn replicas() -> (ProviderTokens, ProviderTokens, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("mfa.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let store: Arc<dyn Store> = Arc::new(store);
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let key = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
-        ProviderTokens::new(key, "KEYID12345", "TEAMID1234")
+        let keeper = || {
+            let key = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+            ProviderTokens::new(key, "KEYID12345", "TEAMID1234", store.clone())
+        };
+        (keeper(), keeper(), dir)
     }
 
-    #[test]
-    fn the_provider_token_is_reused_then_refreshed_before_an_hour() {
-        let tokens = tokens();
-        let start = Instant::now();
-        let first = tokens.current(start).unwrap();
-        assert_eq!(
-            tokens
-                .current(start + Duration::from_secs(49 * 60))
+    fn issued_at(token: &str) -> i64 {
+        let claims = token.split('.').nth(1).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(
+            &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims)
                 .unwrap(),
-            first
-        );
+        )
+        .unwrap();
+        claims["iat"].as_i64().unwrap()
+    }
+
+    const START: i64 = 1_800_000_000;
+
+    #[tokio::test]
+    async fn replicas_share_one_token_and_renew_it_once_it_is_fifty_minutes_old() {
+        let (one, other, _dir) = replicas().await;
+        let first = one.current(START).await.unwrap();
         let header = jsonwebtoken::decode_header(&first).unwrap();
         assert_eq!(header.alg, Algorithm::ES256);
         assert_eq!(header.kid.as_deref(), Some("KEYID12345"));
-        // ECDSA signatures are randomised: a new token differs even within the second.
-        let later = start + Duration::from_secs(51 * 60);
-        let second = tokens.current(later).unwrap();
+        assert_eq!(issued_at(&first), START);
+        assert_eq!(other.current(START + 10).await.unwrap(), first);
+        assert_eq!(one.current(START + 49 * 60).await.unwrap(), first);
+
+        let later = START + 51 * 60;
+        let second = other.current(later).await.unwrap();
         assert_ne!(second, first);
-        assert_eq!(
-            tokens.current(later + Duration::from_secs(60)).unwrap(),
-            second
-        );
+        assert_eq!(issued_at(&second), later);
+        assert_eq!(one.current(later + 1).await.unwrap(), second);
     }
 
-    #[test]
-    fn an_expired_token_is_replaced_only_when_apple_allows() {
-        let tokens = tokens();
-        let start = Instant::now();
-        tokens.current(start).unwrap();
-        assert!(
-            !tokens.expire(start + Duration::from_secs(5 * 60)),
-            "too young to replace"
-        );
-        assert!(tokens.expire(start + Duration::from_secs(21 * 60)));
+    #[tokio::test]
+    async fn a_stepped_wall_clock_renews_the_token_at_once() {
+        let (one, _, _dir) = replicas().await;
+        // Signed while the clock was two hours slow, then corrected.
+        let slow = one.current(START - 2 * 3600).await.unwrap();
+        let corrected = one.current(START).await.unwrap();
+        assert_ne!(corrected, slow);
+        assert_eq!(issued_at(&corrected), START);
+        // And a clock that was fast: a token from the future is not kept.
+        let (one, _, _dir) = replicas().await;
+        let fast = one.current(START + 2 * 3600).await.unwrap();
+        assert_ne!(one.current(START).await.unwrap(), fast);
+    }
+
+    #[tokio::test]
+    async fn a_token_apple_calls_expired_is_renewed_once_whatever_its_age() {
+        let (one, other, _dir) = replicas().await;
+        let rejected = one.current(START).await.unwrap();
+        let renewed = one.renew(&rejected, START + 5).await.unwrap();
+        assert_ne!(renewed, rejected, "renewed although five seconds old");
+        // The other replica, refused the same token, takes the renewed one
+        // instead of signing a third.
+        assert_eq!(other.current(START + 6).await.unwrap(), renewed);
+        assert_eq!(other.renew(&rejected, START + 6).await.unwrap(), renewed);
     }
 }

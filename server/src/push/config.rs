@@ -62,6 +62,11 @@ pub struct PushConfig {
     /// past which tokens are no longer forgotten for it and the provider is
     /// reported misconfigured.
     pub bad_token_threshold: f64,
+    /// How often each provider's credentials are checked without sending a
+    /// notification (FCM: a token grant; APNs: the key file parses and
+    /// signs), the first time at start; `0s` never.
+    #[serde(with = "humantime_serde")]
+    pub credentials_check_interval: Duration,
     /// The proxy variables, instead of this process's own (read once, at
     /// set-up). Not a setting: servers started inside one test process
     /// share its environment, so tests say here what each one would see.
@@ -114,6 +119,7 @@ impl Default for PushConfig {
             bad_token_window: Duration::from_secs(10 * 60),
             bad_token_min_answers: 20,
             bad_token_threshold: 0.5,
+            credentials_check_interval: Duration::from_secs(10 * 60),
             proxy_environment: None,
         }
     }

@@ -4,6 +4,7 @@
 //! jitter that never outlive the challenge, and the delivery record.
 
 use super::{
+    config::PushConfig,
     health::{BadTokenVerdict, PushHealth},
     Message, Outcome, Provider,
 };
@@ -16,7 +17,7 @@ use crate::{
 };
 use rand::Rng;
 use std::{collections::HashMap, sync::Arc, time::Duration};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 
 /// How often and how patiently to retry.
 #[derive(Debug, Clone)]
@@ -47,21 +48,41 @@ pub struct Dispatcher {
     queues: HashMap<PushPlatform, mpsc::Sender<Message>>,
     record: Record,
     health: PushHealth,
+    /// Dropped with the dispatcher, which stops the credentials checks.
+    _checks: watch::Sender<()>,
 }
 
 impl Dispatcher {
-    /// Starts one worker per provider, each reporting to `health`.
+    /// Starts one worker per provider, with `config`'s limits and retries,
+    /// and a periodic credentials check per provider.
     pub fn new(
         providers: Vec<Arc<dyn Provider>>,
-        policy: RetryPolicy,
-        queue_size: usize,
-        concurrency: usize,
+        config: &PushConfig,
         store: Arc<dyn Store>,
         events: Events,
-        health: PushHealth,
     ) -> Self {
         let record = Record { store, events };
-        let policy = Arc::new(policy);
+        let health = PushHealth::new(config.breaker());
+        let policy = Arc::new(RetryPolicy {
+            max_attempts: config.max_attempts.max(1),
+            initial_backoff: config.initial_backoff,
+            max_backoff: config.max_backoff,
+        });
+        let (queue_size, concurrency) = (config.queue_size, config.concurrency);
+        let (checks, stop) = watch::channel(());
+        let check_every = config.credentials_check_interval;
+        if !check_every.is_zero() {
+            for provider in &providers {
+                let check = check_credentials(provider.clone(), health.clone(), check_every);
+                let mut stop = stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = check => {}
+                        _ = stop.changed() => {}
+                    }
+                });
+            }
+        }
         let queues = providers
             .into_iter()
             .map(|provider| {
@@ -82,6 +103,7 @@ impl Dispatcher {
             queues,
             record,
             health,
+            _checks: checks,
         }
     }
 
@@ -125,6 +147,18 @@ impl Drop for Dispatcher {
         for platform in self.queues.keys() {
             metrics::set_push_queue_depth(platform.as_str(), 0);
         }
+    }
+}
+
+/// Checks `provider`'s credentials now and then every `every`, reporting to
+/// `health`.
+async fn check_credentials(provider: Arc<dyn Provider>, health: PushHealth, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let result = provider.check_credentials().await;
+        health.credentials_checked(provider.platform(), result);
     }
 }
 
@@ -287,7 +321,7 @@ impl Record {
     async fn forget_token(&self, message: &Message, reason: &str) {
         match self
             .store
-            .invalidate_push_token(&message.device_id, &message.token)
+            .invalidate_push_token(&message.device_id, &message.token, reason, now_ms())
             .await
         {
             Ok(true) => {
@@ -295,6 +329,7 @@ impl Record {
                 let event = AuditEvent {
                     at: now_ms(),
                     tenant_id: Some(message.tenant_id.clone()),
+                    user_id: Some(message.user_id.clone()),
                     event_type: "device.push_token_invalid".into(),
                     device_id: Some(message.device_id.clone()),
                     challenge_id: Some(message.challenge_id.clone()),

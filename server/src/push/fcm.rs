@@ -100,7 +100,7 @@ impl Fcm {
                 "android": {
                     "priority": "HIGH",
                     "ttl": format!("{remaining}s"),
-                    "collapse_key": message.challenge_id,
+                    "collapse_key": message.collapse_id(),
                 },
             }
         });
@@ -176,6 +176,11 @@ impl Provider for Fcm {
                 _ => Outcome::Failed { reason },
             };
         }
+    }
+
+    /// A token grant.
+    async fn check_credentials(&self) -> Result<(), String> {
+        self.oauth.check().await
     }
 }
 

@@ -41,6 +41,9 @@ pub struct ProviderReport {
     pub platform: PushPlatform,
     /// Why the provider is misconfigured, if it is.
     pub misconfigured: Option<String>,
+    /// The last credentials check: `None` before the first, else why they
+    /// failed, if they did.
+    pub credentials: Option<Result<(), String>>,
 }
 
 /// The providers' health, shared by the dispatcher's workers and `/healthz`.
@@ -57,6 +60,8 @@ struct State {
     /// Answers within the window: when (ms), and whether `BadDeviceToken`.
     answers: VecDeque<(i64, bool)>,
     breaker_open: bool,
+    /// The last credentials check, once there has been one.
+    credentials: Option<Result<(), String>>,
 }
 
 impl State {
@@ -145,6 +150,24 @@ impl PushHealth {
         }
     }
 
+    /// The result of a credentials check.
+    pub fn credentials_checked(&self, platform: PushPlatform, result: Result<(), String>) {
+        let mut providers = self.lock();
+        let state = providers.entry(platform).or_default();
+        let provider = platform.as_str();
+        match &result {
+            Ok(()) if state.credentials.as_ref().is_some_and(Result::is_err) => {
+                tracing::info!(provider, "push credentials accepted again")
+            }
+            Err(reason) if state.credentials.as_ref() != Some(&result) => {
+                tracing::error!(provider, reason, "push credentials check failed")
+            }
+            _ => {}
+        }
+        metrics::set_push_credentials_ok(provider, result.is_ok());
+        state.credentials = Some(result);
+    }
+
     /// Every provider's state, for `/healthz`.
     pub fn report(&self) -> Vec<ProviderReport> {
         let providers = self.lock();
@@ -153,6 +176,7 @@ impl PushHealth {
             .map(|(platform, state)| ProviderReport {
                 platform: *platform,
                 misconfigured: state.misconfigured.clone(),
+                credentials: state.credentials.clone(),
             })
             .collect();
         report.sort_by_key(|r| r.platform.as_str());

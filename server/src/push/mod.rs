@@ -39,6 +39,7 @@ impl std::error::Error for SetupError {}
 pub struct Message {
     pub challenge_id: String,
     pub tenant_id: String,
+    pub user_id: String,
     pub device_id: String,
     pub platform: PushPlatform,
     /// The device's push token (a secret of sorts: never logged).
@@ -47,6 +48,17 @@ pub struct Message {
     /// When the challenge was created and expires (ms since the epoch).
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+impl Message {
+    /// The notification's collapse id (APNs `apns-collapse-id`, FCM
+    /// `collapse_key`): the account's sign-in slot on the phone, which is the
+    /// device id (opaque, and one per user per phone), so that a newer
+    /// challenge replaces the older notification on the lock screen and in
+    /// the provider's store for an offline phone.
+    pub fn collapse_id(&self) -> &str {
+        &self.device_id
+    }
 }
 
 /// What a provider made of one attempt.
@@ -76,6 +88,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Why it was not `Sent`, in words (empty for `Sent`).
+    fn reason(&self) -> &str {
+        match self {
+            Self::Sent { .. } => "",
+            Self::Retry { reason, .. }
+            | Self::TokenInvalid { reason }
+            | Self::TokenRejected { reason }
+            | Self::Misconfigured { reason }
+            | Self::Failed { reason } => reason,
+        }
+    }
+
     fn failed(reason: impl Into<String>) -> Self {
         Self::Failed {
             reason: reason.into(),
@@ -103,6 +127,9 @@ pub trait Provider: Send + Sync + 'static {
     fn platform(&self) -> PushPlatform;
     /// Makes one attempt at delivering `message`.
     async fn send(&self, message: &Message) -> Outcome;
+    /// Checks the credentials without notifying anyone; `Err` says why they
+    /// fail.
+    async fn check_credentials(&self) -> Result<(), String>;
 }
 
 /// A `retry-after` header in seconds (the form both providers use).
@@ -117,12 +144,13 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
-/// The providers the configuration asks for; a missing or malformed
-/// credentials file is an error that names it, and so are FCM credentials
-/// that cannot be found (which may take asking the metadata server) and a
-/// malformed proxy URL.
+/// The providers the configuration asks for, sharing provider tokens
+/// through `store`; a missing or malformed credentials file is an error that
+/// names it, and so are FCM credentials that cannot be found (which may take
+/// asking the metadata server) and a malformed proxy URL.
 pub async fn providers(
     config: &config::PushConfig,
+    store: std::sync::Arc<dyn crate::store::Store>,
 ) -> Result<Vec<std::sync::Arc<dyn Provider>>, SetupError> {
     let mut providers: Vec<std::sync::Arc<dyn Provider>> = Vec::new();
     if config.apns.is_none() && config.fcm.is_none() {
@@ -136,6 +164,7 @@ pub async fn providers(
         providers.push(std::sync::Arc::new(apns::Apns::new(
             apns,
             connection.clone(),
+            store,
         )?));
     }
     if let Some(fcm) = &config.fcm {

@@ -97,7 +97,10 @@ timed! {
     fn revoke_device(&self, device_id: &str, now: i64) -> bool;
     fn save_delivery(&self, delivery: &PushDelivery) -> ();
     fn list_deliveries(&self, challenge_id: &str) -> Vec<PushDelivery>;
-    fn invalidate_push_token(&self, device_id: &str, token: &str) -> bool;
+    fn invalidate_push_token(&self, device_id: &str, token: &str, reason: &str, now: i64) -> bool;
+    fn count_unreachable_devices(&self) -> Vec<UnreachableDevices>;
+    fn provider_token(&self, name: &str) -> Option<ProviderToken>;
+    fn replace_provider_token(&self, name: &str, replaces: Option<&str>, token: &ProviderToken) -> bool;
     fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> bool;
     fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> Creation;
     fn get_challenge(&self, id: &str) -> Option<Challenge>;

@@ -354,10 +354,43 @@ pub(crate) const USER_WITH_DEVICES: &str = "SELECT u.tenant_id AS tenant_id, u.u
          u.terms_version AS terms_version, u.terms_accepted_at AS terms_accepted_at,
          d.id AS id, d.display_name AS display_name, d.public_key AS public_key,
          d.push_platform AS push_platform, d.push_token AS push_token, d.state AS state,
-         d.created_at AS created_at, d.revoked_at AS revoked_at
+         d.created_at AS created_at, d.revoked_at AS revoked_at,
+         d.push_token_invalid_at AS push_token_invalid_at,
+         d.push_token_invalid_reason AS push_token_invalid_reason
      FROM users u LEFT JOIN devices d ON d.tenant_id = u.tenant_id AND d.user_id = u.user_id
      WHERE u.tenant_id = $1 AND u.user_id = $2
      ORDER BY d.created_at, d.id";
+
+/// The statement of [`Store::count_unreachable_devices`], the same on every
+/// backend (served by the `devices_without_push` index).
+pub(crate) const COUNT_UNREACHABLE_DEVICES: &str = "SELECT tenant_id, push_platform,
+         CASE WHEN push_token_invalid_at IS NULL THEN 'no_token' ELSE 'token_invalid' END AS status,
+         COUNT(*) AS count
+     FROM devices WHERE state = 'active' AND push_token = ''
+     GROUP BY tenant_id, push_platform, status";
+
+/// The statement that forgets a dead push token, the same on every backend:
+/// `$1` the reason, `$2` when, `$3` the device, `$4` the token.
+pub(crate) const INVALIDATE_PUSH_TOKEN: &str = "UPDATE devices
+     SET push_token = '', push_token_invalid_reason = $1, push_token_invalid_at = $2
+     WHERE id = $3 AND push_token = $4";
+
+/// The statement that registers a push token (`$1` platform, `$2` token, `$3`
+/// device), ending any earlier token's invalid status.
+pub(crate) const SET_PUSH_TOKEN: &str = "UPDATE devices
+     SET push_platform = $1, push_token = $2, push_token_invalid_at = NULL,
+         push_token_invalid_reason = ''
+     WHERE id = $3";
+
+/// The statements of [`Store::provider_token`] and
+/// [`Store::replace_provider_token`], the same on every backend.
+pub(crate) const PROVIDER_TOKEN: &str =
+    "SELECT token, issued_at FROM push_provider_tokens WHERE name = $1";
+pub(crate) const INSERT_PROVIDER_TOKEN: &str =
+    "INSERT INTO push_provider_tokens (name, token, issued_at) VALUES ($1, $2, $3)
+     ON CONFLICT (name) DO NOTHING";
+pub(crate) const REPLACE_PROVIDER_TOKEN: &str =
+    "UPDATE push_provider_tokens SET token = $1, issued_at = $2 WHERE name = $3 AND token = $4";
 
 /// The statement that appends an audit entry, the same on every backend:
 /// `$1`…`$10` are the entry's columns, `$11` its aggregation key (NULL for an
@@ -532,9 +565,28 @@ pub trait Store: Send + Sync + 'static {
     async fn save_delivery(&self, delivery: &PushDelivery) -> StoreResult<()>;
     /// The push deliveries of a challenge, by device id.
     async fn list_deliveries(&self, challenge_id: &str) -> StoreResult<Vec<PushDelivery>>;
-    /// Forgets a device's push token that the provider reported invalid,
-    /// unless the app has registered another one meanwhile.
-    async fn invalidate_push_token(&self, device_id: &str, token: &str) -> StoreResult<bool>;
+    /// Forgets a device's push token that the provider reported invalid at
+    /// `now` for `reason`, unless the app has registered another one
+    /// meanwhile; true if it did.
+    async fn invalidate_push_token(
+        &self,
+        device_id: &str,
+        token: &str,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Active devices without working push, per tenant, platform and status.
+    async fn count_unreachable_devices(&self) -> StoreResult<Vec<UnreachableDevices>>;
+    /// The provider token shared under `name`, if there is one.
+    async fn provider_token(&self, name: &str) -> StoreResult<Option<ProviderToken>>;
+    /// Shares `token` under `name` if the shared one is still `replaces`
+    /// (`None`: there is none); false if another server replaced it first.
+    async fn replace_provider_token(
+        &self,
+        name: &str,
+        replaces: Option<&str>,
+        token: &ProviderToken,
+    ) -> StoreResult<bool>;
     /// Remembers a device request nonce until `expires_at`; false if it was
     /// already used.
     async fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> StoreResult<bool>;

@@ -122,6 +122,37 @@ pub(super) fn device(row: &impl Columns) -> StoreResult<Device> {
         state: parse(DeviceState::parse(&row.text("state")?), "device state")?,
         created_at: row.integer("created_at")?,
         revoked_at: row.optional_integer("revoked_at")?,
+        push_token_invalid: match row.optional_integer("push_token_invalid_at")? {
+            Some(since) => Some(PushTokenInvalid {
+                since,
+                reason: row.text("push_token_invalid_reason")?,
+            }),
+            None => None,
+        },
+    })
+}
+
+/// A row of [`super::COUNT_UNREACHABLE_DEVICES`].
+pub(super) fn unreachable_devices(row: &impl Columns) -> StoreResult<UnreachableDevices> {
+    Ok(UnreachableDevices {
+        tenant_id: row.text("tenant_id")?,
+        platform: parse(
+            PushPlatform::parse(&row.text("push_platform")?),
+            "push platform",
+        )?,
+        status: match row.text("status")?.as_str() {
+            "token_invalid" => "token_invalid",
+            _ => "no_token",
+        },
+        count: row.integer("count")?,
+    })
+}
+
+/// A row of [`super::PROVIDER_TOKEN`].
+pub(super) fn provider_token(row: &impl Columns) -> StoreResult<ProviderToken> {
+    Ok(ProviderToken {
+        token: row.text("token")?,
+        issued_at: row.integer("issued_at")?,
     })
 }
 

@@ -40,11 +40,15 @@ pub async fn serve(
 }
 
 async fn render_metrics(State(endpoint): State<Endpoint>) -> impl IntoResponse {
-    // The pending gauge is read when scraped, so it is exact whatever replica
-    // or restart changed it.
+    // The pending and devices-without-push gauges are read when scraped, so
+    // they are exact whatever replica or restart changed them.
     match endpoint.service.store().count_pending_challenges().await {
         Ok(count) => super::metrics::set_pending(count),
         Err(error) => tracing::warn!(%error, "could not count pending challenges"),
+    }
+    match endpoint.service.store().count_unreachable_devices().await {
+        Ok(counts) => super::metrics::set_devices_without_push(&counts),
+        Err(error) => tracing::warn!(%error, "could not count devices without push"),
     }
     endpoint.metrics.run_upkeep();
     (
@@ -56,9 +60,10 @@ async fn render_metrics(State(endpoint): State<Endpoint>) -> impl IntoResponse {
     )
 }
 
-/// The first line is the state balancers read; then the version, and one
-/// line per push provider, which never changes the status (sign-ins still work by pull,
-/// so a replica with a misconfigured provider stays in the rotation).
+/// The first line is the state balancers read; then the version, and two
+/// lines per push provider (its answers, its credentials), which never change
+/// the status (sign-ins still work by pull, so a replica with a misconfigured
+/// provider stays in the rotation).
 async fn healthz(State(endpoint): State<Endpoint>) -> impl IntoResponse {
     let (status, state) = if endpoint.health.is_serving() {
         (StatusCode::OK, "SERVING")
@@ -71,7 +76,14 @@ async fn healthz(State(endpoint): State<Endpoint>) -> impl IntoResponse {
             None => "ok".to_owned(),
             Some(reason) => format!("misconfigured: {reason}"),
         };
-        body.push_str(&format!("push {}: {state}\n", provider.platform.as_str()));
+        let platform = provider.platform.as_str();
+        body.push_str(&format!("push {platform}: {state}\n"));
+        let credentials = match &provider.credentials {
+            None => "not checked yet".to_owned(),
+            Some(Ok(())) => "ok".to_owned(),
+            Some(Err(reason)) => format!("failing: {reason}"),
+        };
+        body.push_str(&format!("push {platform} credentials: {credentials}\n"));
     }
     (status, body)
 }

@@ -120,6 +120,14 @@ fn describe() {
         "mfa_push_bad_token_breaker_open",
         "1 while BadDeviceToken answers are too frequent to be believed (a wrong APNs environment): tokens are kept"
     );
+    describe_gauge!(
+        "mfa_push_credentials_ok",
+        "1 while a push provider's credentials pass their periodic check (FCM: a token grant; APNs: the key parses and signs), 0 once one fails"
+    );
+    describe_gauge!(
+        "mfa_devices_without_push",
+        "Active devices that cannot be notified, by tenant, platform and status (token_invalid: the provider called the token dead; no_token: never had one); they answer by pulling"
+    );
     describe_counter!(
         "mfa_enrollments_total",
         "Enrollment steps and endings, by outcome"
@@ -251,6 +259,36 @@ pub fn set_push_misconfigured(provider: &'static str, misconfigured: bool) {
 pub fn set_push_bad_token_breaker(provider: &'static str, open: bool) {
     metrics::gauge!("mfa_push_bad_token_breaker_open", "provider" => provider)
         .set(f64::from(u8::from(open)));
+}
+
+/// Whether a provider's credentials passed their last check.
+pub fn set_push_credentials_ok(provider: &'static str, ok: bool) {
+    metrics::gauge!("mfa_push_credentials_ok", "provider" => provider).set(f64::from(u8::from(ok)));
+}
+
+/// The devices without working push, as counted now: each count is set, and
+/// a count seen before but absent now is set to zero.
+pub fn set_devices_without_push(counts: &[crate::model::UnreachableDevices]) {
+    type Labels = (String, &'static str, &'static str);
+    static SEEN: std::sync::Mutex<Vec<Labels>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now: Vec<Labels> = counts
+        .iter()
+        .map(|c| (c.tenant_id.clone(), c.platform.as_str(), c.status))
+        .collect();
+    for (tenant, platform, status) in seen.iter().filter(|l| !now.contains(l)) {
+        metrics::gauge!("mfa_devices_without_push", "tenant" => tenant.clone(),
+            "platform" => *platform, "status" => *status)
+        .set(0.0);
+    }
+    for count in counts {
+        metrics::gauge!("mfa_devices_without_push", "tenant" => count.tenant_id.clone(),
+            "platform" => count.platform.as_str(), "status" => count.status)
+        .set(count.count as f64);
+    }
+    *seen = now;
 }
 
 /// Notifications waiting in a provider's queue.

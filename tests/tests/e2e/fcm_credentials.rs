@@ -8,7 +8,7 @@
 //! in-process servers are told their environment; one test runs the real
 //! binary, which reads its own.
 
-use super::push::{context, delivery, enroll, enroll_on, healthz, pushed, settled_deliveries};
+use super::push::{context, enroll, enroll_on, healthz, pushed};
 use mfa_proto::v1::{PushDelivery, PushDeliveryState, PushPlatform};
 use mfa_server::push::config::{FcmConfig, FcmCredentials, GoogleEnvironment, PushConfig};
 use mfa_tests::{process::ServerProcess, push::*, *};

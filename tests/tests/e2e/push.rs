@@ -2,7 +2,9 @@
 //! authentication, payload privacy, provider token reuse, retries, timeouts,
 //! dead tokens, bad credentials, and a dead provider.
 
-use mfa_proto::v1::{ChallengeState, PushDelivery, PushDeliveryState, PushPlatform, SignInContext};
+use mfa_proto::v1::{
+    ChallengeState, PushDelivery, PushDeliveryState, PushPlatform, PushStatus, SignInContext,
+};
 use mfa_sdk::{portal::RelyingParty, Authenticator, DeviceInfo};
 use mfa_tests::{push::*, tcp_proxy::TcpProxy, *};
 use std::time::Duration;
@@ -70,45 +72,6 @@ async fn start(
     (server, stand_ins, dir)
 }
 
-/// Follows the challenge's watch until every device listed has a delivery
-/// in a final state (sent, failed, token invalid) and returns them.
-pub(crate) async fn settled_deliveries(
-    portal: &RelyingParty,
-    challenge_id: &str,
-    devices: usize,
-) -> Vec<PushDelivery> {
-    let mut watch = portal.watch_challenge(challenge_id).await.unwrap();
-    loop {
-        let challenge = within(watch.message())
-            .await
-            .unwrap()
-            .expect("watch open")
-            .challenge
-            .unwrap();
-        let settled = challenge
-            .push_deliveries
-            .iter()
-            .filter(|d| d.state() != PushDeliveryState::Retrying)
-            .count();
-        if settled == devices {
-            return challenge.push_deliveries;
-        }
-        assert_eq!(
-            challenge.state(),
-            ChallengeState::Pending,
-            "ended before delivery: {challenge:?}"
-        );
-    }
-}
-
-pub(crate) fn delivery(deliveries: &[PushDelivery], device_id: &str) -> PushDelivery {
-    deliveries
-        .iter()
-        .find(|d| d.device_id == device_id)
-        .unwrap_or_else(|| panic!("no delivery for {device_id}: {deliveries:?}"))
-        .clone()
-}
-
 #[tokio::test]
 async fn a_challenge_notifies_the_users_iphone_and_android_phone_with_signed_requests() {
     let (server, push, _dir) = start(|_| {}).await;
@@ -128,7 +91,7 @@ async fn a_challenge_notifies_the_users_iphone_and_android_phone_with_signed_req
     assert_eq!(header("apns-priority"), "10");
     let expires = challenge.expire_time.unwrap().seconds;
     assert_eq!(header("apns-expiration"), expires.to_string());
-    assert_eq!(header("apns-collapse-id"), challenge.challenge_id);
+    assert_eq!(header("apns-collapse-id"), iphone.account().device_id);
     let aps = &apns.body["aps"];
     assert_eq!(aps["alert"]["title"], "Approve sign-in?");
     assert_eq!(aps["alert"]["body"], "IHIGrp (External Collaboration)");
@@ -152,7 +115,7 @@ async fn a_challenge_notifies_the_users_iphone_and_android_phone_with_signed_req
     assert_eq!(message["android"]["priority"], "HIGH");
     assert_eq!(
         message["android"]["collapse_key"],
-        challenge.challenge_id.as_str()
+        android.account().device_id.as_str()
     );
     let ttl: u64 = message["android"]["ttl"]
         .as_str()
@@ -332,22 +295,44 @@ async fn dead_tokens_are_not_used_again_until_the_app_sends_a_new_one() {
         (push.apns.requests().len(), push.fcm.requests().len()),
         (1, 1)
     );
-    let audit = server
-        .admin()
-        .await
-        .list_audit_events(mfa_proto::v1::ListAuditEventsRequest {
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let invalidated = audit
-        .events
-        .iter()
-        .filter(|e| e.event_type == "device.push_token_invalid")
-        .count();
-    assert_eq!(invalidated, 2);
+    // The user's own audit trail shows it, and operators see which phones
+    // no longer hear of sign-ins, since when and why.
+    let audit = server.audit_events("u").await;
+    assert_eq!(occurrences(&audit, "device.push_token_invalid"), 2);
+    let status = portal.user_status("u").await.unwrap();
+    for (phone, reason) in [(&iphone, "Unregistered"), (&android, "UNREGISTERED")] {
+        let device = status
+            .devices
+            .iter()
+            .find(|d| d.device_id == phone.account().device_id)
+            .unwrap();
+        assert_eq!(
+            (device.push_status(), device.push_status_reason.as_str()),
+            (PushStatus::TokenInvalid, reason),
+            "{device:?}"
+        );
+        assert!(device.push_status_time.is_some(), "{device:?}");
+    }
+    let tenant = server.tenant.id.as_str();
+    let without_push = |scrape: &prometheus_parse::Scrape, platform: &str| {
+        scrape::value(
+            scrape,
+            "mfa_devices_without_push",
+            &[
+                ("tenant", tenant),
+                ("platform", platform),
+                ("status", "token_invalid"),
+            ],
+        )
+    };
+    let metrics = scrape::scrape(&server).await;
+    assert_eq!(
+        (
+            without_push(&metrics, "apns"),
+            without_push(&metrics, "fcm")
+        ),
+        (1.0, 1.0)
+    );
 
     // The app registers a fresh token: pushes resume.
     let fresh = "f0e1d2c3b4a5968778695a4b3c2d1e0ff0e1d2c3b4a5968778695a4b3c2d1e0f";
@@ -362,6 +347,28 @@ async fn dead_tokens_are_not_used_again_until_the_app_sends_a_new_one() {
         PushDeliveryState::Sent
     );
     assert_eq!(push.apns.requests()[1].path, format!("/3/device/{fresh}"));
+    let status = portal.user_status("u").await.unwrap();
+    let device = status
+        .devices
+        .iter()
+        .find(|d| d.device_id == iphone.account().device_id)
+        .unwrap();
+    assert_eq!(
+        (
+            device.push_status(),
+            device.push_status_time,
+            device.push_status_reason.as_str()
+        ),
+        (PushStatus::Ok, None, "")
+    );
+    let metrics = scrape::scrape(&server).await;
+    assert_eq!(
+        (
+            without_push(&metrics, "apns"),
+            without_push(&metrics, "fcm")
+        ),
+        (0.0, 1.0)
+    );
 }
 
 fn d_reason(deliveries: &[PushDelivery], phone: &Authenticator) -> String {
@@ -472,16 +479,30 @@ async fn missing_or_malformed_credentials_stop_the_server_with_a_clear_message()
     assert!(error.contains("only on a loopback address"), "{error}");
 }
 
-/// `/healthz`'s push lines (they follow the state and the version).
+/// `/healthz`'s lines about the providers' answers (they follow the state
+/// and the version).
 pub(crate) async fn healthz(server: &TestServer) -> String {
+    healthz_lines(server, |line| !line.contains(" credentials: ")).await
+}
+
+/// `/healthz`'s lines about the providers' credentials.
+async fn credentials_health(server: &TestServer) -> String {
+    healthz_lines(server, |line| line.contains(" credentials: ")).await
+}
+
+async fn healthz_lines(server: &TestServer, wanted: impl Fn(&str) -> bool) -> String {
     let url = format!("http://{}/healthz", server.metrics_addr());
     let body = mfa_server::stats::fetch(&url)
         .await
         .expect("/healthz answers");
     let head = format!("SERVING\nversion: {}\n", mfa_server::VERSION);
-    body.strip_prefix(&head)
-        .unwrap_or_else(|| panic!("{body:?} begins with {head:?}"))
-        .to_owned()
+    let push = body
+        .strip_prefix(&head)
+        .unwrap_or_else(|| panic!("{body:?} begins with {head:?}"));
+    push.lines()
+        .filter(|line| wanted(line))
+        .map(|line| format!("{line}\n"))
+        .collect()
 }
 
 /// Enrolls `user`'s iPhone with its own push token.
@@ -700,4 +721,137 @@ async fn a_request_that_times_out_drops_its_connection() {
         "{delivery:?}"
     );
     assert_eq!(push.apns.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_newer_challenge_replaces_the_older_notification_on_the_phone() {
+    let (server, push, _dir) = start(|_| {}).await;
+    let portal = server.portal().await;
+    let iphone = enroll(&server, &portal, PushPlatform::Apns).await;
+    let android = enroll(&server, &portal, PushPlatform::Fcm).await;
+    let (apns_before, fcm_before) = (push.apns.requests().len(), push.fcm.requests().len());
+    let first = portal.start_sign_in("u", context()).await.unwrap();
+    let second = portal.start_sign_in("u", context()).await.unwrap();
+    assert_ne!(first.challenge_id, second.challenge_id);
+
+    let apns = within(push.apns.wait_for(apns_before + 2)).await;
+    let collapse_ids: Vec<&str> = apns[apns_before..]
+        .iter()
+        .map(|r| r.headers["apns-collapse-id"].to_str().unwrap())
+        .collect();
+    let slot = iphone.account().device_id.as_str();
+    assert_eq!(collapse_ids, [slot, slot]);
+    let fcm = within(push.fcm.wait_for(fcm_before + 2)).await;
+    let collapse_keys: Vec<&serde_json::Value> = fcm[fcm_before..]
+        .iter()
+        .map(|r| &r.body["message"]["android"]["collapse_key"])
+        .collect();
+    let slot = serde_json::Value::from(android.account().device_id.as_str());
+    assert_eq!(collapse_keys, [&slot, &slot]);
+}
+
+#[tokio::test]
+async fn a_provider_token_apple_calls_expired_is_renewed_whatever_its_age_and_sent_again() {
+    let (server, push, _dir) = start(|_| {}).await;
+    let portal = server.portal().await;
+    let iphone = enroll(&server, &portal, PushPlatform::Apns).await;
+    let before = push.apns.requests().len();
+    push.apns
+        .script([Scripted::error(403, "ExpiredProviderToken")]);
+    let challenge = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &challenge.challenge_id, 1).await;
+    let d = delivery(&deliveries, &iphone.account().device_id);
+    assert_eq!(
+        (d.state(), d.attempts),
+        (PushDeliveryState::Sent, 1),
+        "{d:?}"
+    );
+    let requests = push.apns.requests();
+    assert_eq!(requests.len(), before + 2);
+    assert_ne!(
+        requests[before].bearer,
+        requests[before + 1].bearer,
+        "sent again with a new provider token, though the refused one was seconds old"
+    );
+    assert_eq!(healthz(&server).await, "push apns: ok\npush fcm: ok\n");
+
+    // Refused again at once: Apple's clock and the token disagree, which no
+    // renewal mends; our set-up, reported as such, and the token is kept.
+    push.apns.script([
+        Scripted::error(403, "ExpiredProviderToken"),
+        Scripted::error(403, "ExpiredProviderToken"),
+    ]);
+    let again = portal.start_sign_in("u", context()).await.unwrap();
+    let deliveries = settled_deliveries(&portal, &again.challenge_id, 1).await;
+    let d = delivery(&deliveries, &iphone.account().device_id);
+    assert_eq!(
+        (d.state(), d.reason.as_str()),
+        (PushDeliveryState::Failed, "ExpiredProviderToken")
+    );
+    assert!(healthz(&server)
+        .await
+        .contains("push apns: misconfigured: ExpiredProviderToken"));
+}
+
+#[tokio::test]
+async fn credentials_are_checked_at_start_and_then_periodically_without_a_push() {
+    let (server, push, _dir) = start(|c| {
+        c.push.credentials_check_interval = Duration::from_millis(100);
+    })
+    .await;
+    let until = |expected: &'static str| {
+        let server = &server;
+        async move {
+            loop {
+                if credentials_health(server).await == expected {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    within(until(
+        "push apns credentials: ok\npush fcm credentials: ok\n",
+    ))
+    .await;
+    let credentials_ok = |scrape: &prometheus_parse::Scrape, provider: &str| {
+        scrape::value(scrape, "mfa_push_credentials_ok", &[("provider", provider)])
+    };
+    let metrics = scrape::scrape(&server).await;
+    assert_eq!(
+        (
+            credentials_ok(&metrics, "apns"),
+            credentials_ok(&metrics, "fcm")
+        ),
+        (1.0, 1.0)
+    );
+
+    // The service account's key deleted in the console; the APNs key file
+    // replaced by something that is not a key.
+    push.fcm.delete_key();
+    let key_file = &server.config.push.apns.as_ref().unwrap().key_file;
+    std::fs::write(
+        key_file,
+        "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let expected = format!(
+        "push apns credentials: failing: APNs key file {}: not a PKCS#8 EC private key \
+         (the .p8 file from Apple)\npush fcm credentials: failing: oauth: invalid_grant\n",
+        key_file.display()
+    );
+    let expected: &'static str = expected.leak();
+    within(until(expected)).await;
+    let metrics = scrape::scrape(&server).await;
+    assert_eq!(
+        (
+            credentials_ok(&metrics, "apns"),
+            credentials_ok(&metrics, "fcm")
+        ),
+        (0.0, 0.0)
+    );
+    assert!(
+        push.apns.requests().is_empty() && push.fcm.requests().is_empty(),
+        "no notification was needed to find out"
+    );
 }

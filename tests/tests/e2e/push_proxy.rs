@@ -6,8 +6,8 @@
 //! through a tunnel.
 
 use crate::push::{
-    assert_sent_on_the_second_attempt, context, delivery, enroll, enroll_on, healthz,
-    pings_alone_notice_silence, push_after_the_path_goes_silent, pushed, settled_deliveries,
+    assert_sent_on_the_second_attempt, context, enroll, enroll_on, healthz,
+    pings_alone_notice_silence, push_after_the_path_goes_silent, pushed,
 };
 use mfa_proto::v1::{PushDeliveryState, PushPlatform};
 use mfa_server::push::{

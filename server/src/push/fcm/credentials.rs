@@ -51,6 +51,19 @@ pub enum Kind {
     MetadataServer,
 }
 
+/// Caches `token`, requested at `requested`, until shortly before it
+/// expires; returns it.
+fn keep(
+    current: &mut Option<(String, Instant)>,
+    token: tame_oauth::Token,
+    requested: Instant,
+) -> String {
+    let expires_in = u64::try_from(token.expires_in.unwrap_or_default()).unwrap_or_default();
+    let lifetime = Duration::from_secs(expires_in).saturating_sub(TOKEN_MARGIN);
+    *current = Some((token.access_token.clone(), requested + lifetime));
+    token.access_token
+}
+
 /// One source of access tokens, and the token it last gave.
 pub struct Credentials {
     /// What they are.
@@ -148,10 +161,21 @@ impl Credentials {
         }
         let requested = Instant::now();
         let token = self.fetch().await?;
-        let expires_in = u64::try_from(token.expires_in.unwrap_or_default()).unwrap_or_default();
-        let lifetime = Duration::from_secs(expires_in).saturating_sub(TOKEN_MARGIN);
-        *current = Some((token.access_token.clone(), requested + lifetime));
-        Ok(token.access_token)
+        Ok(keep(&mut current, token, requested))
+    }
+
+    /// Asks for a new access token now, and keeps it: whether the
+    /// credentials are still granted (a revoked key or grant fails here
+    /// rather than at the next push).
+    pub async fn check(&self) -> Result<(), String> {
+        let mut current = self.current.lock().await;
+        let requested = Instant::now();
+        let token = self
+            .fetch()
+            .await
+            .map_err(|outcome| outcome.reason().to_owned())?;
+        keep(&mut current, token, requested);
+        Ok(())
     }
 
     /// Drops `token` if it is still the cached one.

@@ -615,7 +615,7 @@ impl Store for PostgresStore {
         platform: PushPlatform,
         token: &str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE devices SET push_platform = $1, push_token = $2 WHERE id = $3")
+        sqlx::query(super::SET_PUSH_TOKEN)
             .bind(platform.as_str())
             .bind(token)
             .bind(device_id)
@@ -681,14 +681,56 @@ impl Store for PostgresStore {
         rows.iter().map(decode::delivery).collect()
     }
 
-    async fn invalidate_push_token(&self, device_id: &str, token: &str) -> StoreResult<bool> {
-        let updated =
-            sqlx::query("UPDATE devices SET push_token = '' WHERE id = $1 AND push_token = $2")
-                .bind(device_id)
-                .bind(token)
-                .execute(&self.pool)
-                .await?;
+    async fn invalidate_push_token(
+        &self,
+        device_id: &str,
+        token: &str,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let updated = sqlx::query(super::INVALIDATE_PUSH_TOKEN)
+            .bind(reason)
+            .bind(now)
+            .bind(device_id)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
         Ok(updated.rows_affected() == 1)
+    }
+
+    async fn count_unreachable_devices(&self) -> StoreResult<Vec<UnreachableDevices>> {
+        let rows = sqlx::query(super::COUNT_UNREACHABLE_DEVICES)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode::unreachable_devices).collect()
+    }
+
+    async fn provider_token(&self, name: &str) -> StoreResult<Option<ProviderToken>> {
+        let row = sqlx::query(super::PROVIDER_TOKEN)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::provider_token).transpose()
+    }
+
+    async fn replace_provider_token(
+        &self,
+        name: &str,
+        replaces: Option<&str>,
+        token: &ProviderToken,
+    ) -> StoreResult<bool> {
+        let query = match replaces {
+            None => sqlx::query(super::INSERT_PROVIDER_TOKEN)
+                .bind(name)
+                .bind(&token.token)
+                .bind(token.issued_at),
+            Some(old) => sqlx::query(super::REPLACE_PROVIDER_TOKEN)
+                .bind(&token.token)
+                .bind(token.issued_at)
+                .bind(name)
+                .bind(old),
+        };
+        Ok(query.execute(&self.pool).await?.rows_affected() == 1)
     }
 
     async fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> StoreResult<bool> {

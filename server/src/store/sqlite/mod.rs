@@ -761,13 +761,58 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn invalidate_push_token(&self, device_id: &str, token: &str) -> StoreResult<bool> {
+    async fn invalidate_push_token(
+        &self,
+        device_id: &str,
+        token: &str,
+        reason: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
         self.write(|c| {
             let changed = execute(
                 c,
-                "UPDATE devices SET push_token = '' WHERE id = ? AND push_token = ?",
-                [device_id, token],
+                super::INVALIDATE_PUSH_TOKEN,
+                params![reason, now, device_id, token],
             )?;
+            Ok(changed == 1)
+        })
+    }
+
+    async fn count_unreachable_devices(&self) -> StoreResult<Vec<UnreachableDevices>> {
+        self.read(|c| {
+            all(c, super::COUNT_UNREACHABLE_DEVICES, [], |row| {
+                decode::unreachable_devices(row)
+            })
+        })
+    }
+
+    async fn provider_token(&self, name: &str) -> StoreResult<Option<ProviderToken>> {
+        self.read(|c| {
+            optional(c, super::PROVIDER_TOKEN, [name], |row| {
+                decode::provider_token(row)
+            })
+        })
+    }
+
+    async fn replace_provider_token(
+        &self,
+        name: &str,
+        replaces: Option<&str>,
+        token: &ProviderToken,
+    ) -> StoreResult<bool> {
+        self.write(|c| {
+            let changed = match replaces {
+                None => execute(
+                    c,
+                    super::INSERT_PROVIDER_TOKEN,
+                    params![name, token.token, token.issued_at],
+                )?,
+                Some(old) => execute(
+                    c,
+                    super::REPLACE_PROVIDER_TOKEN,
+                    params![token.token, token.issued_at, name, old],
+                )?,
+            };
             Ok(changed == 1)
         })
     }
@@ -781,7 +826,7 @@ impl Store for SqliteStore {
         self.write(|c| {
             execute(
                 c,
-                "UPDATE devices SET push_platform = ?, push_token = ? WHERE id = ?",
+                super::SET_PUSH_TOKEN,
                 [platform.as_str(), token, device_id],
             )?;
             Ok(())
