@@ -23,9 +23,10 @@ pub struct PushConfig {
     /// environment's `HTTPS_PROXY` (or `https_proxy`) and `NO_PROXY` (or
     /// `no_proxy`), if set; `""`: none, whatever the environment says.
     pub proxy: Option<String>,
-    /// Origins reached directly although `proxy` is set: host names (each
+    /// Origins reached directly although there is a proxy: host names (each
     /// with its subdomains; a leading dot is the same), IP addresses, CIDR
-    /// networks, or `*` for all.
+    /// networks, or `*` for all; with the environment's proxy, in addition
+    /// to its `NO_PROXY`.
     pub no_proxy: Vec<String>,
     /// Longest wait for one provider request (connection included); a
     /// request that takes longer drops its connection.

@@ -100,23 +100,27 @@ impl Proxies {
         Self(None)
     }
 
-    /// `configured` (`push.proxy`) with `no_proxy` when it is set (`""`:
-    /// none), else the proxy and exceptions of `environment`. A proxy URL
-    /// that is not `http://[USER:PASSWORD@]HOST[:PORT]` is an error that
-    /// names its setting, never its text.
+    /// `configured` (`push.proxy`) when it is set (`""`: none), else the
+    /// proxy of `environment` with its exceptions; `no_proxy`
+    /// (`push.no_proxy`) are exceptions either way. A proxy URL that is not
+    /// `http://[USER:PASSWORD@]HOST[:PORT]` is an error that names its
+    /// setting, never its text.
     pub fn new(
         configured: Option<&str>,
         no_proxy: &[String],
         environment: &ProxyEnvironment,
     ) -> Result<Self, SetupError> {
-        let (source, url, no_proxy) = match (configured, &environment.https_proxy) {
+        let mut no_proxy = no_proxy.to_vec();
+        let (source, url) = match (configured, &environment.https_proxy) {
             (Some(url), _) if url.trim().is_empty() => return Ok(Self::direct()),
-            (Some(url), _) => ("push.proxy", url, no_proxy.join(",")),
-            (None, Some((name, url))) => (*name, url.as_str(), {
-                environment.no_proxy.clone().unwrap_or_default()
-            }),
+            (Some(url), _) => ("push.proxy", url),
+            (None, Some((name, url))) => {
+                no_proxy.extend(environment.no_proxy.clone());
+                (*name, url.as_str())
+            }
             (None, None) => return Ok(Self::direct()),
         };
+        let no_proxy = no_proxy.join(",");
         let url = proxy_url(url).map_err(|why| SetupError(format!("{source}: {why}")))?;
         // The matcher applies `*` to names only; it means every origin.
         if no_proxy.split(',').any(|entry| entry.trim() == "*") {
@@ -468,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn push_proxy_overrides_the_environment_with_its_own_exceptions() {
+    fn push_proxy_overrides_the_environment_and_push_no_proxy_always_applies() {
         let env = environment(&[
             ("HTTPS_PROXY", "http://env-proxy:3128"),
             ("NO_PROXY", "googleapis.com"),
@@ -490,6 +494,11 @@ mod tests {
             from_env.describe().as_deref(),
             Some("http://env-proxy:3128 (HTTPS_PROXY)")
         );
+        // push.no_proxy adds to NO_PROXY.
+        let both = Proxies::new(None, &["apple.com".into()], &env).unwrap();
+        assert!(!proxied(&both, "https://api.push.apple.com"));
+        assert!(!proxied(&both, "https://fcm.googleapis.com"));
+        assert!(proxied(&both, "https://example.com"));
         assert!(Proxies::new(None, &[], &ProxyEnvironment::default())
             .unwrap()
             .describe()
