@@ -289,9 +289,13 @@ mod tests {
             )?;
             jail.set_env("MFA_PUSH__TIMEOUT", "3s");
             jail.set_env("MFA_PUSH__APNS__TOPIC", "com.example.other");
+            jail.set_env("MFA_PUSH__PROXY", "http://proxy.corp:3128");
+            jail.set_env("MFA_PUSH__NO_PROXY", r#"["push.internal", "10.0.0.0/8"]"#);
             let config = Config::load(Some(Path::new("mfa.toml")))
                 .expect("loads")
                 .config;
+            assert_eq!(config.push.proxy.as_deref(), Some("http://proxy.corp:3128"));
+            assert_eq!(config.push.no_proxy, ["push.internal", "10.0.0.0/8"]);
             let apns = config.push.apns.expect("apns configured");
             assert_eq!(apns.topic, "com.example.other");
             assert_eq!(apns.origin(), "https://api.sandbox.push.apple.com");
