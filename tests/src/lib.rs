@@ -3,6 +3,7 @@
 //! PostgreSQL database), and gives tests a portal, an admin client and phones
 //! built on the SDK, all talking gRPC.
 
+pub mod connect_proxy;
 pub mod haproxy;
 pub mod pg_cluster;
 pub mod postgres;

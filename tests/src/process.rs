@@ -56,6 +56,17 @@ impl ServerProcess {
     /// reads, such as `GOOGLE_APPLICATION_CREDENTIALS`), and returns once it
     /// listens.
     pub fn start(data_dir: &Path, database_url: Option<&str>, settings: &[(&str, &str)]) -> Self {
+        Self::start_logging(data_dir, database_url, settings, Stdio::inherit())
+    }
+
+    /// As [`ServerProcess::start`], with its log (stderr; errors only unless
+    /// `settings` set `RUST_LOG`) written to `log`.
+    pub fn start_logging(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        settings: &[(&str, &str)],
+        log: impl Into<Stdio>,
+    ) -> Self {
         let mut command = Command::new(binary());
         command
             .args(["serve", "--dev"])
@@ -64,7 +75,8 @@ impl ServerProcess {
             .env("MFA_METRICS_LISTEN", "127.0.0.1:0")
             .env("RUST_LOG", "error")
             .envs(settings.iter().copied())
-            .stdout(Stdio::piped());
+            .stdout(Stdio::piped())
+            .stderr(log);
         if let Some(url) = database_url {
             command.env("MFA_DATABASE_URL", url);
         }
@@ -104,6 +116,14 @@ impl ServerProcess {
             metrics_addr,
             keys,
         }
+    }
+
+    /// A portal of the development tenant (the first start's keys).
+    pub async fn portal(&self) -> mfa_sdk::portal::RelyingParty {
+        let keys = self.keys.as_ref().expect("the development tenant's keys");
+        mfa_sdk::portal::RelyingParty::connect(&self.url, &keys.portal_key)
+            .await
+            .expect("portal connects")
     }
 
     /// Stops it as an operator or an orchestrator does (SIGTERM: calls in

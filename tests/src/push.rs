@@ -17,8 +17,9 @@ use hyper_util::{rt::TokioExecutor, rt::TokioIo, server::conn::auto};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mfa_proto::v1::{ChallengeState, PushDelivery, PushDeliveryState};
 use mfa_sdk::portal::RelyingParty;
-use mfa_server::push::config::{
-    ApnsConfig, ApnsEnvironment, FcmConfig, GoogleEnvironment, PushConfig,
+use mfa_server::push::{
+    config::{ApnsConfig, ApnsEnvironment, FcmConfig, GoogleEnvironment, PushConfig},
+    proxy::ProxyEnvironment,
 };
 use std::{
     collections::VecDeque,
@@ -159,7 +160,8 @@ impl Log {
     }
 }
 
-/// A CA made for one test, and a certificate it signed for 127.0.0.1.
+/// A CA made for one test, and a certificate it signed for 127.0.0.1 (or
+/// for the names a test gives).
 pub struct TestCa {
     cert_pem: String,
     server: rustls::ServerConfig,
@@ -167,9 +169,15 @@ pub struct TestCa {
 
 impl TestCa {
     pub fn new() -> Self {
+        Self::for_names(&["127.0.0.1", "localhost"])
+    }
+
+    /// A CA whose servers' certificate names `names` (a provider's own
+    /// host names, for a stand-in reached through a proxy).
+    pub fn for_names(names: &[&str]) -> Self {
         use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
         let pki = crate::tls::TestPki::new("mfa test CA");
-        let leaf = pki.server();
+        let leaf = pki.server_for(names);
         let mut server = rustls::ServerConfig::builder()
             .with_no_client_auth()
             .with_single_cert(
@@ -403,9 +411,15 @@ async fn apns_handle(
     )
 }
 
-/// The FCM stand-in: messages and the OAuth token endpoint on one origin.
+/// The FCM stand-in: messages and the OAuth token endpoint on one origin,
+/// or (over TLS, as Google's own) each on its own.
 pub struct FcmStandIn {
+    /// Where messages (and, in cleartext, token requests) are received.
     pub addr: SocketAddr,
+    /// Where token requests are received.
+    pub token_addr: SocketAddr,
+    origin: String,
+    token_uri: String,
     log: Arc<Log>,
     tokens: Arc<TokenEndpoint>,
 }
@@ -470,30 +484,83 @@ impl TokenEndpoint {
     }
 }
 
+/// What the FCM stand-in's listeners share.
+#[derive(Clone)]
+struct FcmState {
+    log: Arc<Log>,
+    tokens: Arc<TokenEndpoint>,
+    public: Arc<DecodingKey>,
+    /// The token endpoint's URL, which assertions must be addressed to.
+    audience: Arc<Mutex<String>>,
+}
+
+impl FcmState {
+    fn new() -> Self {
+        let tokens = Arc::new(TokenEndpoint::default());
+        *tokens.expires_in.lock().unwrap() = 3600;
+        Self {
+            log: Arc::new(Log::default()),
+            tokens,
+            public: Arc::new(DecodingKey::from_rsa_pem(FCM_PUBLIC_KEY.as_bytes()).unwrap()),
+            audience: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    /// Serves messages and token requests on a loopback port.
+    async fn serve(&self, tls: Option<rustls::ServerConfig>) -> SocketAddr {
+        let state = self.clone();
+        serve(tls, Wire::Http2, move |request| {
+            let state = state.clone();
+            async move {
+                let audience = state.audience.lock().unwrap().clone();
+                fcm_handle(request, &state.log, &state.tokens, &state.public, &audience).await
+            }
+        })
+        .await
+    }
+}
+
 impl FcmStandIn {
     /// Starts on cleartext HTTP/2 (loopback).
     pub async fn start() -> Self {
-        let log = Arc::new(Log::default());
-        let tokens = Arc::new(TokenEndpoint::default());
-        *tokens.expires_in.lock().unwrap() = 3600;
-        let public = Arc::new(DecodingKey::from_rsa_pem(FCM_PUBLIC_KEY.as_bytes()).unwrap());
-        let listener_port = Arc::new(Mutex::new(0u16));
-        let state = (log.clone(), tokens.clone(), public, listener_port.clone());
-        let addr = serve(None, Wire::Http2, move |request| {
-            let (log, tokens, public, port) = state.clone();
-            async move {
-                let port = *port.lock().unwrap();
-                fcm_handle(request, &log, &tokens, &public, port).await
-            }
-        })
-        .await;
-        *listener_port.lock().unwrap() = addr.port();
-        Self { addr, log, tokens }
+        let state = FcmState::new();
+        let addr = state.serve(None).await;
+        let origin = format!("http://127.0.0.1:{}", addr.port());
+        let token_uri = format!("{origin}/token");
+        *state.audience.lock().unwrap() = token_uri.clone();
+        Self {
+            addr,
+            token_addr: addr,
+            origin,
+            token_uri,
+            log: state.log,
+            tokens: state.tokens,
+        }
     }
 
-    /// `http://127.0.0.1:PORT`: messages and the token endpoint.
+    /// Starts over TLS as Google's own origins, for a proxy to route to:
+    /// messages for `https://fcm.googleapis.com` with a certificate of
+    /// `messages_ca` (on `addr`), the token endpoint
+    /// `https://oauth2.googleapis.com/token` with one of `token_ca` (on
+    /// `token_addr`).
+    pub async fn start_as_google(messages_ca: &TestCa, token_ca: &TestCa) -> Self {
+        let state = FcmState::new();
+        let token_uri = "https://oauth2.googleapis.com/token".to_owned();
+        *state.audience.lock().unwrap() = token_uri.clone();
+        Self {
+            addr: state.serve(Some(messages_ca.server.clone())).await,
+            token_addr: state.serve(Some(token_ca.server.clone())).await,
+            origin: "https://fcm.googleapis.com".into(),
+            token_uri,
+            log: state.log,
+            tokens: state.tokens,
+        }
+    }
+
+    /// The messaging origin: `http://127.0.0.1:PORT` (also the token
+    /// endpoint's), or Google's.
     pub fn origin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.addr.port())
+        self.origin.clone()
     }
 
     /// Access tokens issued so far.
@@ -533,7 +600,7 @@ impl FcmStandIn {
             "client_email": FCM_CLIENT_EMAIL,
             "client_id": "100000000000000000000",
             "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-            "token_uri": format!("{}/token", self.origin()),
+            "token_uri": self.token_uri,
         })
     }
 
@@ -578,11 +645,11 @@ async fn fcm_handle(
     log: &Log,
     tokens: &TokenEndpoint,
     public: &DecodingKey,
-    port: u16,
+    audience: &str,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = read(request).await;
     if parts.uri.path() == "/token" {
-        return token_handle(&body, tokens, public, port);
+        return token_handle(&body, tokens, public, audience);
     }
     let bearer = bearer(&parts.headers);
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -657,7 +724,7 @@ fn token_handle(
     body: &[u8],
     tokens: &TokenEndpoint,
     public: &DecodingKey,
-    port: u16,
+    audience: &str,
 ) -> Response<Full<Bytes>> {
     let form: std::collections::HashMap<String, String> =
         url::form_urlencoded::parse(body).into_owned().collect();
@@ -672,7 +739,7 @@ fn token_handle(
     match field("grant_type") {
         "urn:ietf:params:oauth:grant-type:jwt-bearer" => {
             let mut validation = Validation::new(Algorithm::RS256);
-            validation.set_audience(&[format!("http://127.0.0.1:{port}/token")]);
+            validation.set_audience(&[audience]);
             validation.set_issuer(&[FCM_CLIENT_EMAIL]);
             let Ok(token) =
                 jsonwebtoken::decode::<serde_json::Value>(field("assertion"), public, &validation)
@@ -903,7 +970,8 @@ pub fn delivery(deliveries: &[PushDelivery], device_id: &str) -> PushDelivery {
 }
 
 /// `[push]` settings without providers, with short timeouts and backoff so
-/// that retries happen within a test.
+/// that retries happen within a test, and no proxy whatever the test
+/// process's environment says.
 pub fn quick_push_config() -> PushConfig {
     PushConfig {
         timeout: Duration::from_millis(500),
@@ -913,6 +981,7 @@ pub fn quick_push_config() -> PushConfig {
         // Tests that check credentials turn it on: a token grant at start
         // would count among the grants other tests count.
         credentials_check_interval: Duration::ZERO,
+        proxy_environment: Some(ProxyEnvironment::default()),
         ..PushConfig::default()
     }
 }

@@ -43,8 +43,13 @@ impl TestPki {
 
     /// A server certificate for 127.0.0.1 and localhost.
     pub fn server(&self) -> Issued {
+        self.server_for(&["127.0.0.1", "localhost"])
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses).
+    pub fn server_for(&self, names: &[&str]) -> Issued {
         self.issue(
-            vec!["127.0.0.1".into(), "localhost".into()],
+            names.iter().map(|name| (*name).to_owned()).collect(),
             rcgen::ExtendedKeyUsagePurpose::ServerAuth,
         )
     }

@@ -289,9 +289,13 @@ mod tests {
             )?;
             jail.set_env("MFA_PUSH__TIMEOUT", "3s");
             jail.set_env("MFA_PUSH__APNS__TOPIC", "com.example.other");
+            jail.set_env("MFA_PUSH__PROXY", "http://proxy.corp:3128");
+            jail.set_env("MFA_PUSH__NO_PROXY", r#"["push.internal", "10.0.0.0/8"]"#);
             let config = Config::load(Some(Path::new("mfa.toml")))
                 .expect("loads")
                 .config;
+            assert_eq!(config.push.proxy.as_deref(), Some("http://proxy.corp:3128"));
+            assert_eq!(config.push.no_proxy, ["push.internal", "10.0.0.0/8"]);
             let apns = config.push.apns.expect("apns configured");
             assert_eq!(apns.topic, "com.example.other");
             assert_eq!(apns.origin(), "https://api.sandbox.push.apple.com");
@@ -369,7 +373,7 @@ mod tests {
     }
 
     #[test]
-    fn show_names_each_source_and_hides_the_database_password() {
+    fn show_names_each_source_and_hides_the_database_and_proxy_passwords() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
                 "mfa.toml",
@@ -380,6 +384,10 @@ mod tests {
                 "postgres://mfa:s3cret@db.internal:5432/mfa",
             );
             jail.set_env("MFA_PUSH__TIMEOUT", "3s");
+            jail.set_env(
+                "MFA_PUSH__PROXY",
+                "http://push:pr0xy-s3cret@proxy.corp:3128",
+            );
             let loaded = Config::load(Some(Path::new("mfa.toml"))).expect("loads");
             let shown = loaded.show();
             let line = |key: &str| {
@@ -402,6 +410,10 @@ mod tests {
             assert!(line("listen").ends_with("# default"), "{shown}");
             assert!(
                 line("database_url").contains("mfa:***@db.internal"),
+                "{shown}"
+            );
+            assert!(
+                line("push.proxy").contains("\"http://push:***@proxy.corp:3128\""),
                 "{shown}"
             );
             assert!(!shown.contains("s3cret"), "{shown}");

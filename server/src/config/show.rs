@@ -82,12 +82,15 @@ fn flatten(prefix: &str, value: &Value, leaves: &mut Vec<(String, Value)>) {
     }
 }
 
-/// A value with any secret hidden: the password of a database URL, and any
-/// key that names a password or secret outright.
+/// A value with any secret hidden: the password of a database or proxy
+/// URL, and any key that names a password or secret outright.
 fn redact(key: &str, value: Value) -> Value {
     match value {
         Value::String(url) if key == "database_url" => {
             Value::String(crate::store::redacted_url(&url))
+        }
+        Value::String(url) if key == "push.proxy" => {
+            Value::String(crate::push::proxy::redacted(&url))
         }
         Value::String(_) if key.contains("password") || key.contains("secret") => {
             Value::String("***".into())

@@ -1,6 +1,12 @@
 //! Push configuration: the providers' credentials (as files, never inline),
-//! their origins and trust roots, and the dispatcher's limits.
+//! their origins and trust roots, the forward proxy, and the dispatcher's
+//! limits.
 
+use super::{
+    proxy::{Proxies, ProxyEnvironment},
+    transport::{Connection, Trust},
+    SetupError,
+};
 use serde::{Deserialize, Serialize};
 use std::{path::PathBuf, time::Duration};
 
@@ -12,6 +18,16 @@ pub struct PushConfig {
     pub apns: Option<ApnsConfig>,
     /// Firebase Cloud Messaging; unset: Android devices use the pull path.
     pub fcm: Option<FcmConfig>,
+    /// The forward proxy to the providers and the OAuth token endpoints
+    /// (HTTP CONNECT): `http://[USER:PASSWORD@]HOST:PORT`. Unset: the
+    /// environment's `HTTPS_PROXY` (or `https_proxy`) and `NO_PROXY` (or
+    /// `no_proxy`), if set; `""`: none, whatever the environment says.
+    pub proxy: Option<String>,
+    /// Origins reached directly although there is a proxy: host names (each
+    /// with its subdomains; a leading dot is the same), IP addresses, CIDR
+    /// networks, or `*` for all; with the environment's proxy, in addition
+    /// to its `NO_PROXY`.
+    pub no_proxy: Vec<String>,
     /// Longest wait for one provider request (connection included); a
     /// request that takes longer drops its connection.
     #[serde(with = "humantime_serde")]
@@ -52,17 +68,28 @@ pub struct PushConfig {
     /// signs), the first time at start; `0s` never.
     #[serde(with = "humantime_serde")]
     pub credentials_check_interval: Duration,
+    /// The proxy variables, instead of this process's own (read once, at
+    /// set-up). Not a setting: servers started inside one test process
+    /// share its environment, so tests say here what each one would see.
+    #[serde(skip)]
+    pub proxy_environment: Option<ProxyEnvironment>,
 }
 
 impl PushConfig {
-    /// The provider connections' timeouts.
-    pub fn connection(&self) -> super::transport::Connection {
-        super::transport::Connection {
+    /// How the provider connections are made: their proxy and timeouts. A
+    /// malformed proxy URL is an error that names its setting.
+    pub fn connection(&self) -> Result<Connection, SetupError> {
+        let environment = self
+            .proxy_environment
+            .clone()
+            .unwrap_or_else(ProxyEnvironment::from_process);
+        Ok(Connection {
             timeout: self.timeout,
             keepalive_interval: (!self.keepalive_interval.is_zero())
                 .then_some(self.keepalive_interval),
             keepalive_timeout: self.keepalive_timeout,
-        }
+            proxies: Proxies::new(self.proxy.as_deref(), &self.no_proxy, &environment)?,
+        })
     }
 
     /// The breaker settings of [`crate::push::PushHealth`].
@@ -80,6 +107,8 @@ impl Default for PushConfig {
         Self {
             apns: None,
             fcm: None,
+            proxy: None,
+            no_proxy: Vec::new(),
             timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(5),
@@ -92,6 +121,7 @@ impl Default for PushConfig {
             bad_token_min_answers: 20,
             bad_token_threshold: 0.5,
             credentials_check_interval: Duration::from_secs(10 * 60),
+            proxy_environment: None,
         }
     }
 }
@@ -168,8 +198,13 @@ pub struct FcmConfig {
     /// loopback address (a test stand-in).
     pub metadata_origin: Option<String>,
     /// PEM file of the certificate authorities to trust instead of the
-    /// system's (for the messaging origin and the token endpoints).
+    /// system's for the messaging origin. Unless `token_ca_file` is set, the
+    /// token endpoints trust them too, beside the system's.
     pub ca_file: Option<PathBuf>,
+    /// PEM file of the certificate authorities to trust instead of the
+    /// system's for the OAuth token endpoints (a key's `token_uri`,
+    /// `oauth_origin`).
+    pub token_ca_file: Option<PathBuf>,
     /// The variables that locate Application Default Credentials, instead of
     /// this process's own (read once, at set-up). Not a setting: servers
     /// started inside one test process share its environment, so tests say
@@ -198,6 +233,18 @@ impl FcmConfig {
         self.metadata_origin
             .as_deref()
             .unwrap_or("http://metadata.google.internal")
+    }
+
+    /// What the OAuth token endpoints' certificates must chain to:
+    /// `token_ca_file` alone; else the system's roots, with `ca_file`'s
+    /// beside them (as configurations written before `token_ca_file` meant
+    /// `ca_file` for both).
+    pub fn token_trust(&self) -> Trust<'_> {
+        match (&self.token_ca_file, &self.ca_file) {
+            (Some(token), _) => Trust::Only(token),
+            (None, Some(messages)) => Trust::SystemAnd(messages),
+            (None, None) => Trust::System,
+        }
     }
 }
 
@@ -265,6 +312,7 @@ impl GoogleEnvironment {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn fcm_needs_no_key_file_and_names_its_credentials_in_kebab_case() {
@@ -288,6 +336,24 @@ mod tests {
             let config: FcmConfig = from_json(&format!(r#"{{"credentials": "{name}"}}"#));
             assert_eq!(config.credentials, credentials);
         }
+    }
+
+    #[test]
+    fn the_token_endpoints_trust_their_own_ca_file_else_the_system_and_ca_file() {
+        let config: FcmConfig = from_json("{}");
+        assert_eq!(config.token_trust(), Trust::System);
+        let config: FcmConfig = from_json(r#"{"ca_file": "/etc/mfa/fcm-ca.pem"}"#);
+        assert_eq!(
+            config.token_trust(),
+            Trust::SystemAnd(Path::new("/etc/mfa/fcm-ca.pem"))
+        );
+        let config: FcmConfig = from_json(
+            r#"{"ca_file": "/etc/mfa/fcm-ca.pem", "token_ca_file": "/etc/mfa/oauth-ca.pem"}"#,
+        );
+        assert_eq!(
+            config.token_trust(),
+            Trust::Only(Path::new("/etc/mfa/oauth-ca.pem"))
+        );
     }
 
     fn from_json(json: &str) -> FcmConfig {

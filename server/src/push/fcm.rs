@@ -48,7 +48,11 @@ impl Fcm {
     /// none are found, a file is missing or malformed, or the project is
     /// not known. Logs where the credentials came from.
     pub async fn new(config: &FcmConfig, connection: Connection) -> Result<Self, SetupError> {
-        let messages = Transport::new(config.origin(), config.ca_file.as_deref(), connection)?;
+        let messages = Transport::new(
+            config.origin(),
+            config.ca_file.as_deref(),
+            connection.clone(),
+        )?;
         let oauth = Credentials::find(config, connection).await?;
         let project_id = match (&config.project_id, &oauth.kind) {
             (Some(project_id), _) => {

@@ -9,6 +9,7 @@ pub mod config;
 mod dispatch;
 pub mod fcm;
 pub mod health;
+pub mod proxy;
 pub mod transport;
 
 pub use dispatch::{Dispatcher, RetryPolicy};
@@ -105,13 +106,15 @@ impl Outcome {
         }
     }
 
-    /// No answer is worth another try.
+    /// No answer is worth another try, unless a proxy refused for good.
     fn transport(error: TransportError) -> Self {
+        let reason = match error {
+            TransportError::Refused(reason) => return Self::Misconfigured { reason },
+            TransportError::Timeout => "timeout".into(),
+            TransportError::Failed(why) => format!("connection: {why}"),
+        };
         Self::Retry {
-            reason: match error {
-                TransportError::Timeout => "timeout".into(),
-                TransportError::Failed(why) => format!("connection: {why}"),
-            },
+            reason,
             after: None,
         }
     }
@@ -144,22 +147,29 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// The providers the configuration asks for, sharing provider tokens
 /// through `store`; a missing or malformed credentials file is an error that
 /// names it, and so are FCM credentials that cannot be found (which may take
-/// asking the metadata server).
+/// asking the metadata server) and a malformed proxy URL.
 pub async fn providers(
     config: &config::PushConfig,
     store: std::sync::Arc<dyn crate::store::Store>,
 ) -> Result<Vec<std::sync::Arc<dyn Provider>>, SetupError> {
     let mut providers: Vec<std::sync::Arc<dyn Provider>> = Vec::new();
+    if config.apns.is_none() && config.fcm.is_none() {
+        return Ok(providers);
+    }
+    let connection = config.connection()?;
+    if let Some(proxy) = connection.proxies.describe() {
+        tracing::info!("push: through the proxy {proxy}");
+    }
     if let Some(apns) = &config.apns {
         providers.push(std::sync::Arc::new(apns::Apns::new(
             apns,
-            config.connection(),
+            connection.clone(),
             store,
         )?));
     }
     if let Some(fcm) = &config.fcm {
         providers.push(std::sync::Arc::new(
-            fcm::Fcm::new(fcm, config.connection()).await?,
+            fcm::Fcm::new(fcm, connection.clone()).await?,
         ));
     }
     Ok(providers)

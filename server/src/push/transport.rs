@@ -10,15 +10,21 @@
 //! the connection is PINGed (HTTP/2 PING, while idle and while busy) and
 //! closed when a PING goes unanswered, and a request that times out drops
 //! the connection it used: the next attempt opens a fresh one.
+//!
+//! Behind a forward proxy ([`super::proxy`]) each connection is a CONNECT
+//! tunnel, and all of the above runs inside it unchanged.
 
-use super::SetupError;
+use super::{
+    proxy::{self, Connector, Proxies},
+    SetupError,
+};
 use crate::error_text::with_causes;
 use bytes::Bytes;
 use http::{header::HeaderMap, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
-    client::legacy::{connect::HttpConnector, Client},
+    client::legacy::Client,
     rt::{TokioExecutor, TokioTimer},
 };
 use rustls::pki_types::{pem::PemObject, CertificateDer};
@@ -46,6 +52,10 @@ pub enum TransportError {
     Timeout,
     /// The connection or the exchange failed.
     Failed(String),
+    /// The way to the origin is closed for good: a proxy refused the tunnel
+    /// for our credentials or by its rules. A set-up to fix, not worth
+    /// retrying.
+    Refused(String),
 }
 
 /// The addresses of Google's metadata server (its name, and its IPv4 and
@@ -57,8 +67,9 @@ const METADATA_SERVER_HOSTS: &[&str] = &[
     "fd20:ce::254",
 ];
 
-/// How long to wait, and how to tell that a connection died silently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How to reach an origin: the way (directly or through a proxy), how long
+/// to wait, and how to tell that a connection died silently.
+#[derive(Debug, Clone)]
 pub struct Connection {
     /// Longest wait for one exchange (connecting included).
     pub timeout: Duration,
@@ -66,9 +77,41 @@ pub struct Connection {
     pub keepalive_interval: Option<Duration>,
     /// How long a PING may go unanswered before the connection is closed.
     pub keepalive_timeout: Duration,
+    /// Which origins are reached through which forward proxy.
+    pub proxies: Proxies,
 }
 
-type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The certificate authorities an origin's certificate must chain to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust<'a> {
+    /// The system's.
+    System,
+    /// Only those in this PEM file.
+    Only(&'a Path),
+    /// The system's, and those in this PEM file.
+    SystemAnd(&'a Path),
+}
+
+impl<'a> Trust<'a> {
+    /// Those in `ca_file` when given, else the system's.
+    pub fn file_or_system(ca_file: Option<&'a Path>) -> Self {
+        ca_file.map_or(Self::System, Self::Only)
+    }
+
+    fn roots(self) -> Result<rustls::RootCertStore, SetupError> {
+        match self {
+            Self::System => system_roots(),
+            Self::Only(path) => roots_from_file(path),
+            Self::SystemAnd(path) => {
+                let mut roots = roots_from_file(path)?;
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+                Ok(roots)
+            }
+        }
+    }
+}
+
+type HyperClient = Client<HttpsConnector<Connector>, Full<Bytes>>;
 
 /// An HTTP/2 client bound to one origin (HTTP/1.1 for the metadata server).
 #[derive(Clone)]
@@ -76,7 +119,7 @@ pub struct Transport {
     /// The client in use, and how many it replaced: a timed-out exchange
     /// replaces the client (and so its pooled connection) it ran on, once.
     client: Arc<RwLock<(HyperClient, u64)>>,
-    connector: HttpsConnector<HttpConnector>,
+    connector: HttpsConnector<Connector>,
     /// HTTP/2 only (the providers), or HTTP/1.1 (the metadata server).
     http2: bool,
     origin: String,
@@ -85,33 +128,39 @@ pub struct Transport {
 
 impl Transport {
     /// A client for `origin` (`https://host[:port]`, or `http://` on a
-    /// loopback address), trusting the certificates in `ca_file` when given.
+    /// loopback address), trusting the certificates in `ca_file` when given
+    /// (else the system's).
     pub fn new(
         origin: &str,
         ca_file: Option<&Path>,
         connection: Connection,
     ) -> Result<Self, SetupError> {
+        Self::trusting(origin, Trust::file_or_system(ca_file), connection)
+    }
+
+    /// A client for `origin` (as for [`Transport::new`]) that trusts `trust`.
+    pub fn trusting(
+        origin: &str,
+        trust: Trust<'_>,
+        connection: Connection,
+    ) -> Result<Self, SetupError> {
         let origin = checked_origin(origin)?;
-        let roots = match ca_file {
-            Some(path) => roots_from_file(path)?,
-            None => system_roots()?,
-        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(roots)?)
+            .with_tls_config(tls_config(trust.roots()?)?)
             .https_or_http()
             .enable_http2()
-            .build();
+            .wrap_connector(Connector::new(connection.proxies.clone()));
         Ok(Self::with(connector, true, origin, connection))
     }
 
     fn with(
-        connector: HttpsConnector<HttpConnector>,
+        connector: HttpsConnector<Connector>,
         http2: bool,
         origin: String,
         connection: Connection,
     ) -> Self {
         Self {
-            client: Arc::new(RwLock::new((client(&connector, http2, connection), 0))),
+            client: Arc::new(RwLock::new((client(&connector, http2, &connection), 0))),
             connector,
             http2,
             origin,
@@ -125,7 +174,8 @@ impl Transport {
     /// it is reachable only from inside the machine or pod (link-local),
     /// offers no TLS at these addresses, and every Google client library
     /// talks to it so. Anywhere else a token over plain HTTP could be read
-    /// on the way.
+    /// on the way. It is reached directly, never through a proxy (which
+    /// could not reach it, and the tokens it hands out are not to cross one).
     pub fn metadata_server(origin: &str, timeout: Duration) -> Result<Self, SetupError> {
         let origin = checked_metadata_origin(origin)?;
         // Never used (the origin is http://), but the connector wants one.
@@ -133,12 +183,13 @@ impl Transport {
             .with_tls_config(tls_config(rustls::RootCertStore::empty())?)
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(Connector::new(Proxies::direct()));
         // A local server on a fresh HTTP/1.1 connection: no PINGs.
         let connection = Connection {
             timeout,
             keepalive_interval: None,
             keepalive_timeout: timeout,
+            proxies: Proxies::direct(),
         };
         Ok(Self::with(connector, false, origin, connection))
     }
@@ -155,7 +206,10 @@ impl Transport {
             let response = client
                 .request(request)
                 .await
-                .map_err(|e| TransportError::Failed(with_causes(&e)))?;
+                .map_err(|e| match proxy::refusal(&e) {
+                    Some(refusal) => TransportError::Refused(refusal.to_string()),
+                    None => TransportError::Failed(with_causes(&e)),
+                })?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_REPLY)
                 .collect()
@@ -194,7 +248,7 @@ impl Transport {
         if current.1 == generation {
             tracing::warn!(origin = %self.origin, "push request timed out; opening a new connection");
             *current = (
-                client(&self.connector, self.http2, self.connection),
+                client(&self.connector, self.http2, &self.connection),
                 generation + 1,
             );
         }
@@ -249,9 +303,9 @@ impl Transport {
 /// A pooled client (HTTP/2 only, PINGing its connection when asked to; or
 /// HTTP/1.1).
 fn client(
-    connector: &HttpsConnector<HttpConnector>,
+    connector: &HttpsConnector<Connector>,
     http2: bool,
-    connection: Connection,
+    connection: &Connection,
 ) -> HyperClient {
     let mut builder = Client::builder(TokioExecutor::new());
     builder.pool_idle_timeout(Duration::from_secs(600));
@@ -356,8 +410,7 @@ fn roots_from_file(path: &Path) -> Result<rustls::RootCertStore, SetupError> {
 
 fn system_roots() -> Result<rustls::RootCertStore, SetupError> {
     let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(found.certs);
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     if roots.is_empty() {
         return Err(SetupError(
             "no system CA certificates found; install ca-certificates or set ca_file".into(),

@@ -8,9 +8,8 @@
 //! in-process servers are told their environment; one test runs the real
 //! binary, which reads its own.
 
-use super::push::{context, enroll, healthz, pushed};
+use super::push::{context, enroll, enroll_on, healthz, pushed};
 use mfa_proto::v1::{PushDelivery, PushDeliveryState, PushPlatform};
-use mfa_sdk::{portal::RelyingParty, ConnectOptions, DeviceInfo};
 use mfa_server::push::config::{FcmConfig, FcmCredentials, GoogleEnvironment, PushConfig};
 use mfa_tests::{process::ServerProcess, push::*, *};
 use std::path::PathBuf;
@@ -444,17 +443,8 @@ async fn the_binary_finds_credentials_named_in_its_environment() {
         ("HOME", home.to_str().unwrap()),
     ];
     let server = tokio::task::block_in_place(|| ServerProcess::start(data.path(), None, &settings));
-    let keys = server.keys.clone().expect("the development tenant's keys");
-    let connect = ConnectOptions::default();
-    let portal = RelyingParty::connect_with(&server.url, &keys.portal_key, &connect)
-        .await
-        .unwrap();
-    let phone = DeviceInfo {
-        name: "Pixel".into(),
-        push_platform: PushPlatform::Fcm,
-        push_token: "fcm-registration-token-1:APA91bExample".into(),
-    };
-    enroll_phone(&portal, "u", "u@example.jp", phone, &connect).await;
+    let portal = server.portal().await;
+    enroll_on(&portal, PushPlatform::Fcm).await;
     portal.start_sign_in("u", context()).await.unwrap();
     let message = within(google.fcm.wait_for(1)).await.remove(0);
     assert_eq!(message.bearer, "ya29.user-1");

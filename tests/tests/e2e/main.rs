@@ -10,6 +10,7 @@ mod hostile;
 mod limits;
 mod persistence;
 mod push;
+mod push_proxy;
 mod retention;
 mod service;
 mod sign_in;

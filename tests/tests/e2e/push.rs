@@ -27,18 +27,34 @@ pub(crate) async fn enroll(
     portal: &RelyingParty,
     platform: PushPlatform,
 ) -> Authenticator {
+    enroll_phone(
+        portal,
+        "u",
+        "u@example.jp",
+        phone(platform),
+        &server.connect,
+    )
+    .await
+}
+
+/// Enrolls user "u"'s phone as [`enroll`] does, through the portal of a
+/// server in another process.
+pub(crate) async fn enroll_on(portal: &RelyingParty, platform: PushPlatform) -> Authenticator {
+    let connect = mfa_sdk::ConnectOptions::default();
+    enroll_phone(portal, "u", "u@example.jp", phone(platform), &connect).await
+}
+
+/// User "u"'s iPhone (APNs) or Android phone (FCM).
+fn phone(platform: PushPlatform) -> DeviceInfo {
     let (name, token) = match platform {
         PushPlatform::Apns => ("iPhone", APNS_TOKEN),
         _ => ("Pixel", FCM_TOKEN),
     };
-    let info = DeviceInfo {
+    DeviceInfo {
         name: name.into(),
         push_platform: platform,
         push_token: token.into(),
-    };
-    server
-        .enroll_device(portal, "u", "u@example.jp", info)
-        .await
+    }
 }
 
 /// A server pointed at fresh stand-ins, with `adjust` applied to its config.
@@ -643,7 +659,10 @@ async fn behind_a_relay(
 /// An iPhone is notified once through the relay; then the connection in use
 /// goes silent (new connections get through), and the next sign-in's
 /// delivery is returned once settled.
-async fn push_after_the_path_goes_silent(server: &TestServer, relay: &TcpProxy) -> PushDelivery {
+pub(crate) async fn push_after_the_path_goes_silent(
+    server: &TestServer,
+    relay: &TcpProxy,
+) -> PushDelivery {
     let portal = server.portal().await;
     let _iphone = enroll(server, &portal, PushPlatform::Apns).await;
     assert_eq!(pushed(&portal, "u").await.state(), PushDeliveryState::Sent);
@@ -652,22 +671,29 @@ async fn push_after_the_path_goes_silent(server: &TestServer, relay: &TcpProxy) 
     pushed(&portal, "u").await
 }
 
-#[tokio::test]
-async fn a_connection_that_goes_silent_is_replaced_after_an_unanswered_ping() {
-    // A request timeout far beyond the test's patience (`within`, 5 s):
-    // only the PINGs can notice the silence in time.
-    let (server, push, relay, _dir) = behind_a_relay(|c| {
-        c.timeout = Duration::from_secs(120);
-        c.keepalive_interval = Duration::from_millis(200);
-        c.keepalive_timeout = Duration::from_millis(300);
-    })
-    .await;
-    let delivery = push_after_the_path_goes_silent(&server, &relay).await;
+/// A request timeout far beyond the test's patience (`within`, 5 s) and
+/// quick PINGs: only the PINGs can notice a silent connection in time.
+pub(crate) fn pings_alone_notice_silence(c: &mut mfa_server::push::config::PushConfig) {
+    c.timeout = Duration::from_secs(120);
+    c.keepalive_interval = Duration::from_millis(200);
+    c.keepalive_timeout = Duration::from_millis(300);
+}
+
+/// The delivery got through on a new connection, after the first attempt
+/// was lost on the silent one.
+pub(crate) fn assert_sent_on_the_second_attempt(delivery: &PushDelivery) {
     assert_eq!(
         (delivery.state(), delivery.attempts),
         (PushDeliveryState::Sent, 2),
         "{delivery:?}"
     );
+}
+
+#[tokio::test]
+async fn a_connection_that_goes_silent_is_replaced_after_an_unanswered_ping() {
+    let (server, push, relay, _dir) = behind_a_relay(pings_alone_notice_silence).await;
+    let delivery = push_after_the_path_goes_silent(&server, &relay).await;
+    assert_sent_on_the_second_attempt(&delivery);
     assert_eq!(
         push.apns.requests().len(),
         2,

@@ -4,7 +4,9 @@
 //! server (Compute Engine, GKE with workload identity, Cloud Run). They are
 //! found at set-up in the order Google's client libraries look
 //! ([`FcmCredentials::Auto`]). tame-oauth builds each token request and
-//! parses the token; our [`Transport`] sends it to the origin we choose.
+//! parses the token; our [`Transport`] sends it to the origin we choose,
+//! trusting the token endpoint's own CAs (`token_ca_file`) and through the
+//! push proxy, if any; the metadata server never goes through a proxy.
 
 use crate::push::{
     config::{FcmConfig, FcmCredentials, GoogleEnvironment},
@@ -253,7 +255,9 @@ impl Credentials {
         let no_answer = || format!("no answer within {}", humantime::format_duration(within));
         let reply = match tokio::time::timeout(within, self.transport.send(request)).await {
             Err(_) | Ok(Err(TransportError::Timeout)) => return Err(no_answer()),
-            Ok(Err(TransportError::Failed(why))) => return Err(format!("connection: {why}")),
+            Ok(Err(TransportError::Failed(why) | TransportError::Refused(why))) => {
+                return Err(format!("connection: {why}"))
+            }
             Ok(Ok(reply)) => reply,
         };
         if reply
@@ -440,10 +444,10 @@ impl Setup<'_> {
                     Kind::User { quota_project },
                     format!("the user credentials {}{via}", path.display()),
                     provider,
-                    Transport::new(
+                    Transport::trusting(
                         self.config.oauth_origin(),
-                        self.config.ca_file.as_deref(),
-                        self.connection,
+                        self.config.token_trust(),
+                        self.connection.clone(),
                     )?,
                     "oauth",
                 ))
@@ -493,10 +497,10 @@ impl Setup<'_> {
         })
         .map_err(not_rsa)?;
         provider.get_token(&[SCOPE]).map_err(not_rsa)?;
-        let transport = Transport::new(
+        let transport = Transport::trusting(
             &token_origin,
-            self.config.ca_file.as_deref(),
-            self.connection,
+            self.config.token_trust(),
+            self.connection.clone(),
         )
         .map_err(|e| format!("token_uri: {e}"))?;
         Ok(Credentials::new(
