@@ -923,6 +923,8 @@ impl PushStandIns {
                 path(fcm.service_account_file.as_deref().expect("a key")),
             ),
             ("FCM__ORIGIN", fcm.origin.clone().unwrap_or_default()),
+            // Straight to the stand-ins, whatever HTTPS_PROXY the runner has.
+            ("PROXY", String::new()),
         ]
         .into_iter()
         .map(|(key, value)| (format!("MFA_PUSH__{key}"), value))
