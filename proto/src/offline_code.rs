@@ -129,7 +129,15 @@ mod tests {
     #[test]
     fn only_six_ascii_digits_are_a_code() {
         assert!(is_well_formed("012345"));
-        for bad in ["", "12345", "1234567", "12345a", " 12345", "１２３４５６", "+12345"] {
+        for bad in [
+            "",
+            "12345",
+            "1234567",
+            "12345a",
+            " 12345",
+            "１２３４５６",
+            "+12345",
+        ] {
             assert!(!is_well_formed(bad), "{bad:?}");
         }
     }

@@ -114,9 +114,16 @@ mod tests {
         assert_eq!(sealed.len(), NONCE_LEN + 20 + 16);
         assert!(!sealed.windows(20).any(|w| w == secret));
         assert_eq!(key.open("device-1", &sealed).as_deref(), Some(&secret[..]));
-        assert_ne!(key.seal("device-1", &secret), sealed, "a fresh nonce each time");
+        assert_ne!(
+            key.seal("device-1", &secret),
+            sealed,
+            "a fresh nonce each time"
+        );
         assert_eq!(key.open("device-2", &sealed), None);
-        assert_eq!(OfflineCodeKey::from_bytes(&[8; 32]).open("device-1", &sealed), None);
+        assert_eq!(
+            OfflineCodeKey::from_bytes(&[8; 32]).open("device-1", &sealed),
+            None
+        );
         let mut altered = sealed.clone();
         altered[NONCE_LEN] ^= 1;
         assert_eq!(key.open("device-1", &altered), None);

@@ -403,8 +403,7 @@ pub(crate) const UPDATE_TENANT: &str = "UPDATE tenants SET
 /// The statements of the offline-code operations, the same on every backend.
 pub(crate) mod offline_codes {
     /// [`super::Store::save_offline_secret`] (`$1` device, `$2` sealed secret).
-    pub const SAVE: &str =
-        "INSERT INTO offline_code_secrets (device_id, sealed) VALUES ($1, $2)";
+    pub const SAVE: &str = "INSERT INTO offline_code_secrets (device_id, sealed) VALUES ($1, $2)";
     /// [`super::Store::offline_secrets`] (`$1` tenant, `$2` user).
     pub const LIST: &str = "SELECT s.device_id AS device_id, s.sealed AS sealed,
              s.last_step AS last_step
