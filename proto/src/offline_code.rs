@@ -124,7 +124,11 @@ mod tests {
             let secret = hex::decode(v["secret"].as_str().unwrap()).unwrap();
             let unix_ms = v["unix_ms"].as_i64().unwrap();
             assert_eq!(time_step(unix_ms), v["time_step"].as_i64().unwrap(), "{v}");
-            assert_eq!(code_at(&secret, unix_ms), v["code"].as_str().unwrap(), "{v}");
+            assert_eq!(
+                code_at(&secret, unix_ms),
+                v["code"].as_str().unwrap(),
+                "{v}"
+            );
         }
     }
 
