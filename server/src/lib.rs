@@ -21,6 +21,7 @@ pub mod domain;
 pub mod error_text;
 pub mod events;
 pub mod identity;
+mod key_file;
 pub mod model;
 pub mod offline_code_key;
 pub mod push;

@@ -10,7 +10,7 @@
 
 use rand::{rngs::OsRng, RngCore};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
-use std::{io::Write, path::Path};
+use std::path::Path;
 
 /// Length of the key file: 32 random bytes.
 pub const KEY_LENGTH: usize = 32;
@@ -53,21 +53,12 @@ impl OfflineCodeKey {
     /// Creates a key file of 32 random bytes (mode 0600) at `path` unless
     /// one exists (`serve --dev`).
     pub fn create_if_missing(path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = match options.open(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-            other => other?,
-        };
         let mut bytes = [0; KEY_LENGTH];
         OsRng.fill_bytes(&mut bytes);
-        file.write_all(&bytes)?;
-        file.sync_all()
+        match crate::key_file::create_new(path, &bytes) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        }
     }
 
     /// Seals a device's secret.

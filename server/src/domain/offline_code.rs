@@ -141,23 +141,24 @@ impl Service {
 
         // Before anything about the code is looked at, so that a guesser
         // past the limit learns nothing, not even from the right code.
-        let since = now - self.limits().offline_code_window.as_millis() as i64;
-        let limit = i64::from(self.limits().offline_code_failure_limit);
-        for (scope, key) in &counters {
-            if self.store().count_failures(scope, key, since).await? >= limit {
-                metrics::throttled("offline_code");
-                metrics::offline_code(tenant_id, "throttled");
-                self.audit_failure(AuditEvent {
-                    event_type: "offline_code.throttled".into(),
-                    detail: format!("too many failed offline codes ({scope})"),
-                    ..event
-                })
-                .await;
-                return Err(Error::refused(
-                    Reason::RateLimited,
-                    "too many failed offline codes; wait and try again, or sign in with a push",
-                ));
-            }
+        let limits = self.limits();
+        let window = (
+            limits.offline_code_window,
+            limits.offline_code_failure_limit,
+        );
+        if let Some(scope) = self.over_limit(&counters, window, now).await? {
+            metrics::throttled("offline_code");
+            metrics::offline_code(tenant_id, "throttled");
+            self.audit_failure(AuditEvent {
+                event_type: "offline_code.throttled".into(),
+                detail: format!("too many failed offline codes ({scope})"),
+                ..event
+            })
+            .await;
+            return Err(Error::refused(
+                Reason::RateLimited,
+                "too many failed offline codes; wait and try again, or sign in with a push",
+            ));
         }
 
         let (user, devices) = self
@@ -251,9 +252,7 @@ impl Service {
         };
         tracing::warn!(detail, "offline code refused");
         metrics::offline_code(tenant_id, outcome);
-        for (scope, key) in &counters {
-            self.store().record_failure(scope, key, now).await?;
-        }
+        self.record_failures(&counters, now).await?;
         self.audit(AuditEvent {
             event_type: "offline_code.failed".into(),
             detail: detail.into(),

@@ -5,7 +5,8 @@
 use mfa_proto::{
     offline_code::{self as totp, time_step, TIME_STEP_SECONDS},
     v1::{
-        GetTenantSettingsRequest, RevokeDeviceRequest, SignInContext, UpdateTenantSettingsRequest,
+        GetTenantSettingsRequest, ListDevicesRequest, RevokeDeviceRequest, SignInContext,
+        UpdateTenantSettingsRequest,
     },
 };
 use mfa_sdk::{portal::RelyingParty, reason, Authenticator, Error};
@@ -410,19 +411,9 @@ async fn the_secret_reaches_only_the_phone_and_is_sealed_at_rest() {
     use base64::{engine::general_purpose::STANDARD, Engine};
     let server = TestServer::start().await;
     let portal = server.portal().await;
-    let begun = portal
-        .begin_enrollment("aiko", "aiko@example.jp")
-        .await
-        .unwrap();
-    let uri = mfa_sdk::EnrollmentUri::parse(&begun.qr_uri).unwrap();
-    let store = mfa_sdk::MemoryKeyStore::new();
-    let (mut phone, verification) = Authenticator::enroll(&uri, phone_info("Pixel"), &store)
-        .await
-        .unwrap();
-    let number = verification_number(&portal, &begun.enrollment_id).await;
-    phone.approve(&verification, &number).await.unwrap();
-    let account = mfa_sdk::KeyStore::load(&store).unwrap().unwrap();
-    let json = serde_json::to_value(&account).unwrap();
+    let phone = server.enroll(&portal, "aiko", "aiko@example.jp").await;
+    // As the key store saves it.
+    let json = serde_json::to_value(phone.account()).unwrap();
     let encoded = json["offline_code_secret"]
         .as_str()
         .expect("saved")
@@ -430,9 +421,20 @@ async fn the_secret_reaches_only_the_phone_and_is_sealed_at_rest() {
     let secret = STANDARD.decode(&encoded).unwrap();
     assert_eq!(secret.len(), totp::SECRET_LENGTH);
 
+    let begun = portal
+        .begin_enrollment("aiko", "aiko@example.jp")
+        .await
+        .unwrap();
+    let mut admin = server.admin().await;
+    let devices = admin
+        .list_devices(ListDevicesRequest {
+            user_id: "aiko".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let seen_by_portal = format!(
-        "{begun:?}{:?}{:?}{:?}",
-        portal.await_enrollment(&begun.enrollment_id).await.unwrap(),
+        "{begun:?}{:?}{devices:?}{:?}",
         portal.user_status("aiko").await.unwrap(),
         server.audit_events("").await,
     );
