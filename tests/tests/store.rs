@@ -1461,12 +1461,17 @@ async fn offline_steps_are_used_once_and_only_forward() {
             sealed: sealed.to_vec(),
             last_step,
         };
+        // Both were made at NOW: oldest first, then by id.
+        let in_order = |mut secrets: Vec<OfflineSecret>| {
+            secrets.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+            secrets
+        };
         assert_eq!(
             store.offline_secrets(&tenant.id, "aiko").await.unwrap(),
-            [
+            in_order(vec![
                 secret(&first, b"sealed-1", None),
                 secret(&second, b"sealed-2", None)
-            ],
+            ]),
             "{name}: active devices only, oldest first"
         );
 
@@ -1490,10 +1495,10 @@ async fn offline_steps_are_used_once_and_only_forward() {
         assert!(!store.use_offline_step("no-such-device", 1).await.unwrap());
         assert_eq!(
             store.offline_secrets(&tenant.id, "aiko").await.unwrap(),
-            [
+            in_order(vec![
                 secret(&first, b"sealed-1", Some(101)),
                 secret(&second, b"sealed-2", Some(100))
-            ],
+            ]),
             "{name}"
         );
 
@@ -1509,11 +1514,26 @@ async fn offline_steps_are_used_once_and_only_forward() {
         }
         assert_eq!(winners, 1, "{name}");
 
+        let aiko = format!("{}/aiko", tenant.id);
+        let kenji = format!("{}/kenji", tenant.id);
+        for key in [&aiko, &kenji] {
+            store
+                .record_failure("offline_code.user", key, NOW)
+                .await
+                .unwrap();
+        }
         store
             .delete_user(&tenant.id, "aiko", "test", NOW + 3)
             .await
             .unwrap();
         assert_eq!(store.offline_secrets(&tenant.id, "aiko").await.unwrap(), []);
+        let failures = |key| store.count_failures("offline_code.user", key, 0);
+        assert_eq!(
+            failures(&aiko).await.unwrap(),
+            0,
+            "{name}: nothing names her"
+        );
+        assert_eq!(failures(&kenji).await.unwrap(), 1, "{name}");
         assert!(
             !store.use_offline_step(&first.id, 200).await.unwrap(),
             "{name}"

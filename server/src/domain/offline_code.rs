@@ -15,7 +15,8 @@ use crate::{client_address::ClientAddress, model::*, telemetry::metrics};
 use mfa_proto::offline_code::{self as totp, SECRET_LENGTH, SKEW_STEPS};
 use subtle::ConstantTimeEq;
 
-/// Scope of failed offline codes, counted per user (`tenant/user`).
+/// Scope of failed offline codes, counted per user (`tenant/user`, the key
+/// that deleting the user forgets: `store::delete_user::FAILURES`).
 const FAILURES_BY_USER: &str = "offline_code.user";
 /// Scope of failed offline codes, counted per end-user address.
 const FAILURES_BY_ADDRESS: &str = "offline_code.address";

@@ -304,6 +304,9 @@ pub(crate) mod delete_user {
     /// Forgets the request nonces of the user's devices.
     pub const NONCES: &str = "DELETE FROM device_nonces
          WHERE device_id IN (SELECT id FROM devices WHERE tenant_id = $1 AND user_id = $2)";
+    /// Forgets the failures counted against the user, whose key is
+    /// `tenant/user` (failed offline codes): it names the user.
+    pub const FAILURES: &str = "DELETE FROM failed_attempts WHERE key = $1 || '/' || $2";
     /// Deletes the user's challenges; their push deliveries go with them
     /// (`ON DELETE CASCADE`).
     pub const CHALLENGES: &str = "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2";

@@ -962,6 +962,7 @@ impl Store for PostgresStore {
         let user = (tenant_id, user_id);
         let anonymised_audit_events = of_user(&mut tx, delete_user::ANONYMISE_AUDIT, user).await?;
         of_user(&mut tx, delete_user::NONCES, user).await?;
+        of_user(&mut tx, delete_user::FAILURES, user).await?;
         let challenges = of_user(&mut tx, delete_user::CHALLENGES, user).await?;
         let enrollments = of_user(&mut tx, delete_user::ENROLLMENTS, user).await?;
         let devices = of_user(&mut tx, delete_user::DEVICES, user).await?;

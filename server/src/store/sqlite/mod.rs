@@ -1020,6 +1020,7 @@ impl Store for SqliteStore {
             let (cancelled_challenges, cancelled_sign_ins) = decode::cancelled(cancelled);
             let anonymised_audit_events = execute(c, delete_user::ANONYMISE_AUDIT, user)? as u64;
             execute(c, delete_user::NONCES, user)?;
+            execute(c, delete_user::FAILURES, user)?;
             let challenges = execute(c, delete_user::CHALLENGES, user)? as u64;
             let enrollments = execute(c, delete_user::ENROLLMENTS, user)? as u64;
             let devices = execute(c, delete_user::DEVICES, user)? as u64;
