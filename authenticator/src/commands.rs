@@ -82,6 +82,7 @@ pub async fn run(command: Command, accounts: &Accounts) -> Result<(), Failure> {
             };
             report(&challenge, &answer, ChallengeState::Denied)
         }
+        Command::Code { account } => offline_codes(accounts, account.as_deref()).await,
         Command::Remove { account } => {
             let Opened { store, app } = accounts
                 .open_all()
@@ -154,6 +155,27 @@ async fn list(accounts: &Accounts) -> Result<(), Failure> {
         println!("{}", terminal::account_line(app.account()));
     }
     Ok(())
+}
+
+/// Prints the offline code of each account (or of the one with `email`).
+async fn offline_codes(accounts: &Accounts, email: Option<&str>) -> Result<(), Failure> {
+    let opened = accounts.open_all().await?;
+    let mut shown = 0;
+    for Opened { app, .. } in &opened {
+        let account = app.account();
+        if email.is_some_and(|email| email != account.user_email) {
+            continue;
+        }
+        shown += 1;
+        println!("{}", terminal::offline_code_line(account));
+    }
+    match (shown, email) {
+        (0, Some(email)) => Err(failure(format!("no account for {email}"))),
+        (0, None) => Err(failure(
+            "no accounts yet: add one with `mfa-authenticator enroll`",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Polls every account for new challenges and asks about each once.

@@ -3,7 +3,8 @@
 //!
 //! - `accounts.rs` keeps the enrolled accounts, one owner-only file each, in
 //!   a private directory.
-//! - `commands.rs` runs the commands: enroll, list, watch, approve, deny.
+//! - `commands.rs` runs the commands: enroll, list, watch, approve, deny,
+//!   code (the offline code, for when the portal cannot reach the phone).
 //! - `terminal.rs` shows challenges and error explanations and reads answers.
 //!
 //! Challenges arrive by the pull path: `watch` asks the server for pending
@@ -77,6 +78,13 @@ enum Command {
         #[arg(long)]
         fraud: bool,
         /// Only requests for the account with this e-mail.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Shows each account's offline code: six digits to type into the
+    /// portal when a push cannot reach this device. Needs no network.
+    Code {
+        /// Only the account with this e-mail.
         #[arg(long)]
         account: Option<String>,
     },

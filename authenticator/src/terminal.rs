@@ -44,6 +44,16 @@ pub fn account_line(account: &Account) -> String {
     format!("{}  <{}>", account.tenant_display_name, account.user_email)
 }
 
+/// An account with its offline code now, e.g. `… <hanako@example.jp>
+/// offline code 123456 (valid 17 s)`.
+pub fn offline_code_line(account: &Account) -> String {
+    let code = match account.offline_code() {
+        Some(code) => format!("offline code {} (valid {} s)", code.code, code.seconds_left),
+        None => "no offline codes (enroll again to get them)".to_owned(),
+    };
+    format!("{}  {code}", account_line(account))
+}
+
 /// Prints a challenge's context, all of it verified with the server's key.
 pub fn show_challenge(challenge: &VerifiedChallenge) {
     let title = match challenge.kind {

@@ -265,3 +265,54 @@ async fn a_deleted_user_is_told_so_and_can_remove_the_account() {
     assert_eq!(exit_code(&mut remove), 0);
     assert!(!home.path().join("account-1.json").exists());
 }
+
+/// `code` shows the offline code, which the portal accepts once, without
+/// the authenticator touching the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_code_shown_signs_in_once() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("phone");
+    enroll_in_terminal(&server, &home, "user-1", "hanako@example.jp", Entry::QrLink).await;
+
+    let mut shown = authenticator(&home, &["code", "--account", "hanako@example.jp"]);
+    let (_, line) = on_terminal(|| {
+        shown.exp_regex(&format!(
+            r"{}  <hanako@example\.jp>  offline code \d{{6}} \(valid \d+ s\)",
+            regex_escape(TENANT)
+        ))
+    });
+    assert_eq!(exit_code(&mut shown), 0);
+    let code: String = line
+        .split("offline code ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(6)
+        .collect();
+    let accepted = portal
+        .verify_offline_code("user-1", &code, "")
+        .await
+        .expect("the code shown is accepted");
+    assert!(!accepted.device_id.is_empty());
+    let again = portal
+        .verify_offline_code("user-1", &code, "")
+        .await
+        .unwrap_err();
+    assert_eq!(again.reason(), Some(mfa_sdk::reason::OFFLINE_CODE_USED));
+
+    let mut unknown = authenticator(&home, &["code", "--account", "nobody@example.jp"]);
+    on_terminal(|| unknown.exp_string("no account for nobody@example.jp"));
+    assert_ne!(exit_code(&mut unknown), 0);
+}
+
+/// `text` with the regular expression's special characters escaped.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
+}

@@ -59,6 +59,14 @@ pub mod reason {
     pub const USER_BLOCKED: &str = Reason::UserBlocked.as_str();
     /// The user has no active device to send a challenge to.
     pub const NO_ACTIVE_DEVICE: &str = Reason::NoActiveDevice.as_str();
+    /// Offline codes are turned off for the tenant (or on the server).
+    pub const OFFLINE_CODES_DISABLED: &str = Reason::OfflineCodesDisabled.as_str();
+    /// None of the user's devices has an offline-code secret.
+    pub const OFFLINE_CODE_NOT_SET_UP: &str = Reason::OfflineCodeNotSetUp.as_str();
+    /// The offline code is not the user's current code.
+    pub const OFFLINE_CODE_INVALID: &str = Reason::OfflineCodeInvalid.as_str();
+    /// The offline code's time step was already used: wait for the next code.
+    pub const OFFLINE_CODE_USED: &str = Reason::OfflineCodeUsed.as_str();
     /// Too many requests; try again later.
     pub const RATE_LIMITED: &str = Reason::RateLimited.as_str();
     /// The tenant has as many open watch streams as the server allows.
@@ -280,6 +288,19 @@ impl Error {
         self.has_reason(reason::NO_ACTIVE_DEVICE)
     }
 
+    /// The typed offline code was refused: wrong, or already used (the
+    /// portal asks for the next code, or offers a push instead).
+    pub fn is_offline_code_refused(&self) -> bool {
+        self.has_reason(reason::OFFLINE_CODE_INVALID) || self.has_reason(reason::OFFLINE_CODE_USED)
+    }
+
+    /// Offline codes cannot be used for this user: turned off for the
+    /// tenant, or none of the user's devices has them.
+    pub fn is_offline_code_unavailable(&self) -> bool {
+        self.has_reason(reason::OFFLINE_CODES_DISABLED)
+            || self.has_reason(reason::OFFLINE_CODE_NOT_SET_UP)
+    }
+
     /// Too many requests; try again later.
     pub fn is_rate_limited(&self) -> bool {
         self.has_reason(reason::RATE_LIMITED)
@@ -381,6 +402,10 @@ mod tests {
             reason::CHALLENGE_ENDED,
             reason::USER_BLOCKED,
             reason::NO_ACTIVE_DEVICE,
+            reason::OFFLINE_CODES_DISABLED,
+            reason::OFFLINE_CODE_NOT_SET_UP,
+            reason::OFFLINE_CODE_INVALID,
+            reason::OFFLINE_CODE_USED,
             reason::RATE_LIMITED,
             reason::TOO_MANY_WATCHES,
             reason::TOO_MANY_STREAMS,

@@ -12,10 +12,13 @@
 //! - [`KeyStore`] (in `store.rs`) keeps the enrolled [`Account`], including
 //!   the device's secret key. [`FileKeyStore`] writes an owner-only JSON file;
 //!   [`MemoryKeyStore`] is for tests and examples.
+//! - [`Account::offline_code`] (in `offline_code.rs`) is the 6-digit code
+//!   (RFC 6238) that the person types into the portal when a push cannot
+//!   reach the phone; it needs no network.
 //! - [`parse_push_payload`] reads a push notification. Pushes carry no
 //!   secrets, only which challenge to fetch.
 //! - [`portal::RelyingParty`] is the portal's side: begin an enrollment, ask
-//!   for a sign-in approval, await the outcome.
+//!   for a sign-in approval, await the outcome, or check an offline code.
 //! - [`Error`] is the one error type. When the server refuses a request,
 //!   [`Error::reason`] gives its machine-readable reason.
 //!
@@ -60,6 +63,7 @@ mod challenge;
 mod connect;
 mod device;
 mod error;
+mod offline_code;
 pub mod portal;
 mod store;
 
@@ -67,6 +71,7 @@ pub use challenge::VerifiedChallenge;
 pub use connect::ConnectOptions;
 pub use device::{Answer, Authenticator, DeviceInfo};
 pub use error::{reason, Error};
+pub use offline_code::OfflineCode;
 pub use store::{Account, FileKeyStore, KeyStore, MemoryKeyStore};
 
 pub use mfa_proto::{

@@ -40,6 +40,14 @@ pub struct Account {
     /// The device's Ed25519 secret key (zeroed in memory when dropped).
     #[serde(rename = "device_key_seed", with = "base64_signing_key")]
     device_key: SigningKey,
+    /// The device's offline-code secret, when the server offers offline
+    /// codes ([`Account::offline_code`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_optional_secret"
+    )]
+    pub(crate) offline_code_secret: Option<Vec<u8>>,
 }
 
 impl Account {
@@ -57,6 +65,7 @@ impl Account {
             user_email: response.user_email.clone(),
             server_public_key,
             device_key,
+            offline_code_secret: crate::offline_code::secret_of(response),
         }
     }
 
@@ -85,6 +94,10 @@ impl std::fmt::Debug for Account {
                 &STANDARD.encode(self.server_public_key),
             )
             .field("device_key", &"<redacted>")
+            .field(
+                "offline_code_secret",
+                &self.offline_code_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -247,6 +260,34 @@ mod base64_key {
     }
 }
 
+/// Serde of an optional secret as standard base64.
+mod base64_optional_secret {
+    use super::*;
+    use serde::{de::Error as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        secret: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match secret {
+            Some(secret) => serializer.serialize_str(&STANDARD.encode(secret)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| {
+                STANDARD
+                    .decode(text)
+                    .map_err(|_| D::Error::custom("expected a secret in base64"))
+            })
+            .transpose()
+    }
+}
+
 /// Serde of a signing key as its 32-byte seed in standard base64.
 mod base64_signing_key {
     use super::*;
@@ -276,6 +317,7 @@ pub(crate) mod tests {
                 .verifying_key()
                 .to_bytes(),
             device_key: SigningKey::from_bytes(&[0x11; 32]),
+            offline_code_secret: Some(b"12345678901234567890".to_vec()),
         }
     }
 
@@ -317,6 +359,10 @@ pub(crate) mod tests {
         let json = serde_json::to_value(sample_account()).unwrap();
         assert_eq!(json["device_key_seed"], STANDARD.encode([0x11; 32]));
         assert_eq!(
+            json["offline_code_secret"],
+            STANDARD.encode(b"12345678901234567890")
+        );
+        assert_eq!(
             json["server_public_key"],
             "oJql9HpnWYAv+VX43C0qFKXJnSO+l/hkEn/5ODRVpPA="
         );
@@ -339,6 +385,10 @@ pub(crate) mod tests {
         assert!(!debug.contains(&STANDARD.encode(seed)), "{debug}");
         assert!(!debug.contains(&format!("{seed:?}")), "{debug}");
         assert!(!debug.contains("17, 17, 17"), "{debug}");
+        let secret = account.offline_code_secret.clone().unwrap();
+        assert!(!debug.contains(&STANDARD.encode(&secret)), "{debug}");
+        assert!(!debug.contains("12345678901234567890"), "{debug}");
+        assert!(!debug.contains("49, 50, 51"), "{debug}");
     }
 
     #[test]

@@ -118,6 +118,8 @@ pub struct Tenant {
     /// How long this tenant's activation codes stay valid; `None`: the
     /// server's `enrollment_ttl`.
     pub enrollment_ttl: Option<Duration>,
+    /// Whether the portal may sign its users in with offline codes.
+    pub offline_codes_enabled: bool,
 }
 
 /// What a tenant update changes; `None` leaves a setting as it is.
@@ -129,6 +131,8 @@ pub struct TenantChanges {
     pub challenge_ttl: Option<Option<Duration>>,
     /// `Some(None)` returns to the server's `enrollment_ttl`.
     pub enrollment_ttl: Option<Option<Duration>>,
+    /// Turns offline codes on or off.
+    pub offline_codes_enabled: Option<bool>,
 }
 
 impl TenantChanges {
@@ -154,6 +158,15 @@ pub struct ApiKeyRecord {
     /// may be earlier than the true last use by up to a minute plus
     /// `api_key_cache_ttl`.
     pub last_used_at: Option<i64>,
+}
+
+/// A device's offline-code secret as stored: sealed with the server's
+/// offline-code key, and the last time step a code of it was accepted for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineSecret {
+    pub device_id: String,
+    pub sealed: Vec<u8>,
+    pub last_step: Option<i64>,
 }
 
 /// A person, as the portal identifies them.

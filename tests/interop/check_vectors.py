@@ -4,10 +4,13 @@
 Rebuilds every message in proto/testdata/signing-vectors.json from its inputs
 following the document alone, and verifies every signature with a from-scratch
 Ed25519 verifier (RFC 8032, section 5.1.7), using only the standard library.
+Computes every offline code in proto/testdata/offline-code-vectors.json the
+way the document's "Offline codes" section says, with Python's HMAC-SHA-1.
 If the Rust code and the document ever disagree, this fails.
 """
 
 import hashlib
+import hmac
 import json
 import pathlib
 import struct
@@ -119,8 +122,31 @@ def message(kind, i):
     raise ValueError(f"unknown vector kind {kind}")
 
 
+def offline_code(secret, unix_ms):
+    """docs/protocol.md, "Offline codes": the time step and the 6 digits."""
+    step = unix_ms // 30000
+    mac = hmac.new(secret, struct.pack(">Q", step), hashlib.sha1).digest()
+    offset = mac[19] & 0x0F
+    value = struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF
+    return step, f"{value % 1_000_000:06d}"
+
+
+def check_offline_codes(root):
+    vectors = json.loads((root / "proto/testdata/offline-code-vectors.json").read_text())["vectors"]
+    failures = 0
+    for v in vectors:
+        step, code = offline_code(bytes.fromhex(v["secret"]), v["unix_ms"])
+        ok = step == v["time_step"] and code == v["code"]
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} offline code: {v['name']}")
+    if not vectors or failures:
+        sys.exit(f"{failures} of {len(vectors)} offline-code vectors failed")
+    print(f"all {len(vectors)} offline-code vectors match docs/protocol.md")
+
+
 def main():
     root = pathlib.Path(__file__).resolve().parents[2]
+    check_offline_codes(root)
     vectors = json.loads((root / "proto/testdata/signing-vectors.json").read_text())["vectors"]
     failures = 0
     for v in vectors:

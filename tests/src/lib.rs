@@ -66,11 +66,16 @@ pub fn error_info(status: &tonic::Status) -> tonic_types::ErrorInfo {
 }
 
 /// Lifetimes short enough for tests to watch things expire without waiting long.
+/// Offline codes are on, with a key made in `dir`.
 pub fn test_config(dir: &std::path::Path) -> Config {
+    let offline_code_key = dir.join("offline-code.key");
+    mfa_server::offline_code_key::OfflineCodeKey::create_if_missing(&offline_code_key)
+        .expect("offline-code key");
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
+        offline_code_key_file: Some(offline_code_key),
         ..Config::default()
     }
 }

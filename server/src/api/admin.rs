@@ -3,7 +3,7 @@
 use super::{authorize, convert};
 use crate::{
     domain::{KeyHolder, Service},
-    model::Role,
+    model::{Role, Tenant, TenantChanges},
 };
 use mfa_proto::v1::{admin_service_server::AdminService, *};
 use tonic::{Request, Response, Status};
@@ -122,5 +122,38 @@ impl AdminService for AdminApi {
             events: events.iter().map(convert::audit_event).collect(),
             next_page_token,
         }))
+    }
+
+    async fn get_tenant_settings(
+        &self,
+        request: Request<GetTenantSettingsRequest>,
+    ) -> Result<Response<GetTenantSettingsResponse>, Status> {
+        let tenant = self.tenant(&request).await?;
+        let tenant = self.service.known_tenant(&tenant).await?;
+        Ok(Response::new(GetTenantSettingsResponse {
+            settings: Some(settings(&tenant)),
+        }))
+    }
+
+    async fn update_tenant_settings(
+        &self,
+        request: Request<UpdateTenantSettingsRequest>,
+    ) -> Result<Response<UpdateTenantSettingsResponse>, Status> {
+        let tenant = self.tenant(&request).await?;
+        let changes = TenantChanges {
+            offline_codes_enabled: request.into_inner().offline_codes_enabled,
+            ..Default::default()
+        };
+        let tenant = self.service.update_tenant(&tenant, &changes).await?;
+        Ok(Response::new(UpdateTenantSettingsResponse {
+            settings: Some(settings(&tenant)),
+        }))
+    }
+}
+
+/// The settings of a tenant that its administrators may change.
+fn settings(tenant: &Tenant) -> TenantSettings {
+    TenantSettings {
+        offline_codes_enabled: tenant.offline_codes_enabled,
     }
 }

@@ -68,6 +68,7 @@ impl DeviceService for DeviceApi {
             user_email: registered.user_email,
             server_public_key: self.service.identity().public_key().to_vec(),
             verification_challenge: Some(convert::pending(&registered.verification)),
+            offline_code_secret: registered.offline_code_secret.unwrap_or_default(),
         }))
     }
 

@@ -1,5 +1,5 @@
 //! `mfa-server tenant …`: the organisations the service serves, and their
-//! settings (display name, digits, lifetimes).
+//! settings (display name, digits, lifetimes, offline codes).
 
 use super::{duration, time, CliResult, Table};
 use clap::{ArgGroup, Subcommand};
@@ -36,7 +36,7 @@ pub enum TenantCommand {
         ArgGroup::new("changes")
             .required(true)
             .multiple(true)
-            .args(["name", "digits", "challenge_ttl", "enrollment_ttl", "default_ttls"])
+            .args(["name", "digits", "challenge_ttl", "enrollment_ttl", "default_ttls", "offline_codes"])
     ))]
     Update {
         /// The tenant's id.
@@ -58,6 +58,10 @@ pub enum TenantCommand {
         /// Goes back to the server's `challenge_ttl` and `enrollment_ttl`.
         #[arg(long, conflicts_with_all = ["challenge_ttl", "enrollment_ttl"])]
         default_ttls: bool,
+        /// Whether the portal may sign users in with offline codes (`on` or
+        /// `off`); on by default.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        offline_codes: Option<bool>,
     },
 }
 
@@ -99,12 +103,14 @@ pub async fn run(config: &Config, command: TenantCommand) -> CliResult {
             challenge_ttl,
             enrollment_ttl,
             default_ttls,
+            offline_codes,
         } => {
             let changes = TenantChanges {
                 display_name: name,
                 number_digits: digits,
                 challenge_ttl: challenge_ttl.map(Some).or(default_ttls.then_some(None)),
                 enrollment_ttl: enrollment_ttl.map(Some).or(default_ttls.then_some(None)),
+                offline_codes_enabled: offline_codes,
             };
             let tenant = service.update_tenant(&id, &changes).await?;
             print!("{}", settings(config, &tenant));
@@ -116,6 +122,15 @@ pub async fn run(config: &Config, command: TenantCommand) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// `on` or `off`.
+fn on_off(value: &str) -> Result<bool, String> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{value:?}: give on or off")),
+    }
 }
 
 /// A tenant's own lifetime, or `default` for the server's.
@@ -145,6 +160,15 @@ fn settings(config: &Config, tenant: &Tenant) -> String {
         ("digits", tenant.number_digits.to_string()),
         ("challenge ttl", challenge),
         ("enrollment ttl", enrollment),
+        (
+            "offline codes",
+            if tenant.offline_codes_enabled {
+                "on"
+            } else {
+                "off"
+            }
+            .to_owned(),
+        ),
         ("created", time(tenant.created_at)),
     ]
     .iter()

@@ -39,12 +39,25 @@ pub struct NewDevice<'a> {
 }
 
 /// What a registered phone learns.
-#[derive(Debug)]
 pub struct Registered {
     pub device: Device,
     pub tenant: Tenant,
     pub user_email: String,
     pub verification: PendingChallenge,
+    /// The device's offline-code secret, for it alone; `None` when the
+    /// server offers no offline codes.
+    pub offline_code_secret: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered")
+            .field("device", &self.device)
+            .field("tenant", &self.tenant)
+            .field("verification", &self.verification)
+            .field("offline_code_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// Scope of failed activations, counted per client address.
@@ -217,6 +230,7 @@ impl Service {
             ));
         }
         self.add_deadline(challenge.expires_at);
+        let offline_code_secret = self.issue_offline_secret(&device.id).await?;
         metrics::enrollment(&tenant.id, "registered");
         self.audit(AuditEvent {
             tenant_id: Some(tenant.id.clone()),
@@ -247,6 +261,7 @@ impl Service {
             tenant,
             user_email,
             verification,
+            offline_code_secret,
         })
     }
 

@@ -12,6 +12,7 @@ mod device;
 mod enrollment;
 mod error;
 pub mod input;
+mod offline_code;
 mod tenant;
 mod watches;
 
@@ -24,6 +25,7 @@ pub use client::Client;
 pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
 pub use error::{Error, Reason, Result};
+pub use offline_code::{OfflineCodeAttempt, OfflineCodeVerified};
 pub use tenant::{TenantSummary, CHALLENGE_TTLS, ENROLLMENT_TTLS};
 pub use watches::WatchSlot;
 
@@ -32,6 +34,7 @@ use crate::{
     events::{Change, Events},
     identity::ServerIdentity,
     model::*,
+    offline_code_key::OfflineCodeKey,
     push::Dispatcher,
     store::{Ended, Store},
     telemetry::metrics,
@@ -57,6 +60,8 @@ pub struct Limits {
     pub tenant_cache_ttl: Duration,
     pub signature_failure_limit: u32,
     pub signature_window: Duration,
+    pub offline_code_failure_limit: u32,
+    pub offline_code_window: Duration,
     pub watch_streams_per_tenant: u32,
     pub watch_max_duration: Duration,
     pub retention: Duration,
@@ -78,6 +83,8 @@ impl From<&Config> for Limits {
             tenant_cache_ttl: c.tenant_cache_ttl,
             signature_failure_limit: c.signature_failure_limit,
             signature_window: c.signature_window,
+            offline_code_failure_limit: c.offline_code_failure_limit,
+            offline_code_window: c.offline_code_window,
             watch_streams_per_tenant: c.watch_streams_per_tenant,
             watch_max_duration: c.watch_max_duration,
             retention: c.retention,
@@ -110,6 +117,8 @@ struct Inner {
     /// bytes alone, so it can never be stale.
     device_keys: TtlCache<[u8; 32], VerifyingKey>,
     watches: watches::WatchSlots,
+    /// Seals offline-code secrets; `None`: offline codes are off.
+    offline_code_key: Option<OfflineCodeKey>,
 }
 
 /// How long a parsed device key is reused.
@@ -131,6 +140,7 @@ impl Service {
         push: Arc<Dispatcher>,
         limits: Limits,
         public_url: String,
+        offline_code_key: Option<OfflineCodeKey>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -146,6 +156,7 @@ impl Service {
                 deadlines: deadlines::Deadlines::default(),
                 shutdown: watch::channel(false).0,
                 watches: watches::WatchSlots::default(),
+                offline_code_key,
             }),
         }
     }
@@ -226,6 +237,7 @@ impl Service {
                 .activation_window
                 .max(self.limits().signature_window)
                 .max(self.limits().challenge_window)
+                .max(self.limits().offline_code_window)
                 .as_millis() as i64;
         let swept = self.store().sweep(now, keep_since).await?;
         for ended in &swept.challenges {

@@ -36,6 +36,7 @@ impl Service {
             created_at: now_ms(),
             challenge_ttl: None,
             enrollment_ttl: None,
+            offline_codes_enabled: true,
         };
         self.store().create_tenant(&tenant).await?;
         Ok(tenant)
@@ -70,7 +71,7 @@ impl Service {
         input::id("tenant", tenant_id)?;
         if changes.is_empty() {
             return Err(Error::invalid(
-                "nothing to change: give a name, digits or lifetimes",
+                "nothing to change: give a name, digits, lifetimes or offline codes",
             ));
         }
         if let Some(name) = &changes.display_name {
@@ -174,6 +175,9 @@ fn describe(changes: &TenantChanges) -> String {
     }
     if let Some(ttl) = changes.enrollment_ttl {
         set.push(format!("enrollment TTL {}", lifetime(ttl)));
+    }
+    if let Some(on) = changes.offline_codes_enabled {
+        set.push(format!("offline codes {}", if on { "on" } else { "off" }));
     }
     format!("set {}", set.join(", "))
 }

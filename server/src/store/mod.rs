@@ -304,6 +304,9 @@ pub(crate) mod delete_user {
     /// Forgets the request nonces of the user's devices.
     pub const NONCES: &str = "DELETE FROM device_nonces
          WHERE device_id IN (SELECT id FROM devices WHERE tenant_id = $1 AND user_id = $2)";
+    /// Forgets the failures counted against the user, whose key is
+    /// `tenant/user` (failed offline codes): it names the user.
+    pub const FAILURES: &str = "DELETE FROM failed_attempts WHERE key = $1 || '/' || $2";
     /// Deletes the user's challenges; their push deliveries go with them
     /// (`ON DELETE CASCADE`).
     pub const CHALLENGES: &str = "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2";
@@ -409,25 +412,46 @@ pub(crate) const COUNT_AUDIT: &str = "INSERT INTO audit_events
      ON CONFLICT (aggregate_key) WHERE aggregate_key IS NOT NULL
      DO UPDATE SET count = audit_events.count + 1";
 
-/// The statement that inserts a tenant, the same on every backend (`$1`…`$6`:
+/// The statement that inserts a tenant, the same on every backend (`$1`…`$7`:
 /// id, display name, digits, created, challenge and enrollment lifetimes in
-/// milliseconds or NULL).
+/// milliseconds or NULL, whether offline codes are on).
 pub(crate) const INSERT_TENANT: &str = "INSERT INTO tenants
-     (id, display_name, number_digits, created_at, challenge_ttl_ms, enrollment_ttl_ms)
-     VALUES ($1, $2, $3, $4, $5, $6)";
+     (id, display_name, number_digits, created_at, challenge_ttl_ms, enrollment_ttl_ms,
+      offline_codes_enabled)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// The statement of [`Store::update_tenant`], the same on every backend: a
 /// NULL `$1` or `$2` keeps the display name or digits; `$3` (`$5`) says
 /// whether to set the challenge (enrollment) lifetime to `$4` (`$6`), NULL
-/// meaning the server's default; `$7` is the tenant. One statement, so that
-/// two updates of different settings cannot undo each other.
+/// meaning the server's default; a NULL `$7` keeps whether offline codes
+/// are on; `$8` is the tenant. (SQLite numbers `$n` parameters in the order
+/// they first appear, so they appear in order.) One statement, so that two updates of
+/// different settings cannot undo each other.
 pub(crate) const UPDATE_TENANT: &str = "UPDATE tenants SET
          display_name = COALESCE($1, display_name),
          number_digits = COALESCE($2, number_digits),
          challenge_ttl_ms = CASE WHEN $3 THEN $4 ELSE challenge_ttl_ms END,
-         enrollment_ttl_ms = CASE WHEN $5 THEN $6 ELSE enrollment_ttl_ms END
-     WHERE id = $7
+         enrollment_ttl_ms = CASE WHEN $5 THEN $6 ELSE enrollment_ttl_ms END,
+         offline_codes_enabled = COALESCE($7, offline_codes_enabled)
+     WHERE id = $8
      RETURNING *";
+
+/// The statements of the offline-code operations, the same on every backend.
+pub(crate) mod offline_codes {
+    /// [`super::Store::save_offline_secret`] (`$1` device, `$2` sealed secret).
+    pub const SAVE: &str = "INSERT INTO offline_code_secrets (device_id, sealed) VALUES ($1, $2)";
+    /// [`super::Store::offline_secrets`] (`$1` tenant, `$2` user).
+    pub const LIST: &str = "SELECT s.device_id AS device_id, s.sealed AS sealed,
+             s.last_step AS last_step
+         FROM offline_code_secrets s JOIN devices d ON d.id = s.device_id
+         WHERE d.tenant_id = $1 AND d.user_id = $2 AND d.state = 'active'
+         ORDER BY d.created_at, d.id";
+    /// [`super::Store::use_offline_step`] (`$1` step, `$2` device): one
+    /// statement, so that two replicas checking the same code at once
+    /// cannot both accept it.
+    pub const USE_STEP: &str = "UPDATE offline_code_secrets SET last_step = $1
+         WHERE device_id = $2 AND (last_step IS NULL OR last_step < $1)";
+}
 
 /// A lifetime as stored: milliseconds, NULL for the server's default.
 pub(crate) fn lifetime_ms(ttl: Option<Duration>) -> Option<i64> {
@@ -640,6 +664,19 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         now: i64,
     ) -> StoreResult<Deletion>;
+
+    /// Keeps a device's sealed offline-code secret (at its registration).
+    async fn save_offline_secret(&self, device_id: &str, sealed: &[u8]) -> StoreResult<()>;
+    /// The offline-code secrets of a user's active devices, oldest device
+    /// first.
+    async fn offline_secrets(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Vec<OfflineSecret>>;
+    /// Records that a code of `step` was accepted for a device, unless that
+    /// step or a later one was already; true if it was recorded.
+    async fn use_offline_step(&self, device_id: &str, step: i64) -> StoreResult<bool>;
 
     async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()>;
     async fn count_failures(&self, scope: &str, key: &str, since: i64) -> StoreResult<i64>;

@@ -15,6 +15,7 @@ pub(super) trait Columns {
     fn integer(&self, column: &str) -> StoreResult<i64>;
     fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>>;
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>>;
+    fn boolean(&self, column: &str) -> StoreResult<bool>;
 }
 
 impl<R> Columns for R
@@ -24,6 +25,7 @@ where
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn text(&self, column: &str) -> StoreResult<String> {
         Ok(self.try_get(column)?)
@@ -42,6 +44,10 @@ where
     }
 
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn boolean(&self, column: &str) -> StoreResult<bool> {
         Ok(self.try_get(column)?)
     }
 }
@@ -86,6 +92,7 @@ pub(super) fn tenant(row: &impl Columns) -> StoreResult<Tenant> {
         created_at: row.integer("created_at")?,
         challenge_ttl: lifetime(row.optional_integer("challenge_ttl_ms")?, "challenge TTL")?,
         enrollment_ttl: lifetime(row.optional_integer("enrollment_ttl_ms")?, "enrollment TTL")?,
+        offline_codes_enabled: row.boolean("offline_codes_enabled")?,
     })
 }
 
@@ -94,6 +101,14 @@ fn lifetime(ms: Option<i64>, what: &str) -> StoreResult<Option<Duration>> {
     ms.map(|ms| u64::try_from(ms).map(Duration::from_millis))
         .transpose()
         .map_err(|_| corrupt(what))
+}
+
+pub(super) fn offline_secret(row: &impl Columns) -> StoreResult<OfflineSecret> {
+    Ok(OfflineSecret {
+        device_id: row.text("device_id")?,
+        sealed: row.bytes("sealed")?,
+        last_step: row.optional_integer("last_step")?,
+    })
 }
 
 pub(super) fn user(row: &impl Columns) -> StoreResult<User> {

@@ -144,6 +144,10 @@ fn describe() {
     );
     describe_counter!("mfa_auth_failures_total", "Failed authentications by kind");
     describe_counter!(
+        "mfa_offline_codes_total",
+        "Offline codes checked, by outcome (accepted, invalid, used, throttled, disabled, not_set_up)"
+    );
+    describe_counter!(
         "mfa_throttled_total",
         "Calls refused (RESOURCE_EXHAUSTED) or idle connections closed by a limit, by limit"
     );
@@ -217,10 +221,16 @@ pub fn auth_failure(kind: &'static str) {
 }
 
 /// A call refused by a limit: `activation`, `device_signature`,
-/// `challenges`, `watch_streams` or `connection_streams`; or a connection
+/// `offline_code`, `challenges`, `watch_streams` or `connection_streams`; or a connection
 /// closed by one: `idle_connection`.
 pub fn throttled(limit: &'static str) {
     metrics::counter!("mfa_throttled_total", "limit" => limit).increment(1);
+}
+
+/// An offline code was checked: `accepted`, `invalid`, `used`,
+/// `throttled`, `disabled` or `not_set_up`.
+pub fn offline_code(tenant_id: &str, outcome: &'static str) {
+    metrics::counter!("mfa_offline_codes_total", "tenant" => tenant_id.to_owned(), "outcome" => outcome).increment(1);
 }
 
 /// How long a store operation took.

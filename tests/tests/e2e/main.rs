@@ -8,6 +8,7 @@ mod enrollment;
 mod fcm_credentials;
 mod hostile;
 mod limits;
+mod offline_codes;
 mod persistence;
 mod push;
 mod push_proxy;

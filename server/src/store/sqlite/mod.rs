@@ -179,6 +179,10 @@ impl Columns for Row<'_> {
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
         Ok(self.0.get(column)?)
     }
+
+    fn boolean(&self, column: &str) -> StoreResult<bool> {
+        Ok(self.0.get(column)?)
+    }
 }
 
 /// Every row of a query (or of a statement with `RETURNING`), decoded.
@@ -452,7 +456,8 @@ impl Store for SqliteStore {
                     t.number_digits,
                     t.created_at,
                     lifetime_ms(t.challenge_ttl),
-                    lifetime_ms(t.enrollment_ttl)
+                    lifetime_ms(t.enrollment_ttl),
+                    t.offline_codes_enabled
                 ],
                 "tenant id",
             )
@@ -498,6 +503,7 @@ impl Store for SqliteStore {
                     changes.challenge_ttl.and_then(lifetime_ms),
                     changes.enrollment_ttl.is_some(),
                     changes.enrollment_ttl.and_then(lifetime_ms),
+                    changes.offline_codes_enabled,
                     id
                 ],
                 |row| decode::tenant(row),
@@ -1059,6 +1065,7 @@ impl Store for SqliteStore {
             let (cancelled_challenges, cancelled_sign_ins) = decode::cancelled(cancelled);
             let anonymised_audit_events = execute(c, delete_user::ANONYMISE_AUDIT, user)? as u64;
             execute(c, delete_user::NONCES, user)?;
+            execute(c, delete_user::FAILURES, user)?;
             let challenges = execute(c, delete_user::CHALLENGES, user)? as u64;
             let enrollments = execute(c, delete_user::ENROLLMENTS, user)? as u64;
             let devices = execute(c, delete_user::DEVICES, user)? as u64;
@@ -1075,6 +1082,38 @@ impl Store for SqliteStore {
             };
             insert_audit(c, [&audit::user_deleted(tenant_id, &deletion, by, now)])?;
             Ok(deletion)
+        })
+    }
+
+    async fn save_offline_secret(&self, device_id: &str, sealed: &[u8]) -> StoreResult<()> {
+        self.write(|c| {
+            insert(
+                c,
+                super::offline_codes::SAVE,
+                params![device_id, sealed],
+                "offline-code secret",
+            )
+        })
+    }
+
+    async fn offline_secrets(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Vec<OfflineSecret>> {
+        self.read(|c| {
+            all(
+                c,
+                super::offline_codes::LIST,
+                params![tenant_id, user_id],
+                |row| decode::offline_secret(row),
+            )
+        })
+    }
+
+    async fn use_offline_step(&self, device_id: &str, step: i64) -> StoreResult<bool> {
+        self.write(|c| {
+            Ok(execute(c, super::offline_codes::USE_STEP, params![step, device_id])? == 1)
         })
     }
 
