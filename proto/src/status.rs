@@ -26,6 +26,12 @@ pub const SERVER_TIME_MS: &str = "server_time_ms";
 /// `ErrorInfo.metadata` key of [`Reason::ClockSkew`]: how far, in
 /// milliseconds, a proof's timestamp may be from the server's clock.
 pub const MAX_SKEW_MS: &str = "max_skew_ms";
+/// `ErrorInfo.metadata` key of [`Reason::KeyAlgorithmNotAllowed`]: the
+/// algorithms the tenant allows, comma-separated protobuf value names.
+pub const ALLOWED_KEY_ALGORITHMS: &str = "allowed_key_algorithms";
+/// `ErrorInfo.metadata` key of [`Reason::UserVerificationRequired`]: the
+/// methods the tenant accepts, comma-separated protobuf value names.
+pub const ACCEPTED_USER_VERIFICATIONS: &str = "accepted_user_verifications";
 
 /// Why the server refused a call, or could not serve it.
 ///
@@ -78,6 +84,11 @@ pub enum Reason {
     UserBlocked,
     /// The user has no active device to send a challenge to.
     NoActiveDevice,
+    /// The tenant does not allow the key algorithm a device enrolled with.
+    KeyAlgorithmNotAllowed,
+    /// An approval without the user verification the tenant requires; the
+    /// challenge ended denied for it.
+    UserVerificationRequired,
     /// Too many requests (challenges for a user, failed activations or
     /// failed signatures from an address); try again later.
     RateLimited,
@@ -97,7 +108,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of the table in `docs/protocol.md`.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 29] = [
         Self::InvalidArgument,
         Self::MalformedRequest,
         Self::RequestTooLarge,
@@ -118,6 +129,8 @@ impl Reason {
         Self::ChallengeEnded,
         Self::UserBlocked,
         Self::NoActiveDevice,
+        Self::KeyAlgorithmNotAllowed,
+        Self::UserVerificationRequired,
         Self::RateLimited,
         Self::TooManyWatches,
         Self::TooManyStreams,
@@ -150,6 +163,8 @@ impl Reason {
             Self::ChallengeEnded => "CHALLENGE_ENDED",
             Self::UserBlocked => "USER_BLOCKED",
             Self::NoActiveDevice => "NO_ACTIVE_DEVICE",
+            Self::KeyAlgorithmNotAllowed => "KEY_ALGORITHM_NOT_ALLOWED",
+            Self::UserVerificationRequired => "USER_VERIFICATION_REQUIRED",
             Self::RateLimited => "RATE_LIMITED",
             Self::TooManyWatches => "TOO_MANY_WATCHES",
             Self::TooManyStreams => "TOO_MANY_STREAMS",
@@ -188,7 +203,9 @@ impl Reason {
             | Self::ChallengeExpired
             | Self::ChallengeEnded
             | Self::UserBlocked
-            | Self::NoActiveDevice => (Code::FailedPrecondition, 409),
+            | Self::NoActiveDevice
+            | Self::KeyAlgorithmNotAllowed
+            | Self::UserVerificationRequired => (Code::FailedPrecondition, 409),
             Self::RateLimited | Self::TooManyWatches | Self::TooManyStreams => {
                 (Code::ResourceExhausted, 429)
             }
