@@ -183,9 +183,9 @@ impl SecretKey {
     /// (big-endian, between 1 and n − 1).
     pub fn from_bytes(algorithm: KeyAlgorithm, bytes: &[u8; 32]) -> Result<Self, SignatureError> {
         match algorithm {
-            KeyAlgorithm::Ed25519 => Ok(Self::Ed25519(ed25519_dalek::SigningKey::from_bytes(
-                bytes,
-            ))),
+            KeyAlgorithm::Ed25519 => {
+                Ok(Self::Ed25519(ed25519_dalek::SigningKey::from_bytes(bytes)))
+            }
             KeyAlgorithm::EcdsaP256Sha256 => P256Secret::from_bytes(bytes.into())
                 .map(Self::EcdsaP256)
                 .map_err(|_| SignatureError::MalformedKey(algorithm)),

@@ -198,12 +198,20 @@ fn device_recipes(algorithm: KeyAlgorithm, suffix: &str) -> Vec<Recipe> {
         recipe(
             "approve after a biometric",
             "approval",
-            approval("DECISION_APPROVE", "42", Some("USER_VERIFICATION_BIOMETRIC")),
+            approval(
+                "DECISION_APPROVE",
+                "42",
+                Some("USER_VERIFICATION_BIOMETRIC"),
+            ),
         ),
         recipe(
             "approve after the device PIN",
             "approval",
-            approval("DECISION_APPROVE", "42", Some("USER_VERIFICATION_DEVICE_PIN")),
+            approval(
+                "DECISION_APPROVE",
+                "42",
+                Some("USER_VERIFICATION_DEVICE_PIN"),
+            ),
         ),
         recipe(
             "deny without verification",
@@ -312,7 +320,11 @@ fn committed_vectors_match_the_builders() {
         assert_eq!(public, key.public_key(), "{name}: public key");
         let signature = hex::decode(vector["signature"].as_str().unwrap()).unwrap();
         assert_eq!(key.sign(&message), signature, "{name}: signature");
-        assert_eq!(public.verify(&message, &signature), Ok(()), "{name}: verify");
+        assert_eq!(
+            public.verify(&message, &signature),
+            Ok(()),
+            "{name}: verify"
+        );
     }
 }
 

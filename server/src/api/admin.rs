@@ -123,4 +123,27 @@ impl AdminService for AdminApi {
             next_page_token,
         }))
     }
+
+    async fn get_device_policy(
+        &self,
+        request: Request<GetDevicePolicyRequest>,
+    ) -> Result<Response<GetDevicePolicyResponse>, Status> {
+        let tenant = self.tenant(&request).await?;
+        let policy = self.service.device_policy(&tenant).await?;
+        Ok(Response::new(GetDevicePolicyResponse {
+            policy: Some(convert::device_policy(&policy)),
+        }))
+    }
+
+    async fn update_device_policy(
+        &self,
+        request: Request<UpdateDevicePolicyRequest>,
+    ) -> Result<Response<UpdateDevicePolicyResponse>, Status> {
+        let tenant = self.tenant(&request).await?;
+        let policy = convert::device_policy_in(request.into_inner().policy)?;
+        let policy = self.service.update_device_policy(&tenant, policy).await?;
+        Ok(Response::new(UpdateDevicePolicyResponse {
+            policy: Some(convert::device_policy(&policy)),
+        }))
+    }
 }

@@ -352,7 +352,8 @@ pub(crate) const COUNT_SIGN_INS: &str = "SELECT COUNT(*) FROM challenges
 pub(crate) const USER_WITH_DEVICES: &str = "SELECT u.tenant_id AS tenant_id, u.user_id AS user_id,
          u.email AS email, u.blocked_until AS blocked_until,
          u.terms_version AS terms_version, u.terms_accepted_at AS terms_accepted_at,
-         d.id AS id, d.display_name AS display_name, d.public_key AS public_key,
+         d.id AS id, d.display_name AS display_name, d.key_algorithm AS key_algorithm,
+         d.public_key AS public_key,
          d.push_platform AS push_platform, d.push_token AS push_token, d.state AS state,
          d.created_at AS created_at, d.revoked_at AS revoked_at
      FROM users u LEFT JOIN devices d ON d.tenant_id = u.tenant_id AND d.user_id = u.user_id
@@ -386,15 +387,48 @@ pub(crate) const INSERT_TENANT: &str = "INSERT INTO tenants
 /// The statement of [`Store::update_tenant`], the same on every backend: a
 /// NULL `$1` or `$2` keeps the display name or digits; `$3` (`$5`) says
 /// whether to set the challenge (enrollment) lifetime to `$4` (`$6`), NULL
-/// meaning the server's default; `$7` is the tenant. One statement, so that
-/// two updates of different settings cannot undo each other.
+/// meaning the server's default; `$7` (`$9`) whether to set the allowed key
+/// algorithms (the user verification methods) to `$8` (`$10`), NULL meaning
+/// every algorithm (none required), see [`names`]; `$11` is the tenant. One
+/// statement, so that two updates of different settings cannot undo each other.
 pub(crate) const UPDATE_TENANT: &str = "UPDATE tenants SET
          display_name = COALESCE($1, display_name),
          number_digits = COALESCE($2, number_digits),
          challenge_ttl_ms = CASE WHEN $3 THEN $4 ELSE challenge_ttl_ms END,
-         enrollment_ttl_ms = CASE WHEN $5 THEN $6 ELSE enrollment_ttl_ms END
-     WHERE id = $7
+         enrollment_ttl_ms = CASE WHEN $5 THEN $6 ELSE enrollment_ttl_ms END,
+         allowed_key_algorithms = CASE WHEN $7 THEN $8 ELSE allowed_key_algorithms END,
+         user_verification = CASE WHEN $9 THEN $10 ELSE user_verification END
+     WHERE id = $11
      RETURNING *";
+
+/// The allowed key algorithms an update sets, as stored.
+pub(crate) fn algorithm_names(changes: &TenantChanges) -> Option<String> {
+    names(
+        changes.allowed_key_algorithms.as_ref()?.as_ref(),
+        KeyAlgorithm::as_str,
+    )
+}
+
+/// The user verification methods an update sets, as stored.
+pub(crate) fn verification_names(changes: &TenantChanges) -> Option<String> {
+    names(
+        changes.user_verification.as_ref()?.as_ref(),
+        UserVerification::as_str,
+    )
+}
+
+/// A set of names as stored: comma-separated, NULL for no set.
+pub(crate) fn names<T: Copy>(
+    set: Option<&std::collections::BTreeSet<T>>,
+    name: impl Fn(T) -> &'static str,
+) -> Option<String> {
+    set.map(|set| {
+        set.iter()
+            .map(|&item| name(item))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
 
 /// A lifetime as stored: milliseconds, NULL for the server's default.
 pub(crate) fn lifetime_ms(ttl: Option<Duration>) -> Option<i64> {
