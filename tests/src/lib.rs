@@ -424,6 +424,28 @@ pub async fn phone_via(phone: &Authenticator, url: &str) -> Authenticator {
         .expect("account opens")
 }
 
+/// The approval bytes `phone` signs to approve `pending` with `typed_number`,
+/// with the user-verification field `user_verification` (`None`: no field,
+/// as apps of the first release sign), for tests that sign them with
+/// another key or send them with a request of their own.
+pub fn approval_bytes(
+    phone: &Authenticator,
+    pending: &VerifiedChallenge,
+    typed_number: &str,
+    user_verification: Option<&str>,
+) -> Vec<u8> {
+    mfa_proto::signing::Approval {
+        tenant_id: &pending.tenant_id,
+        challenge_id: &pending.challenge_id,
+        device_id: &phone.account().device_id,
+        decision: "DECISION_APPROVE",
+        typed_number,
+        challenge_nonce: &pending.nonce,
+        user_verification,
+    }
+    .signed_bytes()
+}
+
 /// Device details for a pull-only phone.
 pub fn phone_info(name: &str) -> DeviceInfo {
     DeviceInfo {

@@ -302,16 +302,12 @@ async fn a_signature_of_the_other_algorithm_is_refused() {
             )
             .unwrap();
         let genuine = request.clone();
-        let message = signing::Approval {
-            tenant_id: &pending.tenant_id,
-            challenge_id: &pending.challenge_id,
-            device_id: &phone.account().device_id,
-            decision: "DECISION_APPROVE",
-            typed_number: &challenge.number,
-            challenge_nonce: &pending.nonce,
-            user_verification: Some("USER_VERIFICATION_NONE"),
-        }
-        .signed_bytes();
+        let message = approval_bytes(
+            phone,
+            &pending,
+            &challenge.number,
+            Some("USER_VERIFICATION_NONE"),
+        );
         request.signature = wrong.sign(&message).unwrap();
         assert_ne!(request.signature.len(), genuine.signature.len());
         assert_eq!(
@@ -590,16 +586,7 @@ async fn a_tenant_that_requires_biometrics_refuses_approvals_without_it() {
             )
             .unwrap();
         if verification.is_none() {
-            let message = signing::Approval {
-                tenant_id: &pending.tenant_id,
-                challenge_id: &pending.challenge_id,
-                device_id: &phone.account().device_id,
-                decision: "DECISION_APPROVE",
-                typed_number: &challenge.number,
-                challenge_nonce: &pending.nonce,
-                user_verification: None,
-            }
-            .signed_bytes();
+            let message = approval_bytes(&phone, &pending, &challenge.number, None);
             request.signature = phone.signer().sign(&message).unwrap();
             request.user_verification = 0;
         }

@@ -225,16 +225,7 @@ async fn another_devices_signature_is_refused() {
     let bad_before = auth_failures(&server, "device_signature").await;
 
     // Signed by another device's key, claiming to be the user's phone.
-    let message = signing::Approval {
-        tenant_id: &pending.tenant_id,
-        challenge_id: &pending.challenge_id,
-        device_id: &phone.account().device_id,
-        decision: "DECISION_APPROVE",
-        typed_number: &challenge.number,
-        challenge_nonce: &pending.nonce,
-        user_verification: None,
-    }
-    .signed_bytes();
+    let message = approval_bytes(&phone, &pending, &challenge.number, None);
     let forged = proto::RespondToChallengeRequest {
         device_id: phone.account().device_id.clone(),
         challenge_id: pending.challenge_id.clone(),
