@@ -250,6 +250,7 @@ pub fn device(d: &model::Device) -> v1::Device {
         .into(),
         create_time: Some(timestamp(d.created_at)),
         revoke_time: optional_timestamp(d.revoked_at),
+        key_algorithm: key_algorithm_out(d.key_algorithm).into(),
     }
 }
 

@@ -508,6 +508,19 @@ async fn a_tenant_can_restrict_the_key_algorithms() {
     let mut p256_phone = server
         .enroll_in(&portal, "p", "p@example.jp", &p256_store())
         .await;
+    // Administrators see each device's algorithm.
+    let listed = admin
+        .list_devices(proto::ListDevicesRequest {
+            user_id: "p".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .devices;
+    assert_eq!(
+        listed[0].key_algorithm(),
+        proto::KeyAlgorithm::EcdsaP256Sha256
+    );
     let p256_only = proto::DevicePolicy {
         allowed_key_algorithms: vec![proto::KeyAlgorithm::EcdsaP256Sha256.into()],
         ..Default::default()
