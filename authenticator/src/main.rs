@@ -12,11 +12,13 @@
 
 mod accounts;
 mod commands;
+mod pin;
 mod terminal;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
+use mfa_sdk::KeyAlgorithm;
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +55,10 @@ enum Command {
         /// Do not ask for the number now; confirm later with `approve --number N`.
         #[arg(long)]
         verify_later: bool,
+        /// The device key's algorithm: `ed25519`, or `ecdsa_p256_sha256` (the
+        /// algorithm of phones' secure hardware).
+        #[arg(long, default_value = "ed25519", value_parser = key_algorithm)]
+        key_algorithm: KeyAlgorithm,
     },
     /// Lists the accounts: the organisation's name and the user's e-mail.
     Accounts,
@@ -67,6 +73,11 @@ enum Command {
         /// The number shown on the sign-in screen.
         #[arg(long)]
         number: String,
+        /// This authenticator's PIN, for organisations that require you to
+        /// unlock before approving (chosen by its first use); asked for when
+        /// needed and not given.
+        #[arg(long, env = "MFA_AUTHENTICATOR_PIN", hide_env_values = true)]
+        pin: Option<String>,
         /// Only requests for the account with this e-mail.
         #[arg(long)]
         account: Option<String>,
@@ -94,6 +105,10 @@ enum Command {
         #[arg(long)]
         account: String,
     },
+}
+
+fn key_algorithm(name: &str) -> Result<KeyAlgorithm, String> {
+    KeyAlgorithm::parse(name).ok_or_else(|| "use ed25519 or ecdsa_p256_sha256".to_owned())
 }
 
 #[tokio::main]

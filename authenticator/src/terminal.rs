@@ -110,6 +110,10 @@ pub fn describe_answer(challenge: &VerifiedChallenge, answer: &Answer) -> String
             "Denied: the number did not match the one on your sign-in screen. Sign in again for a new number."
                 .to_owned()
         }
+        (ChallengeState::Denied, DenyReason::UserVerificationRequired) => {
+            "Denied: your organisation requires you to unlock before approving. Sign in again for a new number."
+                .to_owned()
+        }
         (ChallengeState::Denied, DenyReason::FraudReported) => {
             "Reported: the sign-in was denied and your administrator will be told. \
              New sign-ins are blocked until they check."
@@ -147,6 +151,10 @@ pub fn explain(error: &Error) -> String {
         "This sign-in request expired before it was answered. Sign in again on the portal for a new number."
     } else if error.is_challenge_ended() {
         "This sign-in request is no longer waiting: it was answered, replaced by a newer one, or cancelled."
+    } else if error.is_user_verification_required() {
+        "Denied: your organisation requires you to unlock before approving, in a way this approval did not. Sign in again for a new number."
+    } else if error.is_key_algorithm_not_allowed() {
+        "Your organisation does not allow this kind of device key: enroll again with `--key-algorithm` set to one it allows."
     } else if error.is_rate_limited() {
         "Too many attempts. Wait a few minutes, then try again."
     } else {

@@ -558,6 +558,9 @@ fn challenge_status(t: &Texts, challenge: &Challenge) -> LiveStatus {
         (ChallengeState::Denied, DenyReason::WrongNumber) => {
             LiveStatus::retry("denied", t.approve_wrong_number)
         }
+        (ChallengeState::Denied, DenyReason::UserVerificationRequired) => {
+            LiveStatus::retry("denied", t.approve_user_verification)
+        }
         // A fraud report blocks the user: no new attempt to offer.
         (ChallengeState::Denied, DenyReason::FraudReported) => LiveStatus {
             done: true,

@@ -26,6 +26,12 @@ pub const SERVER_TIME_MS: &str = "server_time_ms";
 /// `ErrorInfo.metadata` key of [`Reason::ClockSkew`]: how far, in
 /// milliseconds, a proof's timestamp may be from the server's clock.
 pub const MAX_SKEW_MS: &str = "max_skew_ms";
+/// `ErrorInfo.metadata` key of [`Reason::KeyAlgorithmNotAllowed`]: the
+/// algorithms the tenant allows, comma-separated protobuf value names.
+pub const ALLOWED_KEY_ALGORITHMS: &str = "allowed_key_algorithms";
+/// `ErrorInfo.metadata` key of [`Reason::UserVerificationRequired`]: the
+/// methods the tenant accepts, comma-separated protobuf value names.
+pub const ACCEPTED_USER_VERIFICATIONS: &str = "accepted_user_verifications";
 
 /// Why the server refused a call, or could not serve it.
 ///
@@ -90,6 +96,11 @@ pub enum Reason {
     /// The offline code is right, but its time step (or a later one) was
     /// already used on that device: wait for the next code.
     OfflineCodeUsed,
+    /// The tenant does not allow the key algorithm a device enrolled with.
+    KeyAlgorithmNotAllowed,
+    /// An approval without the user verification the tenant requires; the
+    /// challenge ended denied for it.
+    UserVerificationRequired,
     /// Too many requests (challenges for a user, failed activations or
     /// failed signatures from an address, failed offline codes for a user
     /// or an address); try again later.
@@ -110,7 +121,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of the table in `docs/protocol.md`.
-    pub const ALL: [Reason; 31] = [
+    pub const ALL: [Reason; 33] = [
         Self::InvalidArgument,
         Self::MalformedRequest,
         Self::RequestTooLarge,
@@ -135,6 +146,8 @@ impl Reason {
         Self::OfflineCodeNotSetUp,
         Self::OfflineCodeInvalid,
         Self::OfflineCodeUsed,
+        Self::KeyAlgorithmNotAllowed,
+        Self::UserVerificationRequired,
         Self::RateLimited,
         Self::TooManyWatches,
         Self::TooManyStreams,
@@ -171,6 +184,8 @@ impl Reason {
             Self::OfflineCodeNotSetUp => "OFFLINE_CODE_NOT_SET_UP",
             Self::OfflineCodeInvalid => "OFFLINE_CODE_INVALID",
             Self::OfflineCodeUsed => "OFFLINE_CODE_USED",
+            Self::KeyAlgorithmNotAllowed => "KEY_ALGORITHM_NOT_ALLOWED",
+            Self::UserVerificationRequired => "USER_VERIFICATION_REQUIRED",
             Self::RateLimited => "RATE_LIMITED",
             Self::TooManyWatches => "TOO_MANY_WATCHES",
             Self::TooManyStreams => "TOO_MANY_STREAMS",
@@ -214,7 +229,9 @@ impl Reason {
             | Self::NoActiveDevice
             | Self::OfflineCodesDisabled
             | Self::OfflineCodeNotSetUp
-            | Self::OfflineCodeUsed => (Code::FailedPrecondition, 409),
+            | Self::OfflineCodeUsed
+            | Self::KeyAlgorithmNotAllowed
+            | Self::UserVerificationRequired => (Code::FailedPrecondition, 409),
             Self::RateLimited | Self::TooManyWatches | Self::TooManyStreams => {
                 (Code::ResourceExhausted, 429)
             }

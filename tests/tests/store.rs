@@ -67,6 +67,7 @@ async fn tenant(store: &dyn Store) -> Tenant {
         challenge_ttl: None,
         enrollment_ttl: None,
         offline_codes_enabled: true,
+        device_policy: DevicePolicy::default(),
     };
     store.create_tenant(&tenant).await.unwrap();
     tenant
@@ -91,7 +92,8 @@ fn device(tenant: &Tenant, user: &str, state: DeviceState) -> Device {
         tenant_id: tenant.id.clone(),
         user_id: user.into(),
         display_name: "Hanako's phone".into(),
-        public_key: [7; 32],
+        key_algorithm: KeyAlgorithm::Ed25519,
+        public_key: vec![7; 32],
         push_platform: PushPlatform::Fcm,
         push_token: "token-1".into(),
         state,
@@ -429,6 +431,45 @@ async fn a_shared_provider_token_is_replaced_only_by_whoever_saw_the_current_one
             Some(token("second", 3100)),
             "{name}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_device_keeps_its_key_algorithm_and_key() {
+    for backend in backends("a_device_keeps_its_key_algorithm_and_key").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let tenant = tenant(store).await;
+        let enrollment = enrollment(&tenant, "kenji");
+        store
+            .create_enrollment(&enrollment, "k@example.jp", &unique_code_hash())
+            .await
+            .unwrap();
+        let mut device = device(&tenant, "kenji", DeviceState::PendingVerification);
+        device.key_algorithm = KeyAlgorithm::EcdsaP256Sha256;
+        device.public_key = [&[4u8][..], &[9; 64]].concat();
+        let mut verification = challenge(
+            &tenant,
+            "kenji",
+            ChallengeKind::EnrollmentVerification,
+            NOW + 60_000,
+        );
+        verification.target_device_id = Some(device.id.clone());
+        assert!(store
+            .register_device(&enrollment.id, &device, &verification, NOW)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_device(&device.id).await.unwrap(),
+            Some(device.clone()),
+            "{name}"
+        );
+        let (_, devices) = store
+            .user_with_devices(&tenant.id, "kenji")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(devices, vec![device], "{name}");
     }
 }
 
@@ -1141,6 +1182,7 @@ async fn tenants_are_listed_updated_setting_by_setting_and_counted() {
             challenge_ttl: Some(Duration::from_millis(90_500)),
             enrollment_ttl: None,
             offline_codes_enabled: false,
+            device_policy: DevicePolicy::default(),
         };
         store.create_tenant(&tenant).await.unwrap();
         assert_eq!(
@@ -1195,6 +1237,34 @@ async fn tenants_are_listed_updated_setting_by_setting_and_counted() {
                 .unwrap(),
             Some(tenant.clone()),
             "{name}: only offline codes change"
+        );
+        let policy = TenantChanges {
+            allowed_key_algorithms: Some(Some([KeyAlgorithm::EcdsaP256Sha256].into())),
+            user_verification: Some(Some(
+                [UserVerification::Biometric, UserVerification::DevicePin].into(),
+            )),
+            ..Default::default()
+        };
+        tenant.device_policy = DevicePolicy {
+            allowed_key_algorithms: Some([KeyAlgorithm::EcdsaP256Sha256].into()),
+            user_verification: Some(
+                [UserVerification::DevicePin, UserVerification::Biometric].into(),
+            ),
+        };
+        assert_eq!(
+            store.update_tenant(&tenant.id, &policy).await.unwrap(),
+            Some(tenant.clone()),
+            "{name}: only the device policy changes"
+        );
+        let relaxed = TenantChanges {
+            allowed_key_algorithms: Some(None),
+            ..Default::default()
+        };
+        tenant.device_policy.allowed_key_algorithms = None;
+        assert_eq!(
+            store.update_tenant(&tenant.id, &relaxed).await.unwrap(),
+            Some(tenant.clone()),
+            "{name}: every algorithm again, verification still required"
         );
         assert_eq!(
             store.get_tenant(&older.id).await.unwrap(),

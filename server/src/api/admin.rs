@@ -149,6 +149,29 @@ impl AdminService for AdminApi {
             settings: Some(settings(&tenant)),
         }))
     }
+
+    async fn get_device_policy(
+        &self,
+        request: Request<GetDevicePolicyRequest>,
+    ) -> Result<Response<GetDevicePolicyResponse>, Status> {
+        let tenant = self.tenant(&request).await?;
+        let policy = self.service.device_policy(&tenant).await?;
+        Ok(Response::new(GetDevicePolicyResponse {
+            policy: Some(convert::device_policy(&policy)),
+        }))
+    }
+
+    async fn update_device_policy(
+        &self,
+        request: Request<UpdateDevicePolicyRequest>,
+    ) -> Result<Response<UpdateDevicePolicyResponse>, Status> {
+        let tenant = self.tenant(&request).await?;
+        let policy = convert::device_policy_in(request.into_inner().policy)?;
+        let policy = self.service.update_device_policy(&tenant, policy).await?;
+        Ok(Response::new(UpdateDevicePolicyResponse {
+            policy: Some(convert::device_policy(&policy)),
+        }))
+    }
 }
 
 /// The settings of a tenant that its administrators may change.

@@ -52,6 +52,7 @@ impl DeviceService for DeviceApi {
             .service
             .complete_enrollment(NewDevice {
                 activation_code: &r.activation_code,
+                key_algorithm: convert::key_algorithm(r.key_algorithm)?,
                 public_key: &r.public_key,
                 push_platform,
                 push_platform_name,
@@ -114,6 +115,7 @@ impl DeviceService for DeviceApi {
                 decision,
                 decision_name: wire.as_str_name(),
                 typed_number: &r.typed_number,
+                user_verification: convert::user_verification(r.user_verification)?,
                 signature: &r.signature,
                 client: &peer,
             })

@@ -312,17 +312,19 @@ impl Service {
         challenge_id: Option<&str>,
         client: &Client,
     ) -> Result<()> {
-        let key = match self.inner.device_keys.get(&device.public_key) {
+        let cache_key = (device.key_algorithm, device.public_key.clone());
+        let key = match self.inner.device_keys.get(&cache_key) {
             Some(key) => key,
             None => {
-                let key = signing::parse_public_key(&device.public_key).map_err(|e| {
-                    Error::Internal(format!("stored key of device {}: {e}", device.id))
-                })?;
-                self.inner.device_keys.insert(device.public_key, key);
+                let key = signing::PublicKey::parse(device.key_algorithm, &device.public_key)
+                    .map_err(|e| {
+                        Error::Internal(format!("stored key of device {}: {e}", device.id))
+                    })?;
+                self.inner.device_keys.insert(cache_key, key);
                 key
             }
         };
-        if signing::verify(&key, message, signature).is_ok() {
+        if key.verify(message, signature).is_ok() {
             return Ok(());
         }
         metrics::auth_failure("device_signature");

@@ -26,7 +26,7 @@ pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
 pub use error::{Error, Reason, Result};
 pub use offline_code::{OfflineCodeAttempt, OfflineCodeVerified};
-pub use tenant::{TenantSummary, CHALLENGE_TTLS, ENROLLMENT_TTLS};
+pub use tenant::{names, TenantSummary, CHALLENGE_TTLS, ENROLLMENT_TTLS};
 pub use watches::WatchSlot;
 
 use crate::{
@@ -40,7 +40,7 @@ use crate::{
     telemetry::metrics,
 };
 use cache::TtlCache;
-use ed25519_dalek::VerifyingKey;
+use mfa_proto::signing::PublicKey;
 use rand::{rngs::OsRng, Rng, RngCore};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
@@ -113,9 +113,10 @@ struct Inner {
     tenants: TtlCache<String, Tenant>,
     /// Portal and admin keys by hash, kept for `api_key_cache_ttl`.
     api_keys: TtlCache<[u8; 32], ApiKeyRecord>,
-    /// Device public keys, decompressed once: the value follows from the
-    /// bytes alone, so it can never be stale.
-    device_keys: TtlCache<[u8; 32], VerifyingKey>,
+    /// Device public keys by algorithm and bytes, parsed (decompressed,
+    /// checked on the curve) once: the value follows from the bytes alone,
+    /// so it can never be stale.
+    device_keys: TtlCache<(KeyAlgorithm, Vec<u8>), PublicKey>,
     watches: watches::WatchSlots,
     /// Seals offline-code secrets; `None`: offline codes are off.
     offline_code_key: Option<OfflineCodeKey>,

@@ -355,7 +355,8 @@ pub(crate) const COUNT_SIGN_INS: &str = "SELECT COUNT(*) FROM challenges
 pub(crate) const USER_WITH_DEVICES: &str = "SELECT u.tenant_id AS tenant_id, u.user_id AS user_id,
          u.email AS email, u.blocked_until AS blocked_until,
          u.terms_version AS terms_version, u.terms_accepted_at AS terms_accepted_at,
-         d.id AS id, d.display_name AS display_name, d.public_key AS public_key,
+         d.id AS id, d.display_name AS display_name, d.key_algorithm AS key_algorithm,
+         d.public_key AS public_key,
          d.push_platform AS push_platform, d.push_token AS push_token, d.state AS state,
          d.created_at AS created_at, d.revoked_at AS revoked_at,
          d.push_token_invalid_at AS push_token_invalid_at,
@@ -424,16 +425,21 @@ pub(crate) const INSERT_TENANT: &str = "INSERT INTO tenants
 /// NULL `$1` or `$2` keeps the display name or digits; `$3` (`$5`) says
 /// whether to set the challenge (enrollment) lifetime to `$4` (`$6`), NULL
 /// meaning the server's default; a NULL `$7` keeps whether offline codes
-/// are on; `$8` is the tenant. (SQLite numbers `$n` parameters in the order
-/// they first appear, so they appear in order.) One statement, so that two updates of
-/// different settings cannot undo each other.
+/// are on; `$8` (`$10`) whether to set the allowed key algorithms (the user
+/// verification methods) to `$9` (`$11`), NULL meaning every algorithm (none
+/// required), see [`names`]; `$12` is the tenant. (SQLite numbers `$n`
+/// parameters in the order they first appear, so they appear in order.) One
+/// statement, so that two updates of different settings cannot undo each
+/// other.
 pub(crate) const UPDATE_TENANT: &str = "UPDATE tenants SET
          display_name = COALESCE($1, display_name),
          number_digits = COALESCE($2, number_digits),
          challenge_ttl_ms = CASE WHEN $3 THEN $4 ELSE challenge_ttl_ms END,
          enrollment_ttl_ms = CASE WHEN $5 THEN $6 ELSE enrollment_ttl_ms END,
-         offline_codes_enabled = COALESCE($7, offline_codes_enabled)
-     WHERE id = $8
+         offline_codes_enabled = COALESCE($7, offline_codes_enabled),
+         allowed_key_algorithms = CASE WHEN $8 THEN $9 ELSE allowed_key_algorithms END,
+         user_verification = CASE WHEN $10 THEN $11 ELSE user_verification END
+     WHERE id = $12
      RETURNING *";
 
 /// The statements of the offline-code operations, the same on every backend.
@@ -451,6 +457,35 @@ pub(crate) mod offline_codes {
     /// cannot both accept it.
     pub const USE_STEP: &str = "UPDATE offline_code_secrets SET last_step = $1
          WHERE device_id = $2 AND (last_step IS NULL OR last_step < $1)";
+}
+
+/// The allowed key algorithms an update sets, as stored.
+pub(crate) fn algorithm_names(changes: &TenantChanges) -> Option<String> {
+    names(
+        changes.allowed_key_algorithms.as_ref()?.as_ref(),
+        KeyAlgorithm::as_str,
+    )
+}
+
+/// The user verification methods an update sets, as stored.
+pub(crate) fn verification_names(changes: &TenantChanges) -> Option<String> {
+    names(
+        changes.user_verification.as_ref()?.as_ref(),
+        UserVerification::as_str,
+    )
+}
+
+/// A set of names as stored: comma-separated, NULL for no set.
+pub(crate) fn names<T: Copy>(
+    set: Option<&std::collections::BTreeSet<T>>,
+    name: impl Fn(T) -> &'static str,
+) -> Option<String> {
+    set.map(|set| {
+        set.iter()
+            .map(|&item| name(item))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
 }
 
 /// A lifetime as stored: milliseconds, NULL for the server's default.

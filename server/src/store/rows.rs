@@ -93,7 +93,33 @@ pub(super) fn tenant(row: &impl Columns) -> StoreResult<Tenant> {
         challenge_ttl: lifetime(row.optional_integer("challenge_ttl_ms")?, "challenge TTL")?,
         enrollment_ttl: lifetime(row.optional_integer("enrollment_ttl_ms")?, "enrollment TTL")?,
         offline_codes_enabled: row.boolean("offline_codes_enabled")?,
+        device_policy: DevicePolicy {
+            allowed_key_algorithms: name_set(
+                row.optional_text("allowed_key_algorithms")?,
+                KeyAlgorithm::parse,
+                "allowed key algorithms",
+            )?,
+            user_verification: name_set(
+                row.optional_text("user_verification")?,
+                UserVerification::parse,
+                "user verification",
+            )?,
+        },
     })
+}
+
+/// A stored set of names, comma-separated (NULL: no set).
+fn name_set<T: Ord>(
+    text: Option<String>,
+    parse_name: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> StoreResult<Option<std::collections::BTreeSet<T>>> {
+    text.map(|text| {
+        text.split(',')
+            .map(|name| parse_name(name).ok_or_else(|| corrupt(what)))
+            .collect()
+    })
+    .transpose()
 }
 
 /// A stored lifetime in milliseconds (NULL: the server's default).
@@ -128,7 +154,11 @@ pub(super) fn device(row: &impl Columns) -> StoreResult<Device> {
         tenant_id: row.text("tenant_id")?,
         user_id: row.text("user_id")?,
         display_name: row.text("display_name")?,
-        public_key: key32(row.bytes("public_key")?, "device public key")?,
+        key_algorithm: parse(
+            KeyAlgorithm::parse(&row.text("key_algorithm")?),
+            "device key algorithm",
+        )?,
+        public_key: row.bytes("public_key")?,
         push_platform: parse(
             PushPlatform::parse(&row.text("push_platform")?),
             "push platform",

@@ -2,7 +2,7 @@
 //! process-wide Prometheus recorder. Labels carry only bounded, non-personal
 //! values: tenant ids, outcomes, providers, method and operation names.
 
-use crate::model::{Challenge, ChallengeKind, ChallengeState, DenyReason};
+use crate::model::{Challenge, ChallengeKind, ChallengeState, DenyReason, UserVerification};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::{sync::OnceLock, time::Duration};
 
@@ -89,6 +89,10 @@ fn describe() {
     );
     describe_counter!("mfa_challenges_created_total", "Sign-in challenges created");
     describe_counter!("mfa_challenges_ended_total", "Challenges ended, by outcome");
+    describe_counter!(
+        "mfa_approvals_total",
+        "Approved challenges, by how the person unlocked (user_verification)"
+    );
     describe_histogram!(
         "mfa_challenge_answer_seconds",
         Unit::Seconds,
@@ -158,6 +162,9 @@ pub fn outcome(challenge: &Challenge) -> &'static str {
     match (challenge.state, challenge.deny_reason) {
         (ChallengeState::Denied, Some(DenyReason::WrongNumber)) => "wrong_number",
         (ChallengeState::Denied, Some(DenyReason::FraudReported)) => "fraud",
+        (ChallengeState::Denied, Some(DenyReason::UserVerificationRequired)) => {
+            "user_verification_required"
+        }
         (state, _) => state.as_str(),
     }
 }
@@ -190,6 +197,20 @@ pub fn challenge_ended(challenge: &Challenge) {
         let seconds = (ended - challenge.created_at).max(0) as f64 / 1000.0;
         metrics::histogram!("mfa_challenge_answer_seconds", "tenant" => tenant, "outcome" => outcome).record(seconds);
     }
+}
+
+/// A sign-in approved after `verification`; enrollment verification rounds
+/// count as enrollments (as in [`challenge_ended`]).
+pub fn approval(challenge: &Challenge, verification: UserVerification) {
+    if challenge.kind != ChallengeKind::SignIn {
+        return;
+    }
+    metrics::counter!(
+        "mfa_approvals_total",
+        "tenant" => challenge.tenant_id.clone(),
+        "user_verification" => verification.as_str()
+    )
+    .increment(1);
 }
 
 /// Sign-in challenges cancelled by an administrator's reset.

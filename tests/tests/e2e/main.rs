@@ -4,6 +4,7 @@
 
 mod admin;
 mod client_address;
+mod device_keys;
 mod enrollment;
 mod fcm_credentials;
 mod hostile;

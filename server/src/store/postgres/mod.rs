@@ -18,8 +18,9 @@ pub use tls::{DatabaseTls, SslMode};
 
 use super::rows::{self as decode, unique_violation};
 use super::{
-    audit, delete_user, enrollment_after_verification, lifetime_ms, Creation, Deletion, Ended,
-    PoolSettings, Quota, Reset, Store, StoreError, StoreResult, Swept, TenantCounts,
+    algorithm_names, audit, delete_user, enrollment_after_verification, lifetime_ms,
+    verification_names, Creation, Deletion, Ended, PoolSettings, Quota, Reset, Store, StoreError,
+    StoreResult, Swept, TenantCounts,
 };
 use crate::model::*;
 use async_trait::async_trait;
@@ -341,6 +342,10 @@ impl Store for PostgresStore {
             .bind(changes.enrollment_ttl.is_some())
             .bind(changes.enrollment_ttl.and_then(lifetime_ms))
             .bind(changes.offline_codes_enabled)
+            .bind(changes.allowed_key_algorithms.is_some())
+            .bind(algorithm_names(changes))
+            .bind(changes.user_verification.is_some())
+            .bind(verification_names(changes))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -554,8 +559,8 @@ impl Store for PostgresStore {
         }
         sqlx::query(
             "INSERT INTO devices (id, tenant_id, user_id, display_name, public_key, push_platform, push_token,
-                 state, created_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 state, created_at, revoked_at, key_algorithm)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&d.id)
         .bind(&d.tenant_id)
@@ -567,6 +572,7 @@ impl Store for PostgresStore {
         .bind(d.state.as_str())
         .bind(d.created_at)
         .bind(d.revoked_at)
+        .bind(d.key_algorithm.as_str())
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "device id"))?;

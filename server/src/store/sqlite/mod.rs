@@ -20,8 +20,8 @@ mod checkpoint;
 
 use super::rows::{self as decode, Columns};
 use super::{
-    audit, delete_user, lifetime_ms, Creation, Deletion, Ended, Quota, Reset, Store, StoreError,
-    StoreResult, Swept, TenantCounts,
+    algorithm_names, audit, delete_user, lifetime_ms, verification_names, Creation, Deletion,
+    Ended, Quota, Reset, Store, StoreError, StoreResult, Swept, TenantCounts,
 };
 use crate::model::*;
 use async_trait::async_trait;
@@ -504,6 +504,10 @@ impl Store for SqliteStore {
                     changes.enrollment_ttl.is_some(),
                     changes.enrollment_ttl.and_then(lifetime_ms),
                     changes.offline_codes_enabled,
+                    changes.allowed_key_algorithms.is_some(),
+                    algorithm_names(changes),
+                    changes.user_verification.is_some(),
+                    verification_names(changes),
                     id
                 ],
                 |row| decode::tenant(row),
@@ -677,8 +681,8 @@ impl Store for SqliteStore {
             insert(
                 c,
                 "INSERT INTO devices (id, tenant_id, user_id, display_name, public_key, push_platform, push_token,
-                     state, created_at, revoked_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     state, created_at, revoked_at, key_algorithm)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params![
                     d.id,
                     d.tenant_id,
@@ -689,7 +693,8 @@ impl Store for SqliteStore {
                     d.push_token,
                     d.state.as_str(),
                     d.created_at,
-                    d.revoked_at
+                    d.revoked_at,
+                    d.key_algorithm.as_str()
                 ],
                 "device id",
             )?;
