@@ -7,7 +7,7 @@ use std::{path::Path, process::Command, time::Duration};
 use mfa_sdk::{
     proto::{
         DeleteUserRequest, DevicePolicy, EnrollmentState, ResetUserMethodsRequest,
-        UpdateDevicePolicyRequest, UserVerification,
+        UpdateTenantSettingsRequest, UserVerification,
     },
     ChallengeState, DenyReason, SignInContext,
 };
@@ -352,12 +352,13 @@ async fn a_tenant_that_requires_unlocking_gets_a_pin_prompt() {
     server
         .admin()
         .await
-        .update_device_policy(UpdateDevicePolicyRequest {
-            policy: Some(DevicePolicy {
+        .update_tenant_settings(UpdateTenantSettingsRequest {
+            device_policy: Some(DevicePolicy {
                 require_user_verification: true,
                 accepted_user_verifications: vec![UserVerification::Biometric.into()],
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -140,36 +140,20 @@ impl AdminService for AdminApi {
         request: Request<UpdateTenantSettingsRequest>,
     ) -> Result<Response<UpdateTenantSettingsResponse>, Status> {
         let tenant = self.tenant(&request).await?;
+        let request = request.into_inner();
+        let policy = match request.device_policy {
+            Some(policy) => Some(convert::device_policy_in(policy)?),
+            None => None,
+        };
         let changes = TenantChanges {
-            offline_codes_enabled: request.into_inner().offline_codes_enabled,
+            offline_codes_enabled: request.offline_codes_enabled,
+            allowed_key_algorithms: policy.as_ref().map(|p| p.allowed_key_algorithms.clone()),
+            user_verification: policy.map(|p| p.user_verification),
             ..Default::default()
         };
         let tenant = self.service.update_tenant(&tenant, &changes).await?;
         Ok(Response::new(UpdateTenantSettingsResponse {
             settings: Some(settings(&tenant)),
-        }))
-    }
-
-    async fn get_device_policy(
-        &self,
-        request: Request<GetDevicePolicyRequest>,
-    ) -> Result<Response<GetDevicePolicyResponse>, Status> {
-        let tenant = self.tenant(&request).await?;
-        let policy = self.service.device_policy(&tenant).await?;
-        Ok(Response::new(GetDevicePolicyResponse {
-            policy: Some(convert::device_policy(&policy)),
-        }))
-    }
-
-    async fn update_device_policy(
-        &self,
-        request: Request<UpdateDevicePolicyRequest>,
-    ) -> Result<Response<UpdateDevicePolicyResponse>, Status> {
-        let tenant = self.tenant(&request).await?;
-        let policy = convert::device_policy_in(request.into_inner().policy)?;
-        let policy = self.service.update_device_policy(&tenant, policy).await?;
-        Ok(Response::new(UpdateDevicePolicyResponse {
-            policy: Some(convert::device_policy(&policy)),
         }))
     }
 }
@@ -178,5 +162,6 @@ impl AdminService for AdminApi {
 fn settings(tenant: &Tenant) -> TenantSettings {
     TenantSettings {
         offline_codes_enabled: tenant.offline_codes_enabled,
+        device_policy: Some(convert::device_policy(&tenant.device_policy)),
     }
 }

@@ -111,28 +111,25 @@ pub fn device_policy(policy: &model::DevicePolicy) -> v1::DevicePolicy {
 /// A device policy from AdminService: every value named, none UNSPECIFIED;
 /// no accepted methods without `require_user_verification`; an empty list
 /// of either kind means every algorithm (every verifying method).
-pub fn device_policy_in(policy: Option<v1::DevicePolicy>) -> Result<model::DevicePolicy, Error> {
-    let policy = policy.ok_or_else(|| Error::invalid("policy is required"))?;
+pub fn device_policy_in(policy: v1::DevicePolicy) -> Result<model::DevicePolicy, Error> {
     let mut algorithms = std::collections::BTreeSet::new();
     for &value in &policy.allowed_key_algorithms {
         algorithms.insert(key_algorithm(value)?.ok_or_else(|| {
-            Error::invalid("policy.allowed_key_algorithms must not hold UNSPECIFIED")
+            Error::invalid("device_policy.allowed_key_algorithms must not hold UNSPECIFIED")
         })?);
     }
     let mut methods = std::collections::BTreeSet::new();
     for &value in &policy.accepted_user_verifications {
         match user_verification(value)? {
-            Some(model::UserVerification::None) | None => {
-                return Err(Error::invalid(
-                    "policy.accepted_user_verifications may hold DEVICE_PIN and BIOMETRIC only",
-                ))
-            }
+            Some(model::UserVerification::None) | None => return Err(Error::invalid(
+                "device_policy.accepted_user_verifications may hold DEVICE_PIN and BIOMETRIC only",
+            )),
             Some(method) => methods.insert(method),
         };
     }
     if !policy.require_user_verification && !methods.is_empty() {
         return Err(Error::invalid(
-            "policy.accepted_user_verifications needs require_user_verification",
+            "device_policy.accepted_user_verifications needs require_user_verification",
         ));
     }
     if policy.require_user_verification && methods.is_empty() {
@@ -376,18 +373,15 @@ mod tests {
             require_user_verification: true,
             accepted_user_verifications: vec![],
         };
-        let policy = device_policy_in(Some(required_any)).unwrap();
+        let policy = device_policy_in(required_any).unwrap();
         assert!(policy.accepts(model::UserVerification::DevicePin));
         assert!(policy.accepts(model::UserVerification::Biometric));
         assert!(!policy.accepts(model::UserVerification::None));
         assert!(policy.allows(model::KeyAlgorithm::EcdsaP256Sha256));
         assert!(!policy.allows(model::KeyAlgorithm::Ed25519));
-        assert_eq!(
-            device_policy_in(Some(device_policy(&policy))).unwrap(),
-            policy
-        );
+        assert_eq!(device_policy_in(device_policy(&policy)).unwrap(), policy);
 
-        let open = device_policy_in(Some(v1::DevicePolicy::default())).unwrap();
+        let open = device_policy_in(v1::DevicePolicy::default()).unwrap();
         assert_eq!(open, model::DevicePolicy::default());
         for bad in [
             v1::DevicePolicy {
@@ -408,8 +402,7 @@ mod tests {
                 ..Default::default()
             },
         ] {
-            assert!(device_policy_in(Some(bad)).is_err());
+            assert!(device_policy_in(bad).is_err());
         }
-        assert!(device_policy_in(None).is_err());
     }
 }

@@ -119,25 +119,6 @@ impl Service {
         Ok(tenant)
     }
 
-    /// A tenant's device policy (AdminService).
-    pub async fn device_policy(&self, tenant_id: &str) -> Result<DevicePolicy> {
-        Ok(self.known_tenant(tenant_id).await?.device_policy)
-    }
-
-    /// Replaces a tenant's device policy whole (AdminService).
-    pub async fn update_device_policy(
-        &self,
-        tenant_id: &str,
-        policy: DevicePolicy,
-    ) -> Result<DevicePolicy> {
-        let changes = TenantChanges {
-            allowed_key_algorithms: Some(policy.allowed_key_algorithms),
-            user_verification: Some(policy.user_verification),
-            ..Default::default()
-        };
-        Ok(self.update_tenant(tenant_id, &changes).await?.device_policy)
-    }
-
     /// How long a challenge of `tenant` waits for an answer.
     pub fn challenge_ttl(&self, tenant: &Tenant) -> Duration {
         tenant.challenge_ttl.unwrap_or(self.limits().challenge_ttl)

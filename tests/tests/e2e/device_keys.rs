@@ -104,13 +104,16 @@ async fn set_policy(server: &TestServer, policy: proto::DevicePolicy) -> proto::
     server
         .admin()
         .await
-        .update_device_policy(proto::UpdateDevicePolicyRequest {
-            policy: Some(policy),
+        .update_tenant_settings(proto::UpdateTenantSettingsRequest {
+            device_policy: Some(policy),
+            ..Default::default()
         })
         .await
         .unwrap()
         .into_inner()
-        .policy
+        .settings
+        .unwrap()
+        .device_policy
         .unwrap()
 }
 
@@ -453,11 +456,13 @@ async fn a_tenant_can_restrict_the_key_algorithms() {
     let portal = server.portal().await;
     let mut admin = server.admin().await;
     let initial = admin
-        .get_device_policy(proto::GetDevicePolicyRequest {})
+        .get_tenant_settings(proto::GetTenantSettingsRequest {})
         .await
         .unwrap()
         .into_inner()
-        .policy
+        .settings
+        .unwrap()
+        .device_policy
         .unwrap();
     assert_eq!(initial, proto::DevicePolicy::default());
 
@@ -474,7 +479,10 @@ async fn a_tenant_can_restrict_the_key_algorithms() {
         require(&[proto::UserVerification::None]),
     ] {
         let status = admin
-            .update_device_policy(proto::UpdateDevicePolicyRequest { policy: Some(bad) })
+            .update_tenant_settings(proto::UpdateTenantSettingsRequest {
+                device_policy: Some(bad),
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);

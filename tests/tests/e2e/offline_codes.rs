@@ -287,6 +287,7 @@ async fn a_tenant_can_turn_offline_codes_off_and_on() {
     let off = admin
         .update_tenant_settings(UpdateTenantSettingsRequest {
             offline_codes_enabled: Some(false),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -294,6 +295,10 @@ async fn a_tenant_can_turn_offline_codes_off_and_on() {
         .settings
         .unwrap();
     assert!(!off.offline_codes_enabled);
+    assert_eq!(
+        off.device_policy, settings.device_policy,
+        "one setting changes, the others stay"
+    );
     let right = phone.account().offline_code().unwrap().code;
     let error = verify(&portal, "aiko", &right).await.unwrap_err();
     assert_eq!(
@@ -316,6 +321,7 @@ async fn a_tenant_can_turn_offline_codes_off_and_on() {
     admin
         .update_tenant_settings(UpdateTenantSettingsRequest {
             offline_codes_enabled: Some(true),
+            ..Default::default()
         })
         .await
         .unwrap();
