@@ -51,6 +51,8 @@ ALERTS = DEPLOY / "prometheus" / "mfa-alerts.yml"
 JOB = "mfa-server"
 # The server's drain on SIGTERM (server/src/server.rs, SHUTDOWN_GRACE).
 DRAIN_SECONDS = 10
+# The key files every replica must read from the same secret.
+KEY_FILES = ("MFA_SERVER_KEY_FILE", "MFA_OFFLINE_CODE_KEY_FILE")
 
 errors = []
 
@@ -261,9 +263,10 @@ def check_compose(server, image):
         database = environment.get("MFA_DATABASE_URL", "")
         check(re.match(r"postgres(ql)?://[^@]+@postgres:\d+/", database), at,
               "MFA_DATABASE_URL must name the postgres service")
-        key_file = environment.get("MFA_SERVER_KEY_FILE", "")
-        check(key_file in {f"/run/secrets/{s}" for s in replica.get("secrets", [])}, at,
-              f"MFA_SERVER_KEY_FILE={key_file!r}: the same key on both replicas, from a secret")
+        for name in KEY_FILES:
+            key_file = environment.get(name, "")
+            check(key_file in {f"/run/secrets/{s}" for s in replica.get("secrets", [])}, at,
+                  f"{name}={key_file!r}: the same key on both replicas, from a secret")
         trusted = yaml.safe_load(environment.get("MFA_TRUSTED_PROXIES", "[]"))
         check(haproxy_ip and any(ip_address(haproxy_ip) in ip_network(t, strict=False) for t in trusted), at,
               f"MFA_TRUSTED_PROXIES {trusted} must hold HAProxy's address {haproxy_ip}")
@@ -403,9 +406,10 @@ def check_kubernetes(server, image):
           "MFA_DATABASE_URL (it holds the password) from a Secret")
     secret_volumes = {v["name"] for v in pod.get("volumes", []) if "secret" in v}
     secret_mounts = [m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in secret_volumes]
-    key_file = environment.get("MFA_SERVER_KEY_FILE", "")
-    check(any(key_file.startswith(m.rstrip("/") + "/") for m in secret_mounts), path,
-          f"MFA_SERVER_KEY_FILE={key_file!r} must be in a mounted Secret")
+    for name in KEY_FILES:
+        key_file = environment.get(name, "")
+        check(any(key_file.startswith(m.rstrip("/") + "/") for m in secret_mounts), path,
+              f"{name}={key_file!r} must be in a mounted Secret")
     check(not [v for v in pod.get("volumes", []) if "secret" not in v], path,
           "on PostgreSQL a replica writes nothing: no volume other than Secrets")
     trusted = yaml.safe_load(environment.get("MFA_TRUSTED_PROXIES", "[]"))
@@ -515,10 +519,11 @@ def check_systemd(server):
                 environment[key] = specifiers(value)
         environment.update(environment_file(DEPLOY / "systemd" / "mfa.env"))
         environment.update(environment_file(DEPLOY / "systemd" / f"{instance}.env"))
-        key_file = environment.get("MFA_SERVER_KEY_FILE", "")
-        check(key_file.rsplit("/", 1)[-1] in credentials
-              and key_file.startswith(f"/run/credentials/mfa-server@{instance}.service/"), UNIT,
-              f"MFA_SERVER_KEY_FILE={key_file!r} must be a LoadCredential= in %d")
+        for name in KEY_FILES:
+            key_file = environment.get(name, "")
+            check(key_file.rsplit("/", 1)[-1] in credentials
+                  and key_file.startswith(f"/run/credentials/mfa-server@{instance}.service/"), UNIT,
+                  f"{name}={key_file!r} must be a LoadCredential= in %d")
         check(host_of(environment.get("MFA_LISTEN", "")) in ("127.0.0.1", "::1")
               or environment.get("MFA_TLS__ALLOW_PLAINTEXT") == "true"
               or "MFA_TLS__CERT_FILE" in environment, DEPLOY / "systemd" / f"{instance}.env",

@@ -47,6 +47,11 @@ impl Accounts {
         Ok(Self { dir })
     }
 
+    /// The directory, which also holds the PIN.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A store for a new account, beside the existing ones.
     pub fn new_store(&self) -> io::Result<FileKeyStore> {
         let next = self

@@ -4,12 +4,13 @@
 use std::{collections::HashSet, fmt, time::Duration};
 
 use mfa_sdk::{
-    Answer, Authenticator, ChallengeState, DeviceInfo, EnrollmentUri, PushPlatform,
-    VerifiedChallenge,
+    Answer, Authenticator, ChallengeState, DeviceInfo, EnrollmentUri, KeyAlgorithm, PushPlatform,
+    UserVerification, VerifiedChallenge,
 };
 
 use crate::{
     accounts::{Accounts, Opened},
+    pin::{self, Pin},
     terminal::{self, Terminal, NUMBER_PROMPT},
     Command,
 };
@@ -55,6 +56,7 @@ pub async fn run(command: Command, accounts: &Accounts) -> Result<(), Failure> {
             url,
             name,
             verify_later,
+            key_algorithm,
         } => {
             let mut terminal = Terminal::new();
             let uri = match (uri, code, url) {
@@ -62,14 +64,27 @@ pub async fn run(command: Command, accounts: &Accounts) -> Result<(), Failure> {
                 (None, Some(code), Some(url)) => EnrollmentUri::manual(&code, &url)?,
                 _ => ask_enrollment(&mut terminal).await?,
             };
-            enroll(accounts, &uri, name, verify_later, &mut terminal).await
+            let new = NewAccount {
+                name,
+                key_algorithm,
+                verify_later,
+            };
+            enroll(accounts, &uri, new, &mut terminal).await
         }
         Command::Accounts => list(accounts).await,
         Command::Watch { poll_interval } => watch(accounts, poll_interval).await,
-        Command::Approve { number, account } => {
+        Command::Approve {
+            number,
+            pin,
+            account,
+        } => {
             let (mut app, challenge) = newest_pending(accounts, account.as_deref()).await?;
             terminal::show_challenge(&challenge);
-            let answer = app.approve(&challenge, &number).await?;
+            let verification =
+                verify_person(accounts, &challenge, pin, &mut Terminal::new()).await?;
+            let answer = app
+                .approve_verified(&challenge, &number, verification)
+                .await?;
             report(&challenge, &answer, ChallengeState::Approved)
         }
         Command::Deny { fraud, account } => {
@@ -82,6 +97,7 @@ pub async fn run(command: Command, accounts: &Accounts) -> Result<(), Failure> {
             };
             report(&challenge, &answer, ChallengeState::Denied)
         }
+        Command::Code { account } => offline_codes(accounts, account.as_deref()).await,
         Command::Remove { account } => {
             let Opened { store, app } = accounts
                 .open_all()
@@ -116,28 +132,34 @@ async fn ask_enrollment(terminal: &mut Terminal) -> Result<EnrollmentUri, Failur
     Ok(EnrollmentUri::manual(&code, &url)?)
 }
 
+/// What `enroll` was told about the new account.
+struct NewAccount {
+    name: String,
+    key_algorithm: KeyAlgorithm,
+    verify_later: bool,
+}
+
 async fn enroll(
     accounts: &Accounts,
     uri: &EnrollmentUri,
-    name: String,
-    verify_later: bool,
+    new: NewAccount,
     terminal: &mut Terminal,
 ) -> Result<(), Failure> {
-    let store = accounts.new_store()?;
+    let store = accounts.new_store()?.with_key_algorithm(new.key_algorithm);
     let info = DeviceInfo {
-        name,
+        name: new.name,
         push_platform: PushPlatform::None,
         push_token: String::new(),
     };
     let (mut app, verification) = Authenticator::enroll(uri, info, &store).await?;
     println!("Added account: {}", terminal::account_line(app.account()));
-    if verify_later {
+    if new.verify_later {
         println!(
             "Confirm it with `mfa-authenticator approve --number <N>`, N being the number the portal shows."
         );
         return Ok(());
     }
-    match answer(&mut app, &verification, terminal).await? {
+    match answer(accounts, &mut app, &verification, terminal).await? {
         Some(answer) => report(&verification, &answer, ChallengeState::Approved),
         None => Err(failure(
             "no number given; confirm later with `mfa-authenticator approve --number <N>`",
@@ -154,6 +176,27 @@ async fn list(accounts: &Accounts) -> Result<(), Failure> {
         println!("{}", terminal::account_line(app.account()));
     }
     Ok(())
+}
+
+/// Prints the offline code of each account (or of the one with `email`).
+async fn offline_codes(accounts: &Accounts, email: Option<&str>) -> Result<(), Failure> {
+    let opened = accounts.open_all().await?;
+    let mut shown = 0;
+    for Opened { app, .. } in &opened {
+        let account = app.account();
+        if email.is_some_and(|email| email != account.user_email) {
+            continue;
+        }
+        shown += 1;
+        println!("{}", terminal::offline_code_line(account));
+    }
+    match (shown, email) {
+        (0, Some(email)) => Err(failure(format!("no account for {email}"))),
+        (0, None) => Err(failure(
+            "no accounts yet: add one with `mfa-authenticator enroll`",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Polls every account for new challenges and asks about each once.
@@ -193,7 +236,7 @@ async fn watch(accounts: &Accounts, poll_interval: Duration) -> Result<(), Failu
                 if challenge.is_expired() || !seen.insert(challenge.challenge_id.clone()) {
                     continue;
                 }
-                match answer(app, challenge, &mut terminal).await {
+                match answer(accounts, app, challenge, &mut terminal).await {
                     Ok(Some(answer)) => {
                         println!("{}", terminal::describe_answer(challenge, &answer))
                     }
@@ -212,6 +255,7 @@ async fn watch(accounts: &Accounts, poll_interval: Duration) -> Result<(), Failu
 /// Shows a challenge and asks for the number, deny or fraud; `None` when the
 /// input ended without an answer.
 async fn answer(
+    accounts: &Accounts,
     app: &mut Authenticator,
     challenge: &VerifiedChallenge,
     terminal: &mut Terminal,
@@ -225,7 +269,9 @@ async fn answer(
             "d" | "D" => app.deny(challenge).await?,
             "f" | "F" => app.report_fraud(challenge).await?,
             number if is_number(number, challenge.number_length) => {
-                app.approve(challenge, number).await?
+                let verification = verify_person(accounts, challenge, None, terminal).await?;
+                app.approve_verified(challenge, number, verification)
+                    .await?
             }
             _ => {
                 println!("Type the {}-digit number, d or f.", challenge.number_length);
@@ -234,6 +280,70 @@ async fn answer(
         };
         return Ok(Some(answer));
     }
+}
+
+/// Unlocks before an approval when the organisation requires it: the PIN
+/// (`given`, or asked for; chosen on first use) stands in for the phone's
+/// check. It counts as the device PIN where that is accepted, and else as the
+/// biometric check it stands in for.
+async fn verify_person(
+    accounts: &Accounts,
+    challenge: &VerifiedChallenge,
+    given: Option<String>,
+    terminal: &mut Terminal,
+) -> Result<UserVerification, Failure> {
+    if !challenge.requires_user_verification() {
+        return Ok(UserVerification::None);
+    }
+    let method = if challenge
+        .required_user_verification
+        .contains(&UserVerification::DevicePin)
+    {
+        UserVerification::DevicePin
+    } else {
+        UserVerification::Biometric
+    };
+    println!(
+        "{} requires you to unlock before approving; this authenticator's PIN stands in for the phone's fingerprint, face or passcode.",
+        challenge.tenant_display_name
+    );
+    let pin = Pin::in_dir(accounts.dir());
+    if !pin.is_set() {
+        let chosen = match given {
+            Some(given) => given,
+            None => {
+                let chosen = ask_pin(terminal, "Choose a PIN (4 or more digits):").await?;
+                if ask_pin(terminal, "Type it again:").await? != chosen {
+                    return Err(failure("the two PINs differ; nothing was approved"));
+                }
+                chosen
+            }
+        };
+        if !pin::is_acceptable(&chosen) {
+            return Err(failure(format!(
+                "a PIN has at least {} digits and nothing else; nothing was approved",
+                pin::MIN_LENGTH
+            )));
+        }
+        pin.set(&chosen)?;
+        return Ok(method);
+    }
+    let typed = match given {
+        Some(given) => given,
+        None => ask_pin(terminal, "PIN:").await?,
+    };
+    if pin.matches(&typed)? {
+        Ok(method)
+    } else {
+        Err(failure("wrong PIN; nothing was approved"))
+    }
+}
+
+async fn ask_pin(terminal: &mut Terminal, prompt: &str) -> Result<String, Failure> {
+    terminal
+        .ask(prompt)
+        .await?
+        .ok_or_else(|| failure("no PIN given; nothing was approved"))
 }
 
 fn is_number(input: &str, length: u32) -> bool {

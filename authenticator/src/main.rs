@@ -3,7 +3,8 @@
 //!
 //! - `accounts.rs` keeps the enrolled accounts, one owner-only file each, in
 //!   a private directory.
-//! - `commands.rs` runs the commands: enroll, list, watch, approve, deny.
+//! - `commands.rs` runs the commands: enroll, list, watch, approve, deny,
+//!   code (the offline code, for when the portal cannot reach the phone).
 //! - `terminal.rs` shows challenges and error explanations and reads answers.
 //!
 //! Challenges arrive by the pull path: `watch` asks the server for pending
@@ -11,11 +12,13 @@
 
 mod accounts;
 mod commands;
+mod pin;
 mod terminal;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
+use mfa_sdk::KeyAlgorithm;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +55,10 @@ enum Command {
         /// Do not ask for the number now; confirm later with `approve --number N`.
         #[arg(long)]
         verify_later: bool,
+        /// The device key's algorithm: `ed25519`, or `ecdsa_p256_sha256` (the
+        /// algorithm of phones' secure hardware).
+        #[arg(long, default_value = "ed25519", value_parser = key_algorithm)]
+        key_algorithm: KeyAlgorithm,
     },
     /// Lists the accounts: the organisation's name and the user's e-mail.
     Accounts,
@@ -66,6 +73,11 @@ enum Command {
         /// The number shown on the sign-in screen.
         #[arg(long)]
         number: String,
+        /// This authenticator's PIN, for organisations that require you to
+        /// unlock before approving (chosen by its first use); asked for when
+        /// needed and not given.
+        #[arg(long, env = "MFA_AUTHENTICATOR_PIN", hide_env_values = true)]
+        pin: Option<String>,
         /// Only requests for the account with this e-mail.
         #[arg(long)]
         account: Option<String>,
@@ -80,12 +92,23 @@ enum Command {
         #[arg(long)]
         account: Option<String>,
     },
+    /// Shows each account's offline code: six digits to type into the
+    /// portal when a push cannot reach this device. Needs no network.
+    Code {
+        /// Only the account with this e-mail.
+        #[arg(long)]
+        account: Option<String>,
+    },
     /// Removes an account from the server and from this device.
     Remove {
         /// The account's e-mail.
         #[arg(long)]
         account: String,
     },
+}
+
+fn key_algorithm(name: &str) -> Result<KeyAlgorithm, String> {
+    KeyAlgorithm::parse(name).ok_or_else(|| "use ed25519 or ecdsa_p256_sha256".to_owned())
 }
 
 #[tokio::main]

@@ -44,6 +44,16 @@ pub fn account_line(account: &Account) -> String {
     format!("{}  <{}>", account.tenant_display_name, account.user_email)
 }
 
+/// An account with its offline code now, e.g. `… <hanako@example.jp>
+/// offline code 123456 (valid 17 s)`.
+pub fn offline_code_line(account: &Account) -> String {
+    let code = match account.offline_code() {
+        Some(code) => format!("offline code {} (valid {} s)", code.code, code.seconds_left),
+        None => "no offline codes (enroll again to get them)".to_owned(),
+    };
+    format!("{}  {code}", account_line(account))
+}
+
 /// Prints a challenge's context, all of it verified with the server's key.
 pub fn show_challenge(challenge: &VerifiedChallenge) {
     let title = match challenge.kind {
@@ -100,6 +110,10 @@ pub fn describe_answer(challenge: &VerifiedChallenge, answer: &Answer) -> String
             "Denied: the number did not match the one on your sign-in screen. Sign in again for a new number."
                 .to_owned()
         }
+        (ChallengeState::Denied, DenyReason::UserVerificationRequired) => {
+            "Denied: your organisation requires you to unlock before approving. Sign in again for a new number."
+                .to_owned()
+        }
         (ChallengeState::Denied, DenyReason::FraudReported) => {
             "Reported: the sign-in was denied and your administrator will be told. \
              New sign-ins are blocked until they check."
@@ -137,6 +151,10 @@ pub fn explain(error: &Error) -> String {
         "This sign-in request expired before it was answered. Sign in again on the portal for a new number."
     } else if error.is_challenge_ended() {
         "This sign-in request is no longer waiting: it was answered, replaced by a newer one, or cancelled."
+    } else if error.is_user_verification_required() {
+        "Denied: your organisation requires you to unlock before approving, in a way this approval did not. Sign in again for a new number."
+    } else if error.is_key_algorithm_not_allowed() {
+        "Your organisation does not allow this kind of device key: enroll again with `--key-algorithm` set to one it allows."
     } else if error.is_rate_limited() {
         "Too many attempts. Wait a few minutes, then try again."
     } else {

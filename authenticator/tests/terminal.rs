@@ -5,7 +5,10 @@
 use std::{path::Path, process::Command, time::Duration};
 
 use mfa_sdk::{
-    proto::{DeleteUserRequest, EnrollmentState, ResetUserMethodsRequest},
+    proto::{
+        DeleteUserRequest, DevicePolicy, EnrollmentState, ResetUserMethodsRequest,
+        UpdateTenantSettingsRequest, UserVerification,
+    },
     ChallengeState, DenyReason, SignInContext,
 };
 use mfa_tests::{verification_number, within, TestServer};
@@ -264,4 +267,158 @@ async fn a_deleted_user_is_told_so_and_can_remove_the_account() {
     on_terminal(|| remove.exp_string("Removed the account of jiro@example.jp."));
     assert_eq!(exit_code(&mut remove), 0);
     assert!(!home.path().join("account-1.json").exists());
+}
+
+/// `code` shows the offline code, which the portal accepts once, without
+/// the authenticator touching the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offline_code_shown_signs_in_once() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("phone");
+    enroll_in_terminal(&server, &home, "user-1", "hanako@example.jp", Entry::QrLink).await;
+
+    let mut shown = authenticator(&home, &["code", "--account", "hanako@example.jp"]);
+    let (_, line) = on_terminal(|| {
+        shown.exp_regex(&format!(
+            r"{}  <hanako@example\.jp>  offline code \d{{6}} \(valid \d+ s\)",
+            regex_escape(TENANT)
+        ))
+    });
+    assert_eq!(exit_code(&mut shown), 0);
+    let code: String = line
+        .split("offline code ")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take(6)
+        .collect();
+    let accepted = portal
+        .verify_offline_code("user-1", &code, "")
+        .await
+        .expect("the code shown is accepted");
+    assert!(!accepted.device_id.is_empty());
+    let again = portal
+        .verify_offline_code("user-1", &code, "")
+        .await
+        .unwrap_err();
+    assert_eq!(again.reason(), Some(mfa_sdk::reason::OFFLINE_CODE_USED));
+
+    let mut unknown = authenticator(&home, &["code", "--account", "nobody@example.jp"]);
+    on_terminal(|| unknown.exp_string("no account for nobody@example.jp"));
+    assert_ne!(exit_code(&mut unknown), 0);
+}
+
+/// A P-256 key, and a tenant that requires a biometric: the PIN stands in
+/// for it, chosen at the first approval and asked for after; a wrong PIN
+/// approves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_requires_unlocking_gets_a_pin_prompt() {
+    let server = TestServer::start().await;
+    let portal = server.portal().await;
+    let home = tempfile::tempdir().unwrap();
+    let begun = portal
+        .begin_enrollment("user-3", "mei@example.jp")
+        .await
+        .unwrap();
+    let mut enroll = authenticator(
+        home.path(),
+        &[
+            "enroll",
+            "--uri",
+            &begun.qr_uri,
+            "--key-algorithm",
+            "ecdsa_p256_sha256",
+            "--verify-later",
+        ],
+    );
+    on_terminal(|| enroll.exp_string("Added account"));
+    assert_eq!(exit_code(&mut enroll), 0);
+    let number = within(verification_number(&portal, &begun.enrollment_id)).await;
+    let mut confirm = authenticator(home.path(), &["approve", "--number", &number]);
+    on_terminal(|| confirm.exp_string("Device confirmed"));
+    assert_eq!(exit_code(&mut confirm), 0);
+    let devices = server
+        .service()
+        .list_devices(&server.tenant.id, "user-3")
+        .await
+        .unwrap();
+    assert_eq!(
+        devices[0].key_algorithm,
+        mfa_sdk::KeyAlgorithm::EcdsaP256Sha256
+    );
+
+    server
+        .admin()
+        .await
+        .update_tenant_settings(UpdateTenantSettingsRequest {
+            device_policy: Some(DevicePolicy {
+                require_user_verification: true,
+                accepted_user_verifications: vec![UserVerification::Biometric.into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut watch = authenticator(home.path(), &["watch", "--poll-interval", "100ms"]);
+    on_terminal(|| watch.exp_string("Waiting for sign-in requests"));
+    let challenge = portal.start_sign_in("user-3", context()).await.unwrap();
+    on_terminal(|| {
+        watch.exp_string(PROMPT)?;
+        watch.send_line(&challenge.number)?;
+        watch.exp_string("requires you to unlock before approving")?;
+        watch.exp_string("Choose a PIN")?;
+        watch.send_line("2468")?;
+        watch.exp_string("Type it again:")?;
+        watch.send_line("2468")?;
+        watch.exp_string("Approved: you are signed in on the portal.")
+    });
+    let outcome = within(portal.await_outcome(&challenge.challenge_id))
+        .await
+        .unwrap();
+    assert_eq!(outcome.state(), ChallengeState::Approved);
+
+    // The next time, the PIN is asked for; a wrong one approves nothing.
+    let challenge = portal.start_sign_in("user-3", context()).await.unwrap();
+    on_terminal(|| {
+        watch.exp_string(PROMPT)?;
+        watch.send_line(&challenge.number)?;
+        watch.exp_string("PIN:")?;
+        watch.send_line("1357")?;
+        watch.exp_string("wrong PIN; nothing was approved")
+    });
+    let seen = portal.get_challenge(&challenge.challenge_id).await.unwrap();
+    assert_eq!(seen.state(), ChallengeState::Pending);
+    let mut approve = authenticator(
+        home.path(),
+        &["approve", "--number", &challenge.number, "--pin", "2468"],
+    );
+    on_terminal(|| approve.exp_string("Approved: you are signed in on the portal."));
+    assert_eq!(exit_code(&mut approve), 0);
+    let events = server.audit_events("user-3").await;
+    let approved: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event_type == "challenge.approved")
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert_eq!(
+        approved,
+        [
+            "user verification biometric",
+            "user verification biometric",
+            "user verification none"
+        ]
+    );
+}
+
+/// `text` with the regular expression's special characters escaped.
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$".contains(c);
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
 }

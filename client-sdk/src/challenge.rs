@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::VerifyingKey;
 use mfa_proto::{
-    signing,
-    v1::{ChallengeKind, PendingChallenge},
+    signing::{self, UserVerification},
+    v1::{self, ChallengeKind, PendingChallenge},
 };
 
 use crate::Error;
@@ -46,6 +46,13 @@ pub struct VerifiedChallenge {
     pub number_length: u32,
     /// The server nonce that the answer's signature binds.
     pub nonce: Vec<u8>,
+    /// The user verification the tenant requires to approve: verify the
+    /// person with one of these methods (a biometric, the device PIN) and
+    /// approve with [`Authenticator::approve_verified`]. Empty when none is
+    /// required. The server enforces it; this tells the app to ask.
+    ///
+    /// [`Authenticator::approve_verified`]: crate::Authenticator::approve_verified
+    pub required_user_verification: Vec<UserVerification>,
 }
 
 impl VerifiedChallenge {
@@ -102,7 +109,22 @@ impl VerifiedChallenge {
             expire_time: system_time(expire_time_ms),
             number_length: context.number_length,
             nonce: context.nonce.clone(),
+            // A method this SDK does not know is one it cannot offer.
+            required_user_verification: pending
+                .required_user_verification
+                .iter()
+                .filter_map(|&value| match v1::UserVerification::try_from(value) {
+                    Ok(v1::UserVerification::DevicePin) => Some(UserVerification::DevicePin),
+                    Ok(v1::UserVerification::Biometric) => Some(UserVerification::Biometric),
+                    _ => None,
+                })
+                .collect(),
         })
+    }
+
+    /// Whether the tenant requires user verification to approve.
+    pub fn requires_user_verification(&self) -> bool {
+        !self.required_user_verification.is_empty()
     }
 
     /// Whether the challenge has expired by the device's clock.
@@ -167,6 +189,7 @@ pub(crate) mod tests {
                 nonce: bytes(&input["nonce"]),
             }),
             server_signature: bytes(&vector["signature"]),
+            required_user_verification: Vec::new(),
         }
     }
 
@@ -267,9 +290,27 @@ pub(crate) mod tests {
         let pending = PendingChallenge {
             context: None,
             server_signature: bytes(&vector["signature"]),
+            required_user_verification: Vec::new(),
         };
         let result = VerifiedChallenge::verify(&pending, &server_key(vector));
         assert!(matches!(result, Err(Error::Protocol(_))), "{result:?}");
+    }
+
+    #[test]
+    fn the_required_user_verification_is_passed_on() {
+        let vector = &vectors("challenge_context")[0];
+        let mut pending = pending_from_vector(vector);
+        pending.required_user_verification = vec![
+            v1::UserVerification::Biometric as i32,
+            v1::UserVerification::DevicePin as i32,
+            99,
+        ];
+        let verified = VerifiedChallenge::verify(&pending, &server_key(vector)).unwrap();
+        assert_eq!(
+            verified.required_user_verification,
+            [UserVerification::Biometric, UserVerification::DevicePin]
+        );
+        assert!(verified.requires_user_verification());
     }
 
     #[test]

@@ -1,26 +1,31 @@
 //! The phone's side: enroll, fetch challenges, answer them.
 //!
 //! Every call after enrollment carries a signature by the device key over
-//! bytes that [`mfa_proto::signing`] defines. The builders of those requests
-//! are pure functions of the key and the inputs, so the committed test vectors
+//! bytes that [`mfa_proto::signing`] defines, made through the [`Signer`]
+//! the [`KeyStore`] hands out. The builders of those requests are pure
+//! functions of the signer and the inputs, so the committed test vectors
 //! pin them.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use mfa_proto::{
     enrollment::EnrollmentUri,
-    signing,
+    signing::{self, UserVerification},
     v1::{
         device_service_client::DeviceServiceClient, ChallengeState, CompleteEnrollmentRequest,
-        Decision, DenyReason, DeviceProof, ListPendingChallengesRequest, PushPlatform,
-        RemoveDeviceRequest, RespondToChallengeRequest, UpdatePushTokenRequest,
+        Decision, DenyReason, DeviceProof, KeyAlgorithm as ProtoKeyAlgorithm,
+        ListPendingChallengesRequest, PushPlatform, RemoveDeviceRequest, RespondToChallengeRequest,
+        UpdatePushTokenRequest, UserVerification as ProtoUserVerification,
     },
 };
 use rand::{rngs::OsRng, RngCore};
 use tonic::transport::Channel;
 
-use crate::{Account, ConnectOptions, Error, KeyStore, VerifiedChallenge};
+use crate::{Account, ConnectOptions, Error, KeyStore, Signer, VerifiedChallenge};
 
 /// Method names that the device-request signature binds.
 mod method {
@@ -50,17 +55,28 @@ pub struct Answer {
 }
 
 /// An enrolled device: answers the challenges of one account. Clones share
-/// the connection.
-#[derive(Debug, Clone)]
+/// the connection and the key.
+#[derive(Clone)]
 pub struct Authenticator {
     account: Account,
+    signer: Arc<dyn Signer>,
     server_key: VerifyingKey,
     client: DeviceServiceClient<Channel>,
 }
 
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("account", &self.account)
+            .field("key_algorithm", &self.signer.algorithm())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Authenticator {
-    /// Enrolls this device with the activation code in `uri`, saves the new
-    /// account in `store`, and returns it with the verification challenge.
+    /// Enrolls this device with the activation code in `uri` and a new key
+    /// that `store` makes (of the store's algorithm), saves the new account
+    /// in `store`, and returns it with the verification challenge.
     ///
     /// The person then types the number the portal shows and the app calls
     /// [`approve`](Self::approve) with it, which activates the device.
@@ -97,8 +113,8 @@ impl Authenticator {
         info: DeviceInfo,
         store: &dyn KeyStore,
     ) -> Result<(Self, VerifiedChallenge), Error> {
-        let device_key = SigningKey::generate(&mut OsRng);
-        let request = enrollment_request(&device_key, &uri.activation_code, info);
+        let signer = store.create_key()?;
+        let request = enrollment_request(&*signer, &uri.activation_code, info)?;
         let mut client = DeviceServiceClient::new(channel);
         let response = client.complete_enrollment(request).await?.into_inner();
 
@@ -123,15 +139,11 @@ impl Authenticator {
             return Err(Error::Protocol("the enrollment has no device id"));
         }
 
-        let account = Account::new(
-            uri.server_url.clone(),
-            &response,
-            server_public_key,
-            device_key,
-        );
+        let account = Account::new(uri.server_url.clone(), &response, server_public_key);
         store.save(&account)?;
         let authenticator = Self {
             account,
+            signer,
             server_key,
             client,
         };
@@ -151,9 +163,20 @@ impl Authenticator {
         store: &dyn KeyStore,
         options: &ConnectOptions,
     ) -> Result<Option<Self>, Error> {
-        let Some(account) = store.load()? else {
+        let Some((account, signer)) = store.load()? else {
             return Ok(None);
         };
+        Self::from_account(account, signer, options).map(Some)
+    }
+
+    /// An account and its device key kept apart by the app (say, the
+    /// account in the app's storage and the key in the secure hardware);
+    /// [`open_with`](Self::open_with) uses it. Connects lazily.
+    pub fn from_account(
+        account: Account,
+        signer: Arc<dyn Signer>,
+        options: &ConnectOptions,
+    ) -> Result<Self, Error> {
         let server_key = signing::parse_public_key(&account.server_public_key).map_err(|e| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -161,16 +184,22 @@ impl Authenticator {
             )
         })?;
         let channel = options.endpoint(&account.server_url)?.connect_lazy();
-        Ok(Some(Self {
+        Ok(Self {
             account,
+            signer,
             server_key,
             client: DeviceServiceClient::new(channel),
-        }))
+        })
     }
 
     /// The enrolled account.
     pub fn account(&self) -> &Account {
         &self.account
+    }
+
+    /// The device key, which signs every call.
+    pub fn signer(&self) -> &Arc<dyn Signer> {
+        &self.signer
     }
 
     /// Fetches the challenges waiting for this device, newest first, each
@@ -179,7 +208,7 @@ impl Authenticator {
     /// If any challenge's signature does not verify, fails with
     /// [`Error::BadServerSignature`] and shows none of them.
     pub async fn pending_challenges(&mut self) -> Result<Vec<VerifiedChallenge>, Error> {
-        let request = self.signed_list_request();
+        let request = self.signed_list_request()?;
         let response = self
             .client
             .list_pending_challenges(request)
@@ -192,27 +221,47 @@ impl Authenticator {
             .collect()
     }
 
-    /// Approves a challenge with the number the person typed. A wrong number
-    /// is not an error: the answer is then denied with
-    /// [`DenyReason::WrongNumber`].
+    /// Approves a challenge with the number the person typed, without user
+    /// verification ([`UserVerification::None`]). A wrong number is not an
+    /// error: the answer is then denied with [`DenyReason::WrongNumber`].
+    /// When the challenge [requires user
+    /// verification](VerifiedChallenge::requires_user_verification), use
+    /// [`approve_verified`](Self::approve_verified).
     pub async fn approve(
         &mut self,
         challenge: &VerifiedChallenge,
         typed_number: &str,
     ) -> Result<Answer, Error> {
-        self.answer(challenge, Decision::Approve, typed_number)
+        self.approve_verified(challenge, typed_number, UserVerification::None)
+            .await
+    }
+
+    /// Approves a challenge after the app verified the person with
+    /// `verification` (a biometric, the device PIN); the signature covers
+    /// it. Without a method the tenant accepts, the server denies the
+    /// sign-in and fails the call with
+    /// [`Error::is_user_verification_required`].
+    pub async fn approve_verified(
+        &mut self,
+        challenge: &VerifiedChallenge,
+        typed_number: &str,
+        verification: UserVerification,
+    ) -> Result<Answer, Error> {
+        self.answer(challenge, Decision::Approve, typed_number, verification)
             .await
     }
 
     /// Denies a challenge.
     pub async fn deny(&mut self, challenge: &VerifiedChallenge) -> Result<Answer, Error> {
-        self.answer(challenge, Decision::Deny, "").await
+        self.answer(challenge, Decision::Deny, "", UserVerification::None)
+            .await
     }
 
     /// Denies a challenge and reports that the sign-in was not the person's
     /// own; the server then blocks the user's challenges for a while.
     pub async fn report_fraud(&mut self, challenge: &VerifiedChallenge) -> Result<Answer, Error> {
-        self.answer(challenge, Decision::ReportFraud, "").await
+        self.answer(challenge, Decision::ReportFraud, "", UserVerification::None)
+            .await
     }
 
     async fn answer(
@@ -220,8 +269,9 @@ impl Authenticator {
         challenge: &VerifiedChallenge,
         decision: Decision,
         typed_number: &str,
+        verification: UserVerification,
     ) -> Result<Answer, Error> {
-        let request = self.approval_request(challenge, decision, typed_number);
+        let request = self.approval_request(challenge, decision, typed_number, verification)?;
         let response = self
             .client
             .respond_to_challenge(request)
@@ -239,7 +289,8 @@ impl Authenticator {
         platform: PushPlatform,
         token: &str,
     ) -> Result<(), Error> {
-        let proof = self.device_proof(method::UPDATE_PUSH_TOKEN, &[platform.as_str_name(), token]);
+        let proof =
+            self.device_proof(method::UPDATE_PUSH_TOKEN, &[platform.as_str_name(), token])?;
         let request = UpdatePushTokenRequest {
             proof: Some(proof),
             push_platform: platform.into(),
@@ -257,7 +308,7 @@ impl Authenticator {
     /// try again.
     pub async fn remove(mut self, store: &dyn KeyStore) -> Result<(), Error> {
         let request = RemoveDeviceRequest {
-            proof: Some(self.device_proof(method::REMOVE_DEVICE, &[])),
+            proof: Some(self.device_proof(method::REMOVE_DEVICE, &[])?),
         };
         match self
             .client
@@ -280,20 +331,20 @@ impl Authenticator {
 
     /// For tests and advanced use: a freshly signed ListPendingChallenges
     /// request (new timestamp and nonce). The server accepts it once.
-    pub fn signed_list_request(&self) -> ListPendingChallengesRequest {
-        ListPendingChallengesRequest {
-            proof: Some(self.device_proof(method::LIST_PENDING_CHALLENGES, &[])),
-        }
+    pub fn signed_list_request(&self) -> Result<ListPendingChallengesRequest, Error> {
+        Ok(ListPendingChallengesRequest {
+            proof: Some(self.device_proof(method::LIST_PENDING_CHALLENGES, &[])?),
+        })
     }
 
     /// For tests and advanced use: a freshly signed proof for any device
     /// call. `method` is the RPC's name, e.g. `"UpdatePushToken"`, and `body`
     /// the request's own fields in the order `docs/protocol.md` gives.
-    pub fn device_proof(&self, method: &str, body: &[&str]) -> DeviceProof {
+    pub fn device_proof(&self, method: &str, body: &[&str]) -> Result<DeviceProof, Error> {
         let mut nonce = [0u8; 16];
         OsRng.fill_bytes(&mut nonce);
         device_proof(
-            self.account.signing_key(),
+            &*self.signer,
             &self.account.device_id,
             method,
             now_ms(),
@@ -309,13 +360,17 @@ impl Authenticator {
         challenge: &VerifiedChallenge,
         decision: Decision,
         typed_number: &str,
-    ) -> RespondToChallengeRequest {
+        verification: UserVerification,
+    ) -> Result<RespondToChallengeRequest, Error> {
         approval_request(
-            self.account.signing_key(),
+            &*self.signer,
             &self.account.device_id,
             challenge,
-            decision,
-            typed_number,
+            Response {
+                decision,
+                typed_number,
+                verification: Some(verification),
+            },
         )
     }
 }
@@ -326,39 +381,58 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The CompleteEnrollment request, signed by the new device key.
+/// The CompleteEnrollment request, signed by the new device key. It names
+/// the key's algorithm, so the signature covers it.
 fn enrollment_request(
-    key: &SigningKey,
+    signer: &dyn Signer,
     activation_code: &str,
     info: DeviceInfo,
-) -> CompleteEnrollmentRequest {
-    let public_key = key.verifying_key().to_bytes();
+) -> Result<CompleteEnrollmentRequest, Error> {
+    let public_key = signer.public_key();
+    let algorithm = signer.algorithm();
     let proof = signing::EnrollmentProof {
         activation_code,
         public_key: &public_key,
         push_platform: info.push_platform.as_str_name(),
         push_token: &info.push_token,
         device_name: &info.name,
+        key_algorithm: Some(algorithm.wire_name()),
     };
-    CompleteEnrollmentRequest {
+    Ok(CompleteEnrollmentRequest {
         activation_code: activation_code.to_owned(),
-        public_key: public_key.to_vec(),
+        signature: signer.sign(&proof.signed_bytes())?,
+        public_key,
         push_platform: info.push_platform.into(),
-        signature: signing::sign(key, &proof.signed_bytes()),
         push_token: info.push_token,
         device_name: info.name,
+        key_algorithm: key_algorithm_value(algorithm).into(),
+    })
+}
+
+fn key_algorithm_value(algorithm: signing::KeyAlgorithm) -> ProtoKeyAlgorithm {
+    match algorithm {
+        signing::KeyAlgorithm::Ed25519 => ProtoKeyAlgorithm::Ed25519,
+        signing::KeyAlgorithm::EcdsaP256Sha256 => ProtoKeyAlgorithm::EcdsaP256Sha256,
+    }
+}
+
+fn user_verification_value(method: UserVerification) -> ProtoUserVerification {
+    match method {
+        UserVerification::None => ProtoUserVerification::None,
+        UserVerification::DevicePin => ProtoUserVerification::DevicePin,
+        UserVerification::Biometric => ProtoUserVerification::Biometric,
     }
 }
 
 /// A device proof over the given call.
 fn device_proof(
-    key: &SigningKey,
+    signer: &dyn Signer,
     device_id: &str,
     method: &str,
     timestamp_ms: i64,
     nonce: &[u8],
     body: &[&str],
-) -> DeviceProof {
+) -> Result<DeviceProof, Error> {
     let signed = signing::DeviceRequest {
         device_id,
         method,
@@ -366,48 +440,56 @@ fn device_proof(
         nonce,
         body,
     };
-    DeviceProof {
+    Ok(DeviceProof {
         device_id: device_id.to_owned(),
         timestamp_ms,
         nonce: nonce.to_vec(),
-        signature: signing::sign(key, &signed.signed_bytes()),
-    }
+        signature: signer.sign(&signed.signed_bytes())?,
+    })
+}
+
+/// The person's answer to a challenge, as signed.
+#[derive(Debug, Clone, Copy)]
+struct Response<'a> {
+    decision: Decision,
+    typed_number: &'a str,
+    /// `None` only to rebuild what apps of the first release signed.
+    verification: Option<UserVerification>,
 }
 
 /// The bytes a device signs to answer `challenge`.
-fn approval_bytes(
-    device_id: &str,
-    challenge: &VerifiedChallenge,
-    decision: Decision,
-    typed_number: &str,
-) -> Vec<u8> {
+fn approval_bytes(device_id: &str, challenge: &VerifiedChallenge, response: Response) -> Vec<u8> {
     signing::Approval {
         tenant_id: &challenge.tenant_id,
         challenge_id: &challenge.challenge_id,
         device_id,
-        decision: decision.as_str_name(),
-        typed_number,
+        decision: response.decision.as_str_name(),
+        typed_number: response.typed_number,
         challenge_nonce: &challenge.nonce,
+        user_verification: response.verification.map(UserVerification::wire_name),
     }
     .signed_bytes()
 }
 
 /// The signed RespondToChallenge request.
 fn approval_request(
-    key: &SigningKey,
+    signer: &dyn Signer,
     device_id: &str,
     challenge: &VerifiedChallenge,
-    decision: Decision,
-    typed_number: &str,
-) -> RespondToChallengeRequest {
-    let bytes = approval_bytes(device_id, challenge, decision, typed_number);
-    RespondToChallengeRequest {
+    response: Response,
+) -> Result<RespondToChallengeRequest, Error> {
+    let bytes = approval_bytes(device_id, challenge, response);
+    Ok(RespondToChallengeRequest {
         device_id: device_id.to_owned(),
         challenge_id: challenge.challenge_id.clone(),
-        decision: decision.into(),
-        typed_number: typed_number.to_owned(),
-        signature: signing::sign(key, &bytes),
-    }
+        decision: response.decision.into(),
+        typed_number: response.typed_number.to_owned(),
+        signature: signer.sign(&bytes)?,
+        user_verification: response
+            .verification
+            .map_or(ProtoUserVerification::Unspecified, user_verification_value)
+            .into(),
+    })
 }
 
 #[cfg(test)]
@@ -418,9 +500,13 @@ mod tests {
         test_vectors::{bytes, vectors},
     };
 
-    fn key(vector: &serde_json::Value) -> SigningKey {
+    fn key(vector: &serde_json::Value) -> crate::SoftwareKey {
         let seed: [u8; 32] = bytes(&vector["private_key_seed"]).try_into().unwrap();
-        SigningKey::from_bytes(&seed)
+        let algorithm = signing::KeyAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.wire_name() == vector["algorithm"])
+            .unwrap();
+        crate::SoftwareKey::from_bytes(algorithm, &seed).unwrap()
     }
 
     fn text<'a>(vector: &'a serde_json::Value, name: &str) -> &'a str {
@@ -446,8 +532,19 @@ mod tests {
             let device_id = text(&vector, "device_id");
             let decision = Decision::from_str_name(text(&vector, "decision")).unwrap();
             let typed = text(&vector, "typed_number");
+            let verification = vector["input"].get("user_verification").map(|name| {
+                UserVerification::ALL
+                    .into_iter()
+                    .find(|m| m.wire_name() == name)
+                    .unwrap()
+            });
+            let response = Response {
+                decision,
+                typed_number: typed,
+                verification,
+            };
 
-            let message = approval_bytes(device_id, &challenge, decision, typed);
+            let message = approval_bytes(device_id, &challenge, response);
             assert_eq!(
                 hex::encode(message),
                 vector["message"].as_str().unwrap(),
@@ -455,8 +552,12 @@ mod tests {
                 vector["name"]
             );
 
-            let request = approval_request(&key(&vector), device_id, &challenge, decision, typed);
+            let request = approval_request(&key(&vector), device_id, &challenge, response).unwrap();
             assert_eq!(request.signature, bytes(&vector["signature"]));
+            assert_eq!(
+                request.user_verification(),
+                verification.map_or(ProtoUserVerification::Unspecified, user_verification_value)
+            );
             assert_eq!(request.device_id, device_id);
             assert_eq!(request.challenge_id, text(&vector, "challenge_id"));
             assert_eq!(request.decision(), decision);
@@ -481,7 +582,8 @@ mod tests {
                 input["timestamp_ms"].as_i64().unwrap(),
                 &bytes(&input["nonce"]),
                 &body,
-            );
+            )
+            .unwrap();
             assert_eq!(
                 proof.signature,
                 bytes(&vector["signature"]),
@@ -495,15 +597,24 @@ mod tests {
 
     #[test]
     fn enrollment_matches_the_committed_vectors() {
-        for vector in vectors("enrollment") {
+        // The SDK always names the algorithm; the unset form is the first
+        // release's, which the server's tests cover.
+        for vector in vectors("enrollment")
+            .into_iter()
+            .filter(|v| v["input"].get("key_algorithm").is_some())
+        {
             let key = key(&vector);
             let info = DeviceInfo {
                 name: text(&vector, "device_name").into(),
                 push_platform: PushPlatform::from_str_name(text(&vector, "push_platform")).unwrap(),
                 push_token: text(&vector, "push_token").into(),
             };
-            let request = enrollment_request(&key, text(&vector, "activation_code"), info);
+            let request = enrollment_request(&key, text(&vector, "activation_code"), info).unwrap();
             assert_eq!(request.public_key, bytes(&vector["input"]["public_key"]));
+            assert_eq!(
+                request.key_algorithm().as_str_name(),
+                text(&vector, "key_algorithm")
+            );
             assert_eq!(request.signature, bytes(&vector["signature"]));
             assert_eq!(request.device_name, text(&vector, "device_name"));
         }

@@ -59,6 +59,19 @@ pub mod reason {
     pub const USER_BLOCKED: &str = Reason::UserBlocked.as_str();
     /// The user has no active device to send a challenge to.
     pub const NO_ACTIVE_DEVICE: &str = Reason::NoActiveDevice.as_str();
+    /// Offline codes are turned off for the tenant (or on the server).
+    pub const OFFLINE_CODES_DISABLED: &str = Reason::OfflineCodesDisabled.as_str();
+    /// None of the user's devices has an offline-code secret.
+    pub const OFFLINE_CODE_NOT_SET_UP: &str = Reason::OfflineCodeNotSetUp.as_str();
+    /// The offline code is not the user's current code.
+    pub const OFFLINE_CODE_INVALID: &str = Reason::OfflineCodeInvalid.as_str();
+    /// The offline code's time step was already used: wait for the next code.
+    pub const OFFLINE_CODE_USED: &str = Reason::OfflineCodeUsed.as_str();
+    /// The tenant does not allow the device key's algorithm.
+    pub const KEY_ALGORITHM_NOT_ALLOWED: &str = Reason::KeyAlgorithmNotAllowed.as_str();
+    /// The approval lacked the user verification the tenant requires; the
+    /// challenge ended denied.
+    pub const USER_VERIFICATION_REQUIRED: &str = Reason::UserVerificationRequired.as_str();
     /// Too many requests; try again later.
     pub const RATE_LIMITED: &str = Reason::RateLimited.as_str();
     /// The tenant has as many open watch streams as the server allows.
@@ -81,6 +94,12 @@ pub mod reason {
     /// between the device's clock and the server's that it accepts, in
     /// milliseconds.
     pub const MAX_SKEW_MS: &str = mfa_proto::status::MAX_SKEW_MS;
+    /// `ErrorInfo.metadata` key of [`KEY_ALGORITHM_NOT_ALLOWED`]: the allowed
+    /// algorithms, comma-separated protobuf value names.
+    pub const ALLOWED_KEY_ALGORITHMS: &str = mfa_proto::status::ALLOWED_KEY_ALGORITHMS;
+    /// `ErrorInfo.metadata` key of [`USER_VERIFICATION_REQUIRED`]: the
+    /// accepted methods, comma-separated protobuf value names.
+    pub const ACCEPTED_USER_VERIFICATIONS: &str = mfa_proto::status::ACCEPTED_USER_VERIFICATIONS;
 }
 
 /// Everything that can go wrong in the SDK.
@@ -107,6 +126,11 @@ pub enum Error {
     /// The server answered with something this SDK does not understand.
     #[error("the MFA server sent an unexpected response: {0}")]
     Protocol(&'static str),
+
+    /// The device key could not sign (e.g. the person cancelled the
+    /// system's prompt that guards a hardware key); nothing was sent.
+    #[error("the device key could not sign: {0}")]
+    Signer(String),
 
     /// The saved account could not be read, written or deleted.
     #[error("the saved MFA account could not be read or written: {0}")]
@@ -280,6 +304,19 @@ impl Error {
         self.has_reason(reason::NO_ACTIVE_DEVICE)
     }
 
+    /// The typed offline code was refused: wrong, or already used (the
+    /// portal asks for the next code, or offers a push instead).
+    pub fn is_offline_code_refused(&self) -> bool {
+        self.has_reason(reason::OFFLINE_CODE_INVALID) || self.has_reason(reason::OFFLINE_CODE_USED)
+    }
+
+    /// Offline codes cannot be used for this user: turned off for the
+    /// tenant, or none of the user's devices has them.
+    pub fn is_offline_code_unavailable(&self) -> bool {
+        self.has_reason(reason::OFFLINE_CODES_DISABLED)
+            || self.has_reason(reason::OFFLINE_CODE_NOT_SET_UP)
+    }
+
     /// Too many requests; try again later.
     pub fn is_rate_limited(&self) -> bool {
         self.has_reason(reason::RATE_LIMITED)
@@ -288,6 +325,18 @@ impl Error {
     /// The server had already seen this signed request.
     pub fn is_replayed_request(&self) -> bool {
         self.has_reason(reason::REPLAYED_REQUEST)
+    }
+
+    /// The tenant does not allow this device key's algorithm (see
+    /// [`reason::ALLOWED_KEY_ALGORITHMS`]).
+    pub fn is_key_algorithm_not_allowed(&self) -> bool {
+        self.has_reason(reason::KEY_ALGORITHM_NOT_ALLOWED)
+    }
+
+    /// The approval lacked the user verification the tenant requires (see
+    /// [`reason::ACCEPTED_USER_VERIFICATIONS`]); the sign-in was denied.
+    pub fn is_user_verification_required(&self) -> bool {
+        self.has_reason(reason::USER_VERIFICATION_REQUIRED)
     }
 }
 
@@ -381,6 +430,12 @@ mod tests {
             reason::CHALLENGE_ENDED,
             reason::USER_BLOCKED,
             reason::NO_ACTIVE_DEVICE,
+            reason::OFFLINE_CODES_DISABLED,
+            reason::OFFLINE_CODE_NOT_SET_UP,
+            reason::OFFLINE_CODE_INVALID,
+            reason::OFFLINE_CODE_USED,
+            reason::KEY_ALGORITHM_NOT_ALLOWED,
+            reason::USER_VERIFICATION_REQUIRED,
             reason::RATE_LIMITED,
             reason::TOO_MANY_WATCHES,
             reason::TOO_MANY_STREAMS,

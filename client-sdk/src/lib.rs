@@ -9,23 +9,36 @@
 //! - [`VerifiedChallenge`] (in `challenge.rs`) is a challenge whose context the
 //!   server's key signed. The app shows nothing else: what the person sees
 //!   (application, place, tenant) is what the server vouched for.
-//! - [`KeyStore`] (in `store.rs`) keeps the enrolled [`Account`], including
-//!   the device's secret key. [`FileKeyStore`] writes an owner-only JSON file;
-//!   [`MemoryKeyStore`] is for tests and examples.
+//! - [`KeyStore`] (in `store.rs`) keeps the enrolled [`Account`] and makes
+//!   and keeps the device key, which the SDK uses only through [`Signer`]
+//!   (in `signer.rs`): sign bytes, give the public key and the algorithm
+//!   (Ed25519 or ECDSA P-256). A store over the phone's secure hardware
+//!   never lets the secret out. [`FileKeyStore`] writes an owner-only JSON
+//!   file with a [`SoftwareKey`]; [`MemoryKeyStore`] is for tests and
+//!   examples.
+//! - [`Account::offline_code`] (in `offline_code.rs`) is the 6-digit code
+//!   (RFC 6238) that the person types into the portal when a push cannot
+//!   reach the phone; it needs no network.
 //! - [`parse_push_payload`] reads a push notification. Pushes carry no
 //!   secrets, only which challenge to fetch.
 //! - [`portal::RelyingParty`] is the portal's side: begin an enrollment, ask
-//!   for a sign-in approval, await the outcome.
+//!   for a sign-in approval, await the outcome, or check an offline code.
 //! - [`Error`] is the one error type. When the server refuses a request,
 //!   [`Error::reason`] gives its machine-readable reason.
 //!
 //! # Usage sketch
 //!
 //! ```no_run
-//! use mfa_sdk::{Authenticator, DeviceInfo, EnrollmentUri, FileKeyStore, PushPlatform};
+//! use mfa_sdk::{
+//!     Authenticator, DeviceInfo, EnrollmentUri, FileKeyStore, KeyAlgorithm, PushPlatform,
+//!     UserVerification,
+//! };
 //!
 //! # async fn run(qr_code: &str, number_on_portal: &str) -> Result<(), mfa_sdk::Error> {
-//! let store = FileKeyStore::new("/data/app/mfa-account.json");
+//! // A software key in an owner-only file; an app with secure hardware
+//! // implements `KeyStore` and `Signer` over it instead.
+//! let store = FileKeyStore::new("/data/app/mfa-account.json")
+//!     .with_key_algorithm(KeyAlgorithm::EcdsaP256Sha256);
 //!
 //! // Once: scan the QR code, enroll, and type the number the portal shows.
 //! let uri = EnrollmentUri::parse(qr_code)?;
@@ -42,7 +55,13 @@
 //! for challenge in app.pending_challenges().await? {
 //!     println!("Sign in to {} from {}?", challenge.application_name, challenge.location);
 //!     // ... the person types the number shown on the sign-in page:
-//!     let answer = app.approve(&challenge, "42").await?;
+//!     let answer = if challenge.requires_user_verification() {
+//!         // The tenant requires unlocking: ask for a fingerprint or face
+//!         // (LAContext, BiometricPrompt) first, then say which was used.
+//!         app.approve_verified(&challenge, "42", UserVerification::Biometric).await?
+//!     } else {
+//!         app.approve(&challenge, "42").await?
+//!     };
 //!     println!("{:?}", answer.state);
 //! }
 //! # Ok(())
@@ -60,18 +79,23 @@ mod challenge;
 mod connect;
 mod device;
 mod error;
+mod offline_code;
 pub mod portal;
+mod signer;
 mod store;
 
 pub use challenge::VerifiedChallenge;
 pub use connect::ConnectOptions;
 pub use device::{Answer, Authenticator, DeviceInfo};
 pub use error::{reason, Error};
-pub use store::{Account, FileKeyStore, KeyStore, MemoryKeyStore};
+pub use offline_code::OfflineCode;
+pub use signer::{Signer, SoftwareKey};
+pub use store::{Account, FileKeyStore, KeyStore, MemoryKeyStore, SavedAccount};
 
 pub use mfa_proto::{
     enrollment::{EnrollmentUri, EnrollmentUriError},
     push::PushNotice,
+    signing::{KeyAlgorithm, UserVerification},
     v1::{ChallengeKind, ChallengeState, Decision, DenyReason, PushPlatform, SignInContext},
 };
 

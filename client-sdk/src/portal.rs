@@ -6,7 +6,8 @@ use mfa_proto::v1::{
     CancelChallengeRequest, Challenge, ChallengeState, CreateChallengeRequest, DeviceState,
     Enrollment, EnrollmentState, GetChallengeRequest, GetUserStatusRequest, GetUserStatusResponse,
     RecordTermsAcceptanceRequest, RecordTermsAcceptanceResponse, SignInContext,
-    WatchChallengeRequest, WatchChallengeResponse, WatchEnrollmentRequest, WatchEnrollmentResponse,
+    VerifyOfflineCodeRequest, VerifyOfflineCodeResponse, WatchChallengeRequest,
+    WatchChallengeResponse, WatchEnrollmentRequest, WatchEnrollmentResponse,
 };
 use tonic::{
     metadata::{Ascii, MetadataValue},
@@ -213,6 +214,31 @@ impl RelyingParty {
         Ok(self
             .client()
             .record_terms_acceptance(request)
+            .await?
+            .into_inner())
+    }
+
+    /// Checks the offline code a person typed (6 digits from the app, for
+    /// when a push cannot reach the phone); `client_ip` is the person's
+    /// address as the portal saw it, or empty. On success the person is
+    /// signed in; each code works once. A refusal says why:
+    /// [`Error::is_offline_code_refused`] (wrong or already used),
+    /// [`Error::is_offline_code_unavailable`], [`Error::is_rate_limited`].
+    /// Never log the code.
+    pub async fn verify_offline_code(
+        &self,
+        user_id: &str,
+        code: &str,
+        client_ip: &str,
+    ) -> Result<VerifyOfflineCodeResponse, Error> {
+        let request = VerifyOfflineCodeRequest {
+            user_id: user_id.to_owned(),
+            code: code.to_owned(),
+            client_ip: client_ip.to_owned(),
+        };
+        Ok(self
+            .client()
+            .verify_offline_code(request)
             .await?
             .into_inner())
     }

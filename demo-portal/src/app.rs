@@ -1,5 +1,6 @@
 //! The routes. A session moves through the [`Step`]s: password, then either
-//! the app's setup (first time) or a sign-in number, then the terms of use
+//! the app's setup (first time) or a sign-in number (or, once the push
+//! timed out, an offline code from the app), then the terms of use
 //! (until the current version is accepted), then signed in. Every step that
 //! matters is checked with the MFA service through the SDK's
 //! [`RelyingParty`], never taken from the browser's word.
@@ -70,6 +71,7 @@ pub fn router(rp: RelyingParty) -> Router {
         .route("/approve/events", get(approve_events))
         .route("/approve/done", get(approve_done))
         .route("/approve/retry", post(approve_retry))
+        .route("/approve/code", get(code_page).post(verify_code))
         .route("/terms", get(terms_page).post(accept_terms))
         .route("/welcome", get(welcome))
         .route("/sign-out", post(sign_out))
@@ -380,6 +382,62 @@ async fn approve_retry(
     }
 }
 
+/// The form for an offline code, while a sign-in waits for its second factor.
+async fn code_page(State(portal): Shared, headers: HeaderMap) -> Response {
+    match portal.sessions.get(&headers).map(|s| s.step) {
+        Some(Step::Approving { .. }) => Page::new(Lang::from_headers(&headers))
+            .offline_code(None)
+            .into_response(),
+        _ => go("/"),
+    }
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    code: String,
+}
+
+/// Checks the typed offline code with the service (never logging it); the
+/// person goes on only if the service accepts it.
+async fn verify_code(
+    State(portal): Shared,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    let Some(session) = portal.sessions.get(&headers) else {
+        return go("/");
+    };
+    if !matches!(session.step, Step::Approving { .. }) {
+        return go(step_path(&session.step));
+    }
+    let lang = Lang::from_headers(&headers);
+    let t = lang.texts();
+    // People copy codes as "123 456"; the service takes the digits alone.
+    let code: String = form.code.chars().filter(|c| !c.is_whitespace()).collect();
+    let notice = match portal
+        .rp
+        .verify_offline_code(session.user.id, &code, &client.ip().to_string())
+        .await
+    {
+        Ok(_) => return portal.after_second_factor(&headers, session.user).await,
+        Err(e) if e.reason() == Some(mfa_sdk::reason::OFFLINE_CODE_USED) => t.code_used,
+        Err(e)
+            if e.is_offline_code_refused()
+                || e.reason() == Some(mfa_sdk::reason::INVALID_ARGUMENT) =>
+        {
+            t.code_wrong
+        }
+        Err(e) if e.is_offline_code_unavailable() || e.is_no_active_device() => t.code_unavailable,
+        Err(e) => {
+            portal.sessions.remove(&headers);
+            return Refusal::from_error(&e).page(lang);
+        }
+    };
+    let page = Page::new(lang).offline_code(Some(notice));
+    (StatusCode::UNAUTHORIZED, page).into_response()
+}
+
 async fn terms_page(State(portal): Shared, headers: HeaderMap) -> Response {
     match portal.sessions.get(&headers).map(|s| s.step) {
         Some(Step::Terms) => Page::new(Lang::from_headers(&headers))
@@ -439,6 +497,9 @@ struct LiveStatus {
     retry: bool,
     #[serde(rename = "final")]
     done: bool,
+    /// Offer an offline code from the app instead.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    code: bool,
 }
 
 impl LiveStatus {
@@ -450,6 +511,7 @@ impl LiveStatus {
             next: None,
             retry: false,
             done: false,
+            code: false,
         }
     }
 
@@ -496,13 +558,21 @@ fn challenge_status(t: &Texts, challenge: &Challenge) -> LiveStatus {
         (ChallengeState::Denied, DenyReason::WrongNumber) => {
             LiveStatus::retry("denied", t.approve_wrong_number)
         }
+        (ChallengeState::Denied, DenyReason::UserVerificationRequired) => {
+            LiveStatus::retry("denied", t.approve_user_verification)
+        }
         // A fraud report blocks the user: no new attempt to offer.
         (ChallengeState::Denied, DenyReason::FraudReported) => LiveStatus {
             done: true,
             ..LiveStatus::waiting("reported", t.approve_fraud)
         },
         (ChallengeState::Denied, _) => LiveStatus::retry("denied", t.approve_denied),
-        (ChallengeState::Expired, _) => LiveStatus::retry("expired", t.approve_expired),
+        // The push may not have reached the phone: offer its offline code.
+        // Not after a denial, which the phone did receive.
+        (ChallengeState::Expired, _) => LiveStatus {
+            code: true,
+            ..LiveStatus::retry("expired", t.approve_expired)
+        },
         (ChallengeState::Superseded, _) => LiveStatus::retry("superseded", t.approve_superseded),
         (ChallengeState::Cancelled, _) => LiveStatus::retry("cancelled", t.approve_cancelled),
         _ => LiveStatus::waiting("waiting", t.approve_waiting),

@@ -113,6 +113,7 @@ impl Page {
 <div id="number" class="number">{number}</div>
 <p id="status" class="status">{waiting}</p>
 <form id="retry" method="post" action="/approve/retry" hidden><button type="submit">{retry}</button></form>
+<p id="use-code" hidden><a class="button secondary" href="/approve/code">{use_code}</a></p>
 {lost}
 <script>{script}</script>"#,
             heading = t.approve_heading,
@@ -120,8 +121,32 @@ impl Page {
             number = escape(number),
             waiting = t.approve_waiting,
             retry = t.retry_button,
+            use_code = t.use_code_button,
             lost = self.lost_phone(),
             script = live_status_script("/approve/events"),
+        ))
+    }
+
+    /// The form for an offline code from the app, with an error above it.
+    pub fn offline_code(&self, notice: Option<&str>) -> Html<String> {
+        let t = self.t();
+        let notice = notice.map_or(String::new(), |text| {
+            format!(r#"<p class="error" id="notice">{}</p>"#, escape(text))
+        });
+        self.layout(&format!(
+            r#"<h1>{heading}</h1>
+<p>{intro}</p>
+{notice}
+<form method="post" action="/approve/code">
+<label>{label}<input name="code" id="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9 ]{{6,7}}" maxlength="7" required></label>
+<button type="submit">{button}</button>
+</form>
+<form method="post" action="/approve/retry"><button type="submit" class="secondary">{retry}</button></form>"#,
+            heading = t.code_heading,
+            intro = t.code_intro,
+            label = t.code_label,
+            button = t.code_button,
+            retry = t.retry_button,
         ))
     }
 
@@ -157,9 +182,9 @@ impl Page {
 }
 
 /// Listens to the page's server-sent events. Each message is JSON:
-/// `text` for the status line, `number` to show, `next` to go to, and
-/// `retry` to offer a new attempt (and fade a spent QR code); `final`
-/// closes the stream.
+/// `text` for the status line, `number` to show, `next` to go to,
+/// `retry` to offer a new attempt (and fade a spent QR code), `code` to
+/// offer an offline code instead; `final` closes the stream.
 fn live_status_script(events_url: &str) -> String {
     format!(
         r#"
@@ -174,6 +199,7 @@ events.onmessage = (event) => {{
     number.hidden = false;
   }}
   if (m.final) events.close();
+  if (m.code) document.getElementById("use-code").hidden = false;
   if (m.retry) {{
     document.getElementById("retry").hidden = false;
     // A QR code that can no longer be used should not look scannable.
@@ -208,6 +234,8 @@ main { max-width: 520px; margin: 32px auto; background: #fff; padding: 28px 32px
 h1 { font-size: 22px; margin-top: 0; }
 label { display: block; margin: 12px 0; font-size: 14px; }
 input { display: block; width: 100%; box-sizing: border-box; padding: 9px; margin-top: 4px; font-size: 16px; border: 1px solid #b8c2cc; border-radius: 6px; }
+a.button { display: inline-block; padding: 10px 22px; font-size: 16px; border-radius: 6px; text-decoration: none; }
+.secondary { background: #fff; color: #1f6feb; border: 1px solid #1f6feb; }
 button { margin-top: 12px; padding: 10px 22px; font-size: 16px; background: #1f6feb; color: #fff; border: 0; border-radius: 6px; cursor: pointer; }
 .hint { color: #5b6b7b; font-size: 13px; }
 .error { color: #b42318; background: #fef3f2; padding: 10px; border-radius: 6px; }

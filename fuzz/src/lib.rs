@@ -68,6 +68,8 @@ pub fn signed_bytes(data: &[u8]) {
     let key: [u8; 32] = std::array::from_fn(|i| part(10).get(i).copied().unwrap_or(0));
     let t: Vec<&[u8]> = text.iter().map(String::as_bytes).collect();
     let body: Vec<&str> = text[4..].iter().map(String::as_str).collect();
+    // The fields later versions added are written only when set.
+    let optional = |i: usize| (!text[i].is_empty()).then_some(text[i].as_str());
 
     let messages: Vec<(Vec<u8>, Vec<Vec<u8>>)> = vec![
         (
@@ -77,9 +79,17 @@ pub fn signed_bytes(data: &[u8]) {
                 push_platform: &text[1],
                 push_token: &text[2],
                 device_name: &text[3],
+                key_algorithm: optional(9),
             }
             .signed_bytes(),
-            fields(signing::ENROLLMENT_TAG, &[t[0], &key[..], t[1], t[2], t[3]]),
+            fields(
+                signing::ENROLLMENT_TAG,
+                &[
+                    &[t[0], &key[..], t[1], t[2], t[3]][..],
+                    &optional_field(optional(9)),
+                ]
+                .concat(),
+            ),
         ),
         (
             signing::DeviceRequest {
@@ -106,11 +116,16 @@ pub fn signed_bytes(data: &[u8]) {
                 decision: &text[3],
                 typed_number: &text[4],
                 challenge_nonce: part(12),
+                user_verification: optional(5),
             }
             .signed_bytes(),
             fields(
                 signing::APPROVAL_TAG,
-                &[t[0], t[1], t[2], t[3], t[4], part(12)],
+                &[
+                    &[t[0], t[1], t[2], t[3], t[4], part(12)][..],
+                    &optional_field(optional(5)),
+                ]
+                .concat(),
             ),
         ),
         (
@@ -168,10 +183,25 @@ pub fn signed_bytes(data: &[u8]) {
     let last = tampered.len() - 1;
     tampered[last] ^= 1;
     assert!(signing::verify(&verifier, &tampered, &signature).is_err());
-    // Whatever the bytes, parsing a key and verifying never panics.
-    if let Ok(key) = signing::parse_public_key(part(10)) {
-        let _ = signing::verify(&key, part(11), part(12));
+    // Whatever the bytes, parsing a key and verifying never panics, under
+    // either algorithm.
+    for algorithm in signing::KeyAlgorithm::ALL {
+        if let Ok(key) = signing::PublicKey::parse(algorithm, part(10)) {
+            let _ = key.verify(part(11), part(12));
+        }
     }
+    // A P-256 key from the input signs what it verifies, and no other bytes.
+    if let Ok(secret) = signing::SecretKey::from_bytes(signing::KeyAlgorithm::EcdsaP256Sha256, &key)
+    {
+        let signature = secret.sign(bytes);
+        assert_eq!(secret.public_key().verify(bytes, &signature), Ok(()));
+        assert!(secret.public_key().verify(&tampered, &signature).is_err());
+    }
+}
+
+/// An optional field as the expected field list holds it: itself, or nothing.
+fn optional_field(value: Option<&str>) -> Vec<&[u8]> {
+    value.map(str::as_bytes).into_iter().collect()
 }
 
 /// A tag and fields as the expected field list.

@@ -38,10 +38,15 @@ fn harness() -> &'static Harness {
         // Every call comes from the same (unknown) address and user ids
         // repeat: without these limits raised, the throttles would answer
         // before the decoding the fuzzer should explore.
+        let offline_code_key = dir.path().join("offline-code.key");
+        mfa_server::offline_code_key::OfflineCodeKey::create_if_missing(&offline_code_key)
+            .expect("offline-code key");
         let config = mfa_server::Config {
             data_dir: dir.path().to_path_buf(),
+            offline_code_key_file: Some(offline_code_key),
             activation_failure_limit: u32::MAX,
             signature_failure_limit: u32::MAX,
+            offline_code_failure_limit: u32::MAX,
             challenge_limit: u32::MAX,
             watch_streams_per_tenant: u32::MAX,
             ..mfa_server::Config::default()
@@ -79,7 +84,7 @@ pub fn request_decoding(data: &[u8]) {
     };
     let h = harness();
     let code = h.runtime.block_on(async {
-        match selector % 19 {
+        match selector % 22 {
             0 => code(h.device.complete_enrollment(plain(body)?).await),
             1 => code(h.device.list_pending_challenges(plain(body)?).await),
             2 => code(h.device.respond_to_challenge(plain(body)?).await),
@@ -150,9 +155,24 @@ pub fn request_decoding(data: &[u8]) {
                     .list_audit_events(with_key(decode(body)?, &h.admin_key))
                     .await,
             ),
-            _ => code(
+            18 => code(
                 h.admin
                     .delete_user(with_key(decode(body)?, &h.admin_key))
+                    .await,
+            ),
+            19 => code(
+                h.portal
+                    .verify_offline_code(with_key(decode(body)?, &h.portal_key))
+                    .await,
+            ),
+            20 => code(
+                h.admin
+                    .get_tenant_settings(with_key(decode(body)?, &h.admin_key))
+                    .await,
+            ),
+            _ => code(
+                h.admin
+                    .update_tenant_settings(with_key(decode(body)?, &h.admin_key))
                     .await,
             ),
         }

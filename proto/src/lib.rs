@@ -3,9 +3,12 @@
 //!
 //! The signed bytes are specified in `docs/protocol.md`; [`signing`] builds
 //! them, and `testdata/signing-vectors.json` pins them for other implementations.
+//! [`offline_code`] computes the offline codes (RFC 6238) that the server
+//! checks and the SDK shows.
 
 pub mod codec;
 pub mod enrollment;
+pub mod offline_code;
 pub mod push;
 pub mod signing;
 pub mod status;

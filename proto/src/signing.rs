@@ -6,8 +6,18 @@
 //! signature made for one purpose can never be taken for another. Integers are
 //! 8-byte big-endian two's complement; enums are written as their protobuf
 //! value names (e.g. `DECISION_APPROVE`).
+//!
+//! Fields added after the first release are written only when the request
+//! sets them, so that what an older app signed still verifies; see
+//! [`EnrollmentProof::key_algorithm`] and [`Approval::user_verification`].
+//! Device keys are Ed25519 or ECDSA P-256 ([`keys`]); the server's key,
+//! which signs challenge contexts, is Ed25519.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+mod keys;
+
+pub use keys::{low_s, KeyAlgorithm, PublicKey, SecretKey};
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 /// Tag of the enrollment proof-of-possession bytes.
 pub const ENROLLMENT_TAG: &str = "mfa.v1.enrollment";
@@ -40,6 +50,15 @@ impl Fields {
         self.bytes(value.as_bytes())
     }
 
+    /// A field that later protocol versions added: written only when set,
+    /// so that the bytes without it are those of the earlier version.
+    fn optional_str(self, value: Option<&str>) -> Self {
+        match value {
+            Some(value) => self.str(value),
+            None => self,
+        }
+    }
+
     fn int(self, value: i64) -> Self {
         self.bytes(&value.to_be_bytes())
     }
@@ -54,14 +73,18 @@ impl Fields {
 pub struct EnrollmentProof<'a> {
     /// The activation code, normalised: upper case, no dashes or spaces.
     pub activation_code: &'a str,
-    /// The device's Ed25519 public key.
-    pub public_key: &'a [u8; 32],
+    /// The device's public key, in its algorithm's encoding.
+    pub public_key: &'a [u8],
     /// Push platform name, e.g. `PUSH_PLATFORM_APNS`.
     pub push_platform: &'a str,
     /// The push token.
     pub push_token: &'a str,
     /// The device's display name.
     pub device_name: &'a str,
+    /// The key algorithm's name (e.g. `KEY_ALGORITHM_ECDSA_P256_SHA256`)
+    /// when the request names one; `None` (no field at all) when it leaves
+    /// it unset, as apps of the first release do, meaning Ed25519.
+    pub key_algorithm: Option<&'a str>,
 }
 
 impl EnrollmentProof<'_> {
@@ -73,6 +96,7 @@ impl EnrollmentProof<'_> {
             .str(self.push_platform)
             .str(self.push_token)
             .str(self.device_name)
+            .optional_str(self.key_algorithm)
             .finish()
     }
 }
@@ -122,6 +146,10 @@ pub struct Approval<'a> {
     pub typed_number: &'a str,
     /// The challenge's server nonce.
     pub challenge_nonce: &'a [u8],
+    /// How the person unlocked, e.g. `USER_VERIFICATION_BIOMETRIC`, when
+    /// the request says; `None` (no field at all) when it leaves it unset,
+    /// as apps of the first release do, which counts as no verification.
+    pub user_verification: Option<&'a str>,
 }
 
 impl Approval<'_> {
@@ -134,6 +162,7 @@ impl Approval<'_> {
             .str(self.decision)
             .str(self.typed_number)
             .bytes(self.challenge_nonce)
+            .optional_str(self.user_verification)
             .finish()
     }
 }
@@ -190,45 +219,102 @@ impl ChallengeContext<'_> {
     }
 }
 
-/// Why a signature was not accepted.
+/// How the person unlocked the app before answering a challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UserVerification {
+    /// No verification (also: an answer from an app that predates the flag).
+    None,
+    /// The device's PIN, pattern or passcode.
+    DevicePin,
+    /// A biometric (fingerprint, face).
+    Biometric,
+}
+
+impl UserVerification {
+    /// Every method.
+    pub const ALL: [Self; 3] = [Self::None, Self::DevicePin, Self::Biometric];
+
+    /// The protobuf value name, as signed: `USER_VERIFICATION_NONE`, …
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Self::None => "USER_VERIFICATION_NONE",
+            Self::DevicePin => "USER_VERIFICATION_DEVICE_PIN",
+            Self::Biometric => "USER_VERIFICATION_BIOMETRIC",
+        }
+    }
+
+    /// The short name used on the command line, in storage, audit entries
+    /// and metrics: `none`, `device_pin` or `biometric`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::DevicePin => "device_pin",
+            Self::Biometric => "biometric",
+        }
+    }
+
+    /// Reads a short name ([`as_str`](Self::as_str)).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for UserVerification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a key or a signature was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureError {
-    /// The public key is not 32 bytes or not a valid curve point.
-    MalformedKey,
-    /// The signature is not 64 bytes.
-    MalformedSignature,
+    /// The public key is not in its algorithm's encoding, or not a valid
+    /// point (off the curve, or of small order).
+    MalformedKey(KeyAlgorithm),
+    /// The signature is not in its algorithm's encoding (64 bytes for
+    /// Ed25519, canonical DER for P-256).
+    MalformedSignature(KeyAlgorithm),
+    /// A P-256 signature with `s > n/2`: its malleable twin.
+    HighS,
     /// The signature does not verify over the bytes.
     Mismatch,
 }
 
 impl std::fmt::Display for SignatureError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::MalformedKey => "public key must be a 32-byte Ed25519 key",
-            Self::MalformedSignature => "signature must be 64 bytes",
-            Self::Mismatch => "signature does not verify",
-        })
+        match self {
+            Self::MalformedKey(KeyAlgorithm::Ed25519) => {
+                f.write_str("public key must be a 32-byte Ed25519 key")
+            }
+            Self::MalformedKey(KeyAlgorithm::EcdsaP256Sha256) => f.write_str(
+                "public key must be a 65-byte uncompressed SEC1 point on P-256 (04 || X || Y)",
+            ),
+            Self::MalformedSignature(KeyAlgorithm::Ed25519) => {
+                f.write_str("signature must be 64 bytes")
+            }
+            Self::MalformedSignature(KeyAlgorithm::EcdsaP256Sha256) => {
+                f.write_str("signature must be an ECDSA signature in canonical DER")
+            }
+            Self::HighS => f.write_str("ECDSA signature must have a low S (s <= n/2)"),
+            Self::Mismatch => f.write_str("signature does not verify"),
+        }
     }
 }
 
 impl std::error::Error for SignatureError {}
 
-/// Parses a 32-byte Ed25519 public key.
+/// Parses the server's 32-byte Ed25519 public key.
 pub fn parse_public_key(bytes: &[u8]) -> Result<VerifyingKey, SignatureError> {
-    let bytes: &[u8; 32] = bytes.try_into().map_err(|_| SignatureError::MalformedKey)?;
-    VerifyingKey::from_bytes(bytes).map_err(|_| SignatureError::MalformedKey)
+    keys::ed25519_key(bytes)
 }
 
-/// Verifies a signature strictly (rejecting small-order keys and malleable
-/// signatures).
+/// Verifies an Ed25519 signature strictly (rejecting small-order keys and
+/// malleable signatures).
 pub fn verify(key: &VerifyingKey, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
-    let signature =
-        Signature::from_slice(signature).map_err(|_| SignatureError::MalformedSignature)?;
-    key.verify_strict(message, &signature)
-        .map_err(|_| SignatureError::Mismatch)
+    PublicKey::Ed25519(*key).verify(message, signature)
 }
 
-/// Signs a message.
+/// Signs a message with an Ed25519 key (the server's).
 pub fn sign(key: &SigningKey, message: &[u8]) -> Vec<u8> {
     key.sign(message).to_bytes().to_vec()
 }

@@ -26,6 +26,12 @@ pub const SERVER_TIME_MS: &str = "server_time_ms";
 /// `ErrorInfo.metadata` key of [`Reason::ClockSkew`]: how far, in
 /// milliseconds, a proof's timestamp may be from the server's clock.
 pub const MAX_SKEW_MS: &str = "max_skew_ms";
+/// `ErrorInfo.metadata` key of [`Reason::KeyAlgorithmNotAllowed`]: the
+/// algorithms the tenant allows, comma-separated protobuf value names.
+pub const ALLOWED_KEY_ALGORITHMS: &str = "allowed_key_algorithms";
+/// `ErrorInfo.metadata` key of [`Reason::UserVerificationRequired`]: the
+/// methods the tenant accepts, comma-separated protobuf value names.
+pub const ACCEPTED_USER_VERIFICATIONS: &str = "accepted_user_verifications";
 
 /// Why the server refused a call, or could not serve it.
 ///
@@ -76,10 +82,28 @@ pub enum Reason {
     ChallengeEnded,
     /// The user is blocked after a fraud report.
     UserBlocked,
-    /// The user has no active device to send a challenge to.
+    /// The user has no active device to send a challenge to (or whose
+    /// offline code to check).
     NoActiveDevice,
+    /// Offline codes are turned off for the tenant, or the server has no key
+    /// for their secrets (`offline_code_key_file`).
+    OfflineCodesDisabled,
+    /// None of the user's active devices has an offline-code secret (they
+    /// enrolled before the server offered offline codes): enroll again.
+    OfflineCodeNotSetUp,
+    /// The offline code is not the current code of any of the user's devices.
+    OfflineCodeInvalid,
+    /// The offline code is right, but its time step (or a later one) was
+    /// already used on that device: wait for the next code.
+    OfflineCodeUsed,
+    /// The tenant does not allow the key algorithm a device enrolled with.
+    KeyAlgorithmNotAllowed,
+    /// An approval without the user verification the tenant requires; the
+    /// challenge ended denied for it.
+    UserVerificationRequired,
     /// Too many requests (challenges for a user, failed activations or
-    /// failed signatures from an address); try again later.
+    /// failed signatures from an address, failed offline codes for a user
+    /// or an address); try again later.
     RateLimited,
     /// The tenant has as many open watches as the server allows.
     TooManyWatches,
@@ -97,7 +121,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of the table in `docs/protocol.md`.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 33] = [
         Self::InvalidArgument,
         Self::MalformedRequest,
         Self::RequestTooLarge,
@@ -118,6 +142,12 @@ impl Reason {
         Self::ChallengeEnded,
         Self::UserBlocked,
         Self::NoActiveDevice,
+        Self::OfflineCodesDisabled,
+        Self::OfflineCodeNotSetUp,
+        Self::OfflineCodeInvalid,
+        Self::OfflineCodeUsed,
+        Self::KeyAlgorithmNotAllowed,
+        Self::UserVerificationRequired,
         Self::RateLimited,
         Self::TooManyWatches,
         Self::TooManyStreams,
@@ -150,6 +180,12 @@ impl Reason {
             Self::ChallengeEnded => "CHALLENGE_ENDED",
             Self::UserBlocked => "USER_BLOCKED",
             Self::NoActiveDevice => "NO_ACTIVE_DEVICE",
+            Self::OfflineCodesDisabled => "OFFLINE_CODES_DISABLED",
+            Self::OfflineCodeNotSetUp => "OFFLINE_CODE_NOT_SET_UP",
+            Self::OfflineCodeInvalid => "OFFLINE_CODE_INVALID",
+            Self::OfflineCodeUsed => "OFFLINE_CODE_USED",
+            Self::KeyAlgorithmNotAllowed => "KEY_ALGORITHM_NOT_ALLOWED",
+            Self::UserVerificationRequired => "USER_VERIFICATION_REQUIRED",
             Self::RateLimited => "RATE_LIMITED",
             Self::TooManyWatches => "TOO_MANY_WATCHES",
             Self::TooManyStreams => "TOO_MANY_STREAMS",
@@ -181,14 +217,21 @@ impl Reason {
             | Self::SignatureInvalid
             | Self::ClockSkew
             | Self::ReplayedRequest => (Code::Unauthenticated, 401),
-            Self::ApiKeyWrongRole | Self::DeviceRevoked => (Code::PermissionDenied, 403),
+            Self::ApiKeyWrongRole | Self::DeviceRevoked | Self::OfflineCodeInvalid => {
+                (Code::PermissionDenied, 403)
+            }
             Self::NotFound | Self::ActivationCodeUnknown => (Code::NotFound, 404),
             Self::ActivationCodeExpired
             | Self::ActivationCodeUsed
             | Self::ChallengeExpired
             | Self::ChallengeEnded
             | Self::UserBlocked
-            | Self::NoActiveDevice => (Code::FailedPrecondition, 409),
+            | Self::NoActiveDevice
+            | Self::OfflineCodesDisabled
+            | Self::OfflineCodeNotSetUp
+            | Self::OfflineCodeUsed
+            | Self::KeyAlgorithmNotAllowed
+            | Self::UserVerificationRequired => (Code::FailedPrecondition, 409),
             Self::RateLimited | Self::TooManyWatches | Self::TooManyStreams => {
                 (Code::ResourceExhausted, 429)
             }

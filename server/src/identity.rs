@@ -2,7 +2,7 @@
 //! trust what it shows, and its public key travels in the enrollment QR code.
 
 use ed25519_dalek::SigningKey;
-use std::{io::Write, path::Path};
+use std::path::Path;
 
 /// The server's signing key.
 #[derive(Clone)]
@@ -35,16 +35,7 @@ impl ServerIdentity {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = SigningKey::generate(&mut rand::rngs::OsRng);
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path)?;
-                file.write_all(key.as_bytes())?;
-                file.sync_all()?;
+                crate::key_file::create_new(path, key.as_bytes())?;
                 Ok(Self { key })
             }
             Err(e) => Err(e),

@@ -12,7 +12,7 @@
 //! - [`push`] delivers notifications through APNs and FCM in the background;
 //!   [`sweeper`] expires what is due.
 //! - [`server`] wires them together, behind [`tls`]; [`config`] reads the
-//!   settings.
+//!   settings; [`identity`] and [`offline_code_key`] hold the server's keys.
 
 pub mod api;
 pub mod client_address;
@@ -21,7 +21,9 @@ pub mod domain;
 pub mod error_text;
 pub mod events;
 pub mod identity;
+mod key_file;
 pub mod model;
+pub mod offline_code_key;
 pub mod push;
 pub mod server;
 pub mod stats;

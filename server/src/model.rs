@@ -1,7 +1,9 @@
 //! The records the domain works with and the store keeps. Times are
 //! milliseconds since the Unix epoch.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
+
+pub use mfa_proto::signing::{KeyAlgorithm, UserVerification};
 
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
@@ -42,7 +44,12 @@ string_enum!(
 
 string_enum!(
     /// Why a challenge was denied.
-    DenyReason { UserDenied => "user_denied", WrongNumber => "wrong_number", FraudReported => "fraud_reported" }
+    DenyReason {
+        UserDenied => "user_denied",
+        WrongNumber => "wrong_number",
+        FraudReported => "fraud_reported",
+        UserVerificationRequired => "user_verification_required",
+    }
 );
 
 string_enum!(
@@ -118,6 +125,43 @@ pub struct Tenant {
     /// How long this tenant's activation codes stay valid; `None`: the
     /// server's `enrollment_ttl`.
     pub enrollment_ttl: Option<Duration>,
+    /// Whether the portal may sign its users in with offline codes.
+    pub offline_codes_enabled: bool,
+    /// What the tenant requires of device keys and approvals.
+    pub device_policy: DevicePolicy,
+}
+
+/// What a tenant requires of its devices' keys and approvals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DevicePolicy {
+    /// The key algorithms a device may enroll with; `None`: every one,
+    /// including algorithms added later.
+    pub allowed_key_algorithms: Option<BTreeSet<KeyAlgorithm>>,
+    /// The user verification methods of which an approval needs one;
+    /// `None`: no verification required. Never empty, never holds
+    /// [`UserVerification::None`].
+    pub user_verification: Option<BTreeSet<UserVerification>>,
+}
+
+impl DevicePolicy {
+    /// Whether a device may enroll with a key of `algorithm`.
+    pub fn allows(&self, algorithm: KeyAlgorithm) -> bool {
+        self.allowed_key_algorithms
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&algorithm))
+    }
+
+    /// Whether an approval after `method` meets the policy.
+    pub fn accepts(&self, method: UserVerification) -> bool {
+        self.user_verification
+            .as_ref()
+            .is_none_or(|accepted| accepted.contains(&method))
+    }
+
+    /// The methods an approval needs one of; empty when none is required.
+    pub fn required_user_verification(&self) -> Vec<UserVerification> {
+        self.user_verification.iter().flatten().copied().collect()
+    }
 }
 
 /// What a tenant update changes; `None` leaves a setting as it is.
@@ -129,6 +173,12 @@ pub struct TenantChanges {
     pub challenge_ttl: Option<Option<Duration>>,
     /// `Some(None)` returns to the server's `enrollment_ttl`.
     pub enrollment_ttl: Option<Option<Duration>>,
+    /// Turns offline codes on or off.
+    pub offline_codes_enabled: Option<bool>,
+    /// `Some(None)` allows every key algorithm again.
+    pub allowed_key_algorithms: Option<Option<BTreeSet<KeyAlgorithm>>>,
+    /// `Some(None)` requires no user verification any more.
+    pub user_verification: Option<Option<BTreeSet<UserVerification>>>,
 }
 
 impl TenantChanges {
@@ -156,6 +206,15 @@ pub struct ApiKeyRecord {
     pub last_used_at: Option<i64>,
 }
 
+/// A device's offline-code secret as stored: sealed with the server's
+/// offline-code key, and the last time step a code of it was accepted for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfflineSecret {
+    pub device_id: String,
+    pub sealed: Vec<u8>,
+    pub last_step: Option<i64>,
+}
+
 /// A person, as the portal identifies them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
@@ -174,7 +233,9 @@ pub struct Device {
     pub tenant_id: String,
     pub user_id: String,
     pub display_name: String,
-    pub public_key: [u8; 32],
+    pub key_algorithm: KeyAlgorithm,
+    /// The public key in its algorithm's wire encoding.
+    pub public_key: Vec<u8>,
     pub push_platform: PushPlatform,
     pub push_token: String,
     pub state: DeviceState,

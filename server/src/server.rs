@@ -8,6 +8,7 @@ use crate::{
     domain::{Limits, Service},
     events::Events,
     identity::ServerIdentity,
+    offline_code_key::OfflineCodeKey,
     push::{self, Dispatcher},
     store::{ChangeFeed, Instrumented, PostgresStore, SqliteStore, Store, StoreError},
     sweeper,
@@ -95,6 +96,18 @@ async fn assemble_service(
             config.server_key_file().display()
         ))
     })?;
+    let offline_code_key = match &config.offline_code_key_file {
+        Some(path) => Some(OfflineCodeKey::load(path).map_err(|e| {
+            ServerError::Setup(format!("offline-code key {}: {e}", path.display()))
+        })?),
+        None => {
+            tracing::warn!(
+                "offline codes are off: no offline_code_key_file is configured \
+                 (a file of 32 random bytes, the same on every replica)"
+            );
+            None
+        }
+    };
     let providers = push::providers(&config.push, store.clone())
         .await
         .map_err(|e| ServerError::Setup(format!("push: {e}")))?;
@@ -110,6 +123,7 @@ async fn assemble_service(
         Arc::new(dispatcher),
         Limits::from(config),
         public_url,
+        offline_code_key,
     );
     Ok((service, changes))
 }

@@ -391,6 +391,25 @@ async fn json_logs_of_a_full_flow_carry_ids_and_no_secret() {
         .unwrap();
     let pending = phone.pending_challenges().await.unwrap().remove(0);
     phone.approve(&pending, &challenge.number).await.unwrap();
+    // Offline codes (on under --dev): the right code, then it again, then a wrong one.
+    let offline_code = phone
+        .account()
+        .offline_code()
+        .expect("codes under --dev")
+        .code;
+    portal
+        .verify_offline_code("u", &offline_code, "203.0.113.5")
+        .await
+        .unwrap();
+    let wrong_code = format!(
+        "{:06}",
+        (offline_code.parse::<u32>().unwrap() + 1) % 1_000_000
+    );
+    for code in [&offline_code, &wrong_code] {
+        assert!(portal.verify_offline_code("u", code, "").await.is_err());
+    }
+    let account = serde_json::to_value(phone.account()).unwrap();
+    let offline_secret = account["offline_code_secret"].as_str().unwrap().to_owned();
     let stranger = RelyingParty::connect(&url, "mfak_wrong").await.unwrap();
     assert!(stranger
         .start_sign_in("u", SignInContext::default())
@@ -434,6 +453,8 @@ async fn json_logs_of_a_full_flow_carry_ids_and_no_secret() {
     assert!(events
         .iter()
         .any(|e| message(e) == "failed activation attempt"));
+    assert!(events.iter().any(|e| message(e) == "offline code accepted"));
+    assert!(events.iter().any(|e| message(e) == "offline code refused"));
 
     let code = &uri.activation_code;
     let secrets = [
@@ -442,6 +463,7 @@ async fn json_logs_of_a_full_flow_carry_ids_and_no_secret() {
         code.as_str(),
         begun.manual_code.as_str(),
         push_token,
+        offline_secret.as_str(),
     ];
     for secret in secrets {
         assert!(!log.contains(secret), "the log holds a secret");
@@ -450,7 +472,12 @@ async fn json_logs_of_a_full_flow_carry_ids_and_no_secret() {
     for event in &events {
         let mut values = Vec::new();
         leaves(event, &mut values);
-        for number in [&verification_number, &challenge.number] {
+        for number in [
+            &verification_number,
+            &challenge.number,
+            &offline_code,
+            &wrong_code,
+        ] {
             assert!(!values.contains(number), "a number is logged: {event}");
         }
     }
@@ -635,9 +662,17 @@ async fn an_operator_lists_shows_and_updates_tenants_beside_a_running_server() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
+    let off = stdout(&tenant_command(&[
+        "update",
+        &acme,
+        "--offline-codes",
+        "off",
+    ]));
+    assert!(off.contains("offline codes:      off"), "{off}");
     let show = || stdout(&tenant_command(&["show", &acme]));
     let shown = show();
     for line in [
+        "offline codes:      off".to_owned(),
         format!("id:                 {acme}"),
         "name:               Acme Ltd".to_owned(),
         "digits:             3".to_owned(),
@@ -671,6 +706,10 @@ async fn an_operator_lists_shows_and_updates_tenants_beside_a_running_server() {
         (vec!["update", unknown, "--digits", "4"], "tenant not found"),
         (vec!["show", unknown], "tenant not found"),
         (vec!["show", "acme"], "tenant must be a UUID"),
+        (
+            vec!["update", &acme, "--offline-codes", "maybe"],
+            "give on or off",
+        ),
     ] {
         let error = failure(&tenant_command(&args));
         assert!(error.contains(message), "{args:?}: {error}");

@@ -162,6 +162,8 @@ test('a denied sign-in offers a new try; "this wasn\'t me" blocks the user (Engl
     assert.equal(denied.code, 0, denied.stderr);
     assert.equal(await statusIs(page, 'denied'), 'The sign-in was denied in the app.');
     await page.locator('#retry').waitFor(WAIT);
+    // The phone got this one: no code instead of it.
+    assert.equal(await page.locator('#use-code').isHidden(), true);
     await shot(page, '08-denied');
 
     await page.click('#retry button');
@@ -220,6 +222,77 @@ test('an expired QR code and an expired sign-in each offer a new try', async () 
     const approved = await phone('approve', '--number', await shownNumber(page));
     assert.equal(approved.code, 0, approved.stderr);
     await page.waitForURL('**/welcome', WAIT);
+  } finally {
+    await stack.stop();
+  }
+});
+
+/** The offline code `mfa-authenticator code` shows for the phone's account. */
+async function offlineCode(phone) {
+  const shown = await phone('code');
+  assert.equal(shown.code, 0, shown.stderr);
+  const match = shown.stdout.match(/offline code (\d{6}) \(valid \d+ s\)/);
+  assert.ok(match, shown.stdout);
+  return match[1];
+}
+
+/** Signs in and waits on the number page until the push times out. */
+async function signInUntilExpired(page, stack, email) {
+  await signIn(page, stack.url, email);
+  await page.waitForURL('**/approve', WAIT);
+  await shownNumber(page);
+  await statusIs(page, 'expired');
+  await page.locator('#use-code').waitFor({ state: 'visible', ...WAIT });
+}
+
+test('after a sign-in times out, a code from the app signs in, once (English, then Japanese)', async () => {
+  const stack = await startStack({ MFA_CHALLENGE_TTL: '8s' });
+  try {
+    const page = await newPage('en-US');
+    const phone = await stack.phone('hanako-phone');
+    await signIn(page, stack.url, 'hanako@example.jp');
+    await enrollPhone(page, phone, 'hanako@example.jp');
+    await page.waitForURL('**/terms', WAIT);
+    await page.click('#accept');
+    await page.waitForURL('**/welcome', WAIT);
+    await page.click('text=Sign out');
+
+    // The push is never answered (the phone is offline): a code instead.
+    await signInUntilExpired(page, stack, 'hanako@example.jp');
+    await shot(page, '13-sign-in-expired-code-offered');
+    await page.click('#use-code a');
+    await page.waitForURL('**/approve/code', WAIT);
+    await page.getByRole('heading', { name: 'Sign in with a code from the app' }).waitFor(WAIT);
+
+    const code = await offlineCode(phone);
+    const wrong = String((Number(code) + 500_000) % 1_000_000).padStart(6, '0');
+    await page.fill('#code', wrong);
+    await page.click('form[action="/approve/code"] button');
+    await page.locator('#notice').waitFor(WAIT);
+    assert.match(await page.locator('#notice').textContent(), /not right/);
+
+    // Typed as the app groups it for reading, with a space.
+    await page.fill('#code', `${code.slice(0, 3)} ${code.slice(3)}`);
+    await shot(page, '14-offline-code');
+    await page.click('form[action="/approve/code"] button');
+    await page.waitForURL('**/welcome', WAIT);
+    await page.locator('#signed-in').waitFor(WAIT);
+
+    // The same code a second time, in Japanese: refused as used.
+    await page.context().clearCookies();
+    const ja = await newPage('ja-JP');
+    await signInUntilExpired(ja, stack, 'hanako@example.jp');
+    assert.equal(
+      (await ja.locator('#use-code a').textContent()).trim(),
+      '代わりにコードを使う',
+    );
+    await ja.click('#use-code a');
+    await ja.getByRole('heading', { name: 'アプリのコードでサインイン' }).waitFor(WAIT);
+    await ja.fill('#code', code);
+    await ja.click('form[action="/approve/code"] button');
+    await ja.locator('#notice').waitFor(WAIT);
+    assert.match(await ja.locator('#notice').textContent(), /すでに使用されています/);
+    await shot(ja, '15-offline-code-used');
   } finally {
     await stack.stop();
   }

@@ -66,11 +66,16 @@ pub fn error_info(status: &tonic::Status) -> tonic_types::ErrorInfo {
 }
 
 /// Lifetimes short enough for tests to watch things expire without waiting long.
+/// Offline codes are on, with a key made in `dir`.
 pub fn test_config(dir: &std::path::Path) -> Config {
+    let offline_code_key = dir.join("offline-code.key");
+    mfa_server::offline_code_key::OfflineCodeKey::create_if_missing(&offline_code_key)
+        .expect("offline-code key");
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
+        offline_code_key_file: Some(offline_code_key),
         ..Config::default()
     }
 }
@@ -333,6 +338,25 @@ impl TestServer {
             .await
     }
 
+    /// [`Self::enroll`] with a device key made by `store`, e.g. a P-256 key.
+    pub async fn enroll_in(
+        &self,
+        portal: &RelyingParty,
+        user_id: &str,
+        email: &str,
+        store: &dyn KeyStore,
+    ) -> Authenticator {
+        enroll_phone_in(
+            portal,
+            user_id,
+            email,
+            phone_info("Test phone"),
+            &self.connect,
+            store,
+        )
+        .await
+    }
+
     /// [`Self::enroll`] with a phone described by `info` (e.g. one with push).
     pub async fn enroll_device(
         &self,
@@ -354,15 +378,35 @@ pub async fn enroll_phone(
     info: DeviceInfo,
     connect: &ConnectOptions,
 ) -> Authenticator {
+    enroll_phone_in(
+        portal,
+        user_id,
+        email,
+        info,
+        connect,
+        &MemoryKeyStore::new(),
+    )
+    .await
+}
+
+/// [`enroll_phone`] with the device key made and kept by `store` (of its
+/// algorithm).
+pub async fn enroll_phone_in(
+    portal: &RelyingParty,
+    user_id: &str,
+    email: &str,
+    info: DeviceInfo,
+    connect: &ConnectOptions,
+    store: &dyn KeyStore,
+) -> Authenticator {
     let begun = portal
         .begin_enrollment(user_id, email)
         .await
         .expect("begin enrollment");
     let uri = EnrollmentUri::parse(&begun.qr_uri).expect("QR URI parses");
-    let (mut phone, verification) =
-        Authenticator::enroll_with(&uri, info, &MemoryKeyStore::new(), connect)
-            .await
-            .expect("phone enrolls");
+    let (mut phone, verification) = Authenticator::enroll_with(&uri, info, store, connect)
+        .await
+        .expect("phone enrolls");
     let number = verification_number(portal, &begun.enrollment_id).await;
     let answer = phone
         .approve(&verification, &number)
@@ -382,12 +426,30 @@ pub async fn enroll_phone(
 pub async fn phone_via(phone: &Authenticator, url: &str) -> Authenticator {
     let mut account = phone.account().clone();
     account.server_url = url.to_owned();
-    let store = MemoryKeyStore::new();
-    store.save(&account).expect("account saved");
-    Authenticator::open(&store)
-        .await
+    Authenticator::from_account(account, phone.signer().clone(), &ConnectOptions::default())
         .expect("account opens")
-        .expect("an account is saved")
+}
+
+/// The approval bytes `phone` signs to approve `pending` with `typed_number`,
+/// with the user-verification field `user_verification` (`None`: no field,
+/// as apps of the first release sign), for tests that sign them with
+/// another key or send them with a request of their own.
+pub fn approval_bytes(
+    phone: &Authenticator,
+    pending: &VerifiedChallenge,
+    typed_number: &str,
+    user_verification: Option<&str>,
+) -> Vec<u8> {
+    mfa_proto::signing::Approval {
+        tenant_id: &pending.tenant_id,
+        challenge_id: &pending.challenge_id,
+        device_id: &phone.account().device_id,
+        decision: "DECISION_APPROVE",
+        typed_number,
+        challenge_nonce: &pending.nonce,
+        user_verification,
+    }
+    .signed_bytes()
 }
 
 /// Device details for a pull-only phone.

@@ -128,11 +128,13 @@ impl World {
             push_platform: "PUSH_PLATFORM_NONE",
             push_token: "",
             device_name: "phone",
+            key_algorithm: None,
         };
         let registered = self
             .service
             .complete_enrollment(NewDevice {
                 activation_code: &code,
+                key_algorithm: None,
                 public_key: &public_key,
                 push_platform: PushPlatform::None,
                 push_platform_name: "PUSH_PLATFORM_NONE",
@@ -176,6 +178,7 @@ impl World {
             decision: name,
             typed_number,
             challenge_nonce: &challenge.nonce,
+            user_verification: None,
         }
         .signed_bytes();
         self.service
@@ -185,6 +188,7 @@ impl World {
                 decision,
                 decision_name: name,
                 typed_number,
+                user_verification: None,
                 signature: &signing::sign(&phone.key, &message),
                 client: &caller(),
             })

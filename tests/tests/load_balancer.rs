@@ -15,7 +15,7 @@ use mfa_proto::v1::{
 };
 use mfa_sdk::{
     portal::{BearerAuth, RelyingParty},
-    Authenticator, ConnectOptions,
+    Authenticator, ConnectOptions, UserVerification,
 };
 use mfa_tests::{
     enroll_phone,
@@ -338,7 +338,14 @@ async fn a_forging_attacker_behind_the_balancer_cannot_stop_a_genuine_phone() {
             .unwrap();
         let pending = pending(&mut phone, &challenge.challenge_id).await;
         for _ in 0..10 {
-            let mut forged = phone.approval_request(&pending, Decision::Approve, &challenge.number);
+            let mut forged = phone
+                .approval_request(
+                    &pending,
+                    Decision::Approve,
+                    &challenge.number,
+                    UserVerification::None,
+                )
+                .unwrap();
             forged.signature[0] ^= 1;
             let refused = attacker.respond_to_challenge(forged).await.unwrap_err();
             refusals.push(refused.code());
@@ -396,7 +403,9 @@ async fn a_forging_attacker_behind_the_balancer_cannot_stop_a_genuine_phone() {
         .unwrap();
     let pending = pending(&mut phone, &challenge.challenge_id).await;
     let mut forged = tonic::Request::new({
-        let mut request = phone.approval_request(&pending, Decision::Deny, "");
+        let mut request = phone
+            .approval_request(&pending, Decision::Deny, "", UserVerification::None)
+            .unwrap();
         request.signature[0] ^= 1;
         request
     });

@@ -155,3 +155,84 @@ async fn operator_commands_change_what_a_running_server_serves() {
         );
     }
 }
+
+/// `tenant update --key-algorithms --user-verification`: the running server
+/// refuses what the new policy does not allow, and `tenant show` says it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_policy_is_set_from_the_command_line() {
+    for (name, server) in servers("the_device_policy_is_set_from_the_command_line").await {
+        let tenant = server.tenant.id.clone();
+        let portal = server.portal().await;
+        let mut phone = server.enroll(&portal, "hanako", "hanako@example.jp").await;
+
+        let updated = operator(
+            &server,
+            &[
+                "tenant",
+                "update",
+                &tenant,
+                "--key-algorithms",
+                "ecdsa_p256_sha256",
+                "--user-verification",
+                "biometric",
+            ],
+        );
+        assert_eq!(
+            shown(&updated, "key algorithms"),
+            "ecdsa_p256_sha256",
+            "{name}"
+        );
+        assert_eq!(shown(&updated, "user verification"), "biometric", "{name}");
+
+        // An Ed25519 enrollment is refused now; the enrolled phone must unlock.
+        let begun = portal
+            .begin_enrollment("kenji", "k@example.jp")
+            .await
+            .unwrap();
+        let uri = mfa_sdk::EnrollmentUri::parse(&begun.qr_uri).unwrap();
+        let refused = mfa_sdk::Authenticator::enroll(
+            &uri,
+            mfa_tests::phone_info("Phone"),
+            &mfa_sdk::MemoryKeyStore::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            refused.is_key_algorithm_not_allowed(),
+            "{name}: {refused:?}"
+        );
+        portal
+            .start_sign_in("hanako", SignInContext::default())
+            .await
+            .unwrap();
+        let pending = only_pending(&mut phone).await;
+        assert_eq!(
+            pending.required_user_verification,
+            [mfa_sdk::UserVerification::Biometric],
+            "{name}"
+        );
+
+        let relaxed = operator(
+            &server,
+            &[
+                "tenant",
+                "update",
+                &tenant,
+                "--key-algorithms",
+                "all",
+                "--user-verification",
+                "none",
+            ],
+        );
+        assert_eq!(shown(&relaxed, "key algorithms"), "all", "{name}");
+        assert_eq!(
+            shown(&relaxed, "user verification"),
+            "not required",
+            "{name}"
+        );
+        let shown_now = operator(&server, &["tenant", "show", &tenant]);
+        assert_eq!(shown(&shown_now, "key algorithms"), "all", "{name}");
+        let audit = server.audit_types("").await;
+        assert!(audit.contains(&"tenant.updated".to_owned()), "{name}");
+    }
+}

@@ -66,6 +66,8 @@ async fn tenant(store: &dyn Store) -> Tenant {
         created_at: NOW,
         challenge_ttl: None,
         enrollment_ttl: None,
+        offline_codes_enabled: true,
+        device_policy: DevicePolicy::default(),
     };
     store.create_tenant(&tenant).await.unwrap();
     tenant
@@ -90,7 +92,8 @@ fn device(tenant: &Tenant, user: &str, state: DeviceState) -> Device {
         tenant_id: tenant.id.clone(),
         user_id: user.into(),
         display_name: "Hanako's phone".into(),
-        public_key: [7; 32],
+        key_algorithm: KeyAlgorithm::Ed25519,
+        public_key: vec![7; 32],
         push_platform: PushPlatform::Fcm,
         push_token: "token-1".into(),
         state,
@@ -428,6 +431,45 @@ async fn a_shared_provider_token_is_replaced_only_by_whoever_saw_the_current_one
             Some(token("second", 3100)),
             "{name}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_device_keeps_its_key_algorithm_and_key() {
+    for backend in backends("a_device_keeps_its_key_algorithm_and_key").await {
+        let store = &*backend.store;
+        let name = backend.name;
+        let tenant = tenant(store).await;
+        let enrollment = enrollment(&tenant, "kenji");
+        store
+            .create_enrollment(&enrollment, "k@example.jp", &unique_code_hash())
+            .await
+            .unwrap();
+        let mut device = device(&tenant, "kenji", DeviceState::PendingVerification);
+        device.key_algorithm = KeyAlgorithm::EcdsaP256Sha256;
+        device.public_key = [&[4u8][..], &[9; 64]].concat();
+        let mut verification = challenge(
+            &tenant,
+            "kenji",
+            ChallengeKind::EnrollmentVerification,
+            NOW + 60_000,
+        );
+        verification.target_device_id = Some(device.id.clone());
+        assert!(store
+            .register_device(&enrollment.id, &device, &verification, NOW)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_device(&device.id).await.unwrap(),
+            Some(device.clone()),
+            "{name}"
+        );
+        let (_, devices) = store
+            .user_with_devices(&tenant.id, "kenji")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(devices, vec![device], "{name}");
     }
 }
 
@@ -1139,6 +1181,8 @@ async fn tenants_are_listed_updated_setting_by_setting_and_counted() {
             created_at: NOW + 1,
             challenge_ttl: Some(Duration::from_millis(90_500)),
             enrollment_ttl: None,
+            offline_codes_enabled: false,
+            device_policy: DevicePolicy::default(),
         };
         store.create_tenant(&tenant).await.unwrap();
         assert_eq!(
@@ -1180,6 +1224,47 @@ async fn tenants_are_listed_updated_setting_by_setting_and_counted() {
             store.get_tenant(&tenant.id).await.unwrap(),
             Some(tenant.clone()),
             "{name}"
+        );
+        let offline_codes = TenantChanges {
+            offline_codes_enabled: Some(true),
+            ..Default::default()
+        };
+        tenant.offline_codes_enabled = true;
+        assert_eq!(
+            store
+                .update_tenant(&tenant.id, &offline_codes)
+                .await
+                .unwrap(),
+            Some(tenant.clone()),
+            "{name}: only offline codes change"
+        );
+        let policy = TenantChanges {
+            allowed_key_algorithms: Some(Some([KeyAlgorithm::EcdsaP256Sha256].into())),
+            user_verification: Some(Some(
+                [UserVerification::Biometric, UserVerification::DevicePin].into(),
+            )),
+            ..Default::default()
+        };
+        tenant.device_policy = DevicePolicy {
+            allowed_key_algorithms: Some([KeyAlgorithm::EcdsaP256Sha256].into()),
+            user_verification: Some(
+                [UserVerification::DevicePin, UserVerification::Biometric].into(),
+            ),
+        };
+        assert_eq!(
+            store.update_tenant(&tenant.id, &policy).await.unwrap(),
+            Some(tenant.clone()),
+            "{name}: only the device policy changes"
+        );
+        let relaxed = TenantChanges {
+            allowed_key_algorithms: Some(None),
+            ..Default::default()
+        };
+        tenant.device_policy.allowed_key_algorithms = None;
+        assert_eq!(
+            store.update_tenant(&tenant.id, &relaxed).await.unwrap(),
+            Some(tenant.clone()),
+            "{name}: every algorithm again, verification still required"
         );
         assert_eq!(
             store.get_tenant(&older.id).await.unwrap(),
@@ -1518,6 +1603,130 @@ async fn deleting_a_user_erases_their_data_and_anonymises_their_audit_events() {
                 .unwrap(),
             before,
             "{name}"
+        );
+    }
+}
+
+/// Offline-code secrets come back as stored for the user's active devices
+/// only (oldest first), a time step is accepted once and only after the
+/// last one accepted, racing acceptances of one step have one winner, and
+/// deleting the user deletes the secrets.
+#[tokio::test]
+async fn offline_steps_are_used_once_and_only_forward() {
+    for backend in backends("offline_steps_are_used_once_and_only_forward").await {
+        let store = &backend.store;
+        let name = backend.name;
+        let tenant = tenant(&**store).await;
+        let first = enrolled_user(&**store, &tenant, "aiko").await;
+        let second = enrolled_user(&**store, &tenant, "aiko").await;
+        let revoked = enrolled_user(&**store, &tenant, "aiko").await;
+        let other = enrolled_user(&**store, &tenant, "kenji").await;
+        for (device, sealed) in [
+            (&first, b"sealed-1".as_slice()),
+            (&second, b"sealed-2"),
+            (&revoked, b"sealed-3"),
+            (&other, b"sealed-4"),
+        ] {
+            store.save_offline_secret(&device.id, sealed).await.unwrap();
+        }
+        assert!(
+            matches!(
+                store.save_offline_secret(&first.id, b"again").await,
+                Err(StoreError::Duplicate(_))
+            ),
+            "{name}: a device has one secret"
+        );
+        assert!(store.revoke_device(&revoked.id, NOW + 2).await.unwrap());
+        let secret = |device: &Device, sealed: &[u8], last_step| OfflineSecret {
+            device_id: device.id.clone(),
+            sealed: sealed.to_vec(),
+            last_step,
+        };
+        // Both were made at NOW: oldest first, then by id.
+        let in_order = |mut secrets: Vec<OfflineSecret>| {
+            secrets.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+            secrets
+        };
+        assert_eq!(
+            store.offline_secrets(&tenant.id, "aiko").await.unwrap(),
+            in_order(vec![
+                secret(&first, b"sealed-1", None),
+                secret(&second, b"sealed-2", None)
+            ]),
+            "{name}: active devices only, oldest first"
+        );
+
+        assert!(store.use_offline_step(&first.id, 100).await.unwrap());
+        assert!(
+            !store.use_offline_step(&first.id, 100).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            !store.use_offline_step(&first.id, 99).await.unwrap(),
+            "{name}"
+        );
+        assert!(
+            store.use_offline_step(&second.id, 100).await.unwrap(),
+            "{name}: per device"
+        );
+        assert!(
+            store.use_offline_step(&first.id, 101).await.unwrap(),
+            "{name}"
+        );
+        assert!(!store.use_offline_step("no-such-device", 1).await.unwrap());
+        assert_eq!(
+            store.offline_secrets(&tenant.id, "aiko").await.unwrap(),
+            in_order(vec![
+                secret(&first, b"sealed-1", Some(101)),
+                secret(&second, b"sealed-2", Some(100))
+            ]),
+            "{name}"
+        );
+
+        // Racing acceptances of the same step: exactly one wins.
+        let races = (0..8).map(|_| {
+            let store = store.clone();
+            let id = other.id.clone();
+            tokio::spawn(async move { store.use_offline_step(&id, 500).await.unwrap() })
+        });
+        let mut winners = 0;
+        for race in races {
+            winners += u32::from(race.await.unwrap());
+        }
+        assert_eq!(winners, 1, "{name}");
+
+        let aiko = format!("{}/aiko", tenant.id);
+        let kenji = format!("{}/kenji", tenant.id);
+        for key in [&aiko, &kenji] {
+            store
+                .record_failure("offline_code.user", key, NOW)
+                .await
+                .unwrap();
+        }
+        store
+            .delete_user(&tenant.id, "aiko", "test", NOW + 3)
+            .await
+            .unwrap();
+        assert_eq!(store.offline_secrets(&tenant.id, "aiko").await.unwrap(), []);
+        let failures = |key| store.count_failures("offline_code.user", key, 0);
+        assert_eq!(
+            failures(&aiko).await.unwrap(),
+            0,
+            "{name}: nothing names her"
+        );
+        assert_eq!(failures(&kenji).await.unwrap(), 1, "{name}");
+        assert!(
+            !store.use_offline_step(&first.id, 200).await.unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .offline_secrets(&tenant.id, "kenji")
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{name}: nobody else's"
         );
     }
 }

@@ -3,7 +3,7 @@
 use super::{authorize, convert};
 use crate::{
     domain::{KeyHolder, Service},
-    model::Role,
+    model::{Role, Tenant, TenantChanges},
 };
 use mfa_proto::v1::{admin_service_server::AdminService, *};
 use tonic::{Request, Response, Status};
@@ -122,5 +122,46 @@ impl AdminService for AdminApi {
             events: events.iter().map(convert::audit_event).collect(),
             next_page_token,
         }))
+    }
+
+    async fn get_tenant_settings(
+        &self,
+        request: Request<GetTenantSettingsRequest>,
+    ) -> Result<Response<GetTenantSettingsResponse>, Status> {
+        let tenant = self.tenant(&request).await?;
+        let tenant = self.service.known_tenant(&tenant).await?;
+        Ok(Response::new(GetTenantSettingsResponse {
+            settings: Some(settings(&tenant)),
+        }))
+    }
+
+    async fn update_tenant_settings(
+        &self,
+        request: Request<UpdateTenantSettingsRequest>,
+    ) -> Result<Response<UpdateTenantSettingsResponse>, Status> {
+        let tenant = self.tenant(&request).await?;
+        let request = request.into_inner();
+        let policy = match request.device_policy {
+            Some(policy) => Some(convert::device_policy_in(policy)?),
+            None => None,
+        };
+        let changes = TenantChanges {
+            offline_codes_enabled: request.offline_codes_enabled,
+            allowed_key_algorithms: policy.as_ref().map(|p| p.allowed_key_algorithms.clone()),
+            user_verification: policy.map(|p| p.user_verification),
+            ..Default::default()
+        };
+        let tenant = self.service.update_tenant(&tenant, &changes).await?;
+        Ok(Response::new(UpdateTenantSettingsResponse {
+            settings: Some(settings(&tenant)),
+        }))
+    }
+}
+
+/// The settings of a tenant that its administrators may change.
+fn settings(tenant: &Tenant) -> TenantSettings {
+    TenantSettings {
+        offline_codes_enabled: tenant.offline_codes_enabled,
+        device_policy: Some(convert::device_policy(&tenant.device_policy)),
     }
 }

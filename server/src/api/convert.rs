@@ -42,7 +42,107 @@ fn deny_reason(reason: Option<model::DenyReason>) -> v1::DenyReason {
         Some(model::DenyReason::UserDenied) => v1::DenyReason::UserDenied,
         Some(model::DenyReason::WrongNumber) => v1::DenyReason::WrongNumber,
         Some(model::DenyReason::FraudReported) => v1::DenyReason::FraudReported,
+        Some(model::DenyReason::UserVerificationRequired) => {
+            v1::DenyReason::UserVerificationRequired
+        }
     }
+}
+
+/// A key algorithm as a request names it: `None` when unset (Ed25519, and
+/// nothing signed for it).
+pub fn key_algorithm(value: i32) -> Result<Option<model::KeyAlgorithm>, Error> {
+    match v1::KeyAlgorithm::try_from(value) {
+        Ok(v1::KeyAlgorithm::Unspecified) => Ok(None),
+        Ok(v1::KeyAlgorithm::Ed25519) => Ok(Some(model::KeyAlgorithm::Ed25519)),
+        Ok(v1::KeyAlgorithm::EcdsaP256Sha256) => Ok(Some(model::KeyAlgorithm::EcdsaP256Sha256)),
+        Err(_) => Err(Error::invalid(
+            "key_algorithm must be ED25519 or ECDSA_P256_SHA256",
+        )),
+    }
+}
+
+fn key_algorithm_out(algorithm: model::KeyAlgorithm) -> v1::KeyAlgorithm {
+    match algorithm {
+        model::KeyAlgorithm::Ed25519 => v1::KeyAlgorithm::Ed25519,
+        model::KeyAlgorithm::EcdsaP256Sha256 => v1::KeyAlgorithm::EcdsaP256Sha256,
+    }
+}
+
+/// A user verification method as a request names it: `None` when unset (an
+/// app that predates the flag, and nothing signed for it).
+pub fn user_verification(value: i32) -> Result<Option<model::UserVerification>, Error> {
+    match v1::UserVerification::try_from(value) {
+        Ok(v1::UserVerification::Unspecified) => Ok(None),
+        Ok(v1::UserVerification::None) => Ok(Some(model::UserVerification::None)),
+        Ok(v1::UserVerification::DevicePin) => Ok(Some(model::UserVerification::DevicePin)),
+        Ok(v1::UserVerification::Biometric) => Ok(Some(model::UserVerification::Biometric)),
+        Err(_) => Err(Error::invalid(
+            "user_verification must be NONE, DEVICE_PIN or BIOMETRIC",
+        )),
+    }
+}
+
+fn user_verification_out(method: model::UserVerification) -> v1::UserVerification {
+    match method {
+        model::UserVerification::None => v1::UserVerification::None,
+        model::UserVerification::DevicePin => v1::UserVerification::DevicePin,
+        model::UserVerification::Biometric => v1::UserVerification::Biometric,
+    }
+}
+
+/// A tenant's device policy as AdminService shows it.
+pub fn device_policy(policy: &model::DevicePolicy) -> v1::DevicePolicy {
+    v1::DevicePolicy {
+        allowed_key_algorithms: policy
+            .allowed_key_algorithms
+            .iter()
+            .flatten()
+            .map(|&a| key_algorithm_out(a).into())
+            .collect(),
+        require_user_verification: policy.user_verification.is_some(),
+        accepted_user_verifications: policy
+            .required_user_verification()
+            .into_iter()
+            .map(|m| user_verification_out(m).into())
+            .collect(),
+    }
+}
+
+/// A device policy from AdminService: every value named, none UNSPECIFIED;
+/// no accepted methods without `require_user_verification`; an empty list
+/// of either kind means every algorithm (every verifying method).
+pub fn device_policy_in(policy: v1::DevicePolicy) -> Result<model::DevicePolicy, Error> {
+    let mut algorithms = std::collections::BTreeSet::new();
+    for &value in &policy.allowed_key_algorithms {
+        algorithms.insert(key_algorithm(value)?.ok_or_else(|| {
+            Error::invalid("device_policy.allowed_key_algorithms must not hold UNSPECIFIED")
+        })?);
+    }
+    let mut methods = std::collections::BTreeSet::new();
+    for &value in &policy.accepted_user_verifications {
+        match user_verification(value)? {
+            Some(model::UserVerification::None) | None => return Err(Error::invalid(
+                "device_policy.accepted_user_verifications may hold DEVICE_PIN and BIOMETRIC only",
+            )),
+            Some(method) => methods.insert(method),
+        };
+    }
+    if !policy.require_user_verification && !methods.is_empty() {
+        return Err(Error::invalid(
+            "device_policy.accepted_user_verifications needs require_user_verification",
+        ));
+    }
+    if policy.require_user_verification && methods.is_empty() {
+        methods = [
+            model::UserVerification::DevicePin,
+            model::UserVerification::Biometric,
+        ]
+        .into();
+    }
+    Ok(model::DevicePolicy {
+        allowed_key_algorithms: (!algorithms.is_empty()).then_some(algorithms),
+        user_verification: policy.require_user_verification.then_some(methods),
+    })
 }
 
 pub fn push_platform(platform: i32) -> Result<(model::PushPlatform, &'static str), Error> {
@@ -147,6 +247,7 @@ pub fn device(d: &model::Device) -> v1::Device {
         .into(),
         create_time: Some(timestamp(d.created_at)),
         revoke_time: optional_timestamp(d.revoked_at),
+        key_algorithm: key_algorithm_out(d.key_algorithm).into(),
         ..push_status(d.push_status())
     }
 }
@@ -213,6 +314,11 @@ pub fn pending(p: &crate::domain::PendingChallenge) -> v1::PendingChallenge {
             nonce: c.nonce.to_vec(),
         }),
         server_signature: p.server_signature.clone(),
+        required_user_verification: p
+            .required_user_verification
+            .iter()
+            .map(|&m| user_verification_out(m).into())
+            .collect(),
     }
 }
 
@@ -228,5 +334,75 @@ pub fn audit_event(e: &model::AuditEvent) -> v1::AuditEvent {
         detail: e.detail.clone(),
         client_address: e.client_address.clone().unwrap_or_default(),
         count: u32::try_from(e.count).unwrap_or(u32::MAX),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The signed bytes carry the domain's names: they must be the wire's.
+    #[test]
+    fn signed_names_are_the_wire_names() {
+        for algorithm in model::KeyAlgorithm::ALL {
+            assert_eq!(
+                key_algorithm_out(algorithm).as_str_name(),
+                algorithm.wire_name()
+            );
+            let value = key_algorithm_out(algorithm) as i32;
+            assert_eq!(key_algorithm(value).unwrap(), Some(algorithm));
+        }
+        for method in model::UserVerification::ALL {
+            assert_eq!(
+                user_verification_out(method).as_str_name(),
+                method.wire_name()
+            );
+            let value = user_verification_out(method) as i32;
+            assert_eq!(user_verification(value).unwrap(), Some(method));
+        }
+        assert_eq!(key_algorithm(0).unwrap(), None);
+        assert_eq!(user_verification(0).unwrap(), None);
+        assert!(key_algorithm(99).is_err());
+        assert!(user_verification(99).is_err());
+    }
+
+    #[test]
+    fn device_policies_are_checked_and_round_trip() {
+        let required_any = v1::DevicePolicy {
+            allowed_key_algorithms: vec![v1::KeyAlgorithm::EcdsaP256Sha256.into()],
+            require_user_verification: true,
+            accepted_user_verifications: vec![],
+        };
+        let policy = device_policy_in(required_any).unwrap();
+        assert!(policy.accepts(model::UserVerification::DevicePin));
+        assert!(policy.accepts(model::UserVerification::Biometric));
+        assert!(!policy.accepts(model::UserVerification::None));
+        assert!(policy.allows(model::KeyAlgorithm::EcdsaP256Sha256));
+        assert!(!policy.allows(model::KeyAlgorithm::Ed25519));
+        assert_eq!(device_policy_in(device_policy(&policy)).unwrap(), policy);
+
+        let open = device_policy_in(v1::DevicePolicy::default()).unwrap();
+        assert_eq!(open, model::DevicePolicy::default());
+        for bad in [
+            v1::DevicePolicy {
+                accepted_user_verifications: vec![v1::UserVerification::Biometric.into()],
+                ..Default::default()
+            },
+            v1::DevicePolicy {
+                require_user_verification: true,
+                accepted_user_verifications: vec![v1::UserVerification::None.into()],
+                ..Default::default()
+            },
+            v1::DevicePolicy {
+                allowed_key_algorithms: vec![0],
+                ..Default::default()
+            },
+            v1::DevicePolicy {
+                allowed_key_algorithms: vec![42],
+                ..Default::default()
+            },
+        ] {
+            assert!(device_policy_in(bad).is_err());
+        }
     }
 }

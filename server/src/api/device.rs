@@ -52,6 +52,7 @@ impl DeviceService for DeviceApi {
             .service
             .complete_enrollment(NewDevice {
                 activation_code: &r.activation_code,
+                key_algorithm: convert::key_algorithm(r.key_algorithm)?,
                 public_key: &r.public_key,
                 push_platform,
                 push_platform_name,
@@ -68,6 +69,7 @@ impl DeviceService for DeviceApi {
             user_email: registered.user_email,
             server_public_key: self.service.identity().public_key().to_vec(),
             verification_challenge: Some(convert::pending(&registered.verification)),
+            offline_code_secret: registered.offline_code_secret.unwrap_or_default(),
         }))
     }
 
@@ -113,6 +115,7 @@ impl DeviceService for DeviceApi {
                 decision,
                 decision_name: wire.as_str_name(),
                 typed_number: &r.typed_number,
+                user_verification: convert::user_verification(r.user_verification)?,
                 signature: &r.signature,
                 client: &peer,
             })

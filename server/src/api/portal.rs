@@ -1,7 +1,11 @@
 //! `mfa.v1.PortalService`: what the relying party calls.
 
 use super::{authorize, convert, watch};
-use crate::{domain::Service, events::Change, model::Role};
+use crate::{
+    domain::{OfflineCodeAttempt, Service},
+    events::Change,
+    model::Role,
+};
 use mfa_proto::v1::{portal_service_server::PortalService, *};
 use tokio_stream::{wrappers::ReceiverStream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -201,6 +205,29 @@ impl PortalService for PortalApi {
         Ok(Response::new(RecordTermsAcceptanceResponse {
             accepted_terms_version: r.terms_version,
             accept_time: Some(convert::timestamp(at)),
+        }))
+    }
+
+    async fn verify_offline_code(
+        &self,
+        request: Request<VerifyOfflineCodeRequest>,
+    ) -> Result<Response<VerifyOfflineCodeResponse>, Status> {
+        let tenant = self.tenant(&request).await?;
+        let r = request.into_inner();
+        let verified = self
+            .service
+            .verify_offline_code(
+                &tenant,
+                &OfflineCodeAttempt {
+                    user_id: &r.user_id,
+                    code: &r.code,
+                    client_ip: &r.client_ip,
+                },
+            )
+            .await?;
+        Ok(Response::new(VerifyOfflineCodeResponse {
+            device_id: verified.device_id,
+            verify_time: Some(convert::timestamp(verified.at)),
         }))
     }
 }

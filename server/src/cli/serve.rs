@@ -2,7 +2,7 @@
 //! bringing its database up to date.
 
 use super::CliResult;
-use mfa_server::{config::Config, model::Role, server};
+use mfa_server::{config::Config, model::Role, offline_code_key::OfflineCodeKey, server};
 
 /// Applies the migrations and says where.
 pub async fn migrate(config: &Config) -> CliResult {
@@ -12,11 +12,20 @@ pub async fn migrate(config: &Config) -> CliResult {
 }
 
 /// Serves until SIGTERM or Ctrl-C; with `dev` on an empty database, first
-/// creates a demo tenant and prints its keys.
+/// creates a demo tenant and prints its keys. With `dev` and no
+/// `offline_code_key_file`, offline codes use a key made next to the data.
 pub async fn serve(config: &Config, dev: bool) -> CliResult {
     // Handlers first: a SIGTERM sent as soon as the server says that it
     // listens (by an orchestrator, or a test) must drain it, not kill it.
     let stop = shutdown_signal()?;
+    let mut config = config.clone();
+    if dev && config.offline_code_key_file.is_none() {
+        let path = config.dev_offline_code_key_file();
+        OfflineCodeKey::create_if_missing(&path)
+            .map_err(|e| format!("offline-code key {}: {e}", path.display()))?;
+        config.offline_code_key_file = Some(path);
+    }
+    let config = &config;
     let running = server::start(config).await?;
     if dev && running.service.store().count_tenants().await? == 0 {
         let tenant = running.service.create_tenant("Demo tenant", 2).await?;

@@ -1,15 +1,15 @@
 //! `mfa-server tenant …`: the organisations the service serves, and their
-//! settings (display name, digits, lifetimes).
+//! settings (display name, digits, lifetimes, offline codes, device policy).
 
 use super::{duration, time, CliResult, Table};
 use clap::{ArgGroup, Subcommand};
 use mfa_server::{
     config::Config,
-    domain::TenantSummary,
-    model::{Tenant, TenantChanges},
+    domain::{names, TenantSummary},
+    model::{KeyAlgorithm, Tenant, TenantChanges, UserVerification},
     server,
 };
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 #[derive(Subcommand)]
 pub enum TenantCommand {
@@ -36,7 +36,16 @@ pub enum TenantCommand {
         ArgGroup::new("changes")
             .required(true)
             .multiple(true)
-            .args(["name", "digits", "challenge_ttl", "enrollment_ttl", "default_ttls"])
+            .args([
+                "name",
+                "digits",
+                "challenge_ttl",
+                "enrollment_ttl",
+                "default_ttls",
+                "key_algorithms",
+                "user_verification",
+                "offline_codes",
+            ])
     ))]
     Update {
         /// The tenant's id.
@@ -58,6 +67,20 @@ pub enum TenantCommand {
         /// Goes back to the server's `challenge_ttl` and `enrollment_ttl`.
         #[arg(long, conflicts_with_all = ["challenge_ttl", "enrollment_ttl"])]
         default_ttls: bool,
+        /// Whether the portal may sign users in with offline codes (`on` or
+        /// `off`); on by default.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        offline_codes: Option<bool>,
+        /// The device key algorithms new enrollments may use, comma-separated
+        /// (`ed25519`, `ecdsa_p256_sha256`), or `all`. Devices already
+        /// enrolled keep working.
+        #[arg(long, value_name = "ALGORITHMS|all", value_parser = key_algorithms)]
+        key_algorithms: Option<Algorithms>,
+        /// Whether approvals need user verification: `none` (not required),
+        /// `any` (a device PIN or a biometric), or the accepted methods,
+        /// comma-separated (`device_pin`, `biometric`).
+        #[arg(long, value_name = "none|any|METHODS", value_parser = user_verification)]
+        user_verification: Option<Methods>,
     },
 }
 
@@ -99,12 +122,18 @@ pub async fn run(config: &Config, command: TenantCommand) -> CliResult {
             challenge_ttl,
             enrollment_ttl,
             default_ttls,
+            offline_codes,
+            key_algorithms,
+            user_verification,
         } => {
             let changes = TenantChanges {
                 display_name: name,
                 number_digits: digits,
                 challenge_ttl: challenge_ttl.map(Some).or(default_ttls.then_some(None)),
                 enrollment_ttl: enrollment_ttl.map(Some).or(default_ttls.then_some(None)),
+                offline_codes_enabled: offline_codes,
+                allowed_key_algorithms: key_algorithms.map(|a| a.0),
+                user_verification: user_verification.map(|m| m.0),
             };
             let tenant = service.update_tenant(&id, &changes).await?;
             print!("{}", settings(config, &tenant));
@@ -116,6 +145,56 @@ pub async fn run(config: &Config, command: TenantCommand) -> CliResult {
         }
     }
     Ok(())
+}
+
+/// `on` or `off`.
+fn on_off(value: &str) -> Result<bool, String> {
+    match value {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{value:?}: give on or off")),
+    }
+}
+
+/// `--key-algorithms`: a set, or `None` for every algorithm.
+#[derive(Debug, Clone)]
+pub struct Algorithms(Option<BTreeSet<KeyAlgorithm>>);
+
+fn key_algorithms(text: &str) -> Result<Algorithms, String> {
+    if text == "all" {
+        return Ok(Algorithms(None));
+    }
+    text.split(',')
+        .map(|name| {
+            KeyAlgorithm::parse(name.trim()).ok_or_else(|| {
+                format!("unknown key algorithm {name:?}: use ed25519, ecdsa_p256_sha256 or all")
+            })
+        })
+        .collect::<Result<_, _>>()
+        .map(|set| Algorithms(Some(set)))
+}
+
+/// `--user-verification`: the accepted methods, or `None` for not required.
+#[derive(Debug, Clone)]
+pub struct Methods(Option<BTreeSet<UserVerification>>);
+
+fn user_verification(text: &str) -> Result<Methods, String> {
+    match text {
+        "none" => Ok(Methods(None)),
+        "any" => Ok(Methods(Some(
+            [UserVerification::DevicePin, UserVerification::Biometric].into(),
+        ))),
+        list => list
+            .split(',')
+            .map(|name| match UserVerification::parse(name.trim()) {
+                Some(UserVerification::None) | None => Err(format!(
+                    "unknown method {name:?}: use none, any, or device_pin and/or biometric"
+                )),
+                Some(method) => Ok(method),
+            })
+            .collect::<Result<_, _>>()
+            .map(|set| Methods(Some(set))),
+    }
 }
 
 /// A tenant's own lifetime, or `default` for the server's.
@@ -145,6 +224,31 @@ fn settings(config: &Config, tenant: &Tenant) -> String {
         ("digits", tenant.number_digits.to_string()),
         ("challenge ttl", challenge),
         ("enrollment ttl", enrollment),
+        (
+            "offline codes",
+            if tenant.offline_codes_enabled {
+                "on"
+            } else {
+                "off"
+            }
+            .to_owned(),
+        ),
+        (
+            "key algorithms",
+            names(
+                tenant.device_policy.allowed_key_algorithms.as_ref(),
+                KeyAlgorithm::as_str,
+                "all",
+            ),
+        ),
+        (
+            "user verification",
+            names(
+                tenant.device_policy.user_verification.as_ref(),
+                UserVerification::as_str,
+                "not required",
+            ),
+        ),
         ("created", time(tenant.created_at)),
     ]
     .iter()

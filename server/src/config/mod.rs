@@ -95,6 +95,16 @@ pub struct Config {
     /// The window of `signature_failure_limit`.
     #[serde(with = "humantime_serde")]
     pub signature_window: Duration,
+    /// The key (a file of 32 random bytes, the same on every replica) that
+    /// seals devices' offline-code secrets at rest. Unset: offline codes are
+    /// off (`serve --dev` creates `<data_dir>/offline-code.key`).
+    pub offline_code_key_file: Option<PathBuf>,
+    /// At most this many failed offline codes per user, and per end-user
+    /// address, per `offline_code_window`; past it, every code is refused.
+    pub offline_code_failure_limit: u32,
+    /// The window of `offline_code_failure_limit`.
+    #[serde(with = "humantime_serde")]
+    pub offline_code_window: Duration,
     /// Largest request message the server decodes (bytes); larger: OUT_OF_RANGE.
     pub max_message_size: usize,
     /// Calls (streams) open at once on one client connection; more: RESOURCE_EXHAUSTED.
@@ -155,6 +165,9 @@ impl Default for Config {
             tenant_cache_ttl: Duration::from_secs(30),
             signature_failure_limit: 20,
             signature_window: Duration::from_secs(15 * 60),
+            offline_code_key_file: None,
+            offline_code_failure_limit: 5,
+            offline_code_window: Duration::from_secs(60 * 60),
             max_message_size: 64 * 1024,
             max_streams_per_connection: 100,
             idle_connection_timeout: Duration::from_secs(5 * 60),
@@ -247,6 +260,11 @@ impl Config {
         self.public_url
             .clone()
             .unwrap_or_else(|| format!("{scheme}://{addr}"))
+    }
+
+    /// The offline-code key file of `serve --dev` when none is configured.
+    pub fn dev_offline_code_key_file(&self) -> PathBuf {
+        self.data_dir.join("offline-code.key")
     }
 
     /// The server key path in effect.

@@ -312,17 +312,19 @@ impl Service {
         challenge_id: Option<&str>,
         client: &Client,
     ) -> Result<()> {
-        let key = match self.inner.device_keys.get(&device.public_key) {
+        let cache_key = (device.key_algorithm, device.public_key.clone());
+        let key = match self.inner.device_keys.get(&cache_key) {
             Some(key) => key,
             None => {
-                let key = signing::parse_public_key(&device.public_key).map_err(|e| {
-                    Error::Internal(format!("stored key of device {}: {e}", device.id))
-                })?;
-                self.inner.device_keys.insert(device.public_key, key);
+                let key = signing::PublicKey::parse(device.key_algorithm, &device.public_key)
+                    .map_err(|e| {
+                        Error::Internal(format!("stored key of device {}: {e}", device.id))
+                    })?;
+                self.inner.device_keys.insert(cache_key, key);
                 key
             }
         };
-        if signing::verify(&key, message, signature).is_ok() {
+        if key.verify(message, signature).is_ok() {
             return Ok(());
         }
         metrics::auth_failure("device_signature");
@@ -359,27 +361,48 @@ impl Service {
         counters: &[(&str, &str)],
     ) -> Result<()> {
         let now = now_ms();
-        let since = now - self.limits().signature_window.as_millis() as i64;
-        let limit = i64::from(self.limits().signature_failure_limit);
+        let limits = self.limits();
+        let window = (limits.signature_window, limits.signature_failure_limit);
+        if let Some(scope) = self.over_limit(counters, window, now).await? {
+            metrics::throttled("device_signature");
+            self.audit_failure(AuditEvent {
+                event_type: "device.throttled".into(),
+                detail: format!("too many failed signatures ({scope})"),
+                ..event
+            })
+            .await;
+            return Err(Error::refused(
+                Reason::RateLimited,
+                "too many failed device signatures; wait and try again",
+            ));
+        }
+        self.record_failures(counters, now).await?;
+        self.audit_failure(event).await;
+        Ok(())
+    }
+
+    /// The scope of the first of `counters` (scope, key) with at least
+    /// `limit` failures within `window` before `now`, if any.
+    pub(super) async fn over_limit<'a>(
+        &self,
+        counters: &[(&'a str, &str)],
+        (window, limit): (Duration, u32),
+        now: i64,
+    ) -> Result<Option<&'a str>> {
+        let since = now - window.as_millis() as i64;
         for (scope, key) in counters {
-            if self.store().count_failures(scope, key, since).await? >= limit {
-                metrics::throttled("device_signature");
-                self.audit_failure(AuditEvent {
-                    event_type: "device.throttled".into(),
-                    detail: format!("too many failed signatures ({scope})"),
-                    ..event
-                })
-                .await;
-                return Err(Error::refused(
-                    Reason::RateLimited,
-                    "too many failed device signatures; wait and try again",
-                ));
+            if self.store().count_failures(scope, key, since).await? >= i64::from(limit) {
+                return Ok(Some(scope));
             }
         }
+        Ok(None)
+    }
+
+    /// Counts a failure at `now` against each of `counters` (scope, key).
+    pub(super) async fn record_failures(&self, counters: &[(&str, &str)], now: i64) -> Result<()> {
         for (scope, key) in counters {
             self.store().record_failure(scope, key, now).await?;
         }
-        self.audit_failure(event).await;
         Ok(())
     }
 

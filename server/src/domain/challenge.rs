@@ -20,6 +20,10 @@ pub struct Answer<'a> {
     /// The wire name of the decision, as signed.
     pub decision_name: &'a str,
     pub typed_number: &'a str,
+    /// How the person unlocked, as the request says; `None` when it leaves
+    /// it unset (an app that predates the flag: no verification, and
+    /// nothing signed for it).
+    pub user_verification: Option<UserVerification>,
     pub signature: &'a [u8],
     /// The caller, for audit and for limits on failed signatures.
     pub client: &'a Client,
@@ -171,6 +175,7 @@ impl Service {
             decision: answer.decision_name,
             typed_number: answer.typed_number,
             challenge_nonce: &challenge.nonce,
+            user_verification: answer.user_verification.map(UserVerification::wire_name),
         }
         .signed_bytes();
         self.check_device_signature(
@@ -189,6 +194,8 @@ impl Service {
 
         let now = now_ms();
         ensure_pending(&challenge, now)?;
+        let verification = answer.user_verification.unwrap_or(UserVerification::None);
+        let policy = self.tenant(&challenge.tenant_id).await?.device_policy;
         let ending = match answer.decision {
             Decision::Approve
                 if bool::from(
@@ -198,9 +205,20 @@ impl Service {
                         .ct_eq(challenge.number.as_bytes()),
                 ) =>
             {
-                Ending {
-                    answered_by: Some(device.id.clone()),
-                    ..Ending::unanswered(ChallengeState::Approved)
+                if policy.accepts(verification) {
+                    Ending {
+                        answered_by: Some(device.id.clone()),
+                        note: Some(format!("user verification {verification}")),
+                        ..Ending::unanswered(ChallengeState::Approved)
+                    }
+                } else {
+                    Ending {
+                        note: Some(format!(
+                            "{}: approved with user verification {verification}",
+                            DenyReason::UserVerificationRequired.as_str()
+                        )),
+                        ..denied(&device, DenyReason::UserVerificationRequired, None)
+                    }
                 }
             }
             Decision::Approve => denied(&device, DenyReason::WrongNumber, None),
@@ -231,6 +249,13 @@ impl Service {
         self.announce_end(&ended);
         if ending.block_user_until.is_some() {
             tracing::warn!(challenge_id = %ended.challenge.id, "fraud reported; user blocked");
+        }
+        match (ended.challenge.state, ended.challenge.deny_reason) {
+            (ChallengeState::Approved, _) => metrics::approval(&ended.challenge, verification),
+            (_, Some(DenyReason::UserVerificationRequired)) => {
+                return Err(user_verification_required(&policy, verification));
+            }
+            _ => {}
         }
         Ok(ended.challenge)
     }
@@ -263,6 +288,29 @@ impl Service {
             }
         }
     }
+}
+
+/// The refusal of an approval that does not meet the tenant's policy; the
+/// challenge has ended denied for it, so the portal sees why.
+fn user_verification_required(policy: &DevicePolicy, verification: UserVerification) -> Error {
+    let accepted: Vec<&str> = policy
+        .required_user_verification()
+        .into_iter()
+        .map(UserVerification::wire_name)
+        .collect();
+    Error::refused(
+        Reason::UserVerificationRequired,
+        format!(
+            "this organisation requires unlocking with {} to approve (the approval said {}); \
+             the sign-in was denied",
+            accepted.join(" or "),
+            verification.wire_name()
+        ),
+    )
+    .with(
+        mfa_proto::status::ACCEPTED_USER_VERIFICATIONS,
+        accepted.join(","),
+    )
 }
 
 fn denied(device: &Device, reason: DenyReason, block_user_until: Option<i64>) -> Ending {

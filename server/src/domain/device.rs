@@ -12,6 +12,9 @@ pub struct PendingChallenge {
     pub user_email: String,
     pub number_length: u32,
     pub server_signature: Vec<u8>,
+    /// The user verification methods of which an approval needs one (the
+    /// tenant's policy, told to the app); empty when none is required.
+    pub required_user_verification: Vec<UserVerification>,
 }
 
 /// A device call's proof plus the method it is for.
@@ -52,6 +55,7 @@ impl Service {
             tenant_display_name: tenant.display_name.clone(),
             user_email: user_email.to_owned(),
             number_length,
+            required_user_verification: tenant.device_policy.required_user_verification(),
             challenge,
         }
     }

@@ -27,6 +27,9 @@ pub struct EnrollmentStarted {
 /// What a phone sends to register.
 pub struct NewDevice<'a> {
     pub activation_code: &'a str,
+    /// The key's algorithm as the request names it; `None` when it leaves
+    /// it unset (Ed25519, and nothing signed for it).
+    pub key_algorithm: Option<KeyAlgorithm>,
     pub public_key: &'a [u8],
     pub push_platform: PushPlatform,
     /// The wire name of the platform, as signed.
@@ -39,12 +42,25 @@ pub struct NewDevice<'a> {
 }
 
 /// What a registered phone learns.
-#[derive(Debug)]
 pub struct Registered {
     pub device: Device,
     pub tenant: Tenant,
     pub user_email: String,
     pub verification: PendingChallenge,
+    /// The device's offline-code secret, for it alone; `None` when the
+    /// server offers no offline codes.
+    pub offline_code_secret: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registered")
+            .field("device", &self.device)
+            .field("tenant", &self.tenant)
+            .field("verification", &self.verification)
+            .field("offline_code_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// Scope of failed activations, counted per client address.
@@ -108,9 +124,9 @@ impl Service {
     pub async fn complete_enrollment(&self, new: NewDevice<'_>) -> Result<Registered> {
         let code = normalize_activation_code(new.activation_code)
             .map_err(|e| Error::invalid(e.to_string()))?;
-        let public_key: [u8; 32] = signing::parse_public_key(new.public_key)
-            .map_err(|e| Error::invalid(e.to_string()))?
-            .to_bytes();
+        let algorithm = new.key_algorithm.unwrap_or(KeyAlgorithm::Ed25519);
+        let key = signing::PublicKey::parse(algorithm, new.public_key)
+            .map_err(|e| Error::invalid(e.to_string()))?;
         input::text("device_name", new.device_name, 128)?;
         if new.push_platform == PushPlatform::None {
             input::optional_text("push_token", new.push_token, 0)?;
@@ -156,15 +172,14 @@ impl Service {
         }
         let proof = signing::EnrollmentProof {
             activation_code: &code,
-            public_key: &public_key,
+            public_key: new.public_key,
             push_platform: new.push_platform_name,
             push_token: new.push_token,
             device_name: new.device_name,
+            key_algorithm: new.key_algorithm.map(KeyAlgorithm::wire_name),
         }
         .signed_bytes();
-        let key =
-            signing::parse_public_key(&public_key).map_err(|e| Error::invalid(e.to_string()))?;
-        if signing::verify(&key, &proof, new.signature).is_err() {
+        if key.verify(&proof, new.signature).is_err() {
             self.activation_failed(
                 new.client,
                 Some(&enrollment),
@@ -179,12 +194,17 @@ impl Service {
         self.ensure_open(&enrollment, now)?;
 
         let tenant = self.tenant(&enrollment.tenant_id).await?;
+        // Checked once the proof verified, so that only the code's holder
+        // learns the policy; the code stays usable with an allowed key.
+        self.ensure_algorithm_allowed(&tenant, &enrollment, algorithm, new.client)
+            .await?;
         let device = Device {
             id: new_id(),
             tenant_id: tenant.id.clone(),
             user_id: enrollment.user_id.clone(),
             display_name: new.device_name.to_owned(),
-            public_key,
+            key_algorithm: algorithm,
+            public_key: key.to_bytes(),
             push_platform: new.push_platform,
             push_token: new.push_token.to_owned(),
             state: DeviceState::PendingVerification,
@@ -217,6 +237,7 @@ impl Service {
             ));
         }
         self.add_deadline(challenge.expires_at);
+        let offline_code_secret = self.issue_offline_secret(&device.id).await?;
         metrics::enrollment(&tenant.id, "registered");
         self.audit(AuditEvent {
             tenant_id: Some(tenant.id.clone()),
@@ -226,8 +247,9 @@ impl Service {
             challenge_id: Some(challenge.id.clone()),
             enrollment_id: Some(enrollment.id.clone()),
             detail: format!(
-                "device {:?}, push {}",
+                "device {:?}, key {}, push {}",
                 device.display_name,
+                device.key_algorithm,
                 device.push_platform.as_str()
             ),
             ..Default::default()
@@ -247,7 +269,45 @@ impl Service {
             tenant,
             user_email,
             verification,
+            offline_code_secret,
         })
+    }
+
+    /// Refuses a key algorithm the tenant does not allow (audited).
+    async fn ensure_algorithm_allowed(
+        &self,
+        tenant: &Tenant,
+        enrollment: &Enrollment,
+        algorithm: KeyAlgorithm,
+        client: &Client,
+    ) -> Result<()> {
+        let policy = &tenant.device_policy;
+        if policy.allows(algorithm) {
+            return Ok(());
+        }
+        self.audit(AuditEvent {
+            tenant_id: Some(tenant.id.clone()),
+            event_type: "enrollment.key_algorithm_refused".into(),
+            user_id: Some(enrollment.user_id.clone()),
+            enrollment_id: Some(enrollment.id.clone()),
+            detail: format!("key {algorithm} is not allowed"),
+            client_address: Some(client.address()),
+            ..Default::default()
+        })
+        .await;
+        let allowed: Vec<&str> = KeyAlgorithm::ALL
+            .into_iter()
+            .filter(|&a| policy.allows(a))
+            .map(KeyAlgorithm::wire_name)
+            .collect();
+        Err(Error::refused(
+            Reason::KeyAlgorithmNotAllowed,
+            format!(
+                "this organisation does not allow {} device keys",
+                algorithm.wire_name()
+            ),
+        )
+        .with(mfa_proto::status::ALLOWED_KEY_ALGORITHMS, allowed.join(",")))
     }
 
     /// Refuses a code whose enrollment is no longer waiting for a scan.

@@ -56,10 +56,18 @@ pub fn typed_number(value: &str) -> Result<()> {
     Ok(())
 }
 
-/// An Ed25519 signature's length.
+/// The most bytes a device signature has: a P-256 signature in DER (an
+/// Ed25519 signature has 64).
+pub const MAX_SIGNATURE_LEN: usize = 72;
+
+/// A device signature's size. Its encoding is checked against the key's
+/// algorithm when it is verified, and refused as a signature that does not
+/// verify, so that a caller learns nothing of a device's algorithm.
 pub fn signature(value: &[u8]) -> Result<()> {
-    if value.len() != 64 {
-        return Err(Error::invalid("signature must be 64 bytes"));
+    if value.is_empty() || value.len() > MAX_SIGNATURE_LEN {
+        return Err(Error::invalid(format!(
+            "signature must be 1 to {MAX_SIGNATURE_LEN} bytes"
+        )));
     }
     Ok(())
 }
@@ -82,6 +90,9 @@ mod tests {
         assert!(typed_number("1234567").is_err());
         assert!(typed_number("4a").is_err());
         assert!(typed_number("").is_ok());
-        assert!(signature(&[0; 63]).is_err());
+        assert!(signature(&[]).is_err());
+        assert!(signature(&[0; 73]).is_err());
+        assert!(signature(&[0; 64]).is_ok());
+        assert!(signature(&[0; 72]).is_ok());
     }
 }

@@ -12,6 +12,7 @@ mod device;
 mod enrollment;
 mod error;
 pub mod input;
+mod offline_code;
 mod tenant;
 mod watches;
 
@@ -24,7 +25,8 @@ pub use client::Client;
 pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
 pub use error::{Error, Reason, Result};
-pub use tenant::{TenantSummary, CHALLENGE_TTLS, ENROLLMENT_TTLS};
+pub use offline_code::{OfflineCodeAttempt, OfflineCodeVerified};
+pub use tenant::{names, TenantSummary, CHALLENGE_TTLS, ENROLLMENT_TTLS};
 pub use watches::WatchSlot;
 
 use crate::{
@@ -32,12 +34,13 @@ use crate::{
     events::{Change, Events},
     identity::ServerIdentity,
     model::*,
+    offline_code_key::OfflineCodeKey,
     push::Dispatcher,
     store::{Ended, Store},
     telemetry::metrics,
 };
 use cache::TtlCache;
-use ed25519_dalek::VerifyingKey;
+use mfa_proto::signing::PublicKey;
 use rand::{rngs::OsRng, Rng, RngCore};
 use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
@@ -57,6 +60,8 @@ pub struct Limits {
     pub tenant_cache_ttl: Duration,
     pub signature_failure_limit: u32,
     pub signature_window: Duration,
+    pub offline_code_failure_limit: u32,
+    pub offline_code_window: Duration,
     pub watch_streams_per_tenant: u32,
     pub watch_max_duration: Duration,
     pub retention: Duration,
@@ -78,6 +83,8 @@ impl From<&Config> for Limits {
             tenant_cache_ttl: c.tenant_cache_ttl,
             signature_failure_limit: c.signature_failure_limit,
             signature_window: c.signature_window,
+            offline_code_failure_limit: c.offline_code_failure_limit,
+            offline_code_window: c.offline_code_window,
             watch_streams_per_tenant: c.watch_streams_per_tenant,
             watch_max_duration: c.watch_max_duration,
             retention: c.retention,
@@ -106,10 +113,13 @@ struct Inner {
     tenants: TtlCache<String, Tenant>,
     /// Portal and admin keys by hash, kept for `api_key_cache_ttl`.
     api_keys: TtlCache<[u8; 32], ApiKeyRecord>,
-    /// Device public keys, decompressed once: the value follows from the
-    /// bytes alone, so it can never be stale.
-    device_keys: TtlCache<[u8; 32], VerifyingKey>,
+    /// Device public keys by algorithm and bytes, parsed (decompressed,
+    /// checked on the curve) once: the value follows from the bytes alone,
+    /// so it can never be stale.
+    device_keys: TtlCache<(KeyAlgorithm, Vec<u8>), PublicKey>,
     watches: watches::WatchSlots,
+    /// Seals offline-code secrets; `None`: offline codes are off.
+    offline_code_key: Option<OfflineCodeKey>,
 }
 
 /// How long a parsed device key is reused.
@@ -131,6 +141,7 @@ impl Service {
         push: Arc<Dispatcher>,
         limits: Limits,
         public_url: String,
+        offline_code_key: Option<OfflineCodeKey>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -146,6 +157,7 @@ impl Service {
                 deadlines: deadlines::Deadlines::default(),
                 shutdown: watch::channel(false).0,
                 watches: watches::WatchSlots::default(),
+                offline_code_key,
             }),
         }
     }
@@ -226,6 +238,7 @@ impl Service {
                 .activation_window
                 .max(self.limits().signature_window)
                 .max(self.limits().challenge_window)
+                .max(self.limits().offline_code_window)
                 .as_millis() as i64;
         let swept = self.store().sweep(now, keep_since).await?;
         for ended in &swept.challenges {

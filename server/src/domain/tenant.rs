@@ -6,7 +6,7 @@
 
 use super::{input, new_id, now_ms, Error, Result, Service};
 use crate::{model::*, store::TenantCounts};
-use std::{ops::RangeInclusive, time::Duration};
+use std::{collections::BTreeSet, ops::RangeInclusive, time::Duration};
 
 /// The challenge lifetimes a tenant may choose: long enough to find the
 /// phone, short enough that a forgotten sign-in does not wait for long.
@@ -36,6 +36,8 @@ impl Service {
             created_at: now_ms(),
             challenge_ttl: None,
             enrollment_ttl: None,
+            offline_codes_enabled: true,
+            device_policy: DevicePolicy::default(),
         };
         self.store().create_tenant(&tenant).await?;
         Ok(tenant)
@@ -70,7 +72,7 @@ impl Service {
         input::id("tenant", tenant_id)?;
         if changes.is_empty() {
             return Err(Error::invalid(
-                "nothing to change: give a name, digits or lifetimes",
+                "nothing to change: give a name, digits, lifetimes, offline codes, key algorithms or user verification",
             ));
         }
         if let Some(name) = &changes.display_name {
@@ -84,6 +86,22 @@ impl Service {
         }
         if let Some(Some(ttl)) = changes.enrollment_ttl {
             check_lifetime("enrollment TTL", ttl, ENROLLMENT_TTLS)?;
+        }
+        if changes
+            .allowed_key_algorithms
+            .as_ref()
+            .is_some_and(|allowed| allowed.as_ref().is_some_and(BTreeSet::is_empty))
+        {
+            return Err(Error::invalid(
+                "allow at least one key algorithm (or every one)",
+            ));
+        }
+        if let Some(Some(methods)) = &changes.user_verification {
+            if methods.is_empty() || methods.contains(&UserVerification::None) {
+                return Err(Error::invalid(
+                    "user verification methods must be device_pin, biometric or both",
+                ));
+            }
         }
         let tenant = self
             .store()
@@ -175,7 +193,39 @@ fn describe(changes: &TenantChanges) -> String {
     if let Some(ttl) = changes.enrollment_ttl {
         set.push(format!("enrollment TTL {}", lifetime(ttl)));
     }
+    if let Some(on) = changes.offline_codes_enabled {
+        set.push(format!("offline codes {}", if on { "on" } else { "off" }));
+    }
+    if let Some(allowed) = &changes.allowed_key_algorithms {
+        set.push(format!(
+            "key algorithms {}",
+            names(allowed.as_ref(), KeyAlgorithm::as_str, "all")
+        ));
+    }
+    if let Some(methods) = &changes.user_verification {
+        set.push(format!(
+            "user verification {}",
+            names(methods.as_ref(), UserVerification::as_str, "not required")
+        ));
+    }
     format!("set {}", set.join(", "))
+}
+
+/// A set of names for people: `a, b`, or `none` for no set.
+pub fn names<T: Copy>(
+    set: Option<&BTreeSet<T>>,
+    name: impl Fn(T) -> &'static str,
+    none: &str,
+) -> String {
+    set.map_or_else(
+        || none.to_owned(),
+        |set| {
+            set.iter()
+                .map(|&item| name(item))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        },
+    )
 }
 
 #[cfg(test)]

@@ -111,6 +111,9 @@ timed! {
     fn next_deadline(&self) -> Option<i64>;
     fn reset_user(&self, tenant_id: &str, user_id: &str, now: i64) -> Reset;
     fn delete_user(&self, tenant_id: &str, user_id: &str, by: &str, now: i64) -> Deletion;
+    fn save_offline_secret(&self, device_id: &str, sealed: &[u8]) -> ();
+    fn offline_secrets(&self, tenant_id: &str, user_id: &str) -> Vec<OfflineSecret>;
+    fn use_offline_step(&self, device_id: &str, step: i64) -> bool;
     fn record_failure(&self, scope: &str, key: &str, now: i64) -> ();
     fn count_failures(&self, scope: &str, key: &str, since: i64) -> i64;
     fn append_audit(&self, event: &AuditEvent) -> ();

@@ -304,6 +304,9 @@ pub(crate) mod delete_user {
     /// Forgets the request nonces of the user's devices.
     pub const NONCES: &str = "DELETE FROM device_nonces
          WHERE device_id IN (SELECT id FROM devices WHERE tenant_id = $1 AND user_id = $2)";
+    /// Forgets the failures counted against the user, whose key is
+    /// `tenant/user` (failed offline codes): it names the user.
+    pub const FAILURES: &str = "DELETE FROM failed_attempts WHERE key = $1 || '/' || $2";
     /// Deletes the user's challenges; their push deliveries go with them
     /// (`ON DELETE CASCADE`).
     pub const CHALLENGES: &str = "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2";
@@ -352,7 +355,8 @@ pub(crate) const COUNT_SIGN_INS: &str = "SELECT COUNT(*) FROM challenges
 pub(crate) const USER_WITH_DEVICES: &str = "SELECT u.tenant_id AS tenant_id, u.user_id AS user_id,
          u.email AS email, u.blocked_until AS blocked_until,
          u.terms_version AS terms_version, u.terms_accepted_at AS terms_accepted_at,
-         d.id AS id, d.display_name AS display_name, d.public_key AS public_key,
+         d.id AS id, d.display_name AS display_name, d.key_algorithm AS key_algorithm,
+         d.public_key AS public_key,
          d.push_platform AS push_platform, d.push_token AS push_token, d.state AS state,
          d.created_at AS created_at, d.revoked_at AS revoked_at,
          d.push_token_invalid_at AS push_token_invalid_at,
@@ -409,25 +413,80 @@ pub(crate) const COUNT_AUDIT: &str = "INSERT INTO audit_events
      ON CONFLICT (aggregate_key) WHERE aggregate_key IS NOT NULL
      DO UPDATE SET count = audit_events.count + 1";
 
-/// The statement that inserts a tenant, the same on every backend (`$1`…`$6`:
+/// The statement that inserts a tenant, the same on every backend (`$1`…`$7`:
 /// id, display name, digits, created, challenge and enrollment lifetimes in
-/// milliseconds or NULL).
+/// milliseconds or NULL, whether offline codes are on).
 pub(crate) const INSERT_TENANT: &str = "INSERT INTO tenants
-     (id, display_name, number_digits, created_at, challenge_ttl_ms, enrollment_ttl_ms)
-     VALUES ($1, $2, $3, $4, $5, $6)";
+     (id, display_name, number_digits, created_at, challenge_ttl_ms, enrollment_ttl_ms,
+      offline_codes_enabled)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// The statement of [`Store::update_tenant`], the same on every backend: a
 /// NULL `$1` or `$2` keeps the display name or digits; `$3` (`$5`) says
 /// whether to set the challenge (enrollment) lifetime to `$4` (`$6`), NULL
-/// meaning the server's default; `$7` is the tenant. One statement, so that
-/// two updates of different settings cannot undo each other.
+/// meaning the server's default; a NULL `$7` keeps whether offline codes
+/// are on; `$8` (`$10`) whether to set the allowed key algorithms (the user
+/// verification methods) to `$9` (`$11`), NULL meaning every algorithm (none
+/// required), see [`names`]; `$12` is the tenant. (SQLite numbers `$n`
+/// parameters in the order they first appear, so they appear in order.) One
+/// statement, so that two updates of different settings cannot undo each
+/// other.
 pub(crate) const UPDATE_TENANT: &str = "UPDATE tenants SET
          display_name = COALESCE($1, display_name),
          number_digits = COALESCE($2, number_digits),
          challenge_ttl_ms = CASE WHEN $3 THEN $4 ELSE challenge_ttl_ms END,
-         enrollment_ttl_ms = CASE WHEN $5 THEN $6 ELSE enrollment_ttl_ms END
-     WHERE id = $7
+         enrollment_ttl_ms = CASE WHEN $5 THEN $6 ELSE enrollment_ttl_ms END,
+         offline_codes_enabled = COALESCE($7, offline_codes_enabled),
+         allowed_key_algorithms = CASE WHEN $8 THEN $9 ELSE allowed_key_algorithms END,
+         user_verification = CASE WHEN $10 THEN $11 ELSE user_verification END
+     WHERE id = $12
      RETURNING *";
+
+/// The statements of the offline-code operations, the same on every backend.
+pub(crate) mod offline_codes {
+    /// [`super::Store::save_offline_secret`] (`$1` device, `$2` sealed secret).
+    pub const SAVE: &str = "INSERT INTO offline_code_secrets (device_id, sealed) VALUES ($1, $2)";
+    /// [`super::Store::offline_secrets`] (`$1` tenant, `$2` user).
+    pub const LIST: &str = "SELECT s.device_id AS device_id, s.sealed AS sealed,
+             s.last_step AS last_step
+         FROM offline_code_secrets s JOIN devices d ON d.id = s.device_id
+         WHERE d.tenant_id = $1 AND d.user_id = $2 AND d.state = 'active'
+         ORDER BY d.created_at, d.id";
+    /// [`super::Store::use_offline_step`] (`$1` step, `$2` device): one
+    /// statement, so that two replicas checking the same code at once
+    /// cannot both accept it.
+    pub const USE_STEP: &str = "UPDATE offline_code_secrets SET last_step = $1
+         WHERE device_id = $2 AND (last_step IS NULL OR last_step < $1)";
+}
+
+/// The allowed key algorithms an update sets, as stored.
+pub(crate) fn algorithm_names(changes: &TenantChanges) -> Option<String> {
+    names(
+        changes.allowed_key_algorithms.as_ref()?.as_ref(),
+        KeyAlgorithm::as_str,
+    )
+}
+
+/// The user verification methods an update sets, as stored.
+pub(crate) fn verification_names(changes: &TenantChanges) -> Option<String> {
+    names(
+        changes.user_verification.as_ref()?.as_ref(),
+        UserVerification::as_str,
+    )
+}
+
+/// A set of names as stored: comma-separated, NULL for no set.
+pub(crate) fn names<T: Copy>(
+    set: Option<&std::collections::BTreeSet<T>>,
+    name: impl Fn(T) -> &'static str,
+) -> Option<String> {
+    set.map(|set| {
+        set.iter()
+            .map(|&item| name(item))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
 
 /// A lifetime as stored: milliseconds, NULL for the server's default.
 pub(crate) fn lifetime_ms(ttl: Option<Duration>) -> Option<i64> {
@@ -640,6 +699,19 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         now: i64,
     ) -> StoreResult<Deletion>;
+
+    /// Keeps a device's sealed offline-code secret (at its registration).
+    async fn save_offline_secret(&self, device_id: &str, sealed: &[u8]) -> StoreResult<()>;
+    /// The offline-code secrets of a user's active devices, oldest device
+    /// first.
+    async fn offline_secrets(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Vec<OfflineSecret>>;
+    /// Records that a code of `step` was accepted for a device, unless that
+    /// step or a later one was already; true if it was recorded.
+    async fn use_offline_step(&self, device_id: &str, step: i64) -> StoreResult<bool>;
 
     async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()>;
     async fn count_failures(&self, scope: &str, key: &str, since: i64) -> StoreResult<i64>;

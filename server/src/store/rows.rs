@@ -15,6 +15,7 @@ pub(super) trait Columns {
     fn integer(&self, column: &str) -> StoreResult<i64>;
     fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>>;
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>>;
+    fn boolean(&self, column: &str) -> StoreResult<bool>;
 }
 
 impl<R> Columns for R
@@ -24,6 +25,7 @@ where
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> bool: Decode<'r, R::Database> + Type<R::Database>,
 {
     fn text(&self, column: &str) -> StoreResult<String> {
         Ok(self.try_get(column)?)
@@ -42,6 +44,10 @@ where
     }
 
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn boolean(&self, column: &str) -> StoreResult<bool> {
         Ok(self.try_get(column)?)
     }
 }
@@ -86,7 +92,34 @@ pub(super) fn tenant(row: &impl Columns) -> StoreResult<Tenant> {
         created_at: row.integer("created_at")?,
         challenge_ttl: lifetime(row.optional_integer("challenge_ttl_ms")?, "challenge TTL")?,
         enrollment_ttl: lifetime(row.optional_integer("enrollment_ttl_ms")?, "enrollment TTL")?,
+        offline_codes_enabled: row.boolean("offline_codes_enabled")?,
+        device_policy: DevicePolicy {
+            allowed_key_algorithms: name_set(
+                row.optional_text("allowed_key_algorithms")?,
+                KeyAlgorithm::parse,
+                "allowed key algorithms",
+            )?,
+            user_verification: name_set(
+                row.optional_text("user_verification")?,
+                UserVerification::parse,
+                "user verification",
+            )?,
+        },
     })
+}
+
+/// A stored set of names, comma-separated (NULL: no set).
+fn name_set<T: Ord>(
+    text: Option<String>,
+    parse_name: impl Fn(&str) -> Option<T>,
+    what: &str,
+) -> StoreResult<Option<std::collections::BTreeSet<T>>> {
+    text.map(|text| {
+        text.split(',')
+            .map(|name| parse_name(name).ok_or_else(|| corrupt(what)))
+            .collect()
+    })
+    .transpose()
 }
 
 /// A stored lifetime in milliseconds (NULL: the server's default).
@@ -94,6 +127,14 @@ fn lifetime(ms: Option<i64>, what: &str) -> StoreResult<Option<Duration>> {
     ms.map(|ms| u64::try_from(ms).map(Duration::from_millis))
         .transpose()
         .map_err(|_| corrupt(what))
+}
+
+pub(super) fn offline_secret(row: &impl Columns) -> StoreResult<OfflineSecret> {
+    Ok(OfflineSecret {
+        device_id: row.text("device_id")?,
+        sealed: row.bytes("sealed")?,
+        last_step: row.optional_integer("last_step")?,
+    })
 }
 
 pub(super) fn user(row: &impl Columns) -> StoreResult<User> {
@@ -113,7 +154,11 @@ pub(super) fn device(row: &impl Columns) -> StoreResult<Device> {
         tenant_id: row.text("tenant_id")?,
         user_id: row.text("user_id")?,
         display_name: row.text("display_name")?,
-        public_key: key32(row.bytes("public_key")?, "device public key")?,
+        key_algorithm: parse(
+            KeyAlgorithm::parse(&row.text("key_algorithm")?),
+            "device key algorithm",
+        )?,
+        public_key: row.bytes("public_key")?,
         push_platform: parse(
             PushPlatform::parse(&row.text("push_platform")?),
             "push platform",

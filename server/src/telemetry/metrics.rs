@@ -2,7 +2,7 @@
 //! process-wide Prometheus recorder. Labels carry only bounded, non-personal
 //! values: tenant ids, outcomes, providers, method and operation names.
 
-use crate::model::{Challenge, ChallengeKind, ChallengeState, DenyReason};
+use crate::model::{Challenge, ChallengeKind, ChallengeState, DenyReason, UserVerification};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::{sync::OnceLock, time::Duration};
 
@@ -89,6 +89,10 @@ fn describe() {
     );
     describe_counter!("mfa_challenges_created_total", "Sign-in challenges created");
     describe_counter!("mfa_challenges_ended_total", "Challenges ended, by outcome");
+    describe_counter!(
+        "mfa_approvals_total",
+        "Approved challenges, by how the person unlocked (user_verification)"
+    );
     describe_histogram!(
         "mfa_challenge_answer_seconds",
         Unit::Seconds,
@@ -144,6 +148,10 @@ fn describe() {
     );
     describe_counter!("mfa_auth_failures_total", "Failed authentications by kind");
     describe_counter!(
+        "mfa_offline_codes_total",
+        "Offline codes checked, by outcome (accepted, invalid, used, throttled, disabled, not_set_up)"
+    );
+    describe_counter!(
         "mfa_throttled_total",
         "Calls refused (RESOURCE_EXHAUSTED) or idle connections closed by a limit, by limit"
     );
@@ -154,6 +162,9 @@ pub fn outcome(challenge: &Challenge) -> &'static str {
     match (challenge.state, challenge.deny_reason) {
         (ChallengeState::Denied, Some(DenyReason::WrongNumber)) => "wrong_number",
         (ChallengeState::Denied, Some(DenyReason::FraudReported)) => "fraud",
+        (ChallengeState::Denied, Some(DenyReason::UserVerificationRequired)) => {
+            "user_verification_required"
+        }
         (state, _) => state.as_str(),
     }
 }
@@ -188,6 +199,20 @@ pub fn challenge_ended(challenge: &Challenge) {
     }
 }
 
+/// A sign-in approved after `verification`; enrollment verification rounds
+/// count as enrollments (as in [`challenge_ended`]).
+pub fn approval(challenge: &Challenge, verification: UserVerification) {
+    if challenge.kind != ChallengeKind::SignIn {
+        return;
+    }
+    metrics::counter!(
+        "mfa_approvals_total",
+        "tenant" => challenge.tenant_id.clone(),
+        "user_verification" => verification.as_str()
+    )
+    .increment(1);
+}
+
 /// Sign-in challenges cancelled by an administrator's reset.
 pub fn challenges_cancelled(tenant_id: &str, count: u32) {
     metrics::counter!("mfa_challenges_ended_total", "tenant" => tenant_id.to_owned(), "outcome" => "cancelled")
@@ -217,10 +242,16 @@ pub fn auth_failure(kind: &'static str) {
 }
 
 /// A call refused by a limit: `activation`, `device_signature`,
-/// `challenges`, `watch_streams` or `connection_streams`; or a connection
+/// `offline_code`, `challenges`, `watch_streams` or `connection_streams`; or a connection
 /// closed by one: `idle_connection`.
 pub fn throttled(limit: &'static str) {
     metrics::counter!("mfa_throttled_total", "limit" => limit).increment(1);
+}
+
+/// An offline code was checked: `accepted`, `invalid`, `used`,
+/// `throttled`, `disabled` or `not_set_up`.
+pub fn offline_code(tenant_id: &str, outcome: &'static str) {
+    metrics::counter!("mfa_offline_codes_total", "tenant" => tenant_id.to_owned(), "outcome" => outcome).increment(1);
 }
 
 /// How long a store operation took.

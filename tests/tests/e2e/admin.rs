@@ -478,6 +478,7 @@ async fn deleting_a_user_erases_them_and_ends_what_was_open() {
     assert!(refused.is_device_unknown(), "{refused:?}");
     let device_id = phone.account().device_id.clone();
     let saved = mfa_sdk::MemoryKeyStore::new();
+    mfa_sdk::KeyStore::create_key(&saved).unwrap();
     mfa_sdk::KeyStore::save(&saved, phone.account()).unwrap();
     phone
         .remove(&saved)

@@ -41,6 +41,7 @@ fn enrollment(code: &str, key: &SigningKey, forge: bool) -> proto::CompleteEnrol
         push_platform: "PUSH_PLATFORM_NONE",
         push_token: "",
         device_name: "Phone",
+        key_algorithm: None,
     }
     .signed_bytes();
     let mut signature = signing::sign(key, &proof);
@@ -54,6 +55,7 @@ fn enrollment(code: &str, key: &SigningKey, forge: bool) -> proto::CompleteEnrol
         push_token: String::new(),
         device_name: "Phone".into(),
         signature,
+        key_algorithm: 0,
     }
 }
 

@@ -2,10 +2,13 @@
 //! missing keys, revoked devices, bad fields. Each is refused with the right
 //! code, changes nothing, and is audited and counted where it is an attack.
 
-use ed25519_dalek::SigningKey;
+use base64::Engine;
 use mfa_proto::v1::{ChallengeState, Decision, SignInContext};
 use mfa_proto::{signing, v1 as proto};
-use mfa_sdk::{Authenticator, EnrollmentUri, MemoryKeyStore};
+use mfa_sdk::{
+    Authenticator, EnrollmentUri, FileKeyStore, KeyAlgorithm, MemoryKeyStore, Signer, SoftwareKey,
+    UserVerification,
+};
 use mfa_tests::{
     scrape::{scrape, value},
     *,
@@ -36,7 +39,7 @@ async fn a_replayed_device_request_is_refused() {
     let server = TestServer::start().await;
     let portal = server.portal().await;
     let mut phone = server.enroll(&portal, "u", "u@example.jp").await;
-    let request = phone.signed_list_request();
+    let request = phone.signed_list_request().unwrap();
     phone
         .client()
         .list_pending_challenges(request.clone())
@@ -82,7 +85,7 @@ fn list_request_at(
             device_id: device_id.to_owned(),
             timestamp_ms,
             nonce: nonce.to_vec(),
-            signature: signing::sign(phone.account().signing_key(), &message),
+            signature: phone.signer().sign(&message).unwrap(),
         }),
     }
 }
@@ -119,7 +122,7 @@ async fn a_stale_future_tampered_or_unknown_device_request_is_refused_with_its_r
 
     // A proof signed for one method is useless for another.
     let mut request = proto::RemoveDeviceRequest {
-        proof: phone.signed_list_request().proof,
+        proof: phone.signed_list_request().unwrap().proof,
     };
     let status = phone
         .client()
@@ -162,7 +165,14 @@ async fn a_replayed_approval_is_refused() {
         .await
         .unwrap();
     let pending = only_pending(&mut phone).await;
-    let approval = phone.approval_request(&pending, Decision::Approve, &challenge.number);
+    let approval = phone
+        .approval_request(
+            &pending,
+            Decision::Approve,
+            &challenge.number,
+            UserVerification::None,
+        )
+        .unwrap();
     phone
         .client()
         .respond_to_challenge(approval.clone())
@@ -215,21 +225,14 @@ async fn another_devices_signature_is_refused() {
     let bad_before = auth_failures(&server, "device_signature").await;
 
     // Signed by another device's key, claiming to be the user's phone.
-    let message = signing::Approval {
-        tenant_id: &pending.tenant_id,
-        challenge_id: &pending.challenge_id,
-        device_id: &phone.account().device_id,
-        decision: "DECISION_APPROVE",
-        typed_number: &challenge.number,
-        challenge_nonce: &pending.nonce,
-    }
-    .signed_bytes();
+    let message = approval_bytes(&phone, &pending, &challenge.number, None);
     let forged = proto::RespondToChallengeRequest {
         device_id: phone.account().device_id.clone(),
         challenge_id: pending.challenge_id.clone(),
         decision: Decision::Approve.into(),
         typed_number: challenge.number.clone(),
-        signature: signing::sign(thief.account().signing_key(), &message),
+        signature: thief.signer().sign(&message).unwrap(),
+        user_verification: 0,
     };
     let status = phone
         .client()
@@ -242,16 +245,31 @@ async fn another_devices_signature_is_refused() {
 
     // The other user's device answering with its own valid signature does not see it.
     let mut thief = thief;
-    let own = thief.approval_request(&pending, Decision::Approve, &challenge.number);
+    let own = thief
+        .approval_request(
+            &pending,
+            Decision::Approve,
+            &challenge.number,
+            UserVerification::None,
+        )
+        .unwrap();
     assert_eq!(
         code_of(thief.client().respond_to_challenge(own).await),
         Code::NotFound
     );
 
     // A random key is no better.
-    let random = SigningKey::from_bytes(&[3; 32]);
-    let mut request = phone.approval_request(&pending, Decision::Approve, &challenge.number);
-    request.signature = signing::sign(&random, &message);
+    let random = SoftwareKey::from_bytes(KeyAlgorithm::Ed25519, &[3; 32]).unwrap();
+    let mut request = phone
+        .approval_request(
+            &pending,
+            Decision::Approve,
+            &challenge.number,
+            UserVerification::None,
+        )
+        .unwrap();
+    request.signature = random.sign(&message).unwrap();
+    request.user_verification = 0;
     assert_eq!(
         code_of(phone.client().respond_to_challenge(request).await),
         Code::Unauthenticated
@@ -528,7 +546,14 @@ async fn malformed_requests_are_invalid_arguments_and_change_nothing() {
         .await
         .unwrap();
     let pending = only_pending(&mut phone).await;
-    let valid = phone.approval_request(&pending, Decision::Approve, &challenge.number);
+    let valid = phone
+        .approval_request(
+            &pending,
+            Decision::Approve,
+            &challenge.number,
+            UserVerification::None,
+        )
+        .unwrap();
     let variants = [
         proto::RespondToChallengeRequest {
             decision: 0,
@@ -538,8 +563,14 @@ async fn malformed_requests_are_invalid_arguments_and_change_nothing() {
             decision: 99,
             ..valid.clone()
         },
+        // Empty, or longer than any algorithm's (a size the server checks
+        // before it knows the device's algorithm).
         proto::RespondToChallengeRequest {
-            signature: vec![0; 10],
+            signature: vec![],
+            ..valid.clone()
+        },
+        proto::RespondToChallengeRequest {
+            signature: vec![0; 73],
             ..valid.clone()
         },
         proto::RespondToChallengeRequest {
@@ -589,6 +620,7 @@ async fn malformed_requests_are_invalid_arguments_and_change_nothing() {
         push_token: String::new(),
         device_name: "x".into(),
         signature: vec![0; 64],
+        key_algorithm: 0,
     };
     assert_eq!(
         code_of(device.complete_enrollment(enroll(vec![1; 31], 3)).await),
@@ -599,8 +631,8 @@ async fn malformed_requests_are_invalid_arguments_and_change_nothing() {
         Code::InvalidArgument
     );
     // A well-formed request with a bad proof of possession leaves the code usable.
-    let key = SigningKey::from_bytes(&[5; 32]);
-    let bad_proof = enroll(key.verifying_key().to_bytes().to_vec(), 3);
+    let key = SoftwareKey::from_bytes(KeyAlgorithm::Ed25519, &[5; 32]).unwrap();
+    let bad_proof = enroll(key.public_key(), 3);
     assert_eq!(
         code_of(device.complete_enrollment(bad_proof).await),
         Code::Unauthenticated
@@ -644,7 +676,14 @@ async fn guessing_activation_codes_is_throttled_per_address() {
 async fn a_leaked_database_holds_no_api_key_activation_code_or_device_secret() {
     let server = TestServer::start().await;
     let portal = server.portal().await;
-    let phone = server.enroll(&portal, "u", "u@example.jp").await;
+    // The phone keeps its key in a file, where the test can read it.
+    let store = FileKeyStore::new(server.dir().join("phone.json"));
+    server.enroll_in(&portal, "u", "u@example.jp", &store).await;
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.path()).unwrap()).unwrap();
+    let device_secret = base64::engine::general_purpose::STANDARD
+        .decode(saved["device_key_seed"].as_str().unwrap())
+        .unwrap();
     let open = portal.begin_enrollment("v", "v@example.jp").await.unwrap();
     let code = open.manual_code.replace('-', "");
 
@@ -660,10 +699,7 @@ async fn a_leaked_database_holds_no_api_key_activation_code_or_device_secret() {
         ("admin key", server.tenant.admin_key.clone().into_bytes()),
         ("activation code", code.clone().into_bytes()),
         ("activation code as shown", open.manual_code.into_bytes()),
-        (
-            "device private key",
-            phone.account().signing_key().to_bytes().to_vec(),
-        ),
+        ("device private key", device_secret),
     ];
     // Raw, and hex-encoded as a text dump shows binary columns.
     for (what, secret) in secrets {
@@ -683,7 +719,11 @@ async fn a_server_whose_key_differs_from_the_qr_code_is_refused_and_nothing_is_s
     let begun = portal.begin_enrollment("u", "u@example.jp").await.unwrap();
     let mut uri = EnrollmentUri::parse(&begun.qr_uri).unwrap();
     // The QR code names another server's key: this server is an impostor to the app.
-    uri.server_public_key = Some(SigningKey::from_bytes(&[3; 32]).verifying_key().to_bytes());
+    uri.server_public_key = Some(
+        ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+            .verifying_key()
+            .to_bytes(),
+    );
     let store = MemoryKeyStore::new();
     let error = Authenticator::enroll(&uri, phone_info("Phone"), &store)
         .await

@@ -4,7 +4,7 @@
 use mfa_proto::v1::{
     self as proto, ChallengeState, Decision, ResetUserMethodsRequest, SignInContext,
 };
-use mfa_sdk::reason;
+use mfa_sdk::{reason, UserVerification};
 use mfa_tests::{
     scrape::{scrape, value},
     *,
@@ -183,7 +183,14 @@ async fn failed_signatures_are_throttled_but_never_lock_out_a_correctly_signed_c
         Code::ResourceExhausted,
         Code::ResourceExhausted,
     ] {
-        let mut forged = phone.approval_request(&pending, Decision::Approve, &challenge.number);
+        let mut forged = phone
+            .approval_request(
+                &pending,
+                Decision::Approve,
+                &challenge.number,
+                UserVerification::None,
+            )
+            .unwrap();
         forged.signature[0] ^= 1;
         let status = phone
             .client()

@@ -4,10 +4,12 @@
 
 mod admin;
 mod client_address;
+mod device_keys;
 mod enrollment;
 mod fcm_credentials;
 mod hostile;
 mod limits;
+mod offline_codes;
 mod persistence;
 mod push;
 mod push_proxy;

@@ -18,8 +18,9 @@ pub use tls::{DatabaseTls, SslMode};
 
 use super::rows::{self as decode, unique_violation};
 use super::{
-    audit, delete_user, enrollment_after_verification, lifetime_ms, Creation, Deletion, Ended,
-    PoolSettings, Quota, Reset, Store, StoreError, StoreResult, Swept, TenantCounts,
+    algorithm_names, audit, delete_user, enrollment_after_verification, lifetime_ms,
+    verification_names, Creation, Deletion, Ended, PoolSettings, Quota, Reset, Store, StoreError,
+    StoreResult, Swept, TenantCounts,
 };
 use crate::model::*;
 use async_trait::async_trait;
@@ -300,6 +301,7 @@ impl Store for PostgresStore {
             .bind(t.created_at)
             .bind(lifetime_ms(t.challenge_ttl))
             .bind(lifetime_ms(t.enrollment_ttl))
+            .bind(t.offline_codes_enabled)
             .execute(&self.pool)
             .await
             .map_err(|e| unique_violation(e, "tenant id"))?;
@@ -339,6 +341,11 @@ impl Store for PostgresStore {
             .bind(changes.challenge_ttl.and_then(lifetime_ms))
             .bind(changes.enrollment_ttl.is_some())
             .bind(changes.enrollment_ttl.and_then(lifetime_ms))
+            .bind(changes.offline_codes_enabled)
+            .bind(changes.allowed_key_algorithms.is_some())
+            .bind(algorithm_names(changes))
+            .bind(changes.user_verification.is_some())
+            .bind(verification_names(changes))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -552,8 +559,8 @@ impl Store for PostgresStore {
         }
         sqlx::query(
             "INSERT INTO devices (id, tenant_id, user_id, display_name, public_key, push_platform, push_token,
-                 state, created_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 state, created_at, revoked_at, key_algorithm)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&d.id)
         .bind(&d.tenant_id)
@@ -565,6 +572,7 @@ impl Store for PostgresStore {
         .bind(d.state.as_str())
         .bind(d.created_at)
         .bind(d.revoked_at)
+        .bind(d.key_algorithm.as_str())
         .execute(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "device id"))?;
@@ -1002,6 +1010,7 @@ impl Store for PostgresStore {
         let user = (tenant_id, user_id);
         let anonymised_audit_events = of_user(&mut tx, delete_user::ANONYMISE_AUDIT, user).await?;
         of_user(&mut tx, delete_user::NONCES, user).await?;
+        of_user(&mut tx, delete_user::FAILURES, user).await?;
         let challenges = of_user(&mut tx, delete_user::CHALLENGES, user).await?;
         let enrollments = of_user(&mut tx, delete_user::ENROLLMENTS, user).await?;
         let devices = of_user(&mut tx, delete_user::DEVICES, user).await?;
@@ -1023,6 +1032,38 @@ impl Store for PostgresStore {
         .await?;
         tx.commit().await?;
         Ok(deletion)
+    }
+
+    async fn save_offline_secret(&self, device_id: &str, sealed: &[u8]) -> StoreResult<()> {
+        sqlx::query(super::offline_codes::SAVE)
+            .bind(device_id)
+            .bind(sealed)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_violation(e, "offline-code secret"))?;
+        Ok(())
+    }
+
+    async fn offline_secrets(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Vec<OfflineSecret>> {
+        let rows = sqlx::query(super::offline_codes::LIST)
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode::offline_secret).collect()
+    }
+
+    async fn use_offline_step(&self, device_id: &str, step: i64) -> StoreResult<bool> {
+        let updated = sqlx::query(super::offline_codes::USE_STEP)
+            .bind(step)
+            .bind(device_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(updated.rows_affected() == 1)
     }
 
     async fn record_failure(&self, scope: &str, key: &str, now: i64) -> StoreResult<()> {

@@ -20,8 +20,8 @@ mod checkpoint;
 
 use super::rows::{self as decode, Columns};
 use super::{
-    audit, delete_user, lifetime_ms, Creation, Deletion, Ended, Quota, Reset, Store, StoreError,
-    StoreResult, Swept, TenantCounts,
+    algorithm_names, audit, delete_user, lifetime_ms, verification_names, Creation, Deletion,
+    Ended, Quota, Reset, Store, StoreError, StoreResult, Swept, TenantCounts,
 };
 use crate::model::*;
 use async_trait::async_trait;
@@ -177,6 +177,10 @@ impl Columns for Row<'_> {
     }
 
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn boolean(&self, column: &str) -> StoreResult<bool> {
         Ok(self.0.get(column)?)
     }
 }
@@ -452,7 +456,8 @@ impl Store for SqliteStore {
                     t.number_digits,
                     t.created_at,
                     lifetime_ms(t.challenge_ttl),
-                    lifetime_ms(t.enrollment_ttl)
+                    lifetime_ms(t.enrollment_ttl),
+                    t.offline_codes_enabled
                 ],
                 "tenant id",
             )
@@ -498,6 +503,11 @@ impl Store for SqliteStore {
                     changes.challenge_ttl.and_then(lifetime_ms),
                     changes.enrollment_ttl.is_some(),
                     changes.enrollment_ttl.and_then(lifetime_ms),
+                    changes.offline_codes_enabled,
+                    changes.allowed_key_algorithms.is_some(),
+                    algorithm_names(changes),
+                    changes.user_verification.is_some(),
+                    verification_names(changes),
                     id
                 ],
                 |row| decode::tenant(row),
@@ -671,8 +681,8 @@ impl Store for SqliteStore {
             insert(
                 c,
                 "INSERT INTO devices (id, tenant_id, user_id, display_name, public_key, push_platform, push_token,
-                     state, created_at, revoked_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     state, created_at, revoked_at, key_algorithm)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params![
                     d.id,
                     d.tenant_id,
@@ -683,7 +693,8 @@ impl Store for SqliteStore {
                     d.push_token,
                     d.state.as_str(),
                     d.created_at,
-                    d.revoked_at
+                    d.revoked_at,
+                    d.key_algorithm.as_str()
                 ],
                 "device id",
             )?;
@@ -1059,6 +1070,7 @@ impl Store for SqliteStore {
             let (cancelled_challenges, cancelled_sign_ins) = decode::cancelled(cancelled);
             let anonymised_audit_events = execute(c, delete_user::ANONYMISE_AUDIT, user)? as u64;
             execute(c, delete_user::NONCES, user)?;
+            execute(c, delete_user::FAILURES, user)?;
             let challenges = execute(c, delete_user::CHALLENGES, user)? as u64;
             let enrollments = execute(c, delete_user::ENROLLMENTS, user)? as u64;
             let devices = execute(c, delete_user::DEVICES, user)? as u64;
@@ -1075,6 +1087,38 @@ impl Store for SqliteStore {
             };
             insert_audit(c, [&audit::user_deleted(tenant_id, &deletion, by, now)])?;
             Ok(deletion)
+        })
+    }
+
+    async fn save_offline_secret(&self, device_id: &str, sealed: &[u8]) -> StoreResult<()> {
+        self.write(|c| {
+            insert(
+                c,
+                super::offline_codes::SAVE,
+                params![device_id, sealed],
+                "offline-code secret",
+            )
+        })
+    }
+
+    async fn offline_secrets(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> StoreResult<Vec<OfflineSecret>> {
+        self.read(|c| {
+            all(
+                c,
+                super::offline_codes::LIST,
+                params![tenant_id, user_id],
+                |row| decode::offline_secret(row),
+            )
+        })
+    }
+
+    async fn use_offline_step(&self, device_id: &str, step: i64) -> StoreResult<bool> {
+        self.write(|c| {
+            Ok(execute(c, super::offline_codes::USE_STEP, params![step, device_id])? == 1)
         })
     }
 
