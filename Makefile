@@ -47,7 +47,8 @@ bench:
 
 ## Runs sign-ins against the release server for SOAK_DURATION with short
 ## lifetimes and retention, and fails unless its memory, open file descriptors
-## and SQLite size (with -wal) stay flat once expired data is swept. A 30 s
+## and SQLite file stay flat once expired data is swept (and its WAL is cut
+## back). A 30 s
 ## run on the debug build is part of `make test`. See docs/security.md.
 SOAK_DURATION ?= 10m
 soak:

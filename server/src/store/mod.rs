@@ -9,7 +9,7 @@ mod sqlite;
 
 pub use instrumented::Instrumented;
 pub use postgres::{ChangeFeed, DatabaseTls, PostgresStore, SslMode};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, WAL_SIZE_LIMIT};
 
 use crate::model::*;
 use async_trait::async_trait;

@@ -17,6 +17,7 @@
 //! file and shares the bundled SQLite library.
 
 mod checkpoint;
+pub use checkpoint::WAL_SIZE_LIMIT;
 
 use super::rows::{self as decode, Columns};
 use super::{
@@ -69,6 +70,7 @@ impl SqliteStore {
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "NORMAL")?;
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        writer.pragma_update(None, "journal_size_limit", checkpoint::WAL_SIZE_LIMIT)?;
         let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             _checkpointer: checkpoint::Checkpointer::start(&path, writer.clone())?,
