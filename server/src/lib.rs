@@ -20,6 +20,7 @@ pub mod config;
 pub mod domain;
 pub mod error_text;
 pub mod events;
+pub mod http;
 pub mod identity;
 pub mod model;
 pub mod push;

@@ -4,6 +4,7 @@
 //! built on the SDK, all talking gRPC.
 
 pub mod haproxy;
+pub mod http_api;
 pub mod pg_cluster;
 pub mod postgres;
 pub mod process;
@@ -126,6 +127,9 @@ impl TestServer {
         let mut config = self.config.clone();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.metrics_listen = "127.0.0.1:0".parse().unwrap();
+        if config.http_listen.is_some() {
+            config.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        }
         adjust(&mut config);
         let running = mfa_server::start(&config).await.expect("replica starts");
         Self {
@@ -165,11 +169,13 @@ impl TestServer {
     /// Stops the server and starts it again on the same data and port.
     pub async fn restart(&mut self) {
         let running = self.running.take().expect("server is running");
-        let (addr, metrics_addr) = (running.addr, running.metrics_addr);
+        let (addr, metrics_addr, http_addr) =
+            (running.addr, running.metrics_addr, running.http_addr);
         running.stop().await.expect("server stops cleanly");
         let mut config = self.config.clone();
         config.listen = addr;
         config.metrics_listen = metrics_addr;
+        config.http_listen = http_addr;
         self.running = Some(mfa_server::start(&config).await.expect("server restarts"));
     }
 
@@ -182,6 +188,17 @@ impl TestServer {
     /// The address of the gRPC listener.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.running().addr
+    }
+
+    /// The base URL of the HTTP/JSON API (`http_listen` must be set).
+    pub fn http_url(&self) -> String {
+        let addr = self.running().http_addr.expect("http_listen is set");
+        format!("http://{addr}")
+    }
+
+    /// The HTTP/JSON API with the default tenant's portal key.
+    pub fn http_api(&self) -> http_api::HttpApi {
+        http_api::HttpApi::new(&self.http_url(), Some(&self.tenant.portal_key))
     }
 
     /// The address of `/metrics` and `/healthz`.

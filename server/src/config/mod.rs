@@ -25,6 +25,10 @@ use std::{
 pub struct Config {
     /// Address of the gRPC listener.
     pub listen: SocketAddr,
+    /// Address of the HTTP/JSON listener for portals (the portal service as
+    /// JSON resources, see docs/openapi.json); unset: no such listener. TLS
+    /// and `trusted_proxies` as for the gRPC listener.
+    pub http_listen: Option<SocketAddr>,
     /// TLS for the gRPC listener and client certificates (`[tls]`).
     pub tls: TlsConfig,
     /// Networks of the load balancers and proxies in front of the server
@@ -133,6 +137,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_listen: None,
             tls: TlsConfig::default(),
             trusted_proxies: Vec::new(),
             public_url: None,
