@@ -305,8 +305,13 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         // The HTTP/JSON and operators' listeners end with the service;
         // waiting for them frees their ports before `stop` returns.
         if let Some(mut http) = http {
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut http).await.is_err() {
-                tracing::warn!("HTTP/JSON calls did not finish within {SHUTDOWN_GRACE:?}; closing them");
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut http)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "HTTP/JSON calls did not finish within {SHUTDOWN_GRACE:?}; closing them"
+                );
                 http.abort();
             }
         }

@@ -5,8 +5,8 @@
 use crate::telemetry::metrics;
 use mfa_proto::status::Reason;
 use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-use serde::{Deserialize, Serialize};
 use rustls::server::WebPkiClientVerifier;
+use serde::{Deserialize, Serialize};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -96,17 +96,16 @@ impl TlsConfig {
                 for cert in CertificateDer::pem_slice_iter(&ca) {
                     roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
                 }
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .allow_unauthenticated()
-                    .build()
-                    .map_err(|e| bad(&e))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .allow_unauthenticated()
+                        .build()
+                        .map_err(|e| bad(&e))?;
                 builder.with_client_cert_verifier(verifier)
             }
             None => builder.with_no_client_auth(),
         };
-        let mut config = builder
-            .with_single_cert(certs, key)
-            .map_err(|e| bad(&e))?;
+        let mut config = builder.with_single_cert(certs, key).map_err(|e| bad(&e))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Some(Arc::new(config)))
     }

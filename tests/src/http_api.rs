@@ -89,12 +89,7 @@ impl HttpApi {
     }
 
     /// Sends a request with a body of any type and bytes.
-    pub async fn raw(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<(&str, Vec<u8>)>,
-    ) -> Answer {
+    pub async fn raw(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> Answer {
         let response = self.send(method, path, body, &[]).await;
         let status = response.status();
         let headers = response.headers().clone();

@@ -41,6 +41,12 @@ impl Service {
             tenant_id: tenant_id.to_owned(),
         })
     }
+
+    /// How many watches the tenant has open on this replica.
+    pub fn open_watches(&self, tenant_id: &str) -> u32 {
+        let open = self.inner.watches.open.lock().expect("watch slots lock");
+        open.get(tenant_id).copied().unwrap_or(0)
+    }
 }
 
 impl Drop for WatchSlot {

@@ -49,7 +49,10 @@ fn push_platform() -> RefOr<Schema> {
     names_schema(enum_names!(v1::PushPlatform), "mfa.v1.PushPlatform")
 }
 fn push_delivery_state() -> RefOr<Schema> {
-    names_schema(enum_names!(v1::PushDeliveryState), "mfa.v1.PushDeliveryState")
+    names_schema(
+        enum_names!(v1::PushDeliveryState),
+        "mfa.v1.PushDeliveryState",
+    )
 }
 
 /// A time as RFC 3339 in UTC (`2026-04-01T09:30:00.123Z`), if set.

@@ -65,7 +65,9 @@ impl Modify for ApiKeyScheme {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("mfak_…")
-                    .description(Some("A portal API key (`mfa-server api-key create --role portal`)"))
+                    .description(Some(
+                        "A portal API key (`mfa-server api-key create --role portal`)",
+                    ))
                     .build(),
             ),
         );
@@ -76,7 +78,9 @@ impl Modify for ApiKeyScheme {
 pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
     doc.info.version = crate::VERSION.to_owned();
-    let mut text = doc.to_pretty_json().expect("the OpenAPI document serializes");
+    let mut text = doc
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
     text.push('\n');
     text
 }

@@ -278,7 +278,12 @@ pub async fn record_terms(
     PathParam(user_id): PathParam,
     JsonBody(body): JsonBody<RecordTermsRequest>,
 ) -> Result<Response, ApiError> {
-    let recorded =
-        ops::record_terms(&api.service, &caller.tenant_id, &user_id, &body.terms_version).await?;
+    let recorded = ops::record_terms(
+        &api.service,
+        &caller.tenant_id,
+        &user_id,
+        &body.terms_version,
+    )
+    .await?;
     Ok(json(StatusCode::OK, &TermsAcceptance::from(recorded)))
 }

@@ -68,7 +68,9 @@ pub async fn long_poll<T>(
     let deadline = Instant::now() + wait;
     let mut latest = match updates.next().await {
         Some(first) => first?,
-        None => return Err(crate::domain::Error::Internal("a watch without a state".into()).into()),
+        None => {
+            return Err(crate::domain::Error::Internal("a watch without a state".into()).into())
+        }
     };
     while state_of(&latest) == waited_out {
         match tokio::time::timeout_at(deadline, updates.next()).await {

@@ -69,8 +69,16 @@ where
                     .and_then(|v| v.parse::<i32>().ok())
                     .map_or(tonic::Code::Ok, tonic::Code::from);
                 // Unknown methods would let any caller mint label values.
-                let method = if code == tonic::Code::Unimplemented { "unknown".to_owned() } else { method };
-                let service = if code == tonic::Code::Unimplemented { "unknown".to_owned() } else { service };
+                let method = if code == tonic::Code::Unimplemented {
+                    "unknown".to_owned()
+                } else {
+                    method
+                };
+                let service = if code == tonic::Code::Unimplemented {
+                    "unknown".to_owned()
+                } else {
+                    service
+                };
                 crate::telemetry::metrics::api_call("grpc", service, method, code, start.elapsed());
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert(REQUEST_ID, value);

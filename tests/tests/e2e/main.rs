@@ -7,6 +7,7 @@ mod client_address;
 mod enrollment;
 mod fcm_credentials;
 mod hostile;
+mod http_api;
 mod limits;
 mod persistence;
 mod push;

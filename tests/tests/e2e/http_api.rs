@@ -1,0 +1,642 @@
+//! The HTTP/JSON API (`http_listen`) through real HTTP: every route, its
+//! API-key checks, bad input, watches as server-sent events and long polls,
+//! the limits it shares with gRPC, and errors that match gRPC's.
+
+use http::{Method, StatusCode};
+use mfa_proto::v1::{self as proto, SignInContext};
+use mfa_sdk::reason;
+use mfa_tests::{
+    http_api::{Events, HttpApi},
+    *,
+};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A server with the HTTP/JSON listener on a free loopback port, and
+/// `adjust` applied.
+async fn server_with(adjust: impl FnOnce(&mut mfa_server::Config)) -> TestServer {
+    TestServer::start_with(|c| {
+        c.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        adjust(c);
+    })
+    .await
+}
+
+/// Returns once the default tenant has `count` watches open (the server
+/// frees a watch's slot when it sees the watch's caller go).
+async fn watches_open(server: &TestServer, count: u32) {
+    while server.service().open_watches(&server.tenant.id) != count {
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn server() -> TestServer {
+    server_with(|_| {}).await
+}
+
+/// Enrolls a phone for `user_id` through the HTTP API the way a portal
+/// does: begin, show the QR code, long-poll until the number to show
+/// appears, long-poll until verified.
+async fn enroll_over_http(api: &HttpApi, user_id: &str) -> mfa_sdk::Authenticator {
+    let begun = api
+        .post(
+            "/v1/enrollments",
+            json!({"user_id": user_id, "email": format!("{user_id}@example.jp")}),
+        )
+        .await;
+    assert_eq!(begun.status, StatusCode::CREATED, "{begun:?}");
+    let begun = begun.json();
+    let id = begun["enrollment_id"].as_str().unwrap().to_owned();
+    assert!(begun["qr_svg"].as_str().unwrap().contains("<svg"));
+    assert!(begun["manual_code"].as_str().unwrap().len() >= 10);
+    let uri = mfa_sdk::EnrollmentUri::parse(begun["qr_uri"].as_str().unwrap()).unwrap();
+    let (mut phone, verification) = mfa_sdk::Authenticator::enroll_with(
+        &uri,
+        phone_info("HTTP phone"),
+        &mfa_sdk::MemoryKeyStore::new(),
+        &mfa_sdk::ConnectOptions::default(),
+    )
+    .await
+    .expect("phone enrolls");
+    let registered = within(api.get(&format!("/v1/enrollments/{id}?wait=30s"))).await;
+    let registered = registered.json();
+    assert_eq!(registered["state"], "ENROLLMENT_STATE_DEVICE_REGISTERED");
+    let number = registered["verification_number"].as_str().unwrap();
+    phone.approve(&verification, number).await.unwrap();
+    let verified = within(api.get(&format!(
+        "/v1/enrollments/{id}?wait=30s&while_state=ENROLLMENT_STATE_DEVICE_REGISTERED"
+    )))
+    .await
+    .json();
+    assert_eq!(verified["state"], "ENROLLMENT_STATE_VERIFIED", "{verified}");
+    assert_eq!(
+        verified["device_id"].as_str().unwrap(),
+        phone.account().device_id
+    );
+    phone
+}
+
+#[tokio::test]
+async fn every_route_answers_a_portal_that_enrolls_and_signs_in() {
+    let server = server().await;
+    let api = server.http_api();
+    let mut phone = enroll_over_http(&api, "hanako").await;
+
+    let status = api.get("/v1/users/hanako").await;
+    assert_eq!(status.status, StatusCode::OK);
+    let status = status.json();
+    assert_eq!(status["email"], "hanako@example.jp");
+    assert_eq!(status["blocked"], false);
+    assert_eq!(status["devices"][0]["state"], "DEVICE_STATE_ACTIVE");
+    assert_eq!(status["devices"][0]["display_name"], "HTTP phone");
+
+    let terms = api
+        .post(
+            "/v1/users/hanako/terms",
+            json!({"terms_version": "2026-04"}),
+        )
+        .await;
+    assert_eq!(terms.status, StatusCode::OK);
+    assert_eq!(terms.json()["accepted_terms_version"], "2026-04");
+    let status = api.get("/v1/users/hanako").await.json();
+    assert_eq!(status["accepted_terms_version"], "2026-04");
+    assert!(status["terms_accept_time"].as_str().unwrap().ends_with('Z'));
+
+    let created = api
+        .post(
+            "/v1/challenges",
+            json!({"user_id": "hanako", "context": {"application_name": "Customer portal", "location": "Tokyo, JP"}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let created = created.json();
+    assert_eq!(created["state"], "CHALLENGE_STATE_PENDING");
+    assert_eq!(created["kind"], "CHALLENGE_KIND_SIGN_IN");
+    assert_eq!(created["context"]["location"], "Tokyo, JP");
+    assert!(created.get("end_time").is_none(), "{created}");
+    let id = created["challenge_id"].as_str().unwrap();
+    let read = api.get(&format!("/v1/challenges/{id}")).await.json();
+    assert_eq!(read["number"], created["number"]);
+    let pending = only_pending(&mut phone).await;
+    assert_eq!(pending.application_name, "Customer portal");
+    phone
+        .approve(&pending, created["number"].as_str().unwrap())
+        .await
+        .unwrap();
+    let approved = api.get(&format!("/v1/challenges/{id}")).await.json();
+    assert_eq!(approved["state"], "CHALLENGE_STATE_APPROVED");
+    assert_eq!(
+        approved["answered_by_device_id"].as_str().unwrap(),
+        phone.account().device_id
+    );
+    assert!(approved["end_time"].is_string());
+
+    let second = api
+        .post("/v1/challenges", json!({"user_id": "hanako"}))
+        .await
+        .json();
+    let id = second["challenge_id"].as_str().unwrap();
+    let cancelled = api
+        .call(Method::POST, &format!("/v1/challenges/{id}:cancel"), None)
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{cancelled:?}");
+    assert_eq!(cancelled.json()["state"], "CHALLENGE_STATE_CANCELLED");
+    let again = api
+        .call(Method::POST, &format!("/v1/challenges/{id}:cancel"), None)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.reason(), reason::CHALLENGE_ENDED);
+
+    // The document needs no key, and is the one committed.
+    let document = HttpApi::new(&server.http_url(), None)
+        .get("/v1/openapi.json")
+        .await;
+    assert_eq!(document.status, StatusCode::OK);
+    assert_eq!(document.json()["openapi"], "3.1.0");
+    let committed: Value =
+        serde_json::from_str(include_str!("../../../docs/openapi.json")).unwrap();
+    assert_eq!(document.json(), committed);
+}
+
+#[tokio::test]
+async fn a_call_without_a_portal_key_is_refused_with_401_or_403() {
+    let server = server().await;
+    let api = server.http_api();
+    for (key, status, expected) in [
+        (None, StatusCode::UNAUTHORIZED, reason::API_KEY_MISSING),
+        (
+            Some("mfak_not-a-key"),
+            StatusCode::UNAUTHORIZED,
+            reason::API_KEY_INVALID,
+        ),
+        (
+            Some("Basic abc"),
+            StatusCode::UNAUTHORIZED,
+            reason::API_KEY_MISSING,
+        ),
+        (
+            Some(server.tenant.admin_key.as_str()),
+            StatusCode::FORBIDDEN,
+            reason::API_KEY_WRONG_ROLE,
+        ),
+    ] {
+        let caller = api.with_key(key);
+        for answer in [
+            caller.get("/v1/users/hanako").await,
+            caller
+                .post("/v1/challenges", json!({"user_id": "hanako"}))
+                .await,
+            caller
+                .post(
+                    "/v1/enrollments",
+                    json!({"user_id": "hanako", "email": "h@example.jp"}),
+                )
+                .await,
+        ] {
+            assert_eq!(answer.status, status, "{key:?}: {answer:?}");
+            assert_eq!(answer.reason(), expected, "{key:?}");
+        }
+    }
+    let wrong_role = api
+        .with_key(Some(&server.tenant.admin_key))
+        .get("/v1/users/hanako")
+        .await
+        .json();
+    assert_eq!(wrong_role["error"]["metadata"]["required_role"], "portal");
+    assert_eq!(wrong_role["error"]["code"], "PERMISSION_DENIED");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_json_4xx_and_changes_nothing() {
+    let server = server_with(|c| c.max_message_size = 1024).await;
+    let api = server.http_api();
+    // A first good call, so that the key's last use is already recorded.
+    assert_eq!(api.get("/v1/users/hanako").await.status, StatusCode::OK);
+    let before = server.database_rows().await;
+
+    let post = |body: Option<(&'static str, Vec<u8>)>| {
+        let api = api.clone();
+        async move { api.raw(Method::POST, "/v1/enrollments", body).await }
+    };
+    let json_body = |text: &str| Some(("application/json", text.as_bytes().to_vec()));
+    let cases: Vec<(&str, Option<(&str, Vec<u8>)>, StatusCode, &str)> = vec![
+        (
+            "not JSON",
+            json_body("{\"user_id\": "),
+            StatusCode::BAD_REQUEST,
+            reason::MALFORMED_REQUEST,
+        ),
+        (
+            "unknown field",
+            json_body(r#"{"user_id":"u","email":"u@example.jp","admin":true}"#),
+            StatusCode::BAD_REQUEST,
+            reason::MALFORMED_REQUEST,
+        ),
+        (
+            "missing field",
+            json_body(r#"{"user_id":"u"}"#),
+            StatusCode::BAD_REQUEST,
+            reason::MALFORMED_REQUEST,
+        ),
+        (
+            "wrong type",
+            json_body(r#"{"user_id":7,"email":"u@example.jp"}"#),
+            StatusCode::BAD_REQUEST,
+            reason::MALFORMED_REQUEST,
+        ),
+        (
+            "an array",
+            json_body("[]"),
+            StatusCode::BAD_REQUEST,
+            reason::MALFORMED_REQUEST,
+        ),
+        (
+            "no body",
+            None,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "a form",
+            Some((
+                "application/x-www-form-urlencoded",
+                b"user_id=u&email=u%40example.jp".to_vec(),
+            )),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            reason::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "too large",
+            Some((
+                "application/json",
+                format!(
+                    r#"{{"user_id":"{}","email":"u@example.jp"}}"#,
+                    "u".repeat(2000)
+                )
+                .into_bytes(),
+            )),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            reason::REQUEST_TOO_LARGE,
+        ),
+        (
+            "empty user",
+            json_body(r#"{"user_id":"","email":"u@example.jp"}"#),
+            StatusCode::BAD_REQUEST,
+            reason::INVALID_ARGUMENT,
+        ),
+        (
+            "bad e-mail",
+            json_body(r#"{"user_id":"u","email":"x"}"#),
+            StatusCode::BAD_REQUEST,
+            reason::INVALID_ARGUMENT,
+        ),
+    ];
+    for (what, body, status, expected) in cases {
+        let answer = post(body).await;
+        assert_eq!(answer.status, status, "{what}: {answer:?}");
+        assert_eq!(answer.reason(), expected, "{what}");
+    }
+    let too_large = post(Some((
+        "application/json",
+        format!(r#"{{"user_id":"{}"}}"#, "u".repeat(2000)).into_bytes(),
+    )))
+    .await
+    .json();
+    assert_eq!(too_large["error"]["metadata"]["max_bytes"], "1024");
+    assert_eq!(too_large["error"]["code"], "OUT_OF_RANGE");
+
+    let id = "00000000-0000-4000-8000-000000000000";
+    for (path, expected) in [
+        (
+            format!("/v1/challenges/{id}?wait=forever"),
+            reason::INVALID_ARGUMENT,
+        ),
+        (
+            format!("/v1/challenges/{id}?wait=0s"),
+            reason::INVALID_ARGUMENT,
+        ),
+        (
+            format!("/v1/challenges/{id}?wait=61s"),
+            reason::INVALID_ARGUMENT,
+        ),
+        (
+            format!("/v1/challenges/{id}?wait=1s&while_state=WAITING"),
+            reason::INVALID_ARGUMENT,
+        ),
+        (
+            format!("/v1/challenges/{id}?while_state=CHALLENGE_STATE_PENDING"),
+            reason::INVALID_ARGUMENT,
+        ),
+        (
+            format!("/v1/challenges/{id}?timeout=1s"),
+            reason::INVALID_ARGUMENT,
+        ),
+        (
+            "/v1/challenges/not-an-id".to_owned(),
+            reason::INVALID_ARGUMENT,
+        ),
+        (format!("/v1/challenges/{id}"), reason::NOT_FOUND),
+        (format!("/v1/enrollments/{id}/events"), reason::NOT_FOUND),
+        ("/v1/nothing-here".to_owned(), reason::NOT_FOUND),
+    ] {
+        let answer = api.get(&path).await;
+        assert_eq!(answer.reason(), expected, "{path}: {answer:?}");
+    }
+    let wrong_verb = api
+        .call(Method::POST, &format!("/v1/challenges/{id}:approve"), None)
+        .await;
+    assert_eq!(wrong_verb.status, StatusCode::NOT_FOUND);
+    assert_eq!(wrong_verb.reason(), reason::NOT_FOUND);
+    let not_found = api.get(&format!("/v1/challenges/{id}")).await.json();
+    assert_eq!(not_found["error"]["metadata"]["resource"], "challenge");
+
+    assert_eq!(server.database_rows().await, before);
+}
+
+#[tokio::test]
+async fn server_sent_events_deliver_the_approval_and_end() {
+    let server = server().await;
+    let api = server.http_api();
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "hanako", "hanako@example.jp").await;
+    let created = api
+        .post("/v1/challenges", json!({"user_id": "hanako"}))
+        .await
+        .json();
+    let id = created["challenge_id"].as_str().unwrap();
+    let response = api
+        .send(
+            Method::GET,
+            &format!("/v1/challenges/{id}/events"),
+            None,
+            &[],
+        )
+        .await;
+    let mut events = Events::of(response);
+    let first = within(events.next()).await.expect("the current state");
+    assert_eq!(first.name, "challenge");
+    assert_eq!(first.data["state"], "CHALLENGE_STATE_PENDING");
+
+    let pending = only_pending(&mut phone).await;
+    phone
+        .approve(&pending, created["number"].as_str().unwrap())
+        .await
+        .unwrap();
+    let approved = within(events.next()).await.expect("the approval");
+    assert_eq!(approved.data["state"], "CHALLENGE_STATE_APPROVED");
+    assert_eq!(approved.data["challenge_id"], id);
+    assert!(within(events.next()).await.is_none(), "ends after the end");
+}
+
+#[tokio::test]
+async fn enrollment_events_follow_the_enrollment_to_verified() {
+    let server = server().await;
+    let api = server.http_api();
+    let begun = api
+        .post(
+            "/v1/enrollments",
+            json!({"user_id": "taro", "email": "taro@example.jp"}),
+        )
+        .await
+        .json();
+    let id = begun["enrollment_id"].as_str().unwrap();
+    let mut events = Events::of(
+        api.send(
+            Method::GET,
+            &format!("/v1/enrollments/{id}/events"),
+            None,
+            &[],
+        )
+        .await,
+    );
+    let first = within(events.next()).await.unwrap();
+    assert_eq!(first.name, "enrollment");
+    assert_eq!(first.data["state"], "ENROLLMENT_STATE_WAITING_FOR_SCAN");
+    let uri = mfa_sdk::EnrollmentUri::parse(begun["qr_uri"].as_str().unwrap()).unwrap();
+    let (mut phone, verification) = mfa_sdk::Authenticator::enroll_with(
+        &uri,
+        phone_info("Phone"),
+        &mfa_sdk::MemoryKeyStore::new(),
+        &server.connect,
+    )
+    .await
+    .unwrap();
+    let registered = within(events.next()).await.unwrap();
+    assert_eq!(
+        registered.data["state"],
+        "ENROLLMENT_STATE_DEVICE_REGISTERED"
+    );
+    let number = registered.data["verification_number"].as_str().unwrap();
+    phone.approve(&verification, number).await.unwrap();
+    let verified = within(events.next()).await.unwrap();
+    assert_eq!(verified.data["state"], "ENROLLMENT_STATE_VERIFIED");
+    assert!(within(events.next()).await.is_none());
+}
+
+#[tokio::test]
+async fn a_long_poll_answers_on_the_change_or_with_the_pending_state_at_its_bound() {
+    let server = server().await;
+    let api = server.http_api();
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "hanako", "hanako@example.jp").await;
+    let created = api
+        .post("/v1/challenges", json!({"user_id": "hanako"}))
+        .await
+        .json();
+    let id = created["challenge_id"].as_str().unwrap().to_owned();
+
+    // On the change: the poll waits (it holds a watch), and answers when
+    // the phone denies, long before its bound.
+    let waiting = tokio::spawn({
+        let (api, id) = (api.clone(), id.clone());
+        async move { api.get(&format!("/v1/challenges/{id}?wait=60s")).await }
+    });
+    within(watches_open(&server, 1)).await;
+    let pending = only_pending(&mut phone).await;
+    phone.deny(&pending).await.unwrap();
+    let answered = within(waiting).await.unwrap();
+    assert_eq!(answered.status, StatusCode::OK);
+    let answered = answered.json();
+    assert_eq!(answered["state"], "CHALLENGE_STATE_DENIED");
+    assert_eq!(answered["deny_reason"], "DENY_REASON_USER_DENIED");
+
+    // At its bound: the pending state, no sooner.
+    let created = api
+        .post("/v1/challenges", json!({"user_id": "hanako"}))
+        .await
+        .json();
+    let pending_id = created["challenge_id"].as_str().unwrap();
+    let started = Instant::now();
+    let bounded = within(api.get(&format!("/v1/challenges/{pending_id}?wait=1s"))).await;
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(bounded.status, StatusCode::OK);
+    assert_eq!(bounded.json()["state"], "CHALLENGE_STATE_PENDING");
+
+    // An ended challenge answers at once, whatever the wait.
+    let started = Instant::now();
+    let ended = api
+        .get(&format!("/v1/challenges/{id}?wait=60s"))
+        .await
+        .json();
+    assert_eq!(ended["state"], "CHALLENGE_STATE_DENIED");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn limits_count_grpc_and_http_calls_together() {
+    let server = server_with(|c| {
+        c.challenge_limit = 3;
+        c.watch_streams_per_tenant = 1;
+    })
+    .await;
+    let api = server.http_api();
+    let portal = server.portal().await;
+    server.enroll(&portal, "hanako", "hanako@example.jp").await;
+    portal
+        .start_sign_in("hanako", SignInContext::default())
+        .await
+        .unwrap();
+    portal
+        .start_sign_in("hanako", SignInContext::default())
+        .await
+        .unwrap();
+    let third = api
+        .post("/v1/challenges", json!({"user_id": "hanako"}))
+        .await;
+    assert_eq!(third.status, StatusCode::CREATED);
+    let id = third.json()["challenge_id"].as_str().unwrap().to_owned();
+    let fourth = api
+        .post("/v1/challenges", json!({"user_id": "hanako"}))
+        .await;
+    assert_eq!(fourth.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(fourth.reason(), reason::RATE_LIMITED);
+    let fifth = portal
+        .start_sign_in("hanako", SignInContext::default())
+        .await
+        .unwrap_err();
+    assert!(fifth.is_rate_limited(), "{fifth:?}");
+
+    // One watch per tenant: a gRPC watch holds it against HTTP watches.
+    let mut grpc_watch = portal.watch_challenge(&id).await.unwrap();
+    grpc_watch.message().await.unwrap().unwrap();
+    for path in [
+        format!("/v1/challenges/{id}/events"),
+        format!("/v1/challenges/{id}?wait=5s"),
+    ] {
+        let refused = api.get(&path).await;
+        assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{path}");
+        assert_eq!(refused.reason(), reason::TOO_MANY_WATCHES);
+    }
+    // A read without wait holds no watch.
+    assert_eq!(
+        api.get(&format!("/v1/challenges/{id}")).await.status,
+        StatusCode::OK
+    );
+    drop(grpc_watch);
+    within(watches_open(&server, 0)).await;
+    // And an HTTP watch holds it against gRPC ones.
+    let mut events = Events::of(
+        api.send(
+            Method::GET,
+            &format!("/v1/challenges/{id}/events"),
+            None,
+            &[],
+        )
+        .await,
+    );
+    within(events.next()).await.unwrap();
+    let refused = portal.watch_challenge(&id).await.unwrap_err();
+    assert_eq!(refused.reason(), Some(reason::TOO_MANY_WATCHES));
+}
+
+/// The same failure asked of both faces: the same reason, gRPC code,
+/// message and metadata, and the HTTP status of the one table.
+#[tokio::test]
+async fn errors_are_the_grpc_reasons_in_json() {
+    let server = server().await;
+    let api = server.http_api();
+    let mut grpc = server.portal().await.client();
+    let unknown = "00000000-0000-4000-8000-000000000000".to_owned();
+    server.portal().await.cancel(&unknown).await.unwrap_err();
+
+    let cases: Vec<(tonic::Status, mfa_tests::http_api::Answer)> = vec![
+        (
+            grpc.get_challenge(proto::GetChallengeRequest {
+                challenge_id: unknown.clone(),
+            })
+            .await
+            .unwrap_err(),
+            api.get(&format!("/v1/challenges/{unknown}")).await,
+        ),
+        (
+            grpc.get_challenge(proto::GetChallengeRequest {
+                challenge_id: "x".into(),
+            })
+            .await
+            .unwrap_err(),
+            api.get("/v1/challenges/x").await,
+        ),
+        (
+            grpc.create_challenge(proto::CreateChallengeRequest {
+                user_id: "nobody".into(),
+                context: None,
+            })
+            .await
+            .unwrap_err(),
+            api.post("/v1/challenges", json!({"user_id": "nobody"}))
+                .await,
+        ),
+        (
+            grpc.begin_enrollment(proto::BeginEnrollmentRequest {
+                user_id: "u".into(),
+                email: "not an address".into(),
+            })
+            .await
+            .unwrap_err(),
+            api.post(
+                "/v1/enrollments",
+                json!({"user_id": "u", "email": "not an address"}),
+            )
+            .await,
+        ),
+        (
+            grpc.record_terms_acceptance(proto::RecordTermsAcceptanceRequest {
+                user_id: "u".into(),
+                terms_version: String::new(),
+            })
+            .await
+            .unwrap_err(),
+            api.post("/v1/users/u/terms", json!({"terms_version": ""}))
+                .await,
+        ),
+        (
+            grpc.cancel_challenge(proto::CancelChallengeRequest {
+                challenge_id: unknown.clone(),
+            })
+            .await
+            .unwrap_err(),
+            api.call(
+                Method::POST,
+                &format!("/v1/challenges/{unknown}:cancel"),
+                None,
+            )
+            .await,
+        ),
+    ];
+    for (status, answer) in cases {
+        let info = error_info(&status);
+        let body = answer.json();
+        let error = &body["error"];
+        assert_eq!(answer.reason(), info.reason, "{body}");
+        let reason = mfa_proto::status::Reason::parse(&info.reason).unwrap();
+        assert_eq!(answer.status.as_u16(), reason.http_status(), "{body}");
+        assert_eq!(error["code"], reason.code_name(), "{body}");
+        assert_eq!(reason.code(), status.code(), "{body}");
+        assert_eq!(error["message"], status.message(), "{body}");
+        let metadata: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(error["metadata"].clone()).unwrap();
+        let expected: std::collections::BTreeMap<String, String> =
+            info.metadata.clone().into_iter().collect();
+        assert_eq!(metadata, expected, "{body}");
+    }
+}
