@@ -6,6 +6,7 @@
 pub mod haproxy;
 pub mod http_api;
 pub mod pg_cluster;
+pub mod php;
 pub mod postgres;
 pub mod process;
 pub mod push;
