@@ -258,6 +258,38 @@ async fn enroll_qr(State(portal): Shared, headers: HeaderMap) -> Response {
     }
 }
 
+/// Live status of the enrollment, from the service's enrollment watch.
+async fn enroll_events(State(portal): Shared, headers: HeaderMap) -> Response {
+    let t = Lang::from_headers(&headers).texts();
+    let Some(Step::Enrolling { enrollment_id, .. }) = portal.sessions.get(&headers).map(|s| s.step)
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let watch = portal.rp.watch_enrollment(&enrollment_id).await;
+    live_status(t, watch, |message| {
+        message
+            .enrollment
+            .map(|enrollment| enrollment_status(t, &enrollment))
+    })
+}
+
+/// Where the page goes when the service reports the app verified.
+async fn enroll_done(State(portal): Shared, headers: HeaderMap) -> Response {
+    let Some(session) = portal.sessions.get(&headers) else {
+        return go("/");
+    };
+    if !matches!(session.step, Step::Enrolling { .. }) {
+        return go(step_path(&session.step));
+    }
+    match portal.rp.user_status(session.user.id).await {
+        Ok(status) if has_active_device(&status) => {
+            portal.after_second_factor(&headers, session.user).await
+        }
+        Ok(_) => go("/enroll"),
+        Err(e) => Refusal::from_error(&e).page(Lang::from_headers(&headers)),
+    }
+}
+
 /// A new QR code after the last one expired or failed.
 async fn enroll_restart(State(portal): Shared, headers: HeaderMap) -> Response {
     let Some(session) = portal.sessions.get(&headers) else {

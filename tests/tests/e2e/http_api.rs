@@ -206,6 +206,9 @@ async fn a_call_without_a_portal_key_is_refused_with_401_or_403() {
     assert_eq!(wrong_role["error"]["code"], "PERMISSION_DENIED");
 }
 
+/// A request body: its content type and bytes.
+type Body = Option<(&'static str, Vec<u8>)>;
+
 #[tokio::test]
 async fn bad_input_is_a_json_4xx_and_changes_nothing() {
     let server = server_with(|c| c.max_message_size = 1024).await;
@@ -214,12 +217,12 @@ async fn bad_input_is_a_json_4xx_and_changes_nothing() {
     assert_eq!(api.get("/v1/users/hanako").await.status, StatusCode::OK);
     let before = server.database_rows().await;
 
-    let post = |body: Option<(&'static str, Vec<u8>)>| {
+    let post = |body: Body| {
         let api = api.clone();
         async move { api.raw(Method::POST, "/v1/enrollments", body).await }
     };
     let json_body = |text: &str| Some(("application/json", text.as_bytes().to_vec()));
-    let cases: Vec<(&str, Option<(&str, Vec<u8>)>, StatusCode, &str)> = vec![
+    let cases: Vec<(&str, Body, StatusCode, &str)> = vec![
         (
             "not JSON",
             json_body("{\"user_id\": "),
