@@ -643,3 +643,136 @@ async fn errors_are_the_grpc_reasons_in_json() {
         assert_eq!(metadata, expected, "{body}");
     }
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_callers() {
+    let server = server_with(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()]).await;
+    // A key of the other role: the refusal is audited against its tenant.
+    let caller = HttpApi::new(&server.http_url(), Some(&server.tenant.admin_key));
+    let refused = caller
+        .send(
+            Method::GET,
+            "/v1/users/hanako",
+            None,
+            &[("x-forwarded-for", "198.51.100.7, 203.0.113.9")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let events = server.audit_events("").await;
+    let failed = events
+        .iter()
+        .find(|e| e.event_type == "auth.failed")
+        .expect("the refusal is audited");
+    assert_eq!(failed.client_address, "203.0.113.9");
+}
+
+#[tokio::test]
+async fn a_stopping_server_ends_server_sent_events_with_an_error_event() {
+    let mut server = server().await;
+    let api = server.http_api();
+    let portal = server.portal().await;
+    server.enroll(&portal, "hanako", "hanako@example.jp").await;
+    let created = api
+        .post("/v1/challenges", json!({"user_id": "hanako"}))
+        .await
+        .json();
+    let id = created["challenge_id"].as_str().unwrap();
+    let mut events = Events::of(
+        api.send(
+            Method::GET,
+            &format!("/v1/challenges/{id}/events"),
+            None,
+            &[],
+        )
+        .await,
+    );
+    within(events.next()).await.unwrap();
+    server.restart().await;
+    let last = within(events.next()).await.expect("an error event");
+    assert_eq!(last.name, "error");
+    assert_eq!(last.data["error"]["reason"], "SHUTTING_DOWN");
+    assert_eq!(last.data["error"]["status"], 503);
+    assert!(within(events.next()).await.is_none());
+    // The restarted server serves the API on the same address.
+    let read = server.http_api().get(&format!("/v1/challenges/{id}")).await;
+    assert_eq!(read.status, StatusCode::OK);
+}
+
+/// `GET path` over HTTPS, trusting `pki`'s CA, with a client certificate
+/// when given: the status and the JSON body.
+async fn https_get(
+    server: &TestServer,
+    pki: &mfa_tests::tls::TestPki,
+    client: Option<mfa_tests::tls::Issued>,
+    path: &str,
+) -> (StatusCode, Value) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, ServerName};
+    use std::sync::Arc;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem().as_bytes()).unwrap())
+        .unwrap();
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match client {
+        Some(issued) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let addr = server.http_url().trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header("host", addr)
+        .header(
+            "authorization",
+            format!("Bearer {}", server.tenant.portal_key),
+        )
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn over_tls_the_api_requires_the_client_certificate_like_grpc() {
+    let pki = mfa_tests::tls::TestPki::new("mfa test CA");
+    let server = server_with(|config| {
+        let files = pki.write_server_files(&config.data_dir.join("tls"));
+        config.tls = mfa_server::tls::TlsConfig {
+            cert_file: Some(files.cert_file),
+            key_file: Some(files.key_file),
+            client_ca_file: Some(files.ca_file),
+            require_client_cert: true,
+            allow_plaintext: false,
+        };
+    })
+    .await;
+    let (status, body) = https_get(
+        &server,
+        &pki,
+        Some(pki.client("portal")),
+        "/v1/users/hanako",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user_id"], "hanako");
+    let (status, body) = https_get(&server, &pki, None, "/v1/users/hanako").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["reason"], "CLIENT_CERTIFICATE_REQUIRED");
+}
