@@ -776,3 +776,98 @@ async fn over_tls_the_api_requires_the_client_certificate_like_grpc() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"]["reason"], "CLIENT_CERTIFICATE_REQUIRED");
 }
+
+/// The curl commands of the README's HTTP/JSON example, as a shell runs
+/// them (continued lines joined), without comments and the `API=` line.
+fn readme_curl_commands() -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    let block = readme
+        .split("<!-- curl-example -->")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README's curl example");
+    block
+        .replace("\\\n", " ")
+        .lines()
+        .filter(|line| line.starts_with("curl "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_readmes_curl_examples_work_as_written() {
+    let curl = std::process::Command::new("curl").arg("--version").output();
+    if curl.is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "curl is required under CI: install Debian's curl"
+        );
+        eprintln!("SKIPPED the_readmes_curl_examples_work_as_written: curl is not installed");
+        return;
+    }
+    let server = server().await;
+    let portal = server.portal().await;
+    let mut phone = server.enroll(&portal, "hanako", "hanako@example.jp").await;
+    let commands = readme_curl_commands();
+    assert_eq!(commands.len(), 6, "{commands:#?}");
+    // curl runs on the blocking pool: the server answers on this test's
+    // runtime meanwhile.
+    let (api_url, key) = (server.http_url(), server.tenant.portal_key.clone());
+    let run = |command: &str, id: &str| {
+        let (command, id, api_url, key) = (
+            command.to_owned(),
+            id.to_owned(),
+            api_url.clone(),
+            key.clone(),
+        );
+        async move {
+            let output = tokio::task::spawn_blocking({
+                let command = command.clone();
+                move || {
+                    std::process::Command::new("bash")
+                        .arg("-c")
+                        .arg(&command)
+                        .env("API", api_url)
+                        .env("KEY", key)
+                        .env("ID", id)
+                        .output()
+                        .expect("bash runs")
+                }
+            })
+            .await
+            .unwrap();
+            assert!(output.status.success(), "{command}: {output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        }
+    };
+    let json = |text: String| -> Value { serde_json::from_str(&text).unwrap() };
+
+    let status = json(within(run(&commands[0], "")).await);
+    assert_eq!(
+        status["devices"][0]["state"], "DEVICE_STATE_ACTIVE",
+        "{status}"
+    );
+    let begun = json(within(run(&commands[1], "")).await);
+    assert!(begun["qr_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("mfa://enroll?"));
+    let created = json(within(run(&commands[2], "")).await);
+    assert_eq!(created["context"]["application_name"], "Customer portal");
+    let id = created["challenge_id"].as_str().unwrap().to_owned();
+    let pending = only_pending(&mut phone).await;
+    phone
+        .approve(&pending, created["number"].as_str().unwrap())
+        .await
+        .unwrap();
+    let approved = json(within(run(&commands[3], &id)).await);
+    assert_eq!(approved["state"], "CHALLENGE_STATE_APPROVED");
+    let events = within(run(&commands[4], &id)).await;
+    assert!(
+        events.contains("event: challenge") && events.contains("CHALLENGE_STATE_APPROVED"),
+        "{events}"
+    );
+    let cancel = json(within(run(&commands[5], &id)).await);
+    assert_eq!(cancel["error"]["reason"], "CHALLENGE_ENDED", "{cancel}");
+}
