@@ -455,6 +455,24 @@ pub fn wrong_number(number: &str) -> String {
     (if n + 1 < low * 10 { n + 1 } else { low }).to_string()
 }
 
+/// Whether a tool a test needs is `installed`; if not, says that `test` is
+/// skipped and which Debian `packages` bring the tool, or fails under
+/// `CI=true`, where `.ci/run` installs them.
+pub fn installed_or_skip(test: &str, installed: bool, packages: &str) -> bool {
+    if installed {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test} needs Debian's {packages} under CI");
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {test}: not installed (apt-get install {packages})"
+    );
+    false
+}
+
 /// Awaits `future` for at most five seconds, so a hang fails instead of stalling.
 /// How many times events of `event_type` happened, aggregated entries
 /// counted by their `count`.

@@ -5,7 +5,7 @@
 use crate::{haproxy::free_port, http_api::HttpApi};
 use http::{Method, StatusCode};
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -27,17 +27,7 @@ pub fn available_or_skip(test: &str) -> bool {
             .lines()
             .any(|l| l == "curl")
     });
-    if has_curl {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("php with curl is required under CI: install Debian's php-cli and php-curl");
-    }
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "SKIPPED {test}: php or php-curl is not installed (apt-get install php-cli php-curl)"
-    );
-    false
+    crate::installed_or_skip(test, has_curl, "php-cli php-curl")
 }
 
 /// `php -S` serving the example portal, stopped when dropped.

@@ -82,19 +82,15 @@ pub async fn get_enrollment(
     query: WaitQuery,
 ) -> Result<Response, ApiError> {
     let (service, tenant) = (&api.service, &caller.tenant_id);
-    let enrollment = match query.wait {
-        None => ops::enrollment(service, tenant, &id).await?,
-        Some(wait) => {
-            let names = enum_names!(v1::EnrollmentState);
-            let waited_out = watch::state_to_wait_out(
-                &query,
-                v1::EnrollmentState::WaitingForScan.as_str_name(),
-                &names,
-            )?;
-            let updates = ops::watch_enrollment(service, tenant, &id).await?;
-            watch::long_poll(updates, wait, &waited_out, |e| e.state().as_str_name()).await?
-        }
-    };
+    let enrollment = watch::read_or_wait(
+        &query,
+        v1::EnrollmentState::WaitingForScan.as_str_name(),
+        &enum_names!(v1::EnrollmentState),
+        |e| e.state().as_str_name(),
+        ops::enrollment(service, tenant, &id),
+        ops::watch_enrollment(service, tenant, &id),
+    )
+    .await?;
     Ok(json(StatusCode::OK, &Enrollment::from(enrollment)))
 }
 
@@ -171,19 +167,15 @@ pub async fn get_challenge(
     query: WaitQuery,
 ) -> Result<Response, ApiError> {
     let (service, tenant) = (&api.service, &caller.tenant_id);
-    let challenge = match query.wait {
-        None => ops::challenge(service, tenant, &id).await?,
-        Some(wait) => {
-            let names = enum_names!(v1::ChallengeState);
-            let waited_out = watch::state_to_wait_out(
-                &query,
-                v1::ChallengeState::Pending.as_str_name(),
-                &names,
-            )?;
-            let updates = ops::watch_challenge(service, tenant, &id).await?;
-            watch::long_poll(updates, wait, &waited_out, |c| c.state().as_str_name()).await?
-        }
-    };
+    let challenge = watch::read_or_wait(
+        &query,
+        v1::ChallengeState::Pending.as_str_name(),
+        &enum_names!(v1::ChallengeState),
+        |c| c.state().as_str_name(),
+        ops::challenge(service, tenant, &id),
+        ops::watch_challenge(service, tenant, &id),
+    )
+    .await?;
     Ok(json(StatusCode::OK, &Challenge::from(challenge)))
 }
 

@@ -3,10 +3,13 @@
 //! the one waited out, or at the end of the wait with the state then.
 
 use super::{error::ApiError, extract::WaitQuery};
-use crate::api::portal::Updates;
+use crate::{
+    api::portal::Updates,
+    domain::{self, Reason},
+};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::Serialize;
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, future::Future};
 use tokio::time::Instant;
 use tokio_stream::{Stream, StreamExt};
 
@@ -38,39 +41,37 @@ fn to_json(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// The state to wait out: `while_state` if given (one of `names`), else
-/// `first`, the object's initial state.
-pub fn state_to_wait_out(
-    query: &WaitQuery,
-    first: &'static str,
-    names: &[&'static str],
-) -> Result<String, ApiError> {
-    match &query.while_state {
-        None => Ok(first.to_owned()),
-        Some(state) if names.contains(&state.as_str()) => Ok(state.clone()),
-        Some(state) => Err(ApiError::new(
-            crate::domain::Reason::InvalidArgument,
-            format!("while_state {state:?} is not one of {}", names.join(", ")),
-        )),
-    }
-}
-
-/// The first update whose state (`state_of`) is not `waited_out`, or the
-/// latest one when `wait` ends first (or the watch ends early: its longest
+/// A read (`read`) or, with `wait` in the query, a long poll (on the watch
+/// `watch` opens): the first update whose state (`state_of`) is not the one
+/// waited out (`while_state`, one of `names`; by default `initial`), or the
+/// latest one when the wait ends first (or the watch ends early: its longest
 /// duration, a shutdown). The first update, the current state, is always
-/// awaited, however short the wait.
-pub async fn long_poll<T>(
-    mut updates: Updates<T>,
-    wait: Duration,
-    waited_out: &str,
+/// awaited, however short the wait. Only the future used is ever polled.
+pub async fn read_or_wait<T>(
+    query: &WaitQuery,
+    initial: &'static str,
+    names: &[&'static str],
     state_of: fn(&T) -> &'static str,
+    read: impl Future<Output = domain::Result<T>>,
+    watch: impl Future<Output = domain::Result<Updates<T>>>,
 ) -> Result<T, ApiError> {
+    let Some(wait) = query.wait else {
+        return Ok(read.await?);
+    };
+    let waited_out = match &query.while_state {
+        None => initial,
+        Some(state) => names.iter().copied().find(|n| n == state).ok_or_else(|| {
+            ApiError::new(
+                Reason::InvalidArgument,
+                format!("while_state {state:?} is not one of {}", names.join(", ")),
+            )
+        })?,
+    };
+    let mut updates = watch.await?;
     let deadline = Instant::now() + wait;
     let mut latest = match updates.next().await {
         Some(first) => first?,
-        None => {
-            return Err(crate::domain::Error::Internal("a watch without a state".into()).into())
-        }
+        None => return Err(domain::Error::Internal("a watch without a state".into()).into()),
     };
     while state_of(&latest) == waited_out {
         match tokio::time::timeout_at(deadline, updates.next()).await {

@@ -798,12 +798,11 @@ fn readme_curl_commands() -> Vec<String> {
 #[tokio::test]
 async fn the_readmes_curl_examples_work_as_written() {
     let curl = std::process::Command::new("curl").arg("--version").output();
-    if curl.is_err() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "curl is required under CI: install Debian's curl"
-        );
-        eprintln!("SKIPPED the_readmes_curl_examples_work_as_written: curl is not installed");
+    if !installed_or_skip(
+        "the_readmes_curl_examples_work_as_written",
+        curl.is_ok(),
+        "curl",
+    ) {
         return;
     }
     let server = server().await;
