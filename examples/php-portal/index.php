@@ -27,7 +27,7 @@ try {
 
 function home(): void
 {
-    page('Example portal', <<<HTML
+    page('Welcome', <<<HTML
         <form method="post" action="/enroll"><fieldset><legend>Set up your phone</legend>
         <label>User <input name="user_id" required></label>
         <label>E-mail <input name="email" type="email" required></label>
