@@ -241,11 +241,15 @@ mod tests {
         assert!(plain.server_config(loopback()).unwrap().is_none());
         let error = plain.server_config(public).unwrap_err().to_string();
         assert!(error.contains("non-loopback"), "{error}");
+        // The HTTP/JSON listener follows the same rule.
+        assert!(plain.http_server_config(loopback()).unwrap().is_none());
+        assert!(plain.http_server_config(public).is_err());
         let forced = TlsConfig {
             allow_plaintext: true,
             ..TlsConfig::default()
         };
         assert!(forced.server_config(public).unwrap().is_none());
+        assert!(forced.http_server_config(public).unwrap().is_none());
     }
 
     #[test]

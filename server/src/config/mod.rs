@@ -317,6 +317,7 @@ mod tests {
             jail.set_env("MFA_TLS__REQUIRE_CLIENT_CERT", "true");
             jail.set_env("MFA_TLS__CLIENT_CA_FILE", "/etc/mfa/clients.pem");
             jail.set_env("MFA_IDLE_CONNECTION_TIMEOUT", "90s");
+            jail.set_env("MFA_HTTP_LISTEN", "0.0.0.0:8443");
             let config = Config::load(Some(Path::new("mfa.toml")))
                 .expect("loads")
                 .config;
@@ -328,6 +329,8 @@ mod tests {
             assert_eq!(config.public_url(), "https://0.0.0.0:50051");
             assert_eq!(config.watch_max_duration, Duration::from_secs(300));
             assert_eq!(config.idle_connection_timeout, Duration::from_secs(90));
+            assert_eq!(config.http_listen, Some("0.0.0.0:8443".parse().unwrap()));
+            assert_eq!(Config::default().http_listen, None);
             Ok(())
         });
     }
