@@ -2,8 +2,9 @@
 //!
 //! A tour, in the order a request travels:
 //! - [`api`] decodes gRPC requests (`mfa.v1`), authenticates API keys, and
-//!   encodes answers; watch streams follow [`events`]. [`client_address`]
-//!   tells who called, behind a load balancer too.
+//!   encodes answers; watch streams follow [`events`]. [`http`] is the
+//!   portal service's HTTP/JSON face, over the same operations.
+//!   [`client_address`] tells who called, behind a load balancer too.
 //! - [`domain`] holds the rules: enrollment, challenges, device proofs,
 //!   administration, audit.
 //! - [`store`] keeps state behind a narrow trait; [`store::SqliteStore`] is the
@@ -20,6 +21,7 @@ pub mod config;
 pub mod domain;
 pub mod error_text;
 pub mod events;
+pub mod http;
 pub mod identity;
 mod key_file;
 pub mod model;

@@ -25,6 +25,10 @@ use std::{
 pub struct Config {
     /// Address of the gRPC listener.
     pub listen: SocketAddr,
+    /// Address of the HTTP/JSON listener for portals (the portal service as
+    /// JSON resources, see docs/openapi.json); unset: no such listener. TLS
+    /// and `trusted_proxies` as for the gRPC listener.
+    pub http_listen: Option<SocketAddr>,
     /// TLS for the gRPC listener and client certificates (`[tls]`).
     pub tls: TlsConfig,
     /// Networks of the load balancers and proxies in front of the server
@@ -143,6 +147,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_listen: None,
             tls: TlsConfig::default(),
             trusted_proxies: Vec::new(),
             public_url: None,
@@ -334,6 +339,7 @@ mod tests {
             jail.set_env("MFA_TLS__REQUIRE_CLIENT_CERT", "true");
             jail.set_env("MFA_TLS__CLIENT_CA_FILE", "/etc/mfa/clients.pem");
             jail.set_env("MFA_IDLE_CONNECTION_TIMEOUT", "90s");
+            jail.set_env("MFA_HTTP_LISTEN", "0.0.0.0:8443");
             let config = Config::load(Some(Path::new("mfa.toml")))
                 .expect("loads")
                 .config;
@@ -345,6 +351,8 @@ mod tests {
             assert_eq!(config.public_url(), "https://0.0.0.0:50051");
             assert_eq!(config.watch_max_duration, Duration::from_secs(300));
             assert_eq!(config.idle_connection_timeout, Duration::from_secs(90));
+            assert_eq!(config.http_listen, Some("0.0.0.0:8443".parse().unwrap()));
+            assert_eq!(Config::default().http_listen, None);
             Ok(())
         });
     }
