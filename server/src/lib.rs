@@ -11,6 +11,8 @@
 //!   changes reach every replica's [`events`] through [`store::ChangeFeed`].
 //! - [`push`] delivers notifications through APNs and FCM in the background;
 //!   [`sweeper`] expires what is due.
+//! - [`oidc`] is a second face for browsers: an OpenID Connect provider
+//!   whose hosted page runs the same challenges.
 //! - [`server`] wires them together, behind [`tls`]; [`config`] reads the
 //!   settings.
 
@@ -22,6 +24,7 @@ pub mod error_text;
 pub mod events;
 pub mod identity;
 pub mod model;
+pub mod oidc;
 pub mod push;
 pub mod server;
 pub mod stats;

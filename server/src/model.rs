@@ -288,3 +288,72 @@ impl Default for AuditEvent {
         }
     }
 }
+
+/// A key of the OpenID provider that signs id_tokens (RS256): published in
+/// the JWKS from `created_at`, used to sign from `signs_from`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    /// The key id (`kid`), as the JWKS and each token's header name it.
+    pub kid: String,
+    /// The RSA private key, PKCS#1 DER.
+    pub private_key: Vec<u8>,
+    pub created_at: i64,
+    pub signs_from: i64,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("signs_from", &self.signs_from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A relying party registered with the OpenID provider for one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcClient {
+    pub client_id: String,
+    pub tenant_id: String,
+    /// Shown on the verification page and as the sign-in's application.
+    pub display_name: String,
+    /// SHA-256 of the client secret; `None` for a public client (PKCE only).
+    pub secret_hash: Option<[u8; 32]>,
+    /// The redirect URIs a request may name, compared exactly.
+    pub redirect_uris: Vec<String>,
+    pub created_at: i64,
+}
+
+/// One sign-in through the OpenID provider, from the authorization request
+/// to the code's redemption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub id: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    /// The user, as the relying party named them (`login_hint`).
+    pub user_id: String,
+    /// The e-mail address an enrollment shows in the app (may be empty).
+    pub email: String,
+    /// Whether the request came authenticated by the client (pushed,
+    /// RFC 9126): only such a request may enroll a first device.
+    pub pushed: bool,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    /// The PKCE S256 challenge, base64url.
+    pub code_challenge: Option<String>,
+    /// The sign-in challenge in progress, if one was started.
+    pub challenge_id: Option<String>,
+    /// The enrollment in progress, for a user without a device.
+    pub enrollment_id: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// When a code was issued or an error returned (once only).
+    pub finished_at: Option<i64>,
+    /// When the person approved (the id_token's `auth_time`).
+    pub auth_time: Option<i64>,
+    pub code_expires_at: Option<i64>,
+    pub code_used_at: Option<i64>,
+}

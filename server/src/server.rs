@@ -35,6 +35,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("OpenID provider: {0}")]
+    Oidc(#[from] crate::oidc::StartError),
 }
 
 /// A store opened from the configuration, and, on a database that several
@@ -132,6 +134,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The address of the operators' listener (`/metrics`, `/healthz`).
     pub metrics_addr: SocketAddr,
+    /// The OpenID provider's listener and issuer, when `[oidc]` turns it on.
+    pub oidc: Option<(SocketAddr, String)>,
     /// The service behind it.
     pub service: Service,
     shutdown: watch::Sender<bool>,
@@ -191,6 +195,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         // Listens before serving; relays until the store closes at shutdown.
         changes.start(service.events().clone()).await?;
     }
+    let oidc = crate::oidc::start(config, service.clone()).await?;
     health.check(&service).await;
     tokio::spawn(health.monitor(service.clone(), config.health_interval));
 
@@ -245,6 +250,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     tracing::info!(%addr, tls = config.tls.enabled(), "mfa-server listening");
     let stopping = service.clone();
     let service_for_close = service.clone();
+    let oidc_listener = oidc
+        .as_ref()
+        .map(|running| (running.addr, running.issuer.clone()));
+    let oidc_task = oidc.map(|running| running.task);
     // Small gRPC frames go out at once: with Nagle's algorithm a response
     // waits for the client's delayed ACK (40 ms on Linux).
     let incoming = connections.track(
@@ -270,6 +279,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         // The operators' listener ends with the service; waiting for it frees
         // its port before `stop` returns.
         let _ = operators.await;
+        if let Some(task) = oidc_task {
+            let _ = task.await;
+        }
         if let Err(error) = service_for_close.store().close().await {
             tracing::error!(%error, "could not close the store cleanly");
         }
@@ -278,6 +290,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     Ok(RunningServer {
         addr,
         metrics_addr,
+        oidc: oidc_listener,
         service,
         shutdown,
         task,

@@ -19,7 +19,7 @@ use tonic::{
 
 /// A client that has not finished its TLS handshake by then is dropped, so
 /// that idle connections cannot pile up before they are even authenticated.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `[tls]` section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -56,17 +56,74 @@ impl TlsConfig {
     /// Checks the settings against the listen address and reads the files:
     /// the listener's TLS configuration, or `None` for plaintext.
     pub fn server_config(&self, listen: SocketAddr) -> Result<Option<ServerTlsConfig>, TlsError> {
+        if !self.enabled() && (self.client_ca_file.is_some() || self.require_client_cert) {
+            return Err(TlsError(
+                "client certificates need TLS: set cert_file and key_file".into(),
+            ));
+        }
+        let Some((cert, key)) = self.certificate_and_key(listen, "gRPC")? else {
+            return Ok(None);
+        };
+        let mut config = ServerTlsConfig::new()
+            .identity(Identity::from_pem(cert, key))
+            .timeout(HANDSHAKE_TIMEOUT);
+        match (&self.client_ca_file, self.require_client_cert) {
+            (Some(ca_file), _) => {
+                let ca = read_certificates("client_ca_file", ca_file)?;
+                config = config
+                    .client_ca_root(Certificate::from_pem(ca))
+                    .client_auth_optional(true);
+            }
+            (None, true) => return Err(TlsError(
+                "require_client_cert needs client_ca_file, the CA that signs client certificates"
+                    .into(),
+            )),
+            (None, false) => {}
+        }
+        Ok(Some(config))
+    }
+
+    /// The same certificate for a browser-facing listener (the OpenID
+    /// provider's), with the same rule for plaintext; no client
+    /// certificates are asked for. `None` for plaintext.
+    pub fn rustls_config(
+        &self,
+        listen: SocketAddr,
+        what: &str,
+    ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, TlsError> {
+        let Some((cert, key)) = self.certificate_and_key(listen, what)? else {
+            return Ok(None);
+        };
+        let chain = CertificateDer::pem_slice_iter(&cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError(format!("cert_file: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(&key)
+            .map_err(|e| TlsError(format!("key_file: no usable private key: {e}")))?;
+        let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError(format!("cert_file and key_file: {e}")))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Some(std::sync::Arc::new(config)))
+    }
+
+    /// The certificate chain and key (PEM) for a listener on `listen`
+    /// serving `what`, or `None` for plaintext where plaintext is allowed.
+    fn certificate_and_key(
+        &self,
+        listen: SocketAddr,
+        what: &str,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, TlsError> {
         let (cert_file, key_file) = match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(key)) => (cert, key),
             (None, None) => {
-                if self.client_ca_file.is_some() || self.require_client_cert {
-                    return Err(TlsError(
-                        "client certificates need TLS: set cert_file and key_file".into(),
-                    ));
-                }
                 if !listen.ip().is_loopback() && !self.allow_plaintext {
                     return Err(TlsError(format!(
-                        "refusing to serve plaintext gRPC on the non-loopback address {listen}: \
+                        "refusing to serve plaintext {what} on the non-loopback address {listen}: \
                          set [tls] cert_file and key_file, or tls.allow_plaintext = true if a \
                          proxy in front terminates TLS"
                     )));
@@ -87,23 +144,7 @@ impl TlsConfig {
                 key_file.display()
             ))
         })?;
-        let mut config = ServerTlsConfig::new()
-            .identity(Identity::from_pem(cert, key))
-            .timeout(HANDSHAKE_TIMEOUT);
-        match (&self.client_ca_file, self.require_client_cert) {
-            (Some(ca_file), _) => {
-                let ca = read_certificates("client_ca_file", ca_file)?;
-                config = config
-                    .client_ca_root(Certificate::from_pem(ca))
-                    .client_auth_optional(true);
-            }
-            (None, true) => return Err(TlsError(
-                "require_client_cert needs client_ca_file, the CA that signs client certificates"
-                    .into(),
-            )),
-            (None, false) => {}
-        }
-        Ok(Some(config))
+        Ok(Some((cert, key)))
     }
 
     /// The check in front of the portal and admin services.

@@ -12,6 +12,7 @@ mod device;
 mod enrollment;
 mod error;
 pub mod input;
+mod oidc;
 mod tenant;
 mod watches;
 
@@ -24,6 +25,7 @@ pub use client::Client;
 pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
 pub use error::{Error, Reason, Result};
+pub use oidc::{client_secret_matches, RegisteredClient};
 pub use tenant::{TenantSummary, CHALLENGE_TTLS, ENROLLMENT_TTLS};
 pub use watches::WatchSlot;
 

@@ -2,8 +2,9 @@
 //! as long as it lasts, so one tenant may not hold all of them.
 
 use super::{Error, Reason, Result, Service};
-use crate::telemetry::metrics;
-use std::{collections::HashMap, sync::Mutex};
+use crate::{events::Change, telemetry::metrics};
+use std::{collections::HashMap, future::Future, sync::Mutex, time::Duration};
+use tokio::sync::broadcast::error::RecvError;
 
 /// Open watches by tenant id.
 #[derive(Debug, Default)]
@@ -35,6 +36,51 @@ impl Service {
             service: self.clone(),
             tenant_id: tenant_id.to_owned(),
         })
+    }
+}
+
+impl Service {
+    /// A long poll: `read()` once it differs from `seen`, re-reading on
+    /// every change of any of `targets` (and after missed changes), or the
+    /// last value read when `wait` has passed or the server is stopping. It
+    /// holds one of the tenant's watch slots while it waits.
+    pub async fn await_change<T, F, Fut>(
+        &self,
+        tenant_id: &str,
+        targets: &[Change],
+        seen: &T,
+        wait: Duration,
+        read: F,
+    ) -> Result<T>
+    where
+        T: PartialEq,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        // Subscribe before the first read so that no change can slip between them.
+        let mut changes = self.events().subscribe();
+        let current = read().await?;
+        if current != *seen {
+            return Ok(current);
+        }
+        let _slot = self.open_watch(tenant_id)?;
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(change) if change != Change::Everything && !targets.contains(&change) => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return read().await,
+                },
+                () = &mut deadline => return read().await,
+                () = self.shutting_down() => return read().await,
+            }
+            let current = read().await?;
+            if current != *seen {
+                return Ok(current);
+            }
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! pending"), so that every backend keeps the same guarantees.
 
 mod instrumented;
+mod oidc;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -304,6 +305,9 @@ pub(crate) mod delete_user {
     /// Forgets the request nonces of the user's devices.
     pub const NONCES: &str = "DELETE FROM device_nonces
          WHERE device_id IN (SELECT id FROM devices WHERE tenant_id = $1 AND user_id = $2)";
+    /// Forgets the user's sign-ins through the OpenID provider.
+    pub const OIDC_AUTHORIZATIONS: &str =
+        "DELETE FROM oidc_authorizations WHERE tenant_id = $1 AND user_id = $2";
     /// Deletes the user's challenges; their push deliveries go with them
     /// (`ON DELETE CASCADE`).
     pub const CHALLENGES: &str = "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2";
@@ -325,8 +329,9 @@ pub struct TenantCounts {
 /// The statements of [`Store::purge`], the same on every backend: the first
 /// two take the end cutoff, the last the audit cutoff, each as `$1`. Push
 /// deliveries go with their challenge (`ON DELETE CASCADE`).
-pub(crate) const PURGE_ENDED: [&str; 2] = [
+pub(crate) const PURGE_ENDED: [&str; 3] = [
     "DELETE FROM challenges WHERE ended_at < $1",
+    "DELETE FROM oidc_authorizations WHERE expires_at < $1",
     "DELETE FROM enrollments
      WHERE state NOT IN ('waiting_for_scan', 'device_registered') AND expires_at < $1",
 ];
@@ -605,6 +610,51 @@ pub trait Store: Send + Sync + 'static {
         before_id: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<AuditEvent>>;
+
+    /// The OpenID provider's signing keys, in the order they sign.
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    /// Adds a signing key unless another was created at or after
+    /// `unless_created_since` (so that replicas rotating at once add one);
+    /// true if it was added.
+    async fn add_signing_key(
+        &self,
+        key: &SigningKey,
+        unless_created_since: i64,
+    ) -> StoreResult<bool>;
+    /// Deletes the keys that a newer key replaced before `replaced_before`.
+    async fn forget_signing_keys(&self, replaced_before: i64) -> StoreResult<u64>;
+    async fn create_oidc_client(&self, client: &OidcClient) -> StoreResult<()>;
+    async fn get_oidc_client(&self, client_id: &str) -> StoreResult<Option<OidcClient>>;
+    /// A tenant's relying parties, oldest first.
+    async fn list_oidc_clients(&self, tenant_id: &str) -> StoreResult<Vec<OidcClient>>;
+    async fn create_authorization(&self, authorization: &Authorization) -> StoreResult<()>;
+    async fn get_authorization(&self, id: &str) -> StoreResult<Option<Authorization>>;
+    /// Records the challenge or enrollment an unfinished authorization is
+    /// waiting for; false if it is finished.
+    async fn set_authorization_step(
+        &self,
+        id: &str,
+        challenge_id: Option<&str>,
+        enrollment_id: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Finishes an authorization unless it is finished already: with a code
+    /// (its hash and expiry) and the time of the approval, or with neither
+    /// for an error. True if this call finished it.
+    async fn finish_authorization(
+        &self,
+        id: &str,
+        code: Option<(&[u8; 32], i64)>,
+        auth_time: Option<i64>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Marks the code with this hash used, if it was not: the authorization
+    /// it belongs to, or `None` for an unknown or spent code. Exactly one
+    /// caller, on any replica, gets it.
+    async fn redeem_code(
+        &self,
+        code_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<Option<Authorization>>;
 }
 
 #[cfg(test)]

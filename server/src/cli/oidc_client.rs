@@ -1,0 +1,74 @@
+//! `mfa-server oidc-client …`: the relying parties of the OpenID provider.
+
+use super::{time, CliResult, Table};
+use clap::Subcommand;
+use mfa_server::{config::Config, server};
+
+#[derive(Subcommand)]
+pub enum OidcClientCommand {
+    /// Registers a relying party for a tenant and prints its client id and,
+    /// for a confidential client, its secret (once; only its hash is stored).
+    Create {
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: String,
+        /// The name shown on the verification page and on the phone.
+        #[arg(long)]
+        name: String,
+        /// A redirect URI, matched exactly (repeat for more): https, or
+        /// http on loopback.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A public client (no secret; it must use PKCE). Only a
+        /// confidential client can enroll a first device (pushed requests).
+        #[arg(long)]
+        public: bool,
+    },
+    /// Lists a tenant's relying parties: client id, kind, created, name and
+    /// redirect URIs.
+    List {
+        /// The tenant's id.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+pub async fn run(config: &Config, command: OidcClientCommand) -> CliResult {
+    let service = server::build_service(config, config.public_url()).await?;
+    match command {
+        OidcClientCommand::Create {
+            tenant,
+            name,
+            redirect_uris,
+            public,
+        } => {
+            let registered = service
+                .register_oidc_client(&tenant, &name, &redirect_uris, !public)
+                .await?;
+            println!("client_id:     {}", registered.client.client_id);
+            if let Some(secret) = registered.secret {
+                println!("client_secret: {secret}");
+                eprintln!("(this is the only time the secret is shown)");
+            }
+        }
+        OidcClientCommand::List { tenant } => {
+            let mut table = Table::new(["CLIENT_ID", "KIND", "CREATED", "NAME", "REDIRECT_URIS"]);
+            for client in service.oidc_clients(&tenant).await? {
+                table.row([
+                    client.client_id,
+                    if client.secret_hash.is_some() {
+                        "confidential"
+                    } else {
+                        "public"
+                    }
+                    .to_owned(),
+                    time(client.created_at),
+                    client.display_name,
+                    client.redirect_uris.join(" "),
+                ]);
+            }
+            print!("{table}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The provider's signing keys: RS256 (what Entra ID, Keycloak and most
+//! relying parties expect), kept in the database so that every replica
+//! publishes and signs with the same keys.
+//!
+//! Rotation: a key is published in the JWKS as soon as it is made, and signs
+//! only from `key_publish_ahead` later (the first key at once: nobody can
+//! have cached anything yet), so that relying parties that cache the JWKS
+//! know it before they see it. Each key signs for `key_rotation`; the next
+//! one is made `key_publish_ahead` before that. A key that a newer one
+//! replaced stays in the JWKS for `id_token_ttl` and an hour more, while
+//! tokens it signed may still be presented, and is then deleted. Replicas
+//! that rotate at once add one key between them (the store adds a key only
+//! if none newer was made meanwhile).
+
+use crate::{
+    domain::{now_ms, Error, Result, Service},
+    model::SigningKey,
+};
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use rsa::{
+    pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey},
+    traits::PublicKeyParts,
+    RsaPrivateKey,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+/// Bits of each RSA key.
+const KEY_BITS: usize = 2048;
+/// How long a replica trusts the keys it read (a rotation by another
+/// replica reaches it within this time, long before the new key signs).
+const CACHE_TTL: Duration = Duration::from_secs(60);
+/// How long a replaced key stays published beyond the id_token lifetime.
+const RETIRED_MARGIN: Duration = Duration::from_secs(60 * 60);
+
+/// The rotation settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    pub every: Duration,
+    pub publish_ahead: Duration,
+    pub token_ttl: Duration,
+}
+
+/// A stored key, parsed once.
+struct Parsed {
+    kid: String,
+    signs_from: i64,
+    encoding: EncodingKey,
+    jwk: Value,
+}
+
+/// The signing keys, read from the store at most every [`CACHE_TTL`].
+pub struct Keys {
+    service: Service,
+    rotation: Rotation,
+    cache: Mutex<Option<(Instant, Arc<Vec<Parsed>>)>>,
+}
+
+impl Keys {
+    pub fn new(service: Service, rotation: Rotation) -> Self {
+        Self {
+            service,
+            rotation,
+            cache: Mutex::new(None),
+        }
+    }
+
+    /// The JWKS document: every published key.
+    pub async fn jwks(&self) -> Result<Value> {
+        let keys = self.keys().await?;
+        Ok(json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() }))
+    }
+
+    /// Signs `claims` as a JWT with the key that signs now.
+    pub async fn sign(&self, claims: &impl Serialize) -> Result<String> {
+        let keys = self.keys().await?;
+        let now = now_ms();
+        let signer = keys
+            .iter()
+            .rev()
+            .find(|k| k.signs_from <= now)
+            .ok_or_else(|| Error::Internal("no signing key signs yet".into()))?;
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(signer.kid.clone());
+        jsonwebtoken::encode(&header, claims, &signer.encoding)
+            .map_err(|e| Error::Internal(format!("signing an id_token: {e}")))
+    }
+
+    /// Reads (and, when due, rotates) the keys, or serves them from memory.
+    async fn keys(&self) -> Result<Arc<Vec<Parsed>>> {
+        if let Some((read_at, keys)) = &*self.cache.lock().expect("keys lock") {
+            if read_at.elapsed() < CACHE_TTL {
+                return Ok(keys.clone());
+            }
+        }
+        let keys = Arc::new(self.load().await?);
+        *self.cache.lock().expect("keys lock") = Some((Instant::now(), keys.clone()));
+        Ok(keys)
+    }
+
+    /// Makes the next key if one is due, forgets retired keys, and parses
+    /// the rest.
+    async fn load(&self) -> Result<Vec<Parsed>> {
+        let store = self.service.store();
+        let now = now_ms();
+        let ms = |d: Duration| d.as_millis() as i64;
+        let stored = store.signing_keys().await?;
+        let newest = stored.iter().max_by_key(|k| k.created_at);
+        let due = newest.is_none_or(|k| {
+            k.signs_from + ms(self.rotation.every) - ms(self.rotation.publish_ahead) <= now
+        });
+        if due {
+            let signs_from = if stored.is_empty() {
+                now
+            } else {
+                now + ms(self.rotation.publish_ahead)
+            };
+            let key = generate(now, signs_from).await?;
+            let unless_since = newest.map_or(i64::MIN, |k| k.created_at + 1);
+            if store.add_signing_key(&key, unless_since).await? {
+                tracing::info!(kid = %key.kid, "made a new OpenID provider signing key");
+            }
+        }
+        store
+            .forget_signing_keys(now - ms(self.rotation.token_ttl) - ms(RETIRED_MARGIN))
+            .await?;
+        let stored = if due {
+            store.signing_keys().await?
+        } else {
+            stored
+        };
+        stored.iter().map(parse).collect()
+    }
+}
+
+/// A new RSA key (made on a blocking thread: it takes a while).
+async fn generate(now: i64, signs_from: i64) -> Result<SigningKey> {
+    let der = tokio::task::spawn_blocking(|| {
+        let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, KEY_BITS)
+            .map_err(|e| Error::Internal(format!("making an RSA key: {e}")))?;
+        key.to_pkcs1_der()
+            .map(|der| der.as_bytes().to_vec())
+            .map_err(|e| Error::Internal(format!("encoding an RSA key: {e}")))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("key generation task: {e}")))??;
+    Ok(SigningKey {
+        kid: crate::domain::new_id(),
+        private_key: der,
+        created_at: now,
+        signs_from,
+    })
+}
+
+fn parse(key: &SigningKey) -> Result<Parsed> {
+    let corrupt =
+        |e: &dyn std::fmt::Display| Error::Internal(format!("signing key {}: {e}", key.kid));
+    let private = RsaPrivateKey::from_pkcs1_der(&key.private_key).map_err(|e| corrupt(&e))?;
+    let b64 = |n: &rsa::BigUint| URL_SAFE_NO_PAD.encode(n.to_bytes_be());
+    Ok(Parsed {
+        kid: key.kid.clone(),
+        signs_from: key.signs_from,
+        encoding: EncodingKey::from_rsa_der(&key.private_key),
+        jwk: json!({
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "kid": key.kid,
+            "n": b64(private.n()),
+            "e": b64(private.e()),
+        }),
+    })
+}
