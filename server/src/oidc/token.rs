@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn pkce_follows_rfc_7636() {
         // RFC 7636 Appendix B.
-        let verifier = "dBjftJeZ4CVP-mJ92K1qUsoQVXGo0v6ipGlyRzJf6Ec";
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         assert!(pkce_matches(challenge, verifier));
         assert!(!pkce_matches(challenge, &verifier.replace('d', "e")));
