@@ -42,6 +42,9 @@ pub struct TlsConfig {
     pub allow_plaintext: bool,
 }
 
+/// A certificate chain and its private key, PEM.
+type PemPair = (Vec<u8>, Vec<u8>);
+
 /// Settings that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("tls: {0}")]
@@ -117,7 +120,7 @@ impl TlsConfig {
         &self,
         listen: SocketAddr,
         what: &str,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, TlsError> {
+    ) -> Result<Option<PemPair>, TlsError> {
         let (cert_file, key_file) = match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(key)) => (cert, key),
             (None, None) => {
