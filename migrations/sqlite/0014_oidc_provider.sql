@@ -13,13 +13,16 @@ CREATE TABLE oidc_signing_keys (
 );
 
 -- `redirect_uris`: a JSON array, matched exactly. No `secret_hash`: a public
--- client, which must use PKCE.
+-- client, which must use PKCE. `entra`: for Entra ID's external
+-- authentication method, the Entra tenant's settings (JSON: tenant id, app
+-- id, issuer, JWKS URL or file) that its id_token_hint is checked against.
 CREATE TABLE oidc_clients (
     client_id     TEXT PRIMARY KEY,
     tenant_id     TEXT NOT NULL REFERENCES tenants(id),
     display_name  TEXT NOT NULL,
     secret_hash   BLOB,
     redirect_uris TEXT NOT NULL,
+    entra         TEXT,
     created_at    INTEGER NOT NULL
 );
 CREATE INDEX oidc_clients_by_tenant ON oidc_clients (tenant_id, created_at);
@@ -27,6 +30,9 @@ CREATE INDEX oidc_clients_by_tenant ON oidc_clients (tenant_id, created_at);
 -- One sign-in through the provider, from the authorization request to the
 -- code's redemption. `finished_at` is set once, when a code is issued or an
 -- error returned, so that an authorization ends one way only.
+-- `response_type` `id_token` is Entra ID's external authentication method:
+-- `subject` holds the id_token_hint's subject (JSON: sub, oid, tid) and
+-- `hint_hash` its SHA-256, unique, so that a hint is used once.
 CREATE TABLE oidc_authorizations (
     id              TEXT PRIMARY KEY,
     tenant_id       TEXT NOT NULL REFERENCES tenants(id),
@@ -34,6 +40,9 @@ CREATE TABLE oidc_authorizations (
     user_id         TEXT NOT NULL,
     email           TEXT NOT NULL,
     pushed          INTEGER NOT NULL,
+    response_type   TEXT NOT NULL,
+    subject         TEXT,
+    hint_hash       BLOB UNIQUE,
     redirect_uri    TEXT NOT NULL,
     state           TEXT,
     nonce           TEXT,

@@ -322,7 +322,40 @@ pub struct OidcClient {
     pub secret_hash: Option<[u8; 32]>,
     /// The redirect URIs a request may name, compared exactly.
     pub redirect_uris: Vec<String>,
+    /// For Entra ID's external authentication method: the Entra tenant
+    /// whose id_token_hint this client's requests carry.
+    pub entra: Option<EntraTenant>,
     pub created_at: i64,
+}
+
+/// An Entra ID tenant, as an external authentication method's client
+/// checks the `id_token_hint` it sends.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EntraTenant {
+    /// The Entra tenant id (`tid`).
+    pub tenant_id: String,
+    /// The app id of the external method's app registration: the hint's `aud`.
+    pub app_id: String,
+    /// The hint's issuer, `https://login.microsoftonline.com/<tid>/v2.0`.
+    pub issuer: String,
+    /// Where the tenant's signing keys are: an `https://` JWKS URL (for
+    /// Entra, `https://login.microsoftonline.com/<tid>/discovery/v2.0/keys`)
+    /// or a JWKS file's path.
+    pub jwks: String,
+}
+
+string_enum!(
+    /// What an authorization returns: a code (the code flow) or an
+    /// id_token posted back at once (Entra ID's external method).
+    ResponseType { Code => "code", IdToken => "id_token" }
+);
+
+/// Who an Entra `id_token_hint` named: returned in the id_token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HintSubject {
+    pub sub: String,
+    pub oid: String,
+    pub tid: String,
 }
 
 /// One sign-in through the OpenID provider, from the authorization request
@@ -337,8 +370,14 @@ pub struct Authorization {
     /// The e-mail address an enrollment shows in the app (may be empty).
     pub email: String,
     /// Whether the request came authenticated by the client (pushed,
-    /// RFC 9126): only such a request may enroll a first device.
+    /// RFC 9126, or with a verified Entra `id_token_hint`): only such a
+    /// request may enroll a first device.
     pub pushed: bool,
+    pub response_type: ResponseType,
+    /// The subject of a verified `id_token_hint`.
+    pub subject: Option<HintSubject>,
+    /// SHA-256 of the `id_token_hint`, which may be used once.
+    pub hint_hash: Option<[u8; 32]>,
     pub redirect_uri: String,
     pub state: Option<String>,
     pub nonce: Option<String>,

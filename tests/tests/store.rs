@@ -1421,6 +1421,7 @@ fn oidc_client(tenant: &Tenant, secret: Option<[u8; 32]>) -> OidcClient {
             "https://rp.example.com/cb".into(),
             "http://127.0.0.1:8080/cb".into(),
         ],
+        entra: None,
         created_at: NOW,
     }
 }
@@ -1433,6 +1434,9 @@ fn authorization(client: &OidcClient, user: &str) -> Authorization {
         user_id: user.into(),
         email: format!("{user}@example.com"),
         pushed: true,
+        response_type: ResponseType::Code,
+        subject: None,
+        hint_hash: None,
         redirect_uri: client.redirect_uris[0].clone(),
         state: Some("state-1".into()),
         nonce: Some("nonce-1".into()),
@@ -1457,6 +1461,12 @@ async fn oidc_clients_and_authorizations_come_back_and_end_one_way_once() {
         let confidential = oidc_client(&tenant, Some(unique_code_hash()));
         let public = OidcClient {
             created_at: NOW + 1,
+            entra: Some(EntraTenant {
+                tenant_id: "tid-1".into(),
+                app_id: "app-1".into(),
+                issuer: "https://login.microsoftonline.com/tid-1/v2.0".into(),
+                jwks: "/etc/mfa/entra.json".into(),
+            }),
             ..oidc_client(&tenant, None)
         };
         store.create_oidc_client(&confidential).await.unwrap();
@@ -1491,8 +1501,8 @@ async fn oidc_clients_and_authorizations_come_back_and_end_one_way_once() {
         assert_eq!(waiting.challenge_id.as_deref(), Some("c-1"));
 
         // Finished once: a code, and then neither another code nor an error.
-        let hash = unique_code_hash();
-        let finished: Vec<_> = [Some(hash), Some(unique_code_hash()), None]
+        let hashes = [unique_code_hash(), unique_code_hash()];
+        let finished: Vec<_> = [Some(hashes[0]), Some(hashes[1]), None]
             .into_iter()
             .map(|code| {
                 let (store, id) = (store.clone(), a.id.clone());
@@ -1520,13 +1530,14 @@ async fn oidc_clients_and_authorizations_come_back_and_end_one_way_once() {
             .await
             .unwrap());
 
-        // Whichever won: if it was this code, it redeems exactly once.
+        // Whichever won: if it was a code, exactly one redemption of either
+        // code succeeds.
         let stored = store.get_authorization(&a.id).await.unwrap().unwrap();
         assert_eq!(stored.finished_at, Some(NOW + 6));
         if stored.code_expires_at.is_some() {
-            let redeems: Vec<_> = (0..4)
-                .map(|_| {
-                    let store = store.clone();
+            let redeems: Vec<_> = (0..6)
+                .map(|i| {
+                    let (store, hash) = (store.clone(), hashes[i % 2]);
                     tokio::spawn(async move { store.redeem_code(&hash, NOW + 7).await.unwrap() })
                 })
                 .collect();
@@ -1544,9 +1555,33 @@ async fn oidc_clients_and_authorizations_come_back_and_end_one_way_once() {
             .unwrap()
             .is_none());
 
+        // An Entra hint is used once; its subject comes back.
+        let hinted = Authorization {
+            response_type: ResponseType::IdToken,
+            subject: Some(HintSubject {
+                sub: "s".into(),
+                oid: "o".into(),
+                tid: "t".into(),
+            }),
+            hint_hash: Some(unique_code_hash()),
+            ..authorization(&public, "v")
+        };
+        store.create_authorization(&hinted).await.unwrap();
+        assert_eq!(
+            store.get_authorization(&hinted.id).await.unwrap(),
+            Some(hinted.clone())
+        );
+        let replayed = Authorization {
+            id: id("authorization"),
+            ..hinted.clone()
+        };
+        assert!(matches!(
+            store.create_authorization(&replayed).await,
+            Err(StoreError::Duplicate(_))
+        ));
+
         // A deleted user's authorizations go with them.
-        let other = authorization(&public, "v");
-        store.create_authorization(&other).await.unwrap();
+        let other = hinted;
         store.record_terms(&tenant.id, "v", "1", NOW).await.unwrap();
         store
             .delete_user(&tenant.id, "v", "test", NOW)

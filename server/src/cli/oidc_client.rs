@@ -2,7 +2,7 @@
 
 use super::{time, CliResult, Table};
 use clap::Subcommand;
-use mfa_server::{config::Config, server};
+use mfa_server::{config::Config, model::EntraTenant, server};
 
 #[derive(Subcommand)]
 pub enum OidcClientCommand {
@@ -21,8 +21,23 @@ pub enum OidcClientCommand {
         redirect_uris: Vec<String>,
         /// A public client (no secret; it must use PKCE). Only a
         /// confidential client can enroll a first device (pushed requests).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "entra_tenant")]
         public: bool,
+        /// Entra ID's external authentication method: the Entra tenant id
+        /// whose `id_token_hint` the requests carry.
+        #[arg(long, requires = "entra_app_id")]
+        entra_tenant: Option<String>,
+        /// The app id of the external method's app registration in Entra ID
+        /// (the hint's audience).
+        #[arg(long, requires = "entra_tenant")]
+        entra_app_id: Option<String>,
+        /// The hint's issuer; default `https://login.microsoftonline.com/<tenant>/v2.0`.
+        #[arg(long, requires = "entra_tenant")]
+        entra_issuer: Option<String>,
+        /// The tenant's keys: a JWKS URL or file; default
+        /// `https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys`.
+        #[arg(long, requires = "entra_tenant")]
+        entra_jwks: Option<String>,
     },
     /// Lists a tenant's relying parties: client id, kind, created, name and
     /// redirect URIs.
@@ -41,9 +56,24 @@ pub async fn run(config: &Config, command: OidcClientCommand) -> CliResult {
             name,
             redirect_uris,
             public,
+            entra_tenant,
+            entra_app_id,
+            entra_issuer,
+            entra_jwks,
         } => {
+            let entra = entra_tenant
+                .zip(entra_app_id)
+                .map(|(tid, app_id)| EntraTenant {
+                    issuer: entra_issuer
+                        .unwrap_or_else(|| format!("https://login.microsoftonline.com/{tid}/v2.0")),
+                    jwks: entra_jwks.unwrap_or_else(|| {
+                        format!("https://login.microsoftonline.com/{tid}/discovery/v2.0/keys")
+                    }),
+                    tenant_id: tid,
+                    app_id,
+                });
             let registered = service
-                .register_oidc_client(&tenant, &name, &redirect_uris, !public)
+                .register_oidc_client(&tenant, &name, &redirect_uris, !public, entra)
                 .await?;
             println!("client_id:     {}", registered.client.client_id);
             if let Some(secret) = registered.secret {

@@ -30,6 +30,7 @@ impl Service {
         display_name: &str,
         redirect_uris: &[String],
         confidential: bool,
+        entra: Option<EntraTenant>,
     ) -> Result<RegisteredClient> {
         self.known_tenant(tenant_id).await?;
         input::text("name", display_name, 128)?;
@@ -40,6 +41,12 @@ impl Service {
         }
         for uri in redirect_uris {
             check_redirect_uri(uri)?;
+        }
+        if let Some(entra) = &entra {
+            input::text("Entra tenant id", &entra.tenant_id, 128)?;
+            input::text("Entra app id", &entra.app_id, 128)?;
+            input::text("Entra issuer", &entra.issuer, 512)?;
+            input::text("Entra JWKS", &entra.jwks, 2000)?;
         }
         let secret = confidential.then(|| {
             format!(
@@ -53,6 +60,7 @@ impl Service {
             display_name: display_name.to_owned(),
             secret_hash: secret.as_deref().map(secret_hash),
             redirect_uris: redirect_uris.to_vec(),
+            entra,
             created_at: now_ms(),
         };
         self.store().create_oidc_client(&client).await?;
@@ -96,8 +104,13 @@ impl Service {
         if !authorization.email.is_empty() {
             input::email(&authorization.email)?;
         }
-        self.store().create_authorization(authorization).await?;
-        Ok(())
+        match self.store().create_authorization(authorization).await {
+            Ok(()) => Ok(()),
+            Err(crate::store::StoreError::Duplicate(_)) if authorization.hint_hash.is_some() => {
+                Err(Error::invalid("this id_token_hint was already used"))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// An authorization by its id.
@@ -159,6 +172,33 @@ impl Service {
         })
         .await;
         Ok(Some(code))
+    }
+
+    /// Finishes an authorization that returns its id_token at once (Entra
+    /// ID's external method), approved at `auth_time`; false if it was
+    /// finished already.
+    pub async fn complete_authorization(
+        &self,
+        authorization: &Authorization,
+        auth_time: i64,
+    ) -> Result<bool> {
+        let completed = self
+            .store()
+            .finish_authorization(&authorization.id, None, Some(auth_time), now_ms())
+            .await?;
+        if completed {
+            self.audit(AuditEvent {
+                tenant_id: Some(authorization.tenant_id.clone()),
+                event_type: "oidc.id_token_issued".into(),
+                user_id: Some(authorization.user_id.clone()),
+                challenge_id: authorization.challenge_id.clone(),
+                enrollment_id: authorization.enrollment_id.clone(),
+                detail: format!("client {}", authorization.client_id),
+                ..Default::default()
+            })
+            .await;
+        }
+        Ok(completed)
     }
 
     /// Finishes an authorization without a code (the relying party is told

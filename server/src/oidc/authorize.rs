@@ -15,7 +15,7 @@
 //! for the user.
 
 use super::{
-    error::{self, OAuthError},
+    error::{self, Mode, OAuthError},
     i18n::Lang,
     pages,
     token::authenticate_client,
@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     domain::{input, new_id, now_ms},
-    model::{Authorization, OidcClient},
+    model::{Authorization, EntraTenant, OidcClient, ResponseType},
 };
 use axum::{
     extract::{Query, State},
@@ -56,6 +56,10 @@ pub struct AuthorizeParams {
     request_uri: Option<String>,
     request: Option<String>,
     response_mode: Option<String>,
+    /// Entra ID's external method: the user, signed by Entra ID.
+    id_token_hint: Option<String>,
+    /// Entra ID's external method: the `acr` and `amr` it asks for.
+    claims: Option<String>,
     /// Client authentication, at `/par` only.
     client_secret: Option<String>,
 }
@@ -66,6 +70,7 @@ enum Refusal {
     Client {
         redirect_uri: String,
         state: Option<String>,
+        mode: Mode,
         error: OAuthError,
     },
 }
@@ -114,8 +119,9 @@ async fn authorize(p: Provider, headers: HeaderMap, params: AuthorizeParams) -> 
         Err(Refusal::Client {
             redirect_uri,
             state,
+            mode,
             error,
-        }) => error::redirect_error(&redirect_uri, &p.issuer, state.as_deref(), &error),
+        }) => error::respond_error(&redirect_uri, &p.issuer, mode, state.as_deref(), &error),
     }
 }
 
@@ -207,9 +213,15 @@ async fn request(
             "redirect_uri is not one registered for this client".into(),
         ));
     }
+    // Errors go back the way the request asked for its answer.
+    let mode = match params.response_mode.as_deref() {
+        Some("form_post") => Mode::FormPost,
+        _ => Mode::Query,
+    };
     let refuse = |code: &'static str, text: &str| Refusal::Client {
         redirect_uri: redirect_uri.to_owned(),
         state: params.state.clone(),
+        mode,
         error: OAuthError::new(code, text),
     };
     if params.request.is_some() {
@@ -218,22 +230,31 @@ async fn request(
             "request objects are not supported",
         ));
     }
-    match params.response_type.as_deref() {
-        Some("code") => {}
-        Some(_) => {
+    let response_type = match (params.response_type.as_deref(), &client.entra) {
+        (Some("code"), None) => ResponseType::Code,
+        (Some("id_token"), Some(_)) => ResponseType::IdToken,
+        (Some(_), None) => {
             return Err(refuse(
                 "unsupported_response_type",
                 "response_type must be code",
             ))
         }
-        None => return Err(refuse("invalid_request", "response_type is missing")),
-    }
-    if params
-        .response_mode
-        .as_deref()
-        .is_some_and(|m| m != "query")
-    {
-        return Err(refuse("invalid_request", "response_mode must be query"));
+        (Some(_), Some(_)) => {
+            return Err(refuse(
+                "unsupported_response_type",
+                "this client is Entra ID's external method: response_type must be id_token",
+            ))
+        }
+        (None, _) => return Err(refuse("invalid_request", "response_type is missing")),
+    };
+    if params.response_mode.is_some() && Mode::from(response_type) != mode {
+        return Err(refuse(
+            "invalid_request",
+            match response_type {
+                ResponseType::Code => "response_mode must be query",
+                ResponseType::IdToken => "response_mode must be form_post",
+            },
+        ));
     }
     if !params
         .scope
@@ -265,6 +286,9 @@ async fn request(
                 "max_age must be a number of seconds",
             ));
         }
+    }
+    if let (ResponseType::IdToken, Some(entra)) = (response_type, &client.entra) {
+        return entra_request(p, client, entra, params, redirect_uri, &refuse).await;
     }
     let code_challenge = match (
         params.code_challenge.as_deref(),
@@ -321,6 +345,9 @@ async fn request(
             String::new()
         },
         pushed,
+        response_type,
+        subject: None,
+        hint_hash: None,
         redirect_uri: redirect_uri.to_owned(),
         state: text_param(&params.state, "state")?,
         nonce: text_param(&params.nonce, "nonce")?,
@@ -340,9 +367,110 @@ async fn request(
         .map_err(|e| Refusal::Client {
             redirect_uri: redirect_uri.to_owned(),
             state: params.state.clone(),
+            mode,
             error: OAuthError::from_domain(&e),
         })?;
     Ok(authorization)
+}
+
+/// An Entra ID external method's request (`response_type=id_token`,
+/// `response_mode=form_post`): the `id_token_hint` must verify against the
+/// client's Entra tenant, and is used once; the user is the hint's object
+/// id (`oid`). The hint vouches for the user, so a first device may be
+/// enrolled. A `claims` request for `acr` or `amr` must allow what this
+/// provider does: `possessionorinherence` and `swk`.
+async fn entra_request(
+    p: &Provider,
+    client: &OidcClient,
+    entra: &EntraTenant,
+    params: &AuthorizeParams,
+    redirect_uri: &str,
+    refuse: &(dyn Fn(&'static str, &str) -> Refusal + Sync),
+) -> Result<Authorization, Refusal> {
+    let nonce = params
+        .nonce
+        .as_deref()
+        .filter(|n| !n.is_empty() && n.len() <= 512)
+        .ok_or_else(|| refuse("invalid_request", "nonce is required"))?;
+    if let Some(claims) = &params.claims {
+        check_requested_claims(claims).map_err(|text| refuse("invalid_request", &text))?;
+    }
+    let hint = params
+        .id_token_hint
+        .as_deref()
+        .ok_or_else(|| refuse("invalid_request", "id_token_hint is required"))?;
+    let verified = p.entra.verify(entra, hint).await.map_err(|text| {
+        tracing::info!(reason = %text, "id_token_hint refused");
+        refuse("invalid_request", &text)
+    })?;
+    let email = [verified.username.as_deref(), params.login_hint.as_deref()]
+        .into_iter()
+        .flatten()
+        .find(|name| input::email(name).is_ok())
+        .unwrap_or_default()
+        .to_owned();
+    let now = now_ms();
+    let authorization = Authorization {
+        id: new_id(),
+        tenant_id: client.tenant_id.clone(),
+        client_id: client.client_id.clone(),
+        user_id: verified.subject.oid.clone(),
+        email,
+        pushed: true,
+        response_type: ResponseType::IdToken,
+        hint_hash: Some(crate::domain::secret_hash(hint)),
+        subject: Some(verified.subject),
+        redirect_uri: redirect_uri.to_owned(),
+        state: params.state.clone().filter(|s| s.len() <= 512),
+        nonce: Some(nonce.to_owned()),
+        code_challenge: None,
+        challenge_id: None,
+        enrollment_id: None,
+        created_at: now,
+        expires_at: now + p.config.authorization_ttl.as_millis() as i64,
+        finished_at: None,
+        auth_time: None,
+        code_expires_at: None,
+        code_used_at: None,
+    };
+    p.service
+        .begin_authorization(&authorization)
+        .await
+        .map_err(|e| match &e {
+            crate::domain::Error::Refused { .. } => refuse("invalid_request", &e.to_string()),
+            _ => Refusal::Client {
+                redirect_uri: redirect_uri.to_owned(),
+                state: params.state.clone(),
+                mode: Mode::FormPost,
+                error: OAuthError::from_domain(&e),
+            },
+        })?;
+    Ok(authorization)
+}
+
+/// The `acr` this provider gives Entra ID: possession (the phone's key).
+pub const ENTRA_ACR: &str = "possessionorinherence";
+/// The `amr` it gives: a software-secured key (RFC 8176).
+pub const ENTRA_AMR: &str = "swk";
+
+/// Checks a `claims` request (OpenID Connect Core §5.5): where it asks for
+/// particular `acr` or `amr` values, ours must be among them.
+fn check_requested_claims(claims: &str) -> Result<(), String> {
+    let claims: serde_json::Value =
+        serde_json::from_str(claims).map_err(|e| format!("claims is not JSON: {e}"))?;
+    for (claim, ours) in [("acr", ENTRA_ACR), ("amr", ENTRA_AMR)] {
+        let request = &claims["id_token"][claim];
+        let allowed = request["values"]
+            .as_array()
+            .map(|values| values.iter().any(|v| v == ours))
+            .or_else(|| request["value"].as_str().map(|v| v == ours));
+        if allowed == Some(false) {
+            return Err(format!(
+                "claims asks for an {claim} this provider cannot give ({ours} only)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A PKCE S256 challenge: the base64url SHA-256 of the verifier, 43 characters.

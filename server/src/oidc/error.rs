@@ -4,7 +4,7 @@
 //! `error_description` and `state` (§4.1.2.1) once the redirect URI is
 //! known to be the client's.
 
-use crate::domain::Error;
+use crate::{domain::Error, model::ResponseType};
 use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Redirect, Response},
@@ -82,9 +82,41 @@ pub fn server_error(error: &Error) -> Response {
     OAuthError::from_domain(error).json()
 }
 
-/// The authorization response: a 303 to the client's redirect URI with
-/// `params` added to its query (and the issuer, RFC 9207).
-pub fn redirect(redirect_uri: &str, issuer: &str, params: &[(&str, Option<&str>)]) -> Response {
+/// How the authorization response reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A 303 to the redirect URI with the parameters in its query.
+    Query,
+    /// A page that posts the parameters to the redirect URI.
+    FormPost,
+}
+
+impl From<ResponseType> for Mode {
+    /// The code flow answers in the query; Entra ID's external method
+    /// (`response_type=id_token`) by form post.
+    fn from(response_type: ResponseType) -> Self {
+        match response_type {
+            ResponseType::Code => Mode::Query,
+            ResponseType::IdToken => Mode::FormPost,
+        }
+    }
+}
+
+/// The authorization response: in the query (with the issuer, RFC 9207) or
+/// by form post (OAuth 2.0 Form Post Response Mode).
+pub fn respond(
+    redirect_uri: &str,
+    issuer: &str,
+    mode: Mode,
+    params: &[(&str, Option<&str>)],
+) -> Response {
+    match mode {
+        Mode::Query => redirect(redirect_uri, issuer, params),
+        Mode::FormPost => form_post(redirect_uri, params),
+    }
+}
+
+fn redirect(redirect_uri: &str, issuer: &str, params: &[(&str, Option<&str>)]) -> Response {
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
         // Registered URIs were checked; this is a stored value gone bad.
         tracing::error!("stored redirect URI does not parse");
@@ -107,16 +139,52 @@ pub fn redirect(redirect_uri: &str, issuer: &str, params: &[(&str, Option<&str>)
     response
 }
 
+/// OAuth 2.0 Form Post Response Mode: a form the browser submits at once
+/// (with a button for browsers without script).
+fn form_post(redirect_uri: &str, params: &[(&str, Option<&str>)]) -> Response {
+    use super::pages::escape;
+    let fields: String = params
+        .iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .map(|(name, value)| {
+            format!(
+                r#"<input type="hidden" name="{}" value="{}">"#,
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    let page = format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><meta name="referrer" content="no-referrer"><title>…</title></head>
+<body onload="document.forms[0].submit()">
+<form method="post" action="{action}">{fields}<noscript><button type="submit">Continue</button></noscript></form>
+</body></html>
+"#,
+        action = escape(redirect_uri),
+    );
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        ],
+        page,
+    )
+        .into_response()
+}
+
 /// The error response of the authorization endpoint, sent to the client.
-pub fn redirect_error(
+pub fn respond_error(
     redirect_uri: &str,
     issuer: &str,
+    mode: Mode,
     state: Option<&str>,
     error: &OAuthError,
 ) -> Response {
-    redirect(
+    respond(
         redirect_uri,
         issuer,
+        mode,
         &[
             ("error", Some(error.code)),
             ("error_description", Some(&error.description)),

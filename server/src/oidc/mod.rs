@@ -15,6 +15,7 @@
 
 mod authorize;
 pub mod config;
+mod entra;
 mod error;
 mod i18n;
 mod keys;
@@ -48,6 +49,8 @@ struct Inner {
     base_path: String,
     config: config::OidcConfig,
     keys: Keys,
+    /// The Entra tenants' keys, for external methods' `id_token_hint`.
+    entra: entra::EntraKeys,
 }
 
 impl std::ops::Deref for Provider {
@@ -119,6 +122,7 @@ pub async fn start(
     };
     let provider = Provider(Arc::new(Inner {
         keys: Keys::new(service.clone(), rotation),
+        entra: entra::EntraKeys::default(),
         service: service.clone(),
         issuer: issuer.clone(),
         base_path,
@@ -167,14 +171,16 @@ async fn discovery(State(p): State<Provider>) -> impl IntoResponse {
         "pushed_authorization_request_endpoint": p.url("/par"),
         "jwks_uri": p.url("/jwks"),
         "scopes_supported": ["openid"],
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code"],
+        "response_types_supported": ["code", "id_token"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "implicit"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "oid", "tid"],
+        "claims_parameter_supported": true,
+        "acr_values_supported": [authorize::ENTRA_ACR],
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,

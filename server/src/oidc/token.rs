@@ -2,10 +2,14 @@
 //! to, with the same redirect URI and the PKCE verifier, becomes an
 //! id_token (OpenID Connect Core §3.1.3).
 
-use super::{error::OAuthError, Provider};
+use super::{
+    authorize::{ENTRA_ACR, ENTRA_AMR},
+    error::OAuthError,
+    Provider,
+};
 use crate::{
     domain::{client_secret_matches, now_ms, random_bytes},
-    model::OidcClient,
+    model::{Authorization, OidcClient, ResponseType},
 };
 use axum::{
     extract::State,
@@ -47,6 +51,41 @@ struct IdToken<'a> {
     /// RFC 8176: a proof of possession of a software-secured key (the
     /// phone's device key signed the approval).
     amr: [&'a str; 1],
+    /// Entra ID's external method: the class it asked for, and the hint's
+    /// object and tenant ids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    oid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tid: Option<&'a str>,
+}
+
+/// The signed id_token of an approved authorization: for the code flow
+/// about the user the relying party named, for Entra ID's external method
+/// about the hint's subject (its `sub`, `oid` and `tid`, with the `acr`).
+pub(super) async fn id_token(
+    p: &Provider,
+    authorization: &Authorization,
+    auth_time_ms: i64,
+) -> crate::domain::Result<String> {
+    let now = now_ms() / 1000;
+    let subject = authorization.subject.as_ref();
+    p.keys
+        .sign(&IdToken {
+            iss: &p.issuer,
+            sub: subject.map_or(&authorization.user_id, |s| &s.sub),
+            aud: &authorization.client_id,
+            exp: now + p.config.id_token_ttl.as_secs() as i64,
+            iat: now,
+            auth_time: auth_time_ms / 1000,
+            nonce: authorization.nonce.as_deref(),
+            amr: [ENTRA_AMR],
+            acr: subject.map(|_| ENTRA_ACR),
+            oid: subject.map(|s| s.oid.as_str()),
+            tid: subject.map(|s| s.tid.as_str()),
+        })
+        .await
 }
 
 pub async fn token(
@@ -115,22 +154,19 @@ async fn redeem(
         }
         (None, None) => {}
     }
-    let now = now_ms() / 1000;
+    if authorization.response_type != ResponseType::Code {
+        return Err(OAuthError::invalid_grant(
+            "the code was not issued by the code flow",
+        ));
+    }
     let ttl = p.config.id_token_ttl.as_secs() as i64;
-    let id_token = p
-        .keys
-        .sign(&IdToken {
-            iss: &p.issuer,
-            sub: &authorization.user_id,
-            aud: &client.client_id,
-            exp: now + ttl,
-            iat: now,
-            auth_time: authorization.auth_time.unwrap_or_default() / 1000,
-            nonce: authorization.nonce.as_deref(),
-            amr: ["swk"],
-        })
-        .await
-        .map_err(|e| OAuthError::from_domain(&e))?;
+    let id_token = id_token(
+        p,
+        &authorization,
+        authorization.auth_time.unwrap_or_default(),
+    )
+    .await
+    .map_err(|e| OAuthError::from_domain(&e))?;
     // OAuth requires an access token; this provider has no resources for
     // it to open, so it is random, kept nowhere, and grants nothing.
     let access_token = URL_SAFE_NO_PAD.encode(random_bytes::<32>());

@@ -15,7 +15,7 @@
 //!   which then receives `access_denied`.
 
 use super::{
-    error::{self, OAuthError},
+    error::{self, Mode, OAuthError},
     i18n::Lang,
     pages::{self, Offer, Page},
     Provider,
@@ -322,21 +322,49 @@ async fn enroll(p: &Provider, authorization: &Authorization, page: &Page<'_>) ->
     response
 }
 
-/// Issues the code and sends the browser back to the client with it.
+/// Issues the code (or, for Entra ID's external method, the id_token) and
+/// sends the browser back to the client with it.
 async fn issue(
     p: &Provider,
     authorization: &Authorization,
     auth_time: i64,
     lang: Lang,
 ) -> Response {
+    if authorization.response_type == ResponseType::IdToken {
+        return match p
+            .service
+            .complete_authorization(authorization, auth_time)
+            .await
+        {
+            Ok(true) => match super::token::id_token(p, authorization, auth_time).await {
+                Ok(id_token) => error::respond(
+                    &authorization.redirect_uri,
+                    &p.issuer,
+                    Mode::FormPost,
+                    &[
+                        ("id_token", Some(&id_token)),
+                        ("state", authorization.state.as_deref()),
+                    ],
+                ),
+                Err(e) => unavailable(lang, &e),
+            },
+            Ok(false) => (
+                StatusCode::GONE,
+                pages::message(lang, "finished", lang.texts().finished),
+            )
+                .into_response(),
+            Err(e) => unavailable(lang, &e),
+        };
+    }
     match p
         .service
         .issue_code(authorization, auth_time, p.config.code_ttl)
         .await
     {
-        Ok(Some(code)) => error::redirect(
+        Ok(Some(code)) => error::respond(
             &authorization.redirect_uri,
             &p.issuer,
+            Mode::Query,
             &[
                 ("code", Some(&code)),
                 ("state", authorization.state.as_deref()),
@@ -360,9 +388,10 @@ async fn finish_with_error(
     error: OAuthError,
 ) -> Response {
     match p.service.abandon_authorization(authorization).await {
-        Ok(true) => error::redirect_error(
+        Ok(true) => error::respond_error(
             &authorization.redirect_uri,
             &p.issuer,
+            authorization.response_type.into(),
             authorization.state.as_deref(),
             &error,
         ),

@@ -2,6 +2,32 @@
 //! backend. Parameters are numbered in the order they first appear, which
 //! SQLite needs for positional binding.
 
+use super::{StoreError, StoreResult};
+use crate::model::{Authorization, OidcClient};
+
+/// A client's redirect URIs and Entra tenant, as stored (JSON).
+pub fn client_json(client: &OidcClient) -> StoreResult<(String, Option<String>)> {
+    let json = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    let uris = serde_json::to_string(&client.redirect_uris).map_err(json)?;
+    let entra = client
+        .entra
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(json)?;
+    Ok((uris, entra))
+}
+
+/// An authorization's hint subject, as stored (JSON).
+pub fn subject_json(authorization: &Authorization) -> StoreResult<Option<String>> {
+    authorization
+        .subject
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// [`super::Store::add_signing_key`]: `$1`…`$4` the key's columns, `$5` the
 /// time since which another key's creation makes this one unneeded.
 pub const INSERT_SIGNING_KEY: &str =
@@ -16,21 +42,21 @@ pub const FORGET_SIGNING_KEYS: &str = "DELETE FROM oidc_signing_keys WHERE kid I
          WHERE EXISTS (SELECT 1 FROM oidc_signing_keys newer
                        WHERE newer.signs_from > older.signs_from AND newer.signs_from < $1))";
 
-/// [`super::Store::create_oidc_client`]: `$1`…`$6` the client's columns.
+/// [`super::Store::create_oidc_client`]: `$1`…`$7` the client's columns.
 pub const INSERT_CLIENT: &str = "INSERT INTO oidc_clients
-     (client_id, tenant_id, display_name, secret_hash, redirect_uris, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6)";
+     (client_id, tenant_id, display_name, secret_hash, redirect_uris, entra, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 /// [`super::Store::get_oidc_client`]: `$1` the client id.
 pub const GET_CLIENT: &str = "SELECT * FROM oidc_clients WHERE client_id = $1";
 /// [`super::Store::list_oidc_clients`]: `$1` the tenant.
 pub const LIST_CLIENTS: &str =
     "SELECT * FROM oidc_clients WHERE tenant_id = $1 ORDER BY created_at, client_id";
 
-/// [`super::Store::create_authorization`]: `$1`…`$12` the columns named.
+/// [`super::Store::create_authorization`]: `$1`…`$15` the columns named.
 pub const INSERT_AUTHORIZATION: &str = "INSERT INTO oidc_authorizations
      (id, tenant_id, client_id, user_id, email, pushed, redirect_uri, state, nonce,
-      code_challenge, created_at, expires_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+      code_challenge, created_at, expires_at, response_type, subject, hint_hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 /// [`super::Store::get_authorization`]: `$1` the id.
 pub const GET_AUTHORIZATION: &str = "SELECT * FROM oidc_authorizations WHERE id = $1";
 /// [`super::Store::set_authorization_step`]: `$1` challenge, `$2`

@@ -290,6 +290,7 @@ pub(super) fn oidc_client(row: &impl Columns) -> StoreResult<OidcClient> {
         secret_hash,
         redirect_uris: serde_json::from_str(&row.text("redirect_uris")?)
             .map_err(|_| corrupt("redirect URIs"))?,
+        entra: json_column(row.optional_text("entra")?, "Entra tenant")?,
         created_at: row.integer("created_at")?,
     })
 }
@@ -302,6 +303,15 @@ pub(super) fn authorization(row: &impl Columns) -> StoreResult<Authorization> {
         user_id: row.text("user_id")?,
         email: row.text("email")?,
         pushed: row.integer("pushed")? != 0,
+        response_type: parse(
+            ResponseType::parse(&row.text("response_type")?),
+            "response type",
+        )?,
+        subject: json_column(row.optional_text("subject")?, "hint subject")?,
+        hint_hash: match row.optional_bytes("hint_hash")? {
+            Some(hash) => Some(key32(hash, "hint hash")?),
+            None => None,
+        },
         redirect_uri: row.text("redirect_uri")?,
         state: row.optional_text("state")?,
         nonce: row.optional_text("nonce")?,
@@ -315,4 +325,13 @@ pub(super) fn authorization(row: &impl Columns) -> StoreResult<Authorization> {
         code_expires_at: row.optional_integer("code_expires_at")?,
         code_used_at: row.optional_integer("code_used_at")?,
     })
+}
+
+/// A nullable column holding JSON.
+fn json_column<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+    what: &str,
+) -> StoreResult<Option<T>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|_| corrupt(what)))
+        .transpose()
 }

@@ -1070,14 +1070,14 @@ impl Store for PostgresStore {
     }
 
     async fn create_oidc_client(&self, client: &OidcClient) -> StoreResult<()> {
-        let uris = serde_json::to_string(&client.redirect_uris)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (uris, entra) = oidc::client_json(client)?;
         sqlx::query(oidc::INSERT_CLIENT)
             .bind(&client.client_id)
             .bind(&client.tenant_id)
             .bind(&client.display_name)
             .bind(client.secret_hash.as_ref().map(|h| &h[..]))
             .bind(uris)
+            .bind(entra)
             .bind(client.created_at)
             .execute(&self.pool)
             .await
@@ -1115,9 +1115,12 @@ impl Store for PostgresStore {
             .bind(&a.code_challenge)
             .bind(a.created_at)
             .bind(a.expires_at)
+            .bind(a.response_type.as_str())
+            .bind(oidc::subject_json(a)?)
+            .bind(a.hint_hash.as_ref().map(|h| &h[..]))
             .execute(&self.pool)
             .await
-            .map_err(|e| unique_violation(e, "authorization id"))?;
+            .map_err(|e| unique_violation(e, "id_token_hint"))?;
         Ok(())
     }
 

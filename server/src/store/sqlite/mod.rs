@@ -1152,8 +1152,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_oidc_client(&self, client: &OidcClient) -> StoreResult<()> {
-        let uris = serde_json::to_string(&client.redirect_uris)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (uris, entra) = oidc::client_json(client)?;
         self.write(|c| {
             insert(
                 c,
@@ -1164,6 +1163,7 @@ impl Store for SqliteStore {
                     client.display_name,
                     client.secret_hash.as_ref().map(|h| &h[..]),
                     uris,
+                    entra,
                     client.created_at
                 ],
                 "client id",
@@ -1204,9 +1204,12 @@ impl Store for SqliteStore {
                     a.nonce,
                     a.code_challenge,
                     a.created_at,
-                    a.expires_at
+                    a.expires_at,
+                    a.response_type.as_str(),
+                    oidc::subject_json(a)?,
+                    a.hint_hash.as_ref().map(|h| &h[..])
                 ],
-                "authorization id",
+                "id_token_hint",
             )
         })
     }
