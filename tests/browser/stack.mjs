@@ -152,6 +152,16 @@ export async function startProviderStack(env = {}) {
     issuer,
     /** The relying party's URL. */
     url,
+    /** Registers another client with `mfa-server oidc-client create`: its id. */
+    async registerClient(...args) {
+      const created = await run(
+        bin('mfa-server'),
+        ['oidc-client', 'create', '--tenant', tenant, ...args],
+        serverEnv,
+      );
+      if (created.code !== 0) throw new Error(`oidc-client create: ${created.stderr}`);
+      return /client_id:\s+(\S+)/.exec(created.stdout)[1];
+    },
     async phone(name) {
       const home = path.join(dir, name);
       await mkdir(home, { recursive: true });
