@@ -24,7 +24,8 @@ pub enum OidcClientCommand {
         #[arg(long, conflicts_with = "entra_tenant")]
         public: bool,
         /// Entra ID's external authentication method: the Entra tenant id
-        /// whose `id_token_hint` the requests carry.
+        /// whose `id_token_hint` the requests carry (such a client has no
+        /// secret: Entra ID uses none).
         #[arg(long, requires = "entra_app_id")]
         entra_tenant: Option<String>,
         /// The app id of the external method's app registration in Entra ID
@@ -73,7 +74,15 @@ pub async fn run(config: &Config, command: OidcClientCommand) -> CliResult {
                     app_id,
                 });
             let registered = service
-                .register_oidc_client(&tenant, &name, &redirect_uris, !public, entra)
+                // Entra ID's external method uses no client secret (the
+                // implicit flow has no token request).
+                .register_oidc_client(
+                    &tenant,
+                    &name,
+                    &redirect_uris,
+                    !public && entra.is_none(),
+                    entra,
+                )
                 .await?;
             println!("client_id:     {}", registered.client.client_id);
             if let Some(secret) = registered.secret {
