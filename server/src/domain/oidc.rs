@@ -161,16 +161,7 @@ impl Service {
         if !issued {
             return Ok(None);
         }
-        self.audit(AuditEvent {
-            tenant_id: Some(authorization.tenant_id.clone()),
-            event_type: "oidc.code_issued".into(),
-            user_id: Some(authorization.user_id.clone()),
-            challenge_id: authorization.challenge_id.clone(),
-            enrollment_id: authorization.enrollment_id.clone(),
-            detail: format!("client {}", authorization.client_id),
-            ..Default::default()
-        })
-        .await;
+        self.audit_issued(authorization, "oidc.code_issued").await;
         Ok(Some(code))
     }
 
@@ -187,18 +178,24 @@ impl Service {
             .finish_authorization(&authorization.id, None, Some(auth_time), now_ms())
             .await?;
         if completed {
-            self.audit(AuditEvent {
-                tenant_id: Some(authorization.tenant_id.clone()),
-                event_type: "oidc.id_token_issued".into(),
-                user_id: Some(authorization.user_id.clone()),
-                challenge_id: authorization.challenge_id.clone(),
-                enrollment_id: authorization.enrollment_id.clone(),
-                detail: format!("client {}", authorization.client_id),
-                ..Default::default()
-            })
-            .await;
+            self.audit_issued(authorization, "oidc.id_token_issued")
+                .await;
         }
         Ok(completed)
+    }
+
+    /// Audits what an approved authorization gave its client.
+    async fn audit_issued(&self, authorization: &Authorization, event_type: &str) {
+        self.audit(AuditEvent {
+            tenant_id: Some(authorization.tenant_id.clone()),
+            event_type: event_type.into(),
+            user_id: Some(authorization.user_id.clone()),
+            challenge_id: authorization.challenge_id.clone(),
+            enrollment_id: authorization.enrollment_id.clone(),
+            detail: format!("client {}", authorization.client_id),
+            ..Default::default()
+        })
+        .await;
     }
 
     /// Finishes an authorization without a code (the relying party is told

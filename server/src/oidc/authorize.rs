@@ -247,7 +247,9 @@ async fn request(
         }
         (None, _) => return Err(refuse("invalid_request", "response_type is missing")),
     };
-    if params.response_mode.is_some() && Mode::from(response_type) != mode {
+    if Mode::from(response_type) != mode
+        && (params.response_mode.is_some() || response_type == ResponseType::IdToken)
+    {
         return Err(refuse(
             "invalid_request",
             match response_type {
@@ -331,8 +333,27 @@ async fn request(
             v => Ok(v.clone()),
         }
     };
-    let now = now_ms();
     let authorization = Authorization {
+        pushed,
+        state: text_param(&params.state, "state")?,
+        nonce: text_param(&params.nonce, "nonce")?,
+        code_challenge,
+        ..new_authorization(p, client, redirect_uri, user_id, ResponseType::Code)
+    };
+    begin(p, authorization, &refuse).await
+}
+
+/// A new authorization of `client` for `user_id`, to be completed with what
+/// the request gives.
+fn new_authorization(
+    p: &Provider,
+    client: &OidcClient,
+    redirect_uri: &str,
+    user_id: &str,
+    response_type: ResponseType,
+) -> Authorization {
+    let now = now_ms();
+    Authorization {
         id: new_id(),
         tenant_id: client.tenant_id.clone(),
         client_id: client.client_id.clone(),
@@ -344,14 +365,14 @@ async fn request(
         } else {
             String::new()
         },
-        pushed,
+        pushed: false,
         response_type,
         subject: None,
         hint_hash: None,
         redirect_uri: redirect_uri.to_owned(),
-        state: text_param(&params.state, "state")?,
-        nonce: text_param(&params.nonce, "nonce")?,
-        code_challenge,
+        state: None,
+        nonce: None,
+        code_challenge: None,
         challenge_id: None,
         enrollment_id: None,
         created_at: now,
@@ -360,16 +381,19 @@ async fn request(
         auth_time: None,
         code_expires_at: None,
         code_used_at: None,
-    };
-    p.service
-        .begin_authorization(&authorization)
-        .await
-        .map_err(|e| Refusal::Client {
-            redirect_uri: redirect_uri.to_owned(),
-            state: params.state.clone(),
-            mode,
-            error: OAuthError::from_domain(&e),
-        })?;
+    }
+}
+
+/// Stores a checked authorization; a refusal goes back to the client.
+async fn begin(
+    p: &Provider,
+    authorization: Authorization,
+    refuse: &(dyn Fn(&'static str, &str) -> Refusal + Sync),
+) -> Result<Authorization, Refusal> {
+    if let Err(e) = p.service.begin_authorization(&authorization).await {
+        let error = OAuthError::from_domain(&e);
+        return Err(refuse(error.code, &error.description));
+    }
     Ok(authorization)
 }
 
@@ -409,43 +433,30 @@ async fn entra_request(
         .find(|name| input::email(name).is_ok())
         .unwrap_or_default()
         .to_owned();
-    let now = now_ms();
     let authorization = Authorization {
-        id: new_id(),
-        tenant_id: client.tenant_id.clone(),
-        client_id: client.client_id.clone(),
-        user_id: verified.subject.oid.clone(),
         email,
+        // Entra ID vouches for the user: a first device may be enrolled.
         pushed: true,
-        response_type: ResponseType::IdToken,
         hint_hash: Some(crate::domain::secret_hash(hint)),
-        subject: Some(verified.subject),
-        redirect_uri: redirect_uri.to_owned(),
         state: params.state.clone().filter(|s| s.len() <= 512),
         nonce: Some(nonce.to_owned()),
-        code_challenge: None,
-        challenge_id: None,
-        enrollment_id: None,
-        created_at: now,
-        expires_at: now + p.config.authorization_ttl.as_millis() as i64,
-        finished_at: None,
-        auth_time: None,
-        code_expires_at: None,
-        code_used_at: None,
+        ..new_authorization(
+            p,
+            client,
+            redirect_uri,
+            &verified.subject.oid,
+            ResponseType::IdToken,
+        )
     };
-    p.service
-        .begin_authorization(&authorization)
-        .await
-        .map_err(|e| match &e {
-            crate::domain::Error::Refused { .. } => refuse("invalid_request", &e.to_string()),
-            _ => Refusal::Client {
-                redirect_uri: redirect_uri.to_owned(),
-                state: params.state.clone(),
-                mode: Mode::FormPost,
-                error: OAuthError::from_domain(&e),
-            },
-        })?;
-    Ok(authorization)
+    begin(
+        p,
+        Authorization {
+            subject: Some(verified.subject),
+            ..authorization
+        },
+        refuse,
+    )
+    .await
 }
 
 /// The `acr` this provider gives Entra ID: possession (the phone's key).

@@ -411,8 +411,8 @@ pub async fn retry(
     headers: HeaderMap,
 ) -> Response {
     let lang = Lang::from_headers(&headers);
-    let (authorization, _) = match load(&p, &id, lang).await {
-        Ok(loaded) => loaded,
+    let authorization = match load(&p, &id, lang).await {
+        Ok((authorization, _)) => authorization,
         Err(page) => return page,
     };
     let retriable = match view(&p, &authorization).await {
@@ -450,8 +450,8 @@ pub async fn give_up(
     headers: HeaderMap,
 ) -> Response {
     let lang = Lang::from_headers(&headers);
-    let (authorization, _) = match load(&p, &id, lang).await {
-        Ok(loaded) => loaded,
+    let authorization = match load(&p, &id, lang).await {
+        Ok((authorization, _)) => authorization,
         Err(page) => return page,
     };
     let now = now_ms();
