@@ -1580,6 +1580,18 @@ async fn oidc_clients_and_authorizations_come_back_and_end_one_way_once() {
             Err(StoreError::Duplicate(_))
         ));
 
+        // Swept once long expired (their record is the audit log's).
+        let short = Authorization {
+            expires_at: NOW + 100,
+            ..authorization(&confidential, "w")
+        };
+        store.create_authorization(&short).await.unwrap();
+        store.sweep(NOW + 150, NOW + 100).await.unwrap();
+        assert!(store.get_authorization(&short.id).await.unwrap().is_some());
+        store.sweep(NOW + 150, NOW + 101).await.unwrap();
+        assert!(store.get_authorization(&short.id).await.unwrap().is_none());
+        assert!(store.get_authorization(&a.id).await.unwrap().is_some());
+
         // A deleted user's authorizations go with them.
         let other = hinted;
         store.record_terms(&tenant.id, "v", "1", NOW).await.unwrap();

@@ -182,7 +182,7 @@ impl Page<'_> {
 {offer}
 {ret}
 {lost}"#,
-            heading = t.title,
+            heading = t.outcome_heading,
             ret = self.return_form(),
             lost = if lost_phone {
                 self.lost_phone()

@@ -329,9 +329,8 @@ pub struct TenantCounts {
 /// The statements of [`Store::purge`], the same on every backend: the first
 /// two take the end cutoff, the last the audit cutoff, each as `$1`. Push
 /// deliveries go with their challenge (`ON DELETE CASCADE`).
-pub(crate) const PURGE_ENDED: [&str; 3] = [
+pub(crate) const PURGE_ENDED: [&str; 2] = [
     "DELETE FROM challenges WHERE ended_at < $1",
-    "DELETE FROM oidc_authorizations WHERE expires_at < $1",
     "DELETE FROM enrollments
      WHERE state NOT IN ('waiting_for_scan', 'device_registered') AND expires_at < $1",
 ];
@@ -569,7 +568,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Ended>>;
 
     /// Expires everything due at `now` (audited in the same transaction:
-    /// [`audit::swept`]) and purges spent nonces and attempts.
+    /// [`audit::swept`]) and purges spent nonces, and the attempts and the
+    /// OpenID provider's authorizations (which the audit log records) that
+    /// ended before `keep_attempts_since`.
     async fn sweep(&self, now: i64, keep_attempts_since: i64) -> StoreResult<Swept>;
     /// Deletes challenges that ended before `ended_before` (with their push
     /// deliveries), ended enrollments that expired before it, and audit

@@ -872,6 +872,13 @@ impl Store for PostgresStore {
         .bind(keep_attempts_since)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "DELETE FROM oidc_authorizations WHERE id IN
+                 (SELECT id FROM oidc_authorizations WHERE expires_at < $1 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(keep_attempts_since)
+        .execute(&mut *tx)
+        .await?;
         insert_audit(&mut tx, &audit::swept(&swept, now)).await?;
         tx.commit().await?;
         Ok(swept)

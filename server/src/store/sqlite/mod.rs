@@ -940,6 +940,11 @@ impl Store for SqliteStore {
                 "DELETE FROM failed_attempts WHERE at < ?",
                 [keep_attempts_since],
             )?;
+            execute(
+                c,
+                "DELETE FROM oidc_authorizations WHERE expires_at < ?",
+                [keep_attempts_since],
+            )?;
             let swept = Swept {
                 challenges,
                 enrollments,
