@@ -79,12 +79,7 @@ impl Keys {
     /// Signs `claims` as a JWT with the key that signs now.
     pub async fn sign(&self, claims: &impl Serialize) -> Result<String> {
         let keys = self.keys().await?;
-        let now = now_ms();
-        let signer = keys
-            .iter()
-            .rev()
-            .find(|k| k.signs_from <= now)
-            .ok_or_else(|| Error::Internal("no signing key signs yet".into()))?;
+        let signer = signer_at(&keys, now_ms())?;
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(signer.kid.clone());
         jsonwebtoken::encode(&header, claims, &signer.encoding)
@@ -93,21 +88,23 @@ impl Keys {
 
     /// Reads (and, when due, rotates) the keys, or serves them from memory.
     async fn keys(&self) -> Result<Arc<Vec<Parsed>>> {
+        // Never trusted for long against a short publication lead, so
+        // that every replica sees a new key well before it signs.
+        let ttl = CACHE_TTL.min(self.rotation.publish_ahead / 4);
         if let Some((read_at, keys)) = &*self.cache.lock().expect("keys lock") {
-            if read_at.elapsed() < CACHE_TTL {
+            if read_at.elapsed() < ttl {
                 return Ok(keys.clone());
             }
         }
-        let keys = Arc::new(self.load().await?);
+        let keys = Arc::new(self.load(now_ms()).await?);
         *self.cache.lock().expect("keys lock") = Some((Instant::now(), keys.clone()));
         Ok(keys)
     }
 
-    /// Makes the next key if one is due, forgets retired keys, and parses
-    /// the rest.
-    async fn load(&self) -> Result<Vec<Parsed>> {
+    /// Makes the next key if one is due at `now`, forgets retired keys, and
+    /// parses the rest, in the order they sign.
+    async fn load(&self, now: i64) -> Result<Vec<Parsed>> {
         let store = self.service.store();
-        let now = now_ms();
         let ms = |d: Duration| d.as_millis() as i64;
         let stored = store.signing_keys().await?;
         let newest = stored.iter().max_by_key(|k| k.created_at);
@@ -126,16 +123,24 @@ impl Keys {
                 tracing::info!(kid = %key.kid, "made a new OpenID provider signing key");
             }
         }
-        store
+        let forgotten = store
             .forget_signing_keys(now - ms(self.rotation.token_ttl) - ms(RETIRED_MARGIN))
             .await?;
-        let stored = if due {
+        let stored = if due || forgotten > 0 {
             store.signing_keys().await?
         } else {
             stored
         };
         stored.iter().map(parse).collect()
     }
+}
+
+/// The key that signs at `now`: the last of those that sign by then.
+fn signer_at(keys: &[Parsed], now: i64) -> Result<&Parsed> {
+    keys.iter()
+        .rev()
+        .find(|k| k.signs_from <= now)
+        .ok_or_else(|| Error::Internal("no signing key signs yet".into()))
 }
 
 /// A new RSA key (made on a blocking thread: it takes a while).
@@ -175,4 +180,62 @@ fn parse(key: &SigningKey) -> Result<Parsed> {
             "e": b64(private.e()),
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::Config, server::build_service};
+
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+
+    #[tokio::test]
+    async fn a_new_key_is_published_before_it_signs_and_the_old_one_stays_while_its_tokens_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let service = build_service(&config, "http://127.0.0.1:1".into())
+            .await
+            .unwrap();
+        let rotation = Rotation {
+            every: Duration::from_secs(30 * 24 * 60 * 60),
+            publish_ahead: Duration::from_secs(2 * 24 * 60 * 60),
+            token_ttl: Duration::from_secs(5 * 60),
+        };
+        let keys = Keys::new(service, rotation);
+        let kids = |keys: &[Parsed]| keys.iter().map(|k| k.kid.clone()).collect::<Vec<_>>();
+        let t0 = now_ms();
+
+        // The first key signs at once; a reload before rotation is due
+        // changes nothing.
+        let first = keys.load(t0).await.unwrap();
+        assert_eq!(first.len(), 1);
+        let a = first[0].kid.clone();
+        assert_eq!(signer_at(&first, t0).unwrap().kid, a);
+        assert_eq!(kids(&keys.load(t0 + 27 * DAY).await.unwrap()), [a.clone()]);
+
+        // Due two days before the first has signed for thirty: the next key
+        // is published, but the first still signs until the two days pass.
+        let due = t0 + 28 * DAY;
+        let both = keys.load(due).await.unwrap();
+        assert_eq!(both.len(), 2);
+        let b = both[1].kid.clone();
+        assert_ne!(a, b);
+        assert_eq!(signer_at(&both, due).unwrap().kid, a);
+        assert_eq!(signer_at(&both, due + 2 * DAY - 1).unwrap().kid, a);
+        assert_eq!(signer_at(&both, due + 2 * DAY).unwrap().kid, b);
+        let jwks: Vec<Value> = both.iter().map(|k| k.jwk.clone()).collect();
+        assert!(jwks
+            .iter()
+            .all(|k| k["kty"] == "RSA" && k["alg"] == "RS256"));
+
+        // Replaced, the first stays published while a token it signed may
+        // be presented (id_token_ttl and an hour), then goes.
+        let replaced = due + 2 * DAY;
+        let kept = replaced + 5 * 60 * 1000 + 60 * 60 * 1000;
+        assert_eq!(kids(&keys.load(kept).await.unwrap()), [a, b.clone()]);
+        assert_eq!(kids(&keys.load(kept + 1).await.unwrap()), [b]);
+    }
 }
