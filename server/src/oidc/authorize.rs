@@ -491,3 +491,36 @@ fn is_pkce_challenge(value: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claims_request_must_allow_our_acr_and_amr() {
+        let entra = r#"{"id_token":{"acr":{"essential":true,"values":["possessionorinherence"]},
+            "amr":{"essential":true,"values":["face","fido","swk","otp"]}}}"#;
+        assert!(check_requested_claims(entra).is_ok());
+        assert!(check_requested_claims(r#"{"id_token":{}}"#).is_ok());
+        let other_acr = r#"{"id_token":{"acr":{"values":["knowledge"]}}}"#;
+        assert!(check_requested_claims(other_acr)
+            .unwrap_err()
+            .contains("acr"));
+        let other_amr = r#"{"id_token":{"amr":{"value":"fido"}}}"#;
+        assert!(check_requested_claims(other_amr)
+            .unwrap_err()
+            .contains("amr"));
+        assert!(check_requested_claims("not json").is_err());
+    }
+
+    #[test]
+    fn pkce_challenges_are_43_base64url_characters() {
+        assert!(is_pkce_challenge(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!is_pkce_challenge(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM"
+        ));
+        assert!(!is_pkce_challenge("short"));
+    }
+}

@@ -214,7 +214,10 @@ mod tests {
         assert_eq!(first.len(), 1);
         let a = first[0].kid.clone();
         assert_eq!(signer_at(&first, t0).unwrap().kid, a);
-        assert_eq!(kids(&keys.load(t0 + 27 * DAY).await.unwrap()), [a.clone()]);
+        assert_eq!(
+            kids(&keys.load(t0 + 27 * DAY).await.unwrap()),
+            std::slice::from_ref(&a)
+        );
 
         // Due two days before the first has signed for thirty: the next key
         // is published, but the first still signs until the two days pass.

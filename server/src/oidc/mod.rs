@@ -198,3 +198,269 @@ async fn jwks(State(p): State<Provider>) -> axum::response::Response {
         Err(e) => error::server_error(&e).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::build_service;
+    use axum::{
+        body::Body,
+        http::{Request, StatusCode},
+    };
+    use tower::ServiceExt;
+
+    const REDIRECT: &str = "https://rp.example.com/cb";
+    const ISSUER: &str = "https://login.example.com/mfa";
+
+    struct Setup {
+        app: Router,
+        confidential: (String, String),
+        public: String,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let service = build_service(&config, "http://127.0.0.1:1".into())
+            .await
+            .unwrap();
+        let tenant = service.create_tenant("Example", 2).await.unwrap();
+        let uris = [REDIRECT.to_owned()];
+        let confidential = service
+            .register_oidc_client(&tenant.id, "RP", &uris, true, None)
+            .await
+            .unwrap();
+        let public = service
+            .register_oidc_client(&tenant.id, "SPA", &uris, false, None)
+            .await
+            .unwrap();
+        let rotation = Rotation {
+            every: config.oidc.key_rotation,
+            publish_ahead: config.oidc.key_publish_ahead,
+            token_ttl: config.oidc.id_token_ttl,
+        };
+        let provider = Provider(Arc::new(Inner {
+            keys: Keys::new(service.clone(), rotation),
+            entra: entra::EntraKeys::default(),
+            service,
+            issuer: ISSUER.into(),
+            base_path: "/mfa".into(),
+            config: config.oidc.clone(),
+        }));
+        Setup {
+            app: router(provider),
+            confidential: (confidential.client.client_id, confidential.secret.unwrap()),
+            public: public.client.client_id,
+            _dir: dir,
+        }
+    }
+
+    async fn get(app: &Router, uri: &str) -> axum::response::Response {
+        app.clone()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// The query of a redirect to the client.
+    fn redirected(response: &axum::response::Response) -> Vec<(String, String)> {
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let location = response.headers()[header::LOCATION].to_str().unwrap();
+        assert!(location.starts_with(REDIRECT), "{location}");
+        url::Url::parse(location)
+            .unwrap()
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[tokio::test]
+    async fn authorization_errors_go_to_the_person_or_to_the_client_as_the_spec_says() {
+        let s = setup().await;
+        let client = &s.confidential.0;
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        let base = |client: &str| {
+            format!(
+                "/mfa/authorize?client_id={client}&redirect_uri={}&state=s1&scope=openid",
+                urlencode(REDIRECT)
+            )
+        };
+
+        // Unknown client or foreign redirect URI: a page, never a redirect.
+        for uri in [
+            "/mfa/authorize?client_id=nope&response_type=code".to_owned(),
+            format!(
+                "/mfa/authorize?client_id={client}&redirect_uri={}&response_type=code",
+                urlencode("https://evil.example.com/cb")
+            ),
+        ] {
+            let response = get(&s.app, &uri).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{uri}");
+            assert!(!response.headers().contains_key(header::LOCATION));
+        }
+
+        // Everything else: back to the client with the error and the state.
+        for (query, error) in [
+            (
+                "&response_type=token&login_hint=u",
+                "unsupported_response_type",
+            ),
+            ("&response_type=code", "invalid_request"),
+            (
+                "&response_type=code&login_hint=u&prompt=none",
+                "interaction_required",
+            ),
+            (
+                "&response_type=code&login_hint=u&max_age=soon",
+                "invalid_request",
+            ),
+            (
+                "&response_type=code&login_hint=u&code_challenge=abc&code_challenge_method=plain",
+                "invalid_request",
+            ),
+        ] {
+            let response = get(&s.app, &format!("{}{query}", base(client))).await;
+            let answer = redirected(&response);
+            assert_eq!(param(&answer, "error"), Some(error), "{query}");
+            assert_eq!(param(&answer, "state"), Some("s1"));
+            assert_eq!(param(&answer, "iss"), Some(ISSUER));
+            assert!(param(&answer, "code").is_none());
+        }
+        let no_openid = get(
+            &s.app,
+            &format!("/mfa/authorize?client_id={client}&redirect_uri={}&scope=profile&response_type=code&login_hint=u", urlencode(REDIRECT)),
+        )
+        .await;
+        assert_eq!(
+            param(&redirected(&no_openid), "error"),
+            Some("invalid_scope")
+        );
+        // A public client must use PKCE.
+        let public = get(
+            &s.app,
+            &format!("{}&response_type=code&login_hint=u", base(&s.public)),
+        )
+        .await;
+        assert_eq!(
+            param(&redirected(&public), "error"),
+            Some("invalid_request")
+        );
+
+        // A good request goes on to its verification page.
+        let good = get(
+            &s.app,
+            &format!(
+                "{}&response_type=code&login_hint=u&nonce=n&max_age=0&code_challenge={challenge}&code_challenge_method=S256",
+                base(&s.public)
+            ),
+        )
+        .await;
+        assert_eq!(good.status(), StatusCode::SEE_OTHER);
+        let location = good.headers()[header::LOCATION].to_str().unwrap();
+        assert!(location.starts_with("/mfa/verify/"), "{location}");
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_refuses_bad_clients_and_codes_in_json() {
+        let s = setup().await;
+        let (client, secret) = &s.confidential;
+        let token = |auth: Option<String>, body: String| {
+            let mut request = Request::post("/mfa/token")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            if let Some(auth) = auth {
+                request = request.header(header::AUTHORIZATION, auth);
+            }
+            s.app
+                .clone()
+                .oneshot(request.body(Body::from(body)).unwrap())
+        };
+        let basic = |id: &str, secret: &str| {
+            use base64::Engine;
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+            ))
+        };
+        let code_body = format!(
+            "grant_type=authorization_code&code=abc&redirect_uri={}",
+            urlencode(REDIRECT)
+        );
+        for (auth, body, status, error) in [
+            (
+                basic(client, "wrong"),
+                code_body.clone(),
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+            ),
+            (
+                None,
+                code_body.clone(),
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+            ),
+            (
+                basic(client, secret),
+                code_body.clone(),
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+            ),
+            (
+                basic(client, secret),
+                "grant_type=password".into(),
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+            ),
+            (
+                None,
+                format!("{code_body}&client_id={}", s.public),
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+            ),
+        ] {
+            let response = token(auth, body.clone()).await.unwrap();
+            assert_eq!(response.status(), status, "{body}");
+            if status == StatusCode::UNAUTHORIZED {
+                assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+            }
+            let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+                .await
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(json["error"], error, "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn discovery_names_the_endpoints_under_the_issuer_and_jwks_has_a_key() {
+        let s = setup().await;
+        let response = get(&s.app, "/mfa/.well-known/openid-configuration").await;
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap();
+        let metadata: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(metadata["issuer"], ISSUER);
+        assert_eq!(metadata["token_endpoint"], format!("{ISSUER}/token"));
+        assert_eq!(metadata["jwks_uri"], format!("{ISSUER}/jwks"));
+        let response = get(&s.app, "/mfa/jwks").await;
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap();
+        let jwks: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(jwks["keys"][0]["alg"], "RS256");
+    }
+
+    fn urlencode(text: &str) -> String {
+        url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+    }
+}
