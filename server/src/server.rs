@@ -175,6 +175,14 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .tls
         .server_config(config.listen)
         .map_err(|e| ServerError::Setup(e.to_string()))?;
+    if let Some(listen) = config.oidc.listen {
+        // The OpenID provider's listener follows the same rule (it reads
+        // the files again when it starts).
+        config
+            .tls
+            .rustls_config(listen, "the OpenID provider")
+            .map_err(|e| ServerError::Setup(e.to_string()))?;
+    }
     let metrics = telemetry::metrics::install();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::new(health_reporter).await;
