@@ -78,6 +78,21 @@ test('Entra ID external method: the signed hint enrolls and signs in; tampered, 
     const second = await result();
     assert.deepEqual([second.outcome, second.acr, second.amr], ['signed-in', ACR, 'swk'], second.text);
 
+    // Denied on the phone, and back: access_denied is posted, no token.
+    await page.goto(`${entra.url}/start?${user}`);
+    await page.waitForURL(`${stack.issuer}/verify/**`, WAIT);
+    await shownNumber(page);
+    const denied = await phone('deny');
+    assert.equal(denied.code, 0, denied.stderr);
+    await page.locator('#status[data-state="denied"]').waitFor(WAIT);
+    await page.click('#return button');
+    const deniedResult = await result();
+    assert.deepEqual(
+      [deniedResult.outcome, deniedResult.text, deniedResult.token],
+      ['error', 'access_denied', 'no'],
+    );
+    assert.match(deniedResult.description, /denied on the phone/);
+
     // Each refused hint: the error is posted back, with no id_token, and no
     // challenge reaches the phone.
     for (const [variant, reason] of [

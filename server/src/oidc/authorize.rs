@@ -415,7 +415,10 @@ async fn entra_request(
         .nonce
         .as_deref()
         .filter(|n| !n.is_empty() && n.len() <= 512)
-        .ok_or_else(|| refuse("invalid_request", "nonce is required"))?;
+        .ok_or_else(|| refuse("invalid_request", "nonce is required (at most 512 bytes)"))?;
+    if params.state.as_ref().is_some_and(|s| s.len() > 512) {
+        return Err(refuse("invalid_request", "state is too long"));
+    }
     if let Some(claims) = &params.claims {
         check_requested_claims(claims).map_err(|text| refuse("invalid_request", &text))?;
     }
@@ -438,7 +441,7 @@ async fn entra_request(
         // Entra ID vouches for the user: a first device may be enrolled.
         pushed: true,
         hint_hash: Some(crate::domain::secret_hash(hint)),
-        state: params.state.clone().filter(|s| s.len() <= 512),
+        state: params.state.clone(),
         nonce: Some(nonce.to_owned()),
         ..new_authorization(
             p,
