@@ -45,6 +45,8 @@ export async function startEntra({ issuerOfProvider }) {
       oid: user.oid,
       tid: tenantId,
       preferred_username: user.upn,
+      // Entra ID's tokens carry a unique id, so no two hints are alike.
+      uti: randomUUID(),
       iat: now - 60,
       nbf: now - 60,
       exp: variant === 'expired' ? now - 3600 : now + 600,
