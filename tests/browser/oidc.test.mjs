@@ -141,7 +141,7 @@ test('denied, reported and blocked sign-ins end at the relying party with access
 });
 
 test('an expired sign-in offers a new try, and ends with access_denied when given up', async () => {
-  const stack = await startProviderStack({ MFA_CHALLENGE_TTL: '8s' });
+  const stack = await startProviderStack({ MFA_CHALLENGE_TTL: '10s' });
   try {
     const page = await newPage(browser, 'en-US');
     const phone = await stack.phone('alice-phone');

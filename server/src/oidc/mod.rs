@@ -154,12 +154,29 @@ fn router(provider: Provider) -> Router {
         .route("/verify/{id}/status", get(verify::status))
         .route("/verify/{id}/retry", post(verify::retry))
         .route("/verify/{id}/return", post(verify::give_up))
+        .layer(axum::middleware::map_response(browser_headers))
         .with_state(provider.clone());
     if provider.base_path.is_empty() {
         routes
     } else {
         Router::new().nest(&provider.base_path, routes)
     }
+}
+
+/// What every answer tells the browser: no framing (the verification page
+/// must not be overlaid by another site's), no sniffing, no referrer (URLs
+/// carry authorization ids and codes).
+async fn browser_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        headers.insert(name, header::HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// OpenID Provider Metadata (OpenID Connect Discovery 1.0 §3).
@@ -453,6 +470,7 @@ mod tests {
         assert_eq!(metadata["token_endpoint"], format!("{ISSUER}/token"));
         assert_eq!(metadata["jwks_uri"], format!("{ISSUER}/jwks"));
         let response = get(&s.app, "/mfa/jwks").await;
+        assert_eq!(response.headers()[header::X_FRAME_OPTIONS], "DENY");
         let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
             .await
             .unwrap();
