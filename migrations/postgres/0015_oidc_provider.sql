@@ -3,11 +3,14 @@
 -- registered per tenant, and the authorizations in progress (stored so that
 -- any replica serves the next step, and redeems a code exactly once).
 
--- RS256 keys, PKCS#1 DER. A key is published from `created_at` and signs
--- from `signs_from`, so that relying parties have seen it before it is used.
+-- RS256 keys, PKCS#1 DER, each with a self-signed X.509 certificate (DER)
+-- that the JWKS carries as `x5c`, as Entra ID requires. A key is published
+-- from `created_at` and signs from `signs_from`, so that relying parties
+-- have seen it before it is used.
 CREATE TABLE oidc_signing_keys (
     kid         TEXT PRIMARY KEY,
     private_key BYTEA NOT NULL,
+    certificate BYTEA NOT NULL,
     created_at  BIGINT NOT NULL,
     signs_from  BIGINT NOT NULL
 );
@@ -31,8 +34,9 @@ CREATE INDEX oidc_clients_by_tenant ON oidc_clients (tenant_id, created_at);
 -- code's redemption. `finished_at` is set once, when a code is issued or an
 -- error returned, so that an authorization ends one way only.
 -- `response_type` `id_token` is Entra ID's external authentication method:
--- `subject` holds the id_token_hint's subject (JSON: sub, oid, tid) and
--- `hint_hash` its SHA-256, unique, so that a hint is used once.
+-- `subject` holds the id_token_hint's subject (JSON: sub, oid, tid),
+-- `acr` the class granted from those Entra ID asked for, and `hint_hash`
+-- the hint's SHA-256, unique, so that a hint is used once.
 CREATE TABLE oidc_authorizations (
     id              TEXT PRIMARY KEY,
     tenant_id       TEXT NOT NULL REFERENCES tenants(id),
@@ -42,6 +46,7 @@ CREATE TABLE oidc_authorizations (
     pushed          BIGINT NOT NULL,
     response_type   TEXT NOT NULL,
     subject         TEXT,
+    acr             TEXT,
     hint_hash       BYTEA UNIQUE,
     redirect_uri    TEXT NOT NULL,
     state           TEXT,

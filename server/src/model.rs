@@ -297,6 +297,9 @@ pub struct SigningKey {
     pub kid: String,
     /// The RSA private key, PKCS#1 DER.
     pub private_key: Vec<u8>,
+    /// A self-signed X.509 certificate of the key (DER), for the JWKS's
+    /// `x5c`.
+    pub certificate: Vec<u8>,
     pub created_at: i64,
     pub signs_from: i64,
 }
@@ -376,6 +379,8 @@ pub struct Authorization {
     pub response_type: ResponseType,
     /// The subject of a verified `id_token_hint`.
     pub subject: Option<HintSubject>,
+    /// The `acr` to grant (Entra ID's external method), one it asked for.
+    pub acr: Option<String>,
     /// SHA-256 of the `id_token_hint`, which may be used once.
     pub hint_hash: Option<[u8; 32]>,
     pub redirect_uri: String,

@@ -35,9 +35,12 @@ export async function startEntra({ issuerOfProvider }) {
     return `${data}.${b64url(sign('sha256', Buffer.from(data), privateKey))}`;
   };
 
-  /** The id_token_hint, well formed or spoiled as `variant` says. */
+  /**
+   * The id_token_hint, as Entra ID makes it (issued already expired: it is
+   * a hint, not a credential), or spoiled as `variant` says.
+   */
   function hint(user, variant) {
-    const now = Math.floor(Date.now() / 1000);
+    const now = Math.floor(Date.now() / 1000) - (variant === 'stale' ? 3600 : 0);
     const claims = {
       iss: variant === 'wrong-issuer' ? 'https://login.example.net/other/v2.0' : `${base}/${tenantId}/v2.0`,
       aud: appId,
@@ -47,9 +50,9 @@ export async function startEntra({ issuerOfProvider }) {
       preferred_username: user.upn,
       // Entra ID's tokens carry a unique id, so no two hints are alike.
       uti: randomUUID(),
-      iat: now - 60,
-      nbf: now - 60,
-      exp: variant === 'expired' ? now - 3600 : now + 600,
+      iat: now,
+      nbf: now,
+      exp: now - 1,
     };
     let token = signJwt(claims);
     if (variant === 'tampered') {
@@ -67,6 +70,8 @@ export async function startEntra({ issuerOfProvider }) {
     const keys = await (await fetch(`${issuerOfProvider}/jwks`)).json();
     const key = keys.keys.find((k) => k.kid === header.kid);
     if (!key) throw new Error('signed by a key the provider does not publish');
+    // The reference requires each key's X.509 form.
+    if (!Array.isArray(key.x5c) || !key.x5c.length) throw new Error('the key has no x5c');
     const ok = verify(
       'sha256',
       Buffer.from(`${header64}.${payload64}`),
@@ -109,7 +114,8 @@ export async function startEntra({ issuerOfProvider }) {
       return send(200, JSON.stringify({ keys: [jwk] }), 'application/json');
     }
     if (request.method === 'GET' && url.pathname === '/start') {
-      // What Entra ID does when the person picks the external method.
+      // What Entra ID does when the person picks the external method: a
+      // form POSTed to the provider's authorization endpoint.
       const user = { oid: url.searchParams.get('oid'), upn: url.searchParams.get('upn') };
       const variant = url.searchParams.get('hint') ?? 'valid';
       const { token, claims } =
@@ -119,7 +125,7 @@ export async function startEntra({ issuerOfProvider }) {
       const nonce = variant === 'replay' ? lastHint.nonce : randomUUID();
       lastHint.nonce = nonce;
       sent.set(state, { nonce, hint: claims });
-      const query = new URLSearchParams({
+      const fields = {
         scope: 'openid',
         response_type: 'id_token',
         response_mode: 'form_post',
@@ -135,9 +141,15 @@ export async function startEntra({ issuerOfProvider }) {
             amr: { essential: true, values: AMR_REQUESTED },
           },
         }),
-      });
-      response.writeHead(302, { location: `${issuerOfProvider}/authorize?${query}` });
-      return response.end();
+        'client-request-id': randomUUID(),
+      };
+      const inputs = Object.entries(fields)
+        .map(([name, value]) => `<input type="hidden" name="${escape(name)}" value="${escape(value)}">`)
+        .join('');
+      return send(
+        200,
+        `<!doctype html><html><body onload="document.forms[0].submit()"><form method="post" action="${issuerOfProvider}/authorize">${inputs}</form></body></html>`,
+      );
     }
     if (request.method === 'POST' && url.pathname === '/common/federation/externalauthprovider') {
       let body = '';

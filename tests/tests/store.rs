@@ -1436,6 +1436,7 @@ fn authorization(client: &OidcClient, user: &str) -> Authorization {
         pushed: true,
         response_type: ResponseType::Code,
         subject: None,
+        acr: None,
         hint_hash: None,
         redirect_uri: client.redirect_uris[0].clone(),
         state: Some("state-1".into()),
@@ -1564,6 +1565,7 @@ async fn oidc_clients_and_authorizations_come_back_and_end_one_way_once() {
                 tid: "t".into(),
             }),
             hint_hash: Some(unique_code_hash()),
+            acr: Some("possessionorinherence".into()),
             ..authorization(&public, "v")
         };
         store.create_authorization(&hinted).await.unwrap();
@@ -1612,6 +1614,7 @@ async fn signing_keys_are_added_once_per_rotation_and_forgotten_when_long_replac
         let key = |kid: &str, created_at, signs_from| SigningKey {
             kid: kid.into(),
             private_key: vec![1, 2, 3, kid.len() as u8],
+            certificate: vec![4, 5, 6],
             created_at,
             signs_from,
         };

@@ -368,6 +368,7 @@ fn new_authorization(
         pushed: false,
         response_type,
         subject: None,
+        acr: None,
         hint_hash: None,
         redirect_uri: redirect_uri.to_owned(),
         state: None,
@@ -419,9 +420,8 @@ async fn entra_request(
     if params.state.as_ref().is_some_and(|s| s.len() > 512) {
         return Err(refuse("invalid_request", "state is too long"));
     }
-    if let Some(claims) = &params.claims {
-        check_requested_claims(claims).map_err(|text| refuse("invalid_request", &text))?;
-    }
+    let acr =
+        granted_acr(params.claims.as_deref()).map_err(|text| refuse("invalid_request", &text))?;
     let hint = params
         .id_token_hint
         .as_deref()
@@ -441,6 +441,7 @@ async fn entra_request(
         // Entra ID vouches for the user: a first device may be enrolled.
         pushed: true,
         hint_hash: Some(crate::domain::secret_hash(hint)),
+        acr: Some(acr),
         state: params.state.clone(),
         nonce: Some(nonce.to_owned()),
         ..new_authorization(
@@ -462,29 +463,53 @@ async fn entra_request(
     .await
 }
 
-/// The `acr` this provider gives Entra ID: possession (the phone's key).
-pub const ENTRA_ACR: &str = "possessionorinherence";
-/// The `amr` it gives: a software-secured key (RFC 8176).
+/// The `acr` values a possession factor satisfies, in Entra ID's table of
+/// supported values, the first being the one given when none is asked for.
+pub const POSSESSION_ACRS: [&str; 4] = [
+    "possessionorinherence",
+    "knowledgeorpossession",
+    "knowledgeorpossessionorinherence",
+    "possession",
+];
+/// The `amr` this provider gives: the confirmation of a software-secured
+/// key (RFC 8176), which Entra ID counts as possession.
 pub const ENTRA_AMR: &str = "swk";
 
-/// Checks a `claims` request (OpenID Connect Core §5.5): where it asks for
-/// particular `acr` or `amr` values, ours must be among them.
-fn check_requested_claims(claims: &str) -> Result<(), String> {
+/// The `acr` to grant for a `claims` request (OpenID Connect Core §5.5):
+/// the first value it asks for that a possession factor satisfies (only one
+/// is returned); where it names `amr` values, `swk` must be among them.
+fn granted_acr(claims: Option<&str>) -> Result<String, String> {
+    let Some(claims) = claims else {
+        return Ok(POSSESSION_ACRS[0].to_owned());
+    };
     let claims: serde_json::Value =
         serde_json::from_str(claims).map_err(|e| format!("claims is not JSON: {e}"))?;
-    for (claim, ours) in [("acr", ENTRA_ACR), ("amr", ENTRA_AMR)] {
+    let asked = |claim: &str| -> Option<Vec<String>> {
         let request = &claims["id_token"][claim];
-        let allowed = request["values"]
+        request["values"]
             .as_array()
-            .map(|values| values.iter().any(|v| v == ours))
-            .or_else(|| request["value"].as_str().map(|v| v == ours));
-        if allowed == Some(false) {
-            return Err(format!(
-                "claims asks for an {claim} this provider cannot give ({ours} only)"
-            ));
-        }
+            .map(|values| {
+                values
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .or_else(|| request["value"].as_str().map(|v| vec![v.to_owned()]))
+    };
+    if asked("amr").is_some_and(|amr| !amr.iter().any(|m| m == ENTRA_AMR)) {
+        return Err(format!(
+            "claims asks for an amr this provider cannot give ({ENTRA_AMR} only)"
+        ));
     }
-    Ok(())
+    match asked("acr") {
+        None => Ok(POSSESSION_ACRS[0].to_owned()),
+        Some(acr) => acr
+            .into_iter()
+            .find(|value| POSSESSION_ACRS.contains(&value.as_str()))
+            .ok_or_else(|| {
+                "claims asks for an acr that a possession factor does not satisfy".to_owned()
+            }),
+    }
 }
 
 /// A PKCE S256 challenge: the base64url SHA-256 of the verifier, 43 characters.
@@ -500,20 +525,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_claims_request_must_allow_our_acr_and_amr() {
+    fn the_granted_acr_is_one_asked_for_that_possession_satisfies() {
         let entra = r#"{"id_token":{"acr":{"essential":true,"values":["possessionorinherence"]},
             "amr":{"essential":true,"values":["face","fido","swk","otp"]}}}"#;
-        assert!(check_requested_claims(entra).is_ok());
-        assert!(check_requested_claims(r#"{"id_token":{}}"#).is_ok());
-        let other_acr = r#"{"id_token":{"acr":{"values":["knowledge"]}}}"#;
-        assert!(check_requested_claims(other_acr)
-            .unwrap_err()
-            .contains("acr"));
+        assert_eq!(granted_acr(Some(entra)).unwrap(), "possessionorinherence");
+        let several =
+            r#"{"id_token":{"acr":{"values":["knowledge","inherence","knowledgeorpossession"]}}}"#;
+        assert_eq!(granted_acr(Some(several)).unwrap(), "knowledgeorpossession");
+        let empty = r#"{"id_token":{}}"#;
+        assert_eq!(granted_acr(Some(empty)).unwrap(), "possessionorinherence");
+        assert_eq!(granted_acr(None).unwrap(), "possessionorinherence");
+        let knowledge = r#"{"id_token":{"acr":{"values":["knowledge","inherence"]}}}"#;
+        assert!(granted_acr(Some(knowledge)).unwrap_err().contains("acr"));
         let other_amr = r#"{"id_token":{"amr":{"value":"fido"}}}"#;
-        assert!(check_requested_claims(other_amr)
-            .unwrap_err()
-            .contains("amr"));
-        assert!(check_requested_claims("not json").is_err());
+        assert!(granted_acr(Some(other_amr)).unwrap_err().contains("amr"));
+        assert!(granted_acr(Some("not json")).is_err());
     }
 
     #[test]

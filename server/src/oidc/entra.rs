@@ -3,8 +3,11 @@
 //! tenant configured on the client: its signature by a key of the tenant's
 //! JWKS (read from its URL or file, kept for [`JWKS_TTL`], and read again
 //! when a hint names a key it does not hold), RS256, the issuer, the
-//! audience (the external method's app id), the tenant id, and its lifetime
-//! (`exp`, `nbf`, with [`LEEWAY`] of clock difference).
+//! audience (the external method's app id) and the tenant id. Entra ID
+//! issues the hint already expired, so that it serves as nothing but a
+//! hint; its freshness is its issue time instead: at most [`HINT_MAX_AGE`]
+//! old (Entra ID gives up on the sign-in after about ten minutes), with
+//! [`LEEWAY`] of clock difference.
 
 use crate::model::{EntraTenant, HintSubject};
 use bytes::Bytes;
@@ -20,8 +23,10 @@ use std::{
 
 /// How long a tenant's keys are trusted before they are read again.
 const JWKS_TTL: Duration = Duration::from_secs(60 * 60);
-/// The clock difference allowed on the hint's `exp` and `nbf`.
+/// The clock difference allowed on the hint's `iat` and `nbf`.
 const LEEWAY: u64 = 5 * 60;
+/// How old a hint may be, by its `iat`.
+const HINT_MAX_AGE: u64 = 10 * 60;
 /// The largest JWKS document read.
 const MAX_JWKS: usize = 256 * 1024;
 /// How long a JWKS download may take.
@@ -40,6 +45,7 @@ struct Claims {
     sub: String,
     oid: String,
     tid: String,
+    iat: u64,
     preferred_username: Option<String>,
 }
 
@@ -71,11 +77,19 @@ impl EntraKeys {
         validation.set_issuer(&[&tenant.issuer]);
         validation.set_audience(&[&tenant.app_id]);
         validation.leeway = LEEWAY;
+        validation.validate_exp = false;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_required_spec_claims(&["iss", "aud", "sub"]);
         let claims = jsonwebtoken::decode::<Claims>(hint, &key, &validation)
             .map_err(|e| format!("id_token_hint does not verify: {e}"))?
             .claims;
+        let now = u64::try_from(crate::domain::now_ms() / 1000).unwrap_or_default();
+        if claims.iat + HINT_MAX_AGE + LEEWAY < now {
+            return Err("id_token_hint is stale: issued more than 10 minutes ago".into());
+        }
+        if claims.iat > now + LEEWAY {
+            return Err("id_token_hint is issued in the future".into());
+        }
         if claims.tid != tenant.tenant_id {
             return Err("id_token_hint is of another Entra tenant".into());
         }

@@ -20,6 +20,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::{
     pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey},
+    pkcs8::EncodePrivateKey,
     traits::PublicKeyParts,
     RsaPrivateKey,
 };
@@ -143,20 +144,38 @@ fn signer_at(keys: &[Parsed], now: i64) -> Result<&Parsed> {
         .ok_or_else(|| Error::Internal("no signing key signs yet".into()))
 }
 
-/// A new RSA key (made on a blocking thread: it takes a while).
+/// A new RSA key and its self-signed certificate (made on a blocking
+/// thread: it takes a while).
 async fn generate(now: i64, signs_from: i64) -> Result<SigningKey> {
-    let der = tokio::task::spawn_blocking(|| {
-        let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, KEY_BITS)
-            .map_err(|e| Error::Internal(format!("making an RSA key: {e}")))?;
-        key.to_pkcs1_der()
-            .map(|der| der.as_bytes().to_vec())
-            .map_err(|e| Error::Internal(format!("encoding an RSA key: {e}")))
+    let kid = crate::domain::new_id();
+    let subject = format!("mfa-server OpenID provider signing key {kid}");
+    let (private_key, certificate) = tokio::task::spawn_blocking(move || {
+        let fail =
+            |e: &dyn std::fmt::Display| Error::Internal(format!("making a signing key: {e}"));
+        let key = RsaPrivateKey::new(&mut rand::rngs::OsRng, KEY_BITS).map_err(|e| fail(&e))?;
+        let pkcs1 = key.to_pkcs1_der().map_err(|e| fail(&e))?;
+        let pkcs8 = key.to_pkcs8_der().map_err(|e| fail(&e))?;
+        // Entra ID wants each key's X.509 form in the JWKS (`x5c`); the
+        // certificate carries the key, nothing trusts it as a CA.
+        let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+            &rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_bytes()),
+            &rcgen::PKCS_RSA_SHA256,
+        )
+        .map_err(|e| fail(&e))?;
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| fail(&e))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, subject);
+        let certificate = params.self_signed(&pair).map_err(|e| fail(&e))?;
+        Ok::<_, Error>((pkcs1.as_bytes().to_vec(), certificate.der().to_vec()))
     })
     .await
     .map_err(|e| Error::Internal(format!("key generation task: {e}")))??;
     Ok(SigningKey {
-        kid: crate::domain::new_id(),
-        private_key: der,
+        kid,
+        private_key,
+        certificate,
         created_at: now,
         signs_from,
     })
@@ -178,6 +197,7 @@ fn parse(key: &SigningKey) -> Result<Parsed> {
             "kid": key.kid,
             "n": b64(private.n()),
             "e": b64(private.e()),
+            "x5c": [base64::engine::general_purpose::STANDARD.encode(&key.certificate)],
         }),
     })
 }

@@ -2,11 +2,7 @@
 //! to, with the same redirect URI and the PKCE verifier, becomes an
 //! id_token (OpenID Connect Core §3.1.3).
 
-use super::{
-    authorize::{ENTRA_ACR, ENTRA_AMR},
-    error::OAuthError,
-    Provider,
-};
+use super::{authorize::ENTRA_AMR, error::OAuthError, Provider};
 use crate::{
     domain::{client_secret_matches, now_ms, random_bytes},
     model::{Authorization, OidcClient, ResponseType},
@@ -81,7 +77,7 @@ pub(super) async fn id_token(
             auth_time: auth_time_ms / 1000,
             nonce: authorization.nonce.as_deref(),
             amr: [ENTRA_AMR],
-            acr: subject.map(|_| ENTRA_ACR),
+            acr: authorization.acr.as_deref(),
             oid: subject.map(|s| s.oid.as_str()),
             tid: subject.map(|s| s.tid.as_str()),
         })

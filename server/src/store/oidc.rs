@@ -28,12 +28,12 @@ pub fn subject_json(authorization: &Authorization) -> StoreResult<Option<String>
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// [`super::Store::add_signing_key`]: `$1`…`$4` the key's columns, `$5` the
+/// [`super::Store::add_signing_key`]: `$1`…`$5` the key's columns, `$6` the
 /// time since which another key's creation makes this one unneeded.
 pub const INSERT_SIGNING_KEY: &str =
-    "INSERT INTO oidc_signing_keys (kid, private_key, created_at, signs_from)
-     SELECT $1, $2, $3, $4
-     WHERE NOT EXISTS (SELECT 1 FROM oidc_signing_keys WHERE created_at >= $5)";
+    "INSERT INTO oidc_signing_keys (kid, private_key, certificate, created_at, signs_from)
+     SELECT $1, $2, $3, $4, $5
+     WHERE NOT EXISTS (SELECT 1 FROM oidc_signing_keys WHERE created_at >= $6)";
 /// [`super::Store::signing_keys`].
 pub const SIGNING_KEYS: &str = "SELECT * FROM oidc_signing_keys ORDER BY signs_from, kid";
 /// [`super::Store::forget_signing_keys`]: `$1` the cutoff.
@@ -52,11 +52,11 @@ pub const GET_CLIENT: &str = "SELECT * FROM oidc_clients WHERE client_id = $1";
 pub const LIST_CLIENTS: &str =
     "SELECT * FROM oidc_clients WHERE tenant_id = $1 ORDER BY created_at, client_id";
 
-/// [`super::Store::create_authorization`]: `$1`…`$15` the columns named.
+/// [`super::Store::create_authorization`]: `$1`…`$16` the columns named.
 pub const INSERT_AUTHORIZATION: &str = "INSERT INTO oidc_authorizations
      (id, tenant_id, client_id, user_id, email, pushed, redirect_uri, state, nonce,
-      code_challenge, created_at, expires_at, response_type, subject, hint_hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+      code_challenge, created_at, expires_at, response_type, subject, hint_hash, acr)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 /// [`super::Store::get_authorization`]: `$1` the id.
 pub const GET_AUTHORIZATION: &str = "SELECT * FROM oidc_authorizations WHERE id = $1";
 /// [`super::Store::set_authorization_step`]: `$1` challenge, `$2`

@@ -273,6 +273,7 @@ pub(super) fn signing_key(row: &impl Columns) -> StoreResult<SigningKey> {
     Ok(SigningKey {
         kid: row.text("kid")?,
         private_key: row.bytes("private_key")?,
+        certificate: row.bytes("certificate")?,
         created_at: row.integer("created_at")?,
         signs_from: row.integer("signs_from")?,
     })
@@ -308,6 +309,7 @@ pub(super) fn authorization(row: &impl Columns) -> StoreResult<Authorization> {
             "response type",
         )?,
         subject: json_column(row.optional_text("subject")?, "hint subject")?,
+        acr: row.optional_text("acr")?,
         hint_hash: match row.optional_bytes("hint_hash")? {
             Some(hash) => Some(key32(hash, "hint hash")?),
             None => None,

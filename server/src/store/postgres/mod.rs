@@ -1059,6 +1059,7 @@ impl Store for PostgresStore {
         let added = sqlx::query(oidc::INSERT_SIGNING_KEY)
             .bind(&k.kid)
             .bind(&k.private_key)
+            .bind(&k.certificate)
             .bind(k.created_at)
             .bind(k.signs_from)
             .bind(unless_created_since)
@@ -1125,6 +1126,7 @@ impl Store for PostgresStore {
             .bind(a.response_type.as_str())
             .bind(oidc::subject_json(a)?)
             .bind(a.hint_hash.as_ref().map(|h| &h[..]))
+            .bind(&a.acr)
             .execute(&self.pool)
             .await
             .map_err(|e| unique_violation(e, "id_token_hint"))?;

@@ -1143,6 +1143,7 @@ impl Store for SqliteStore {
                 params![
                     k.kid,
                     k.private_key,
+                    k.certificate,
                     k.created_at,
                     k.signs_from,
                     unless_created_since
@@ -1212,7 +1213,8 @@ impl Store for SqliteStore {
                     a.expires_at,
                     a.response_type.as_str(),
                     oidc::subject_json(a)?,
-                    a.hint_hash.as_ref().map(|h| &h[..])
+                    a.hint_hash.as_ref().map(|h| &h[..]),
+                    a.acr
                 ],
                 "id_token_hint",
             )
