@@ -91,11 +91,14 @@ demo:
 	$(CARGO) build -p mfa-server -p demo-portal -p mfa-authenticator
 	bash demo-portal/demo.sh
 
-## The demo portal in headless Chromium (Debian's `chromium`, driven by
-## playwright-core): enrollment by the rendered QR code, approve, deny, expiry.
-## Screenshots go to target/browser-screenshots/.
+## The demo portal and the OpenID provider (with an Authlib relying party,
+## tests/oidc-rp, installed into target/oidc-rp-venv) in headless Chromium
+## (Debian's `chromium`, driven by playwright-core): enrollment by the
+## rendered QR code, approve, deny, fraud, expiry. Screenshots go to
+## target/browser-screenshots/.
 browser-test:
 	$(CARGO) build -p mfa-server -p demo-portal -p mfa-authenticator
+	bash tests/oidc-rp/ensure-venv.sh
 	cd tests/browser && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test
 ## Fuzzes each target for FUZZ_SECONDS with cargo-fuzz and libFuzzer
 ## (installed if missing). Stable Rust: RUSTC_BOOTSTRAP=1 lets cargo-fuzz use

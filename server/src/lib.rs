@@ -12,6 +12,8 @@
 //!   changes reach every replica's [`events`] through [`store::ChangeFeed`].
 //! - [`push`] delivers notifications through APNs and FCM in the background;
 //!   [`sweeper`] expires what is due.
+//! - [`oidc`] is a second face for browsers: an OpenID Connect provider
+//!   whose hosted page runs the same challenges.
 //! - [`server`] wires them together, behind [`tls`]; [`config`] reads the
 //!   settings; [`identity`] and [`offline_code_key`] hold the server's keys.
 
@@ -26,6 +28,7 @@ pub mod identity;
 mod key_file;
 pub mod model;
 pub mod offline_code_key;
+pub mod oidc;
 pub mod push;
 pub mod server;
 pub mod stats;

@@ -37,6 +37,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("OpenID provider: {0}")]
+    Oidc(#[from] crate::oidc::StartError),
 }
 
 /// A store opened from the configuration, and, on a database that several
@@ -137,6 +139,8 @@ pub struct RunningServer {
     pub metrics_addr: SocketAddr,
     /// The address of the HTTP/JSON listener, if `http_listen` is set.
     pub http_addr: Option<SocketAddr>,
+    /// The OpenID provider's listener and issuer, when `[oidc]` turns it on.
+    pub oidc: Option<(SocketAddr, String)>,
     /// The service behind it.
     pub service: Service,
     shutdown: watch::Sender<bool>,
@@ -181,6 +185,14 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .map(|addr| config.tls.http_server_config(addr))
         .transpose()
         .map_err(|e| ServerError::Setup(e.to_string()))?;
+    if let Some(listen) = config.oidc.listen {
+        // The OpenID provider's listener follows the same rule (it reads
+        // the files again when it starts).
+        config
+            .tls
+            .rustls_config(listen, "the OpenID provider")
+            .map_err(|e| ServerError::Setup(e.to_string()))?;
+    }
     let metrics = telemetry::metrics::install();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::new(health_reporter).await;
@@ -215,6 +227,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         // Listens before serving; relays until the store closes at shutdown.
         changes.start(service.events().clone()).await?;
     }
+    let oidc = crate::oidc::start(config, service.clone()).await?;
     health.check(&service).await;
     tokio::spawn(health.monitor(service.clone(), config.health_interval));
 
@@ -282,6 +295,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     tracing::info!(%addr, tls = config.tls.enabled(), "mfa-server listening");
     let stopping = service.clone();
     let service_for_close = service.clone();
+    let oidc_listener = oidc
+        .as_ref()
+        .map(|running| (running.addr, running.issuer.clone()));
+    let oidc_task = oidc.map(|running| running.task);
     // Small gRPC frames go out at once: with Nagle's algorithm a response
     // waits for the client's delayed ACK (40 ms on Linux).
     let incoming = connections.track(
@@ -318,6 +335,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             }
         }
         let _ = operators.await;
+        if let Some(task) = oidc_task {
+            let _ = task.await;
+        }
         if let Err(error) = service_for_close.store().close().await {
             tracing::error!(%error, "could not close the store cleanly");
         }
@@ -327,6 +347,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         addr,
         metrics_addr,
         http_addr,
+        oidc: oidc_listener,
         service,
         shutdown,
         task,

@@ -58,7 +58,7 @@ impl TlsConfig {
     /// Checks the settings against the listen address and reads the files:
     /// the gRPC listener's TLS configuration, or `None` for plaintext.
     pub fn server_config(&self, listen: SocketAddr) -> Result<Option<ServerTlsConfig>, TlsError> {
-        let Some(files) = self.read(listen)? else {
+        let Some(files) = self.read(listen, "gRPC")? else {
             return Ok(None);
         };
         let mut config = ServerTlsConfig::new()
@@ -78,41 +78,33 @@ impl TlsConfig {
         &self,
         listen: SocketAddr,
     ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-        let Some(files) = self.read(listen)? else {
+        let Some(files) = self.read(listen, "HTTP/JSON")? else {
             return Ok(None);
         };
-        let bad = |e: &dyn std::fmt::Display| TlsError(format!("HTTP listener: {e}"));
-        let certs = CertificateDer::pem_slice_iter(&files.cert)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(&e))?;
-        let key = PrivateKeyDer::from_pem_slice(&files.key).map_err(|e| bad(&e))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad(&e))?;
-        let builder = match files.client_ca {
-            Some(ca) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(&ca) {
-                    roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                        .allow_unauthenticated()
-                        .build()
-                        .map_err(|e| bad(&e))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder.with_single_cert(certs, key).map_err(|e| bad(&e))?;
+        let mut config = rustls_server(&files, files.client_ca.as_deref(), "HTTP listener")?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Some(Arc::new(config)))
     }
 
-    /// Checks the settings against a listener's address and reads the
-    /// files; `None` for plaintext.
-    fn read(&self, listen: SocketAddr) -> Result<Option<TlsFiles>, TlsError> {
+    /// The same certificate for a browser-facing listener (the OpenID
+    /// provider's, named `what`), with the same rule for plaintext; no
+    /// client certificates are asked for. `None` for plaintext.
+    pub fn rustls_config(
+        &self,
+        listen: SocketAddr,
+        what: &str,
+    ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        let Some(files) = self.read(listen, what)? else {
+            return Ok(None);
+        };
+        let mut config = rustls_server(&files, None, what)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Some(Arc::new(config)))
+    }
+
+    /// Checks the settings against the address of a listener serving
+    /// `what` and reads the files; `None` for plaintext.
+    fn read(&self, listen: SocketAddr, what: &str) -> Result<Option<TlsFiles>, TlsError> {
         let (cert_file, key_file) = match (&self.cert_file, &self.key_file) {
             (Some(cert), Some(key)) => (cert, key),
             (None, None) => {
@@ -123,7 +115,7 @@ impl TlsConfig {
                 }
                 if !listen.ip().is_loopback() && !self.allow_plaintext {
                     return Err(TlsError(format!(
-                        "refusing to serve plaintext on the non-loopback address {listen}: \
+                        "refusing to serve plaintext {what} on the non-loopback address {listen}: \
                          set [tls] cert_file and key_file, or tls.allow_plaintext = true if a \
                          proxy in front terminates TLS"
                     )));
@@ -172,6 +164,40 @@ struct TlsFiles {
     cert: Vec<u8>,
     key: Vec<u8>,
     client_ca: Option<Vec<u8>>,
+}
+
+/// A rustls server configuration with the certificate of `files`, asking
+/// for (and checking, but not requiring) client certificates signed by
+/// `client_ca` when given; errors name `what` is served.
+fn rustls_server(
+    files: &TlsFiles,
+    client_ca: Option<&[u8]>,
+    what: &str,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let bad = |e: &dyn std::fmt::Display| TlsError(format!("{what}: {e}"));
+    let certs = CertificateDer::pem_slice_iter(&files.cert)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(&files.key).map_err(|e| bad(&e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(&e))?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(ca) {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| bad(&e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    builder.with_single_cert(certs, key).map_err(|e| bad(&e))
 }
 
 /// Reads a PEM file that must hold at least one certificate.

@@ -213,6 +213,11 @@ impl TestServer {
         self.running().metrics_addr
     }
 
+    /// The OpenID provider's listener and issuer, when `oidc.listen` is set.
+    pub fn oidc(&self) -> Option<(std::net::SocketAddr, String)> {
+        self.running().oidc.clone()
+    }
+
     /// The PostgreSQL database it runs on, if any.
     pub fn database(&self) -> Option<&TestDatabase> {
         self.database.as_deref()

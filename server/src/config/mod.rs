@@ -6,7 +6,10 @@
 pub mod environment;
 pub mod show;
 
-use crate::{push::config::PushConfig, telemetry::logging::LogFormat, tls::TlsConfig};
+use crate::{
+    oidc::config::OidcConfig, push::config::PushConfig, telemetry::logging::LogFormat,
+    tls::TlsConfig,
+};
 use figment::{
     providers::{Format, Serialized, Toml},
     Figment,
@@ -141,6 +144,8 @@ pub struct Config {
     pub health_interval: Duration,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
+    /// The OpenID Connect provider (`[oidc]`), off unless `oidc.listen` is set.
+    pub oidc: OidcConfig,
 }
 
 impl Default for Config {
@@ -184,6 +189,7 @@ impl Default for Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             health_interval: Duration::from_secs(5),
             log_format: LogFormat::Text,
+            oidc: OidcConfig::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ mod enrollment;
 mod error;
 pub mod input;
 mod offline_code;
+mod oidc;
 mod tenant;
 mod watches;
 
@@ -26,6 +27,7 @@ pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
 pub use error::{Error, Reason, Refusal, Result};
 pub use offline_code::{OfflineCodeAttempt, OfflineCodeVerified};
+pub use oidc::{client_secret_matches, RegisteredClient};
 pub use tenant::{names, TenantSummary, CHALLENGE_TTLS, ENROLLMENT_TTLS};
 pub use watches::{follow, WatchSlot};
 

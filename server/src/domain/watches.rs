@@ -6,7 +6,7 @@
 
 use super::{Error, Reason, Result, Service};
 use crate::{events::Change, telemetry::metrics};
-use std::{collections::HashMap, future::Future, sync::Mutex};
+use std::{collections::HashMap, future::Future, sync::Mutex, time::Duration};
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -46,6 +46,51 @@ impl Service {
     pub fn open_watches(&self, tenant_id: &str) -> u32 {
         let open = self.inner.watches.open.lock().expect("watch slots lock");
         open.get(tenant_id).copied().unwrap_or(0)
+    }
+}
+
+impl Service {
+    /// A long poll: `read()` once it differs from `seen`, re-reading on
+    /// every change of any of `targets` (and after missed changes), or the
+    /// last value read when `wait` has passed or the server is stopping. It
+    /// holds one of the tenant's watch slots while it waits.
+    pub async fn await_change<T, F, Fut>(
+        &self,
+        tenant_id: &str,
+        targets: &[Change],
+        seen: &T,
+        wait: Duration,
+        read: F,
+    ) -> Result<T>
+    where
+        T: PartialEq,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        // Subscribe before the first read so that no change can slip between them.
+        let mut changes = self.events().subscribe();
+        let current = read().await?;
+        if current != *seen {
+            return Ok(current);
+        }
+        let _slot = self.open_watch(tenant_id)?;
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(change) if change != Change::Everything && !targets.contains(&change) => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return read().await,
+                },
+                () = &mut deadline => return read().await,
+                () = self.shutting_down() => return read().await,
+            }
+            let current = read().await?;
+            if current != *seen {
+                return Ok(current);
+            }
+        }
     }
 }
 
