@@ -47,7 +47,8 @@ bench:
 
 ## Runs sign-ins against the release server for SOAK_DURATION with short
 ## lifetimes and retention, and fails unless its memory, open file descriptors
-## and SQLite size (with -wal) stay flat once expired data is swept. A 30 s
+## and SQLite file stay flat once expired data is swept (and its WAL is cut
+## back). A 30 s
 ## run on the debug build is part of `make test`. See docs/security.md.
 SOAK_DURATION ?= 10m
 soak:
@@ -90,11 +91,14 @@ demo:
 	$(CARGO) build -p mfa-server -p demo-portal -p mfa-authenticator
 	bash demo-portal/demo.sh
 
-## The demo portal in headless Chromium (Debian's `chromium`, driven by
-## playwright-core): enrollment by the rendered QR code, approve, deny, expiry.
-## Screenshots go to target/browser-screenshots/.
+## The demo portal and the OpenID provider (with an Authlib relying party,
+## tests/oidc-rp, installed into target/oidc-rp-venv) in headless Chromium
+## (Debian's `chromium`, driven by playwright-core): enrollment by the
+## rendered QR code, approve, deny, fraud, expiry. Screenshots go to
+## target/browser-screenshots/.
 browser-test:
 	$(CARGO) build -p mfa-server -p demo-portal -p mfa-authenticator
+	bash tests/oidc-rp/ensure-venv.sh
 	cd tests/browser && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm test
 ## Fuzzes each target for FUZZ_SECONDS with cargo-fuzz and libFuzzer
 ## (installed if missing). Stable Rust: RUSTC_BOOTSTRAP=1 lets cargo-fuzz use

@@ -11,7 +11,9 @@
 #   5. deploy/systemd/mfa-server@.service: systemd-analyze verify (any
 #      complaint fails, though verify itself only fails on some) and
 #      systemd-analyze security --offline, whose exposure must stay low;
-#   6. deploy/check_recipes.py: the recipes against each other (ports,
+#   6. docs/openapi.json, the HTTP/JSON API's document: openapi-spec-validator
+#      (OpenAPI 3.1; the Rust tests check that the file is current);
+#   7. deploy/check_recipes.py: the recipes against each other (ports,
 #      labels, selectors, the HAProxy and Prometheus addresses, security
 #      settings) and every MFA_* variable each one sets against the server
 #      itself (`mfa-server config show` must read each as configuration).
@@ -41,7 +43,7 @@ ensure_tools() {
   if [ -x "$TOOLS/bin/python" ] && cmp -s "$REQUIREMENTS" "$TOOLS/requirements.installed"; then
     return
   fi
-  echo "deploy/check-recipes.sh: installing hadolint, kubernetes-validate and check-jsonschema into $TOOLS"
+  echo "deploy/check-recipes.sh: installing hadolint, kubernetes-validate, check-jsonschema and openapi-spec-validator into $TOOLS"
   rm -rf "$TOOLS"
   if ! python3 -m venv "$TOOLS" 2>/dev/null; then
     # Debian's python3 keeps venv (with pip) in a package of its own.
@@ -135,6 +137,9 @@ elif [ "${CI:-}" = true ]; then
 else
   echo "SKIPPED the systemd unit's check: systemd-analyze is missing (apt-get install systemd)"
 fi
+
+echo "== docs/openapi.json: openapi-spec-validator"
+"$TOOLS/bin/openapi-spec-validator" docs/openapi.json
 
 echo "== recipes against each other and against mfa-server's configuration"
 "$CARGO" build --quiet -p mfa-server

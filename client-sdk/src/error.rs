@@ -24,6 +24,8 @@ pub mod reason {
     pub const MALFORMED_REQUEST: &str = Reason::MalformedRequest.as_str();
     /// The request is larger than the server accepts.
     pub const REQUEST_TOO_LARGE: &str = Reason::RequestTooLarge.as_str();
+    /// An HTTP/JSON body that is not `application/json` (never sent over gRPC).
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = Reason::UnsupportedMediaType.as_str();
     /// No API key was sent.
     pub const API_KEY_MISSING: &str = Reason::ApiKeyMissing.as_str();
     /// The API key is unknown or revoked.
@@ -413,6 +415,7 @@ mod tests {
             reason::INVALID_ARGUMENT,
             reason::MALFORMED_REQUEST,
             reason::REQUEST_TOO_LARGE,
+            reason::UNSUPPORTED_MEDIA_TYPE,
             reason::API_KEY_MISSING,
             reason::API_KEY_INVALID,
             reason::API_KEY_WRONG_ROLE,

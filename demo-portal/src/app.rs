@@ -247,20 +247,14 @@ async fn enroll_qr(State(portal): Shared, headers: HeaderMap) -> Response {
     let Some(Step::Enrolling { qr_uri, .. }) = portal.sessions.get(&headers).map(|s| s.step) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    match qrcode::QrCode::new(qr_uri.as_bytes()) {
-        Ok(code) => {
-            let svg = code
-                .render::<qrcode::render::svg::Color<'_>>()
-                .min_dimensions(264, 264)
-                .build();
-            (
-                [(CONTENT_TYPE, "image/svg+xml"), (CACHE_CONTROL, "no-store")],
-                svg,
-            )
-                .into_response()
-        }
-        Err(e) => {
-            eprintln!("demo-portal: the QR code could not be made: {e}");
+    match mfa_proto::enrollment::qr_svg(&qr_uri) {
+        Some(svg) => (
+            [(CONTENT_TYPE, "image/svg+xml"), (CACHE_CONTROL, "no-store")],
+            svg,
+        )
+            .into_response(),
+        None => {
+            eprintln!("demo-portal: the QR code could not be made: the URI is too long");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
     }

@@ -158,6 +158,18 @@ fn check_server_url(server_url: &str) -> Result<String, EnrollmentUriError> {
     }
 }
 
+/// The enrollment URI as an SVG image of its QR code (264 pixels or more
+/// across), for a portal to show; `None` if the URI is too long for a QR code.
+#[cfg(feature = "qr")]
+pub fn qr_svg(uri: &str) -> Option<String> {
+    let code = qrcode::QrCode::new(uri.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(264, 264)
+            .build(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

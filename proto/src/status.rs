@@ -46,6 +46,8 @@ pub enum Reason {
     MalformedRequest,
     /// The request message is larger than the server's `max_message_size`.
     RequestTooLarge,
+    /// An HTTP/JSON request body that is not `application/json`.
+    UnsupportedMediaType,
     /// No API key in the `authorization` metadata (`Bearer mfak_…`).
     ApiKeyMissing,
     /// The API key is unknown or revoked.
@@ -121,10 +123,11 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of the table in `docs/protocol.md`.
-    pub const ALL: [Reason; 33] = [
+    pub const ALL: [Reason; 34] = [
         Self::InvalidArgument,
         Self::MalformedRequest,
         Self::RequestTooLarge,
+        Self::UnsupportedMediaType,
         Self::ApiKeyMissing,
         Self::ApiKeyInvalid,
         Self::ApiKeyWrongRole,
@@ -163,6 +166,7 @@ impl Reason {
             Self::InvalidArgument => "INVALID_ARGUMENT",
             Self::MalformedRequest => "MALFORMED_REQUEST",
             Self::RequestTooLarge => "REQUEST_TOO_LARGE",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             Self::ApiKeyMissing => "API_KEY_MISSING",
             Self::ApiKeyInvalid => "API_KEY_INVALID",
             Self::ApiKeyWrongRole => "API_KEY_WRONG_ROLE",
@@ -205,11 +209,13 @@ impl Reason {
     ///
     /// The HTTP column follows `google.rpc.Code`'s mapping, except where a
     /// more specific status says more: 409 for a state that forbids the call
-    /// (`FAILED_PRECONDITION`), 413 for a request that is too large.
+    /// (`FAILED_PRECONDITION`), 413 for a request that is too large, 415 for
+    /// a body of another media type.
     pub fn faces(self) -> (Code, u16) {
         match self {
             Self::InvalidArgument | Self::MalformedRequest => (Code::InvalidArgument, 400),
             Self::RequestTooLarge => (Code::OutOfRange, 413),
+            Self::UnsupportedMediaType => (Code::InvalidArgument, 415),
             Self::ApiKeyMissing
             | Self::ApiKeyInvalid
             | Self::ClientCertificateRequired
@@ -244,6 +250,30 @@ impl Reason {
     /// The gRPC status code of this reason.
     pub fn code(self) -> Code {
         self.faces().0
+    }
+
+    /// The name of [`Reason::code`] as the gRPC documentation writes it
+    /// (`NOT_FOUND`), which the HTTP/JSON face sends as the error's `code`.
+    pub fn code_name(self) -> &'static str {
+        match self.code() {
+            Code::Ok => "OK",
+            Code::Cancelled => "CANCELLED",
+            Code::Unknown => "UNKNOWN",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Aborted => "ABORTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
+            Code::Unimplemented => "UNIMPLEMENTED",
+            Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::DataLoss => "DATA_LOSS",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+        }
     }
 
     /// The HTTP status of this reason, for the HTTP/JSON face of the API.
@@ -367,5 +397,8 @@ mod tests {
             })
             .collect();
         assert_eq!(documented, expected);
+        for reason in Reason::ALL {
+            assert_eq!(reason.code_name(), code_name(reason.code()), "{reason}");
+        }
     }
 }

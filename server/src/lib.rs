@@ -2,8 +2,9 @@
 //!
 //! A tour, in the order a request travels:
 //! - [`api`] decodes gRPC requests (`mfa.v1`), authenticates API keys, and
-//!   encodes answers; watch streams follow [`events`]. [`client_address`]
-//!   tells who called, behind a load balancer too.
+//!   encodes answers; watch streams follow [`events`]. [`http`] is the
+//!   portal service's HTTP/JSON face, over the same operations.
+//!   [`client_address`] tells who called, behind a load balancer too.
 //! - [`domain`] holds the rules: enrollment, challenges, device proofs,
 //!   administration, audit.
 //! - [`store`] keeps state behind a narrow trait; [`store::SqliteStore`] is the
@@ -11,6 +12,8 @@
 //!   changes reach every replica's [`events`] through [`store::ChangeFeed`].
 //! - [`push`] delivers notifications through APNs and FCM in the background;
 //!   [`sweeper`] expires what is due.
+//! - [`oidc`] is a second face for browsers: an OpenID Connect provider
+//!   whose hosted page runs the same challenges.
 //! - [`server`] wires them together, behind [`tls`]; [`config`] reads the
 //!   settings; [`identity`] and [`offline_code_key`] hold the server's keys.
 
@@ -20,10 +23,12 @@ pub mod config;
 pub mod domain;
 pub mod error_text;
 pub mod events;
+pub mod http;
 pub mod identity;
 mod key_file;
 pub mod model;
 pub mod offline_code_key;
+pub mod oidc;
 pub mod push;
 pub mod server;
 pub mod stats;

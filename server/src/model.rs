@@ -400,3 +400,116 @@ impl Default for AuditEvent {
         }
     }
 }
+
+/// A key of the OpenID provider that signs id_tokens (RS256): published in
+/// the JWKS from `created_at`, used to sign from `signs_from`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    /// The key id (`kid`), as the JWKS and each token's header name it.
+    pub kid: String,
+    /// The RSA private key, PKCS#1 DER.
+    pub private_key: Vec<u8>,
+    /// A self-signed X.509 certificate of the key (DER), for the JWKS's
+    /// `x5c`.
+    pub certificate: Vec<u8>,
+    pub created_at: i64,
+    pub signs_from: i64,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("signs_from", &self.signs_from)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A relying party registered with the OpenID provider for one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcClient {
+    pub client_id: String,
+    pub tenant_id: String,
+    /// Shown on the verification page and as the sign-in's application.
+    pub display_name: String,
+    /// SHA-256 of the client secret; `None` for a public client (PKCE only).
+    pub secret_hash: Option<[u8; 32]>,
+    /// The redirect URIs a request may name, compared exactly.
+    pub redirect_uris: Vec<String>,
+    /// For Entra ID's external authentication method: the Entra tenant
+    /// whose id_token_hint this client's requests carry.
+    pub entra: Option<EntraTenant>,
+    pub created_at: i64,
+}
+
+/// An Entra ID tenant, as an external authentication method's client
+/// checks the `id_token_hint` it sends.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EntraTenant {
+    /// The Entra tenant id (`tid`).
+    pub tenant_id: String,
+    /// The app id of the external method's app registration: the hint's `aud`.
+    pub app_id: String,
+    /// The hint's issuer, `https://login.microsoftonline.com/<tid>/v2.0`.
+    pub issuer: String,
+    /// Where the tenant's signing keys are: an `https://` JWKS URL (for
+    /// Entra, `https://login.microsoftonline.com/<tid>/discovery/v2.0/keys`)
+    /// or a JWKS file's path.
+    pub jwks: String,
+}
+
+string_enum!(
+    /// What an authorization returns: a code (the code flow) or an
+    /// id_token posted back at once (Entra ID's external method).
+    ResponseType { Code => "code", IdToken => "id_token" }
+);
+
+/// Who an Entra `id_token_hint` named: returned in the id_token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HintSubject {
+    pub sub: String,
+    pub oid: String,
+    pub tid: String,
+}
+
+/// One sign-in through the OpenID provider, from the authorization request
+/// to the code's redemption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorization {
+    pub id: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    /// The user, as the relying party named them (`login_hint`).
+    pub user_id: String,
+    /// The e-mail address an enrollment shows in the app (may be empty).
+    pub email: String,
+    /// Whether the request came authenticated by the client (pushed,
+    /// RFC 9126, or with a verified Entra `id_token_hint`): only such a
+    /// request may enroll a first device.
+    pub pushed: bool,
+    pub response_type: ResponseType,
+    /// The subject of a verified `id_token_hint`.
+    pub subject: Option<HintSubject>,
+    /// The `acr` to grant (Entra ID's external method), one it asked for.
+    pub acr: Option<String>,
+    /// SHA-256 of the `id_token_hint`, which may be used once.
+    pub hint_hash: Option<[u8; 32]>,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    /// The PKCE S256 challenge, base64url.
+    pub code_challenge: Option<String>,
+    /// The sign-in challenge in progress, if one was started.
+    pub challenge_id: Option<String>,
+    /// The enrollment in progress, for a user without a device.
+    pub enrollment_id: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// When a code was issued or an error returned (once only).
+    pub finished_at: Option<i64>,
+    /// When the person approved (the id_token's `auth_time`).
+    pub auth_time: Option<i64>,
+    pub code_expires_at: Option<i64>,
+    pub code_used_at: Option<i64>,
+}

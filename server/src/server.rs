@@ -1,5 +1,5 @@
-//! Starting the service: store, migrations, identity, sweeper and the gRPC
-//! listener (with health and reflection).
+//! Starting the service: store, migrations, identity, sweeper, the gRPC
+//! listener (with health and reflection) and the optional HTTP/JSON one.
 
 use crate::{
     api::{AdminApi, Connections, DeviceApi, PortalApi, RequestFramingLayer, StreamLimitLayer},
@@ -7,6 +7,7 @@ use crate::{
     config::Config,
     domain::{Limits, Service},
     events::Events,
+    http::{self, HttpListener},
     identity::ServerIdentity,
     offline_code_key::OfflineCodeKey,
     push::{self, Dispatcher},
@@ -36,6 +37,8 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("OpenID provider: {0}")]
+    Oidc(#[from] crate::oidc::StartError),
 }
 
 /// A store opened from the configuration, and, on a database that several
@@ -134,6 +137,10 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The address of the operators' listener (`/metrics`, `/healthz`).
     pub metrics_addr: SocketAddr,
+    /// The address of the HTTP/JSON listener, if `http_listen` is set.
+    pub http_addr: Option<SocketAddr>,
+    /// The OpenID provider's listener and issuer, when `[oidc]` turns it on.
+    pub oidc: Option<(SocketAddr, String)>,
     /// The service behind it.
     pub service: Service,
     shutdown: watch::Sender<bool>,
@@ -173,6 +180,19 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .tls
         .server_config(config.listen)
         .map_err(|e| ServerError::Setup(e.to_string()))?;
+    let http_tls = config
+        .http_listen
+        .map(|addr| config.tls.http_server_config(addr))
+        .transpose()
+        .map_err(|e| ServerError::Setup(e.to_string()))?;
+    if let Some(listen) = config.oidc.listen {
+        // The OpenID provider's listener follows the same rule (it reads
+        // the files again when it starts).
+        config
+            .tls
+            .rustls_config(listen, "the OpenID provider")
+            .map_err(|e| ServerError::Setup(e.to_string()))?;
+    }
     let metrics = telemetry::metrics::install();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health::new(health_reporter).await;
@@ -180,6 +200,20 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let addr = listener.local_addr()?;
     let metrics_listener = TcpListener::bind(config.metrics_listen).await?;
     let metrics_addr = metrics_listener.local_addr()?;
+    let http_listener = match (config.http_listen, http_tls) {
+        (Some(addr), Some(tls)) => {
+            let listener = TcpListener::bind(addr).await?;
+            Some(match tls {
+                Some(tls) => HttpListener::Tls(listener, tls),
+                None => HttpListener::Plain(listener),
+            })
+        }
+        _ => None,
+    };
+    let http_addr = http_listener
+        .as_ref()
+        .map(HttpListener::local_addr)
+        .transpose()?;
     let public_url = config.public_url_for(addr);
     let (service, changes) = assemble_service(config, public_url).await?;
     let operators = tokio::spawn(telemetry::http::serve(
@@ -193,6 +227,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         // Listens before serving; relays until the store closes at shutdown.
         changes.start(service.events().clone()).await?;
     }
+    let oidc = crate::oidc::start(config, service.clone()).await?;
     health.check(&service).await;
     tokio::spawn(health.monitor(service.clone(), config.health_interval));
 
@@ -206,6 +241,19 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let setup = |e: tonic_reflection::server::Error| ServerError::Setup(format!("reflection: {e}"));
     let reflection_v1 = reflection().build_v1().map_err(setup)?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(setup)?;
+
+    let http = http_listener.map(|listener| {
+        let router = http::router(
+            service.clone(),
+            TrustedProxies::new(&config.trusted_proxies),
+            config.tls.client_cert_policy(),
+            config.max_message_size,
+        );
+        if let Some(addr) = http_addr {
+            tracing::info!(%addr, tls = config.tls.enabled(), "HTTP/JSON API listening");
+        }
+        tokio::spawn(listener.serve(router, service.clone()))
+    });
 
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     let mut shutdown_grace = shutdown.subscribe();
@@ -247,6 +295,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     tracing::info!(%addr, tls = config.tls.enabled(), "mfa-server listening");
     let stopping = service.clone();
     let service_for_close = service.clone();
+    let oidc_listener = oidc
+        .as_ref()
+        .map(|running| (running.addr, running.issuer.clone()));
+    let oidc_task = oidc.map(|running| running.task);
     // Small gRPC frames go out at once: with Nagle's algorithm a response
     // waits for the client's delayed ACK (40 ms on Linux).
     let incoming = connections.track(
@@ -269,9 +321,23 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 Ok(())
             }
         };
-        // The operators' listener ends with the service; waiting for it frees
-        // its port before `stop` returns.
+        // The HTTP/JSON and operators' listeners end with the service;
+        // waiting for them frees their ports before `stop` returns.
+        if let Some(mut http) = http {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut http)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "HTTP/JSON calls did not finish within {SHUTDOWN_GRACE:?}; closing them"
+                );
+                http.abort();
+            }
+        }
         let _ = operators.await;
+        if let Some(task) = oidc_task {
+            let _ = task.await;
+        }
         if let Err(error) = service_for_close.store().close().await {
             tracing::error!(%error, "could not close the store cleanly");
         }
@@ -280,6 +346,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     Ok(RunningServer {
         addr,
         metrics_addr,
+        http_addr,
+        oidc: oidc_listener,
         service,
         shutdown,
         task,

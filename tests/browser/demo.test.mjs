@@ -3,80 +3,26 @@
 // and the number is read from the page as a person reads it.
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 
-import jsQR from 'jsqr';
-import { chromium } from 'playwright-core';
-import { PNG } from 'pngjs';
-
-import { screenshotDir, startStack } from './stack.mjs';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const WAIT = { timeout: 30_000 };
+import { launchChromium, newPage, readQrCode, shot, shownNumber, statusIs, WAIT } from './page.mjs';
+import { startStack } from './stack.mjs';
 
 let browser;
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `no Chromium at ${CHROMIUM}: apt-get install chromium fonts-noto-cjk, or set CHROMIUM_PATH`,
-    );
-  }
-  await mkdir(screenshotDir, { recursive: true });
-  // --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
 });
 
-async function newPage(locale) {
-  const context = await browser.newContext({ locale, viewport: { width: 720, height: 860 } });
-  return context.newPage();
-}
-
-function shot(page, name) {
-  return page.screenshot({ path: path.join(screenshotDir, `${name}.png`), fullPage: true });
-}
-
 async function signIn(page, url, email) {
   await page.goto(url);
   await page.fill('input[name=email]', email);
   await page.fill('input[name=password]', 'demo');
   await page.click('button[type=submit]');
-}
-
-/** Decodes the QR code from a screenshot of the rendered image. */
-async function readQrCode(page) {
-  const image = page.locator('#qr');
-  await image.waitFor(WAIT);
-  await page.waitForFunction(() => {
-    const img = document.getElementById('qr');
-    return img.complete && img.naturalWidth > 0;
-  });
-  const png = PNG.sync.read(await image.screenshot());
-  const code = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
-  assert.ok(code, 'the rendered QR code decodes');
-  assert.match(code.data, /^mfa:\/\/enroll\?/);
-  return code.data;
-}
-
-/** The number shown large on the page, once it is shown. */
-async function shownNumber(page) {
-  const number = page.locator('#number');
-  await number.waitFor({ state: 'visible', ...WAIT });
-  const text = (await number.textContent()).trim();
-  assert.match(text, /^\d{2}$/);
-  return text;
-}
-
-async function statusIs(page, state) {
-  await page.locator(`#status[data-state="${state}"]`).waitFor(WAIT);
-  return (await page.locator('#status').textContent()).trim();
 }
 
 /** On the enrollment page: scan the QR code with the phone, type the number. */
@@ -98,7 +44,7 @@ async function enrollPhone(page, phone, email, shots = {}) {
 test('first sign-in sets up the app by QR code, then the number approves sign-ins (Japanese)', async () => {
   const stack = await startStack();
   try {
-    const page = await newPage('ja-JP');
+    const page = await newPage(browser, 'ja-JP');
     const phone = await stack.phone('hanako-phone');
 
     await page.goto(stack.url);
@@ -146,7 +92,7 @@ test('first sign-in sets up the app by QR code, then the number approves sign-in
 test('a denied sign-in offers a new try; "this wasn\'t me" blocks the user (English)', async () => {
   const stack = await startStack();
   try {
-    const page = await newPage('en-US');
+    const page = await newPage(browser, 'en-US');
     const phone = await stack.phone('taro-phone');
     await signIn(page, stack.url, 'taro@example.jp');
     await enrollPhone(page, phone, 'taro@example.jp');
@@ -189,7 +135,7 @@ test('a denied sign-in offers a new try; "this wasn\'t me" blocks the user (Engl
 test('an expired QR code and an expired sign-in each offer a new try', async () => {
   const stack = await startStack({ MFA_ENROLLMENT_TTL: '6s', MFA_CHALLENGE_TTL: '10s' });
   try {
-    const page = await newPage('ja-JP');
+    const page = await newPage(browser, 'ja-JP');
     const phone = await stack.phone('alice-phone');
     await signIn(page, stack.url, 'alice@example.com');
     await page.waitForURL('**/enroll', WAIT);

@@ -3,7 +3,6 @@
 //! its addresses set through the environment as that file expects.
 
 use std::{
-    io::Write,
     net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -30,17 +29,7 @@ fn binary() -> Option<PathBuf> {
 /// Whether HAProxy is installed; if not, says that `test` is skipped, or
 /// fails under `CI=true` (where `.ci/run` installs it).
 pub fn available_or_skip(test: &str) -> bool {
-    if binary().is_some() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("HAProxy is required under CI: install Debian's haproxy package");
-    }
-    let _ = writeln!(
-        std::io::stderr().lock(),
-        "SKIPPED {test}: haproxy is not installed (apt-get install haproxy)"
-    );
-    false
+    crate::installed_or_skip(test, binary().is_some(), "haproxy")
 }
 
 /// A free loopback port, for a listener that another process will open.

@@ -5,7 +5,9 @@
 
 pub mod connect_proxy;
 pub mod haproxy;
+pub mod http_api;
 pub mod pg_cluster;
+pub mod php;
 pub mod postgres;
 pub mod process;
 pub mod push;
@@ -132,6 +134,9 @@ impl TestServer {
         let mut config = self.config.clone();
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.metrics_listen = "127.0.0.1:0".parse().unwrap();
+        if config.http_listen.is_some() {
+            config.http_listen = Some("127.0.0.1:0".parse().unwrap());
+        }
         adjust(&mut config);
         let running = mfa_server::start(&config).await.expect("replica starts");
         Self {
@@ -171,11 +176,13 @@ impl TestServer {
     /// Stops the server and starts it again on the same data and port.
     pub async fn restart(&mut self) {
         let running = self.running.take().expect("server is running");
-        let (addr, metrics_addr) = (running.addr, running.metrics_addr);
+        let (addr, metrics_addr, http_addr) =
+            (running.addr, running.metrics_addr, running.http_addr);
         running.stop().await.expect("server stops cleanly");
         let mut config = self.config.clone();
         config.listen = addr;
         config.metrics_listen = metrics_addr;
+        config.http_listen = http_addr;
         self.running = Some(mfa_server::start(&config).await.expect("server restarts"));
     }
 
@@ -190,9 +197,25 @@ impl TestServer {
         self.running().addr
     }
 
+    /// The base URL of the HTTP/JSON API (`http_listen` must be set).
+    pub fn http_url(&self) -> String {
+        let addr = self.running().http_addr.expect("http_listen is set");
+        format!("http://{addr}")
+    }
+
+    /// The HTTP/JSON API with the default tenant's portal key.
+    pub fn http_api(&self) -> http_api::HttpApi {
+        http_api::HttpApi::new(&self.http_url(), Some(&self.tenant.portal_key))
+    }
+
     /// The address of `/metrics` and `/healthz`.
     pub fn metrics_addr(&self) -> std::net::SocketAddr {
         self.running().metrics_addr
+    }
+
+    /// The OpenID provider's listener and issuer, when `oidc.listen` is set.
+    pub fn oidc(&self) -> Option<(std::net::SocketAddr, String)> {
+        self.running().oidc.clone()
     }
 
     /// The PostgreSQL database it runs on, if any.
@@ -498,6 +521,24 @@ pub fn wrong_number(number: &str) -> String {
     let n: u32 = number.parse().unwrap();
     let low = 10u32.pow(number.len() as u32 - 1);
     (if n + 1 < low * 10 { n + 1 } else { low }).to_string()
+}
+
+/// Whether a tool a test needs is `installed`; if not, says that `test` is
+/// skipped and which Debian `packages` bring the tool, or fails under
+/// `CI=true`, where `.ci/run` installs them.
+pub fn installed_or_skip(test: &str, installed: bool, packages: &str) -> bool {
+    if installed {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test} needs Debian's {packages} under CI");
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {test}: not installed (apt-get install {packages})"
+    );
+    false
 }
 
 /// Awaits `future` for at most five seconds, so a hang fails instead of stalling.

@@ -18,7 +18,11 @@ async fn sign_in(portal: &mfa_sdk::portal::RelyingParty) -> proto::Challenge {
 
 #[tokio::test]
 async fn metrics_count_what_a_scripted_run_did() {
-    let server = TestServer::start_with(|c| c.challenge_ttl = Duration::from_secs(2)).await;
+    let server = TestServer::start_with(|c| {
+        c.challenge_ttl = Duration::from_secs(2);
+        c.http_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
     let tenant = server.tenant.id.as_str();
     let portal = server.portal().await;
 
@@ -202,8 +206,50 @@ async fn metrics_count_what_a_scripted_run_did() {
     );
     assert!((1.0..=4.0).contains(&sweeps), "{sweeps} sweeps");
 
+    // HTTP/JSON calls count under the same names, with their transport
+    // (the user is blocked after the fraud report above).
+    let api = server.http_api();
+    let created = api
+        .post("/v1/challenges", serde_json::json!({"user_id": "u"}))
+        .await;
+    assert_eq!(created.reason(), "USER_BLOCKED");
+    api.with_key(None)
+        .post("/v1/challenges", serde_json::json!({"user_id": "u"}))
+        .await;
+    api.get("/v1/users/u").await;
+    let http = scrape(&server).await;
+    let calls = |method, code, transport| {
+        value(
+            &http,
+            "mfa_grpc_requests_total",
+            &[
+                ("service", "mfa.v1.PortalService"),
+                ("method", method),
+                ("code", code),
+                ("transport", transport),
+            ],
+        )
+    };
+    assert_eq!(calls("CreateChallenge", "FailedPrecondition", "http"), 1.0);
+    assert_eq!(calls("CreateChallenge", "FailedPrecondition", "grpc"), 1.0);
+    assert_eq!(calls("CreateChallenge", "OK", "grpc"), 7.0);
+    assert_eq!(calls("CreateChallenge", "Unauthenticated", "http"), 1.0);
+    assert_eq!(calls("GetUserStatus", "OK", "http"), 1.0);
+    assert_eq!(
+        value(
+            &http,
+            "mfa_grpc_request_duration_seconds_count",
+            &[("method", "CreateChallenge"), ("transport", "http")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(&http, "mfa_auth_failures_total", &[("kind", "api_key")]),
+        2.0
+    );
+
     // No label carries a user id or an e-mail address.
-    for sample in &after.samples {
+    for sample in &http.samples {
         for (_, label) in sample.labels.iter() {
             assert!(
                 !["u", "v", "u@example.jp", "v@example.jp"].contains(&label.as_str()),

@@ -1730,3 +1730,257 @@ async fn offline_steps_are_used_once_and_only_forward() {
         );
     }
 }
+
+fn oidc_client(tenant: &Tenant, secret: Option<[u8; 32]>) -> OidcClient {
+    OidcClient {
+        client_id: id("client"),
+        tenant_id: tenant.id.clone(),
+        display_name: "Example RP".into(),
+        secret_hash: secret,
+        redirect_uris: vec![
+            "https://rp.example.com/cb".into(),
+            "http://127.0.0.1:8080/cb".into(),
+        ],
+        entra: None,
+        created_at: NOW,
+    }
+}
+
+fn authorization(client: &OidcClient, user: &str) -> Authorization {
+    Authorization {
+        id: id("authorization"),
+        tenant_id: client.tenant_id.clone(),
+        client_id: client.client_id.clone(),
+        user_id: user.into(),
+        email: format!("{user}@example.com"),
+        pushed: true,
+        response_type: ResponseType::Code,
+        subject: None,
+        acr: None,
+        hint_hash: None,
+        redirect_uri: client.redirect_uris[0].clone(),
+        state: Some("state-1".into()),
+        nonce: Some("nonce-1".into()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        challenge_id: None,
+        enrollment_id: None,
+        created_at: NOW,
+        expires_at: NOW + 900_000,
+        finished_at: None,
+        auth_time: None,
+        code_expires_at: None,
+        code_used_at: None,
+    }
+}
+
+#[tokio::test]
+async fn oidc_clients_and_authorizations_come_back_and_end_one_way_once() {
+    for backend in backends("oidc_clients_and_authorizations_come_back_and_end_one_way_once").await
+    {
+        let store = backend.store.clone();
+        let tenant = tenant(&*store).await;
+        let confidential = oidc_client(&tenant, Some(unique_code_hash()));
+        let public = OidcClient {
+            created_at: NOW + 1,
+            entra: Some(EntraTenant {
+                tenant_id: "tid-1".into(),
+                app_id: "app-1".into(),
+                issuer: "https://login.microsoftonline.com/tid-1/v2.0".into(),
+                jwks: "/etc/mfa/entra.json".into(),
+            }),
+            ..oidc_client(&tenant, None)
+        };
+        store.create_oidc_client(&confidential).await.unwrap();
+        store.create_oidc_client(&public).await.unwrap();
+        assert!(matches!(
+            store.create_oidc_client(&confidential).await,
+            Err(StoreError::Duplicate(_))
+        ));
+        assert_eq!(
+            store.get_oidc_client(&public.client_id).await.unwrap(),
+            Some(public.clone()),
+            "{}",
+            backend.name
+        );
+        assert_eq!(
+            store.list_oidc_clients(&tenant.id).await.unwrap(),
+            [confidential.clone(), public.clone()]
+        );
+        assert!(store.get_oidc_client("nobody").await.unwrap().is_none());
+
+        let a = authorization(&confidential, "u");
+        store.create_authorization(&a).await.unwrap();
+        assert_eq!(
+            store.get_authorization(&a.id).await.unwrap(),
+            Some(a.clone())
+        );
+        assert!(store
+            .set_authorization_step(&a.id, Some("c-1"), None)
+            .await
+            .unwrap());
+        let waiting = store.get_authorization(&a.id).await.unwrap().unwrap();
+        assert_eq!(waiting.challenge_id.as_deref(), Some("c-1"));
+
+        // Finished once: a code, and then neither another code nor an error.
+        let hashes = [unique_code_hash(), unique_code_hash()];
+        let finished: Vec<_> = [Some(hashes[0]), Some(hashes[1]), None]
+            .into_iter()
+            .map(|code| {
+                let (store, id) = (store.clone(), a.id.clone());
+                tokio::spawn(async move {
+                    let code = code.map(|h| (h, NOW + 60_000));
+                    store
+                        .finish_authorization(
+                            &id,
+                            code.as_ref().map(|(h, e)| (h, *e)),
+                            Some(NOW + 5),
+                            NOW + 6,
+                        )
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut wins = 0;
+        for finishing in finished {
+            wins += usize::from(finishing.await.unwrap());
+        }
+        assert_eq!(wins, 1, "{}", backend.name);
+        assert!(!store
+            .set_authorization_step(&a.id, None, None)
+            .await
+            .unwrap());
+
+        // Whichever won: if it was a code, exactly one redemption of either
+        // code succeeds.
+        let stored = store.get_authorization(&a.id).await.unwrap().unwrap();
+        assert_eq!(stored.finished_at, Some(NOW + 6));
+        if stored.code_expires_at.is_some() {
+            let redeems: Vec<_> = (0..6)
+                .map(|i| {
+                    let (store, hash) = (store.clone(), hashes[i % 2]);
+                    tokio::spawn(async move { store.redeem_code(&hash, NOW + 7).await.unwrap() })
+                })
+                .collect();
+            let mut redeemed = Vec::new();
+            for redeem in redeems {
+                redeemed.extend(redeem.await.unwrap());
+            }
+            assert_eq!(redeemed.len(), 1, "{}", backend.name);
+            assert_eq!(redeemed[0].code_used_at, Some(NOW + 7));
+            assert_eq!(redeemed[0].auth_time, Some(NOW + 5));
+        }
+        assert!(store
+            .redeem_code(&unique_code_hash(), NOW)
+            .await
+            .unwrap()
+            .is_none());
+
+        // An Entra hint is used once; its subject comes back.
+        let hinted = Authorization {
+            response_type: ResponseType::IdToken,
+            subject: Some(HintSubject {
+                sub: "s".into(),
+                oid: "o".into(),
+                tid: "t".into(),
+            }),
+            hint_hash: Some(unique_code_hash()),
+            acr: Some("possessionorinherence".into()),
+            ..authorization(&public, "v")
+        };
+        store.create_authorization(&hinted).await.unwrap();
+        assert_eq!(
+            store.get_authorization(&hinted.id).await.unwrap(),
+            Some(hinted.clone())
+        );
+        let replayed = Authorization {
+            id: id("authorization"),
+            ..hinted.clone()
+        };
+        assert!(matches!(
+            store.create_authorization(&replayed).await,
+            Err(StoreError::Duplicate(_))
+        ));
+
+        // Swept once long expired (their record is the audit log's).
+        let short = Authorization {
+            expires_at: NOW + 100,
+            ..authorization(&confidential, "w")
+        };
+        store.create_authorization(&short).await.unwrap();
+        store.sweep(NOW + 150, NOW + 100).await.unwrap();
+        assert!(store.get_authorization(&short.id).await.unwrap().is_some());
+        store.sweep(NOW + 150, NOW + 101).await.unwrap();
+        assert!(store.get_authorization(&short.id).await.unwrap().is_none());
+        assert!(store.get_authorization(&a.id).await.unwrap().is_some());
+
+        // A deleted user's authorizations go with them.
+        let other = hinted;
+        store.record_terms(&tenant.id, "v", "1", NOW).await.unwrap();
+        store
+            .delete_user(&tenant.id, "v", "test", NOW)
+            .await
+            .unwrap();
+        assert!(store.get_authorization(&other.id).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn signing_keys_are_added_once_per_rotation_and_forgotten_when_long_replaced() {
+    for backend in
+        backends("signing_keys_are_added_once_per_rotation_and_forgotten_when_long_replaced").await
+    {
+        let store = backend.store.clone();
+        let key = |kid: &str, created_at, signs_from| SigningKey {
+            kid: kid.into(),
+            private_key: vec![1, 2, 3, kid.len() as u8],
+            certificate: vec![4, 5, 6],
+            created_at,
+            signs_from,
+        };
+        // Two replicas find no key at once: one key is added.
+        let first: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|kid| {
+                let (store, key) = (store.clone(), key(kid, NOW, NOW));
+                tokio::spawn(async move { store.add_signing_key(&key, i64::MIN).await.unwrap() })
+            })
+            .collect();
+        let mut added = 0;
+        for adding in first {
+            added += usize::from(adding.await.unwrap());
+        }
+        let keys = store.signing_keys().await.unwrap();
+        // PostgreSQL's READ COMMITTED may let both in; both are then
+        // published and the replicas agree on the signer by their order.
+        assert!(
+            added >= 1 && keys.len() == added,
+            "{}: {keys:?}",
+            backend.name
+        );
+        let first_kid = keys[0].kid.clone();
+
+        // The next one, published ahead, unless another replica added it.
+        let next = key("c", NOW + 100, NOW + 1_000);
+        assert!(store.add_signing_key(&next, NOW + 1).await.unwrap());
+        assert!(!store
+            .add_signing_key(&key("d", NOW + 101, NOW + 1_000), NOW + 1)
+            .await
+            .unwrap());
+        let keys = store.signing_keys().await.unwrap();
+        assert_eq!(keys.last(), Some(&next), "{}", backend.name);
+
+        // Replaced at NOW + 1000: kept until then, forgotten after.
+        assert_eq!(store.forget_signing_keys(NOW + 1_000).await.unwrap(), 0);
+        assert!(store.forget_signing_keys(NOW + 1_001).await.unwrap() >= 1);
+        let kids: Vec<_> = store
+            .signing_keys()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert_eq!(kids, ["c"], "{}", backend.name);
+        assert_ne!(first_kid, "c");
+    }
+}

@@ -3,12 +3,11 @@
 
 mod admin;
 mod connection;
-mod convert;
+pub(crate) mod convert;
 mod device;
 mod framing;
-mod portal;
+pub(crate) mod portal;
 mod stream_limit;
-mod watch;
 
 pub use admin::AdminApi;
 pub use connection::Connections;
@@ -26,24 +25,14 @@ use tonic::{Request, Status};
 
 /// The one place where domain errors become statuses: the reason gives the
 /// code, `ErrorInfo` and the `mfa-reason` metadata
-/// ([`mfa_proto::status::Reason::status_with`]). Server faults are logged
-/// here, and the caller learns only that there was one.
+/// ([`mfa_proto::status::Reason::status_with`]); server faults are logged by
+/// [`domain::Error::into_refusal`], which the HTTP/JSON face shares.
 impl From<domain::Error> for Status {
     fn from(error: domain::Error) -> Self {
-        let message = error.to_string();
-        match error {
-            domain::Error::Refused {
-                reason, metadata, ..
-            } => reason.status_with(message, metadata),
-            domain::Error::Unavailable(ref source) => {
-                tracing::error!(error = %source, "store unavailable");
-                error.reason().status(message)
-            }
-            domain::Error::Internal(ref detail) => {
-                tracing::error!(detail, "internal error");
-                error.reason().status(message)
-            }
-        }
+        let refusal = error.into_refusal();
+        refusal
+            .reason
+            .status_with(refusal.message, refusal.metadata)
     }
 }
 
@@ -57,8 +46,7 @@ async fn authorize<T>(
         .metadata()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(domain::bearer_secret);
     Ok(service
         .authenticate_key(secret, role, &peer(request))
         .await?)

@@ -1,8 +1,13 @@
 //! `mfa.v1.PortalService`: what the relying party calls.
+//!
+//! The operations below [`PortalApi`] read and watch challenges and
+//! enrollments as `mfa.v1` messages; the HTTP/JSON face
+//! ([`crate::http`]) calls the same ones and sends those messages as JSON,
+//! so the two faces cannot answer differently.
 
-use super::{authorize, convert, watch};
+use super::{authorize, convert};
 use crate::{
-    domain::{OfflineCodeAttempt, Service},
+    domain::{self, OfflineCodeAttempt, Service},
     events::Change,
     model::Role,
 };
@@ -29,13 +34,173 @@ impl PortalApi {
     }
 }
 
+/// The answer of BeginEnrollment for the tenant's user.
+pub(crate) async fn begin_enrollment(
+    service: &Service,
+    tenant: &str,
+    user_id: &str,
+    email: &str,
+) -> domain::Result<BeginEnrollmentResponse> {
+    let started = service.begin_enrollment(tenant, user_id, email).await?;
+    Ok(BeginEnrollmentResponse {
+        enrollment_id: started.enrollment.id,
+        qr_uri: started.qr_uri,
+        manual_code: started.manual_code,
+        server_url: started.server_url,
+        expire_time: Some(convert::timestamp(started.enrollment.expires_at)),
+    })
+}
+
+/// An enrollment of the tenant with the number the portal shows, if any.
+pub(crate) async fn enrollment(
+    service: &Service,
+    tenant: &str,
+    id: &str,
+) -> domain::Result<Enrollment> {
+    let enrollment = service.enrollment(tenant, id).await?;
+    let number = service.verification_number(&enrollment).await?;
+    Ok(convert::enrollment(&enrollment, number))
+}
+
+/// A challenge of the tenant with how its push notifications fared.
+pub(crate) async fn challenge(
+    service: &Service,
+    tenant: &str,
+    id: &str,
+) -> domain::Result<Challenge> {
+    let (challenge, deliveries) = service.challenge_with_deliveries(tenant, id).await?;
+    Ok(convert::challenge(&challenge, &deliveries))
+}
+
+/// Creates a sign-in challenge for the tenant's user.
+pub(crate) async fn create_challenge(
+    service: &Service,
+    tenant: &str,
+    user_id: &str,
+    context: Option<SignInContext>,
+) -> domain::Result<Challenge> {
+    let challenge = service
+        .create_challenge(tenant, user_id, convert::sign_in_context(context))
+        .await?;
+    Ok(convert::challenge(&challenge, &[]))
+}
+
+/// Cancels a pending challenge of the tenant.
+pub(crate) async fn cancel_challenge(
+    service: &Service,
+    tenant: &str,
+    id: &str,
+) -> domain::Result<Challenge> {
+    let challenge = service.cancel_challenge(tenant, id).await?;
+    let deliveries = service.store().list_deliveries(&challenge.id).await?;
+    Ok(convert::challenge(&challenge, &deliveries))
+}
+
+/// The answer of GetUserStatus for the tenant's user.
+pub(crate) async fn user_status(
+    service: &Service,
+    tenant: &str,
+    user_id: &str,
+) -> domain::Result<GetUserStatusResponse> {
+    let status = service.user_status(tenant, user_id).await?;
+    Ok(GetUserStatusResponse {
+        user_id: status.user_id,
+        email: status.email,
+        devices: status.devices.iter().map(convert::device).collect(),
+        blocked: status.blocked_until.is_some(),
+        blocked_until: status.blocked_until.map(convert::timestamp),
+        accepted_terms_version: status.terms_version.unwrap_or_default(),
+        terms_accept_time: status.terms_accepted_at.map(convert::timestamp),
+    })
+}
+
+/// Checks an offline code typed by the tenant's user.
+pub(crate) async fn verify_offline_code(
+    service: &Service,
+    tenant: &str,
+    request: &VerifyOfflineCodeRequest,
+) -> domain::Result<VerifyOfflineCodeResponse> {
+    let attempt = OfflineCodeAttempt {
+        user_id: &request.user_id,
+        code: &request.code,
+        client_ip: &request.client_ip,
+    };
+    let verified = service.verify_offline_code(tenant, &attempt).await?;
+    Ok(VerifyOfflineCodeResponse {
+        device_id: verified.device_id,
+        verify_time: Some(convert::timestamp(verified.at)),
+    })
+}
+
+/// Records the tenant's user's acceptance of a terms version.
+pub(crate) async fn record_terms(
+    service: &Service,
+    tenant: &str,
+    user_id: &str,
+    version: &str,
+) -> domain::Result<RecordTermsAcceptanceResponse> {
+    let at = service.record_terms(tenant, user_id, version).await?;
+    Ok(RecordTermsAcceptanceResponse {
+        accepted_terms_version: version.to_owned(),
+        accept_time: Some(convert::timestamp(at)),
+    })
+}
+
+/// A stream of watch updates.
+pub(crate) type Updates<T> = ReceiverStream<domain::Result<T>>;
+
+/// Follows an enrollment of the tenant (see [`domain::follow`]). Validates
+/// and checks ownership before the stream starts, so that those errors are
+/// the call's own.
+pub(crate) async fn watch_enrollment(
+    service: &Service,
+    tenant: &str,
+    id: &str,
+) -> domain::Result<Updates<Enrollment>> {
+    service.enrollment(tenant, id).await?;
+    let slot = service.open_watch(tenant)?;
+    let (for_fetch, tenant, id) = (service.clone(), tenant.to_owned(), id.to_owned());
+    let target = Change::Enrollment(id.clone());
+    let fetch = move || {
+        let (service, tenant, id) = (for_fetch.clone(), tenant.clone(), id.clone());
+        async move { enrollment(&service, &tenant, &id).await }
+    };
+    Ok(domain::follow(
+        service,
+        slot,
+        target,
+        fetch,
+        convert::is_terminal_enrollment,
+    ))
+}
+
+/// Follows a challenge of the tenant, like [`watch_enrollment`].
+pub(crate) async fn watch_challenge(
+    service: &Service,
+    tenant: &str,
+    id: &str,
+) -> domain::Result<Updates<Challenge>> {
+    service.challenge(tenant, id).await?;
+    let slot = service.open_watch(tenant)?;
+    let (for_fetch, tenant, id) = (service.clone(), tenant.to_owned(), id.to_owned());
+    let target = Change::Challenge(id.clone());
+    let fetch = move || {
+        let (service, tenant, id) = (for_fetch.clone(), tenant.clone(), id.clone());
+        async move { challenge(&service, &tenant, &id).await }
+    };
+    Ok(domain::follow(
+        service,
+        slot,
+        target,
+        fetch,
+        convert::is_terminal_challenge,
+    ))
+}
+
 type Watch<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
-fn boxed<T: Send + 'static, U: 'static>(
-    stream: ReceiverStream<Result<T, Status>>,
-    wrap: fn(T) -> U,
-) -> Watch<U> {
-    Box::pin(stream.map(move |item| item.map(wrap)))
+fn boxed<T: Send + 'static, U: 'static>(updates: Updates<T>, wrap: fn(T) -> U) -> Watch<U> {
+    Box::pin(updates.map(move |item| item.map(wrap).map_err(Status::from)))
 }
 
 #[tonic::async_trait]
@@ -49,17 +214,8 @@ impl PortalService for PortalApi {
     ) -> Result<Response<BeginEnrollmentResponse>, Status> {
         let tenant = self.tenant(&request).await?;
         let r = request.into_inner();
-        let started = self
-            .service
-            .begin_enrollment(&tenant, &r.user_id, &r.email)
-            .await?;
-        Ok(Response::new(BeginEnrollmentResponse {
-            enrollment_id: started.enrollment.id,
-            qr_uri: started.qr_uri,
-            manual_code: started.manual_code,
-            server_url: started.server_url,
-            expire_time: Some(convert::timestamp(started.enrollment.expires_at)),
-        }))
+        let begun = begin_enrollment(&self.service, &tenant, &r.user_id, &r.email).await?;
+        Ok(Response::new(begun))
     }
 
     async fn watch_enrollment(
@@ -68,27 +224,8 @@ impl PortalService for PortalApi {
     ) -> Result<Response<Self::WatchEnrollmentStream>, Status> {
         let tenant = self.tenant(&request).await?;
         let id = request.into_inner().enrollment_id;
-        // Validate and check ownership before streaming, so errors come back as the call's status.
-        self.service.enrollment(&tenant, &id).await?;
-        let slot = self.service.open_watch(&tenant)?;
-        let service = self.service.clone();
-        let target = Change::Enrollment(id.clone());
-        let fetch = move || {
-            let (service, tenant, id) = (service.clone(), tenant.clone(), id.clone());
-            async move {
-                let enrollment = service.enrollment(&tenant, &id).await?;
-                let number = service.verification_number(&enrollment).await?;
-                Ok(convert::enrollment(&enrollment, number))
-            }
-        };
-        let stream = watch::follow(
-            &self.service,
-            slot,
-            target,
-            fetch,
-            convert::is_terminal_enrollment,
-        );
-        Ok(Response::new(boxed(stream, |e| WatchEnrollmentResponse {
+        let updates = watch_enrollment(&self.service, &tenant, &id).await?;
+        Ok(Response::new(boxed(updates, |e| WatchEnrollmentResponse {
             enrollment: Some(e),
         })))
     }
@@ -99,12 +236,9 @@ impl PortalService for PortalApi {
     ) -> Result<Response<CreateChallengeResponse>, Status> {
         let tenant = self.tenant(&request).await?;
         let r = request.into_inner();
-        let challenge = self
-            .service
-            .create_challenge(&tenant, &r.user_id, convert::sign_in_context(r.context))
-            .await?;
+        let challenge = create_challenge(&self.service, &tenant, &r.user_id, r.context).await?;
         Ok(Response::new(CreateChallengeResponse {
-            challenge: Some(convert::challenge(&challenge, &[])),
+            challenge: Some(challenge),
         }))
     }
 
@@ -113,12 +247,9 @@ impl PortalService for PortalApi {
         request: Request<GetChallengeRequest>,
     ) -> Result<Response<GetChallengeResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        let (challenge, deliveries) = self
-            .service
-            .challenge_with_deliveries(&tenant, &request.into_inner().challenge_id)
-            .await?;
+        let id = request.into_inner().challenge_id;
         Ok(Response::new(GetChallengeResponse {
-            challenge: Some(convert::challenge(&challenge, &deliveries)),
+            challenge: Some(challenge(&self.service, &tenant, &id).await?),
         }))
     }
 
@@ -128,26 +259,8 @@ impl PortalService for PortalApi {
     ) -> Result<Response<Self::WatchChallengeStream>, Status> {
         let tenant = self.tenant(&request).await?;
         let id = request.into_inner().challenge_id;
-        self.service.challenge(&tenant, &id).await?;
-        let slot = self.service.open_watch(&tenant)?;
-        let service = self.service.clone();
-        let target = Change::Challenge(id.clone());
-        let fetch = move || {
-            let (service, tenant, id) = (service.clone(), tenant.clone(), id.clone());
-            async move {
-                let (challenge, deliveries) =
-                    service.challenge_with_deliveries(&tenant, &id).await?;
-                Ok(convert::challenge(&challenge, &deliveries))
-            }
-        };
-        let stream = watch::follow(
-            &self.service,
-            slot,
-            target,
-            fetch,
-            convert::is_terminal_challenge,
-        );
-        Ok(Response::new(boxed(stream, |c| WatchChallengeResponse {
+        let updates = watch_challenge(&self.service, &tenant, &id).await?;
+        Ok(Response::new(boxed(updates, |c| WatchChallengeResponse {
             challenge: Some(c),
         })))
     }
@@ -157,18 +270,9 @@ impl PortalService for PortalApi {
         request: Request<CancelChallengeRequest>,
     ) -> Result<Response<CancelChallengeResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        let challenge = self
-            .service
-            .cancel_challenge(&tenant, &request.into_inner().challenge_id)
-            .await?;
-        let deliveries = self
-            .service
-            .store()
-            .list_deliveries(&challenge.id)
-            .await
-            .map_err(crate::domain::Error::from)?;
+        let id = request.into_inner().challenge_id;
         Ok(Response::new(CancelChallengeResponse {
-            challenge: Some(convert::challenge(&challenge, &deliveries)),
+            challenge: Some(cancel_challenge(&self.service, &tenant, &id).await?),
         }))
     }
 
@@ -177,19 +281,10 @@ impl PortalService for PortalApi {
         request: Request<GetUserStatusRequest>,
     ) -> Result<Response<GetUserStatusResponse>, Status> {
         let tenant = self.tenant(&request).await?;
-        let status = self
-            .service
-            .user_status(&tenant, &request.into_inner().user_id)
-            .await?;
-        Ok(Response::new(GetUserStatusResponse {
-            user_id: status.user_id,
-            email: status.email,
-            devices: status.devices.iter().map(convert::device).collect(),
-            blocked: status.blocked_until.is_some(),
-            blocked_until: status.blocked_until.map(convert::timestamp),
-            accepted_terms_version: status.terms_version.unwrap_or_default(),
-            terms_accept_time: status.terms_accepted_at.map(convert::timestamp),
-        }))
+        let user_id = request.into_inner().user_id;
+        Ok(Response::new(
+            user_status(&self.service, &tenant, &user_id).await?,
+        ))
     }
 
     async fn record_terms_acceptance(
@@ -198,14 +293,9 @@ impl PortalService for PortalApi {
     ) -> Result<Response<RecordTermsAcceptanceResponse>, Status> {
         let tenant = self.tenant(&request).await?;
         let r = request.into_inner();
-        let at = self
-            .service
-            .record_terms(&tenant, &r.user_id, &r.terms_version)
-            .await?;
-        Ok(Response::new(RecordTermsAcceptanceResponse {
-            accepted_terms_version: r.terms_version,
-            accept_time: Some(convert::timestamp(at)),
-        }))
+        Ok(Response::new(
+            record_terms(&self.service, &tenant, &r.user_id, &r.terms_version).await?,
+        ))
     }
 
     async fn verify_offline_code(
@@ -214,20 +304,7 @@ impl PortalService for PortalApi {
     ) -> Result<Response<VerifyOfflineCodeResponse>, Status> {
         let tenant = self.tenant(&request).await?;
         let r = request.into_inner();
-        let verified = self
-            .service
-            .verify_offline_code(
-                &tenant,
-                &OfflineCodeAttempt {
-                    user_id: &r.user_id,
-                    code: &r.code,
-                    client_ip: &r.client_ip,
-                },
-            )
-            .await?;
-        Ok(Response::new(VerifyOfflineCodeResponse {
-            device_id: verified.device_id,
-            verify_time: Some(convert::timestamp(verified.at)),
-        }))
+        let verified = verify_offline_code(&self.service, &tenant, &r).await?;
+        Ok(Response::new(verified))
     }
 }

@@ -1,6 +1,7 @@
 //! The operator's commands. This file holds the command line's shape and
 //! sends each command to its file: [`serve`] (`serve`, `migrate`),
-//! [`tenant`], [`api_key`], [`user`], [`stats`], [`health`] and [`config`]. Each opens the
+//! [`tenant`], [`api_key`], [`user`], [`oidc_client`], [`stats`], [`health`] and
+//! [`config`] (and `openapi`, one line here). Each opens the
 //! database named by the configuration, so that it works beside a running
 //! server (SQLite in WAL mode lets a second process in; PostgreSQL is shared
 //! anyway).
@@ -8,6 +9,7 @@
 mod api_key;
 mod config;
 mod health;
+mod oidc_client;
 mod serve;
 mod stats;
 mod tenant;
@@ -40,7 +42,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the gRPC service.
+    /// Runs the service (gRPC, and HTTP/JSON when `http_listen` is set).
     Serve {
         /// On an empty database, create a demo tenant and print a portal key and an admin key.
         #[arg(long)]
@@ -63,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: user::UserCommand,
     },
+    /// Manages the OpenID provider's relying parties.
+    OidcClient {
+        #[command(subcommand)]
+        command: oidc_client::OidcClientCommand,
+    },
     /// Shows the configuration in effect.
     Config {
         #[command(subcommand)]
@@ -83,6 +90,9 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Prints the HTTP/JSON API's OpenAPI 3.1 document (as served at
+    /// `/v1/openapi.json`; `docs/openapi.json` is its committed copy).
+    Openapi,
 }
 
 /// Reads the configuration, sets up logging, and runs the command.
@@ -97,9 +107,14 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Tenant { command } => tenant::run(config, command).await,
         Command::ApiKey { command } => api_key::run(config, command).await,
         Command::User { command } => user::run(config, command).await,
+        Command::OidcClient { command } => oidc_client::run(config, command).await,
         Command::Config { command } => config::run(&loaded, command),
         Command::Stats { url } => stats::run(&url).await,
         Command::Health { url } => health::run(config, url).await,
+        Command::Openapi => {
+            print!("{}", mfa_server::http::openapi::document());
+            Ok(())
+        }
     }
 }
 

@@ -50,6 +50,9 @@ pub async fn serve(config: &Config, dev: bool) -> CliResult {
         "metrics and health on http://{}/metrics and /healthz",
         running.metrics_addr
     );
+    if let Some((addr, issuer)) = &running.oidc {
+        println!("OpenID provider on {addr}, issuer {issuer}");
+    }
     println!(
         "mfa-server listening on {} (database {})",
         running.addr,

@@ -6,7 +6,10 @@
 pub mod environment;
 pub mod show;
 
-use crate::{push::config::PushConfig, telemetry::logging::LogFormat, tls::TlsConfig};
+use crate::{
+    oidc::config::OidcConfig, push::config::PushConfig, telemetry::logging::LogFormat,
+    tls::TlsConfig,
+};
 use figment::{
     providers::{Format, Serialized, Toml},
     Figment,
@@ -25,6 +28,10 @@ use std::{
 pub struct Config {
     /// Address of the gRPC listener.
     pub listen: SocketAddr,
+    /// Address of the HTTP/JSON listener for portals (the portal service as
+    /// JSON resources, see docs/openapi.json); unset: no such listener. TLS
+    /// and `trusted_proxies` as for the gRPC listener.
+    pub http_listen: Option<SocketAddr>,
     /// TLS for the gRPC listener and client certificates (`[tls]`).
     pub tls: TlsConfig,
     /// Networks of the load balancers and proxies in front of the server
@@ -137,12 +144,15 @@ pub struct Config {
     pub health_interval: Duration,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
+    /// The OpenID Connect provider (`[oidc]`), off unless `oidc.listen` is set.
+    pub oidc: OidcConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            http_listen: None,
             tls: TlsConfig::default(),
             trusted_proxies: Vec::new(),
             public_url: None,
@@ -179,6 +189,7 @@ impl Default for Config {
             metrics_listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             health_interval: Duration::from_secs(5),
             log_format: LogFormat::Text,
+            oidc: OidcConfig::default(),
         }
     }
 }
@@ -334,6 +345,7 @@ mod tests {
             jail.set_env("MFA_TLS__REQUIRE_CLIENT_CERT", "true");
             jail.set_env("MFA_TLS__CLIENT_CA_FILE", "/etc/mfa/clients.pem");
             jail.set_env("MFA_IDLE_CONNECTION_TIMEOUT", "90s");
+            jail.set_env("MFA_HTTP_LISTEN", "0.0.0.0:8443");
             let config = Config::load(Some(Path::new("mfa.toml")))
                 .expect("loads")
                 .config;
@@ -345,6 +357,8 @@ mod tests {
             assert_eq!(config.public_url(), "https://0.0.0.0:50051");
             assert_eq!(config.watch_max_duration, Duration::from_secs(300));
             assert_eq!(config.idle_connection_timeout, Duration::from_secs(90));
+            assert_eq!(config.http_listen, Some("0.0.0.0:8443".parse().unwrap()));
+            assert_eq!(Config::default().http_listen, None);
             Ok(())
         });
     }

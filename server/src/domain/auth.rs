@@ -56,6 +56,12 @@ pub struct Proof<'a> {
     pub signature: &'a [u8],
 }
 
+/// The secret of an `authorization` value (`Bearer mfak_…`), as a gRPC
+/// call's metadata and an HTTP request's header carry it.
+pub fn bearer_secret(authorization: &str) -> Option<&str> {
+    authorization.strip_prefix("Bearer ").map(str::trim)
+}
+
 impl Service {
     /// Creates an API key for a tenant and role (CLI and `--dev`).
     pub async fn create_api_key(&self, tenant_id: &str, role: Role) -> Result<ApiKey> {
@@ -142,7 +148,7 @@ impl Service {
                 .await;
             return Err(Error::refused(
                 Reason::ApiKeyMissing,
-                "an API key is required in the authorization metadata (Bearer mfak_…)",
+                "an API key is required: authorization: Bearer mfak_…",
             ));
         };
         let hash = secret_hash(secret);

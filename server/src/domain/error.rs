@@ -72,6 +72,53 @@ impl Error {
     pub fn code(&self) -> tonic::Code {
         self.reason().code()
     }
+
+    /// What the caller is told, whichever face of the API it called: the
+    /// reason, the message and the metadata. Server faults are logged here,
+    /// once, and the caller learns only that there was one.
+    pub fn into_refusal(self) -> Refusal {
+        let message = self.to_string();
+        match self {
+            Self::Refused {
+                reason, metadata, ..
+            } => Refusal {
+                reason,
+                message,
+                metadata,
+            },
+            Self::Unavailable(ref source) => {
+                tracing::error!(error = %source, "store unavailable");
+                Refusal::bare(self.reason(), message)
+            }
+            Self::Internal(ref detail) => {
+                tracing::error!(detail, "internal error");
+                Refusal::bare(self.reason(), message)
+            }
+        }
+    }
+}
+
+/// An error as the caller sees it (see [`Error::into_refusal`]): the gRPC
+/// face sends it as a status with `ErrorInfo`, the HTTP/JSON face as its
+/// JSON error body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    /// For people; never a secret.
+    pub message: String,
+    /// `ErrorInfo.metadata` for programs; never a secret.
+    pub metadata: Vec<(&'static str, String)>,
+}
+
+impl Refusal {
+    /// A refusal without metadata.
+    pub fn bare(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            metadata: Vec::new(),
+        }
+    }
 }
 
 /// `ErrorInfo.metadata` key of [`Reason::NotFound`]: what was not found

@@ -13,21 +13,23 @@ mod enrollment;
 mod error;
 pub mod input;
 mod offline_code;
+mod oidc;
 mod tenant;
 mod watches;
 
 pub use admin::{DeletionCounts, ResetCounts, UserStatus};
 pub use auth::Proof;
-pub use auth::{ApiKey, KeyHolder, KEY_USE_PRECISION};
+pub use auth::{bearer_secret, ApiKey, KeyHolder, KEY_USE_PRECISION};
 pub use challenge::Answer;
 pub use challenge::Decision;
 pub use client::Client;
 pub use device::{DeviceCall, PendingChallenge};
 pub use enrollment::{EnrollmentStarted, NewDevice, Registered};
-pub use error::{Error, Reason, Result};
+pub use error::{Error, Reason, Refusal, Result};
 pub use offline_code::{OfflineCodeAttempt, OfflineCodeVerified};
+pub use oidc::{client_secret_matches, RegisteredClient};
 pub use tenant::{names, TenantSummary, CHALLENGE_TTLS, ENROLLMENT_TTLS};
-pub use watches::WatchSlot;
+pub use watches::{follow, WatchSlot};
 
 use crate::{
     config::Config,

@@ -1,9 +1,14 @@
-//! Open watch streams per tenant: each holds a task and a connection slot for
-//! as long as it lasts, so one tenant may not hold all of them.
+//! Watches: an object's current state at once, then every change, ending
+//! after a terminal state (or after `watch_max_duration`). Each open watch
+//! holds a slot of its tenant's for as long as it lasts, so one tenant may
+//! not hold all of them. The gRPC streams and the HTTP/JSON face's
+//! server-sent events and long polls are all [`follow`].
 
 use super::{Error, Reason, Result, Service};
-use crate::telemetry::metrics;
-use std::{collections::HashMap, sync::Mutex};
+use crate::{events::Change, telemetry::metrics};
+use std::{collections::HashMap, future::Future, sync::Mutex, time::Duration};
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
 
 /// Open watches by tenant id.
 #[derive(Debug, Default)]
@@ -36,6 +41,57 @@ impl Service {
             tenant_id: tenant_id.to_owned(),
         })
     }
+
+    /// How many watches the tenant has open on this replica.
+    pub fn open_watches(&self, tenant_id: &str) -> u32 {
+        let open = self.inner.watches.open.lock().expect("watch slots lock");
+        open.get(tenant_id).copied().unwrap_or(0)
+    }
+}
+
+impl Service {
+    /// A long poll: `read()` once it differs from `seen`, re-reading on
+    /// every change of any of `targets` (and after missed changes), or the
+    /// last value read when `wait` has passed or the server is stopping. It
+    /// holds one of the tenant's watch slots while it waits.
+    pub async fn await_change<T, F, Fut>(
+        &self,
+        tenant_id: &str,
+        targets: &[Change],
+        seen: &T,
+        wait: Duration,
+        read: F,
+    ) -> Result<T>
+    where
+        T: PartialEq,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        // Subscribe before the first read so that no change can slip between them.
+        let mut changes = self.events().subscribe();
+        let current = read().await?;
+        if current != *seen {
+            return Ok(current);
+        }
+        let _slot = self.open_watch(tenant_id)?;
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(change) if change != Change::Everything && !targets.contains(&change) => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return read().await,
+                },
+                () = &mut deadline => return read().await,
+                () = self.shutting_down() => return read().await,
+            }
+            let current = read().await?;
+            if current != *seen {
+                return Ok(current);
+            }
+        }
+    }
 }
 
 impl Drop for WatchSlot {
@@ -54,4 +110,82 @@ impl Drop for WatchSlot {
             }
         }
     }
+}
+
+/// Streams `fetch()` for the object named by `target`, re-reading it on every
+/// change event for it (and after missed events), until `is_terminal`; a
+/// shutdown ends the stream with `SHUTTING_DOWN`, and the longest watch
+/// duration with `WATCH_DURATION_EXCEEDED`, so that the caller watches again.
+/// `slot` is held for as long as the stream lasts.
+pub fn follow<T, F, Fut>(
+    service: &Service,
+    slot: WatchSlot,
+    target: Change,
+    fetch: F,
+    is_terminal: fn(&T) -> bool,
+) -> ReceiverStream<Result<T>>
+where
+    T: PartialEq + Clone + Send + 'static,
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T>> + Send,
+{
+    let (tx, rx) = mpsc::channel(8);
+    // Subscribe before the first read so that no change can slip between them.
+    let mut changes = service.events().subscribe();
+    let service = service.clone();
+    let max_duration = service.limits().watch_max_duration;
+    tokio::spawn(async move {
+        let mut slot = Some(slot);
+        let ended_by_limit = tokio::time::sleep(max_duration);
+        tokio::pin!(ended_by_limit);
+        let mut last: Option<T> = None;
+        loop {
+            let done = match fetch().await {
+                Ok(value) if last.as_ref() == Some(&value) => false,
+                Ok(value) => {
+                    let terminal = is_terminal(&value);
+                    last = Some(value.clone());
+                    if terminal {
+                        // Freed before the caller sees the end, so that a
+                        // caller who watches again at once finds it free.
+                        drop(slot.take());
+                    }
+                    if tx.send(Ok(value)).await.is_err() {
+                        return;
+                    }
+                    terminal
+                }
+                Err(error) => {
+                    let _ = tx.send(Err(error)).await;
+                    true
+                }
+            };
+            if done {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    change = changes.recv() => match change {
+                        Ok(change) if change == target || change == Change::Everything => break,
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return,
+                    },
+                    () = tx.closed() => return,
+                    () = service.shutting_down() => {
+                        let _ = tx.send(Err(Error::refused(Reason::ShuttingDown, "the server is shutting down; watch again"))).await;
+                        return;
+                    }
+                    () = &mut ended_by_limit => {
+                        let _ = tx.send(Err(Error::refused(Reason::WatchDurationExceeded, format!(
+                            "this watch reached the longest watch duration ({}s); watch again",
+                            max_duration.as_secs()
+                        )))).await;
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    ReceiverStream::new(rx)
 }

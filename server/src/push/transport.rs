@@ -384,7 +384,7 @@ fn is_loopback(uri: &Uri) -> bool {
 }
 
 /// rustls with ring, trusting `roots`.
-fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, SetupError> {
+pub(crate) fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, SetupError> {
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -408,7 +408,7 @@ fn roots_from_file(path: &Path) -> Result<rustls::RootCertStore, SetupError> {
     Ok(roots)
 }
 
-fn system_roots() -> Result<rustls::RootCertStore, SetupError> {
+pub(crate) fn system_roots() -> Result<rustls::RootCertStore, SetupError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     if roots.is_empty() {

@@ -119,4 +119,15 @@ timed! {
     fn append_audit(&self, event: &AuditEvent) -> ();
     fn count_audit(&self, event: &AuditEvent, key: &str) -> ();
     fn list_audit(&self, tenant_id: &str, user_id: Option<&str>, before_id: Option<i64>, limit: i64) -> Vec<AuditEvent>;
+    fn signing_keys(&self) -> Vec<SigningKey>;
+    fn add_signing_key(&self, key: &SigningKey, unless_created_since: i64) -> bool;
+    fn forget_signing_keys(&self, replaced_before: i64) -> u64;
+    fn create_oidc_client(&self, client: &OidcClient) -> ();
+    fn get_oidc_client(&self, client_id: &str) -> Option<OidcClient>;
+    fn list_oidc_clients(&self, tenant_id: &str) -> Vec<OidcClient>;
+    fn create_authorization(&self, authorization: &Authorization) -> ();
+    fn get_authorization(&self, id: &str) -> Option<Authorization>;
+    fn set_authorization_step(&self, id: &str, challenge_id: Option<&str>, enrollment_id: Option<&str>) -> bool;
+    fn finish_authorization(&self, id: &str, code: Option<(&[u8; 32], i64)>, auth_time: Option<i64>, now: i64) -> bool;
+    fn redeem_code(&self, code_hash: &[u8; 32], now: i64) -> Option<Authorization>;
 }

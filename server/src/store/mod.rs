@@ -3,13 +3,14 @@
 //! pending"), so that every backend keeps the same guarantees.
 
 mod instrumented;
+mod oidc;
 mod postgres;
 mod rows;
 mod sqlite;
 
 pub use instrumented::Instrumented;
 pub use postgres::{ChangeFeed, DatabaseTls, PostgresStore, SslMode};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, WAL_SIZE_LIMIT};
 
 use crate::model::*;
 use async_trait::async_trait;
@@ -307,6 +308,9 @@ pub(crate) mod delete_user {
     /// Forgets the failures counted against the user, whose key is
     /// `tenant/user` (failed offline codes): it names the user.
     pub const FAILURES: &str = "DELETE FROM failed_attempts WHERE key = $1 || '/' || $2";
+    /// Forgets the user's sign-ins through the OpenID provider.
+    pub const OIDC_AUTHORIZATIONS: &str =
+        "DELETE FROM oidc_authorizations WHERE tenant_id = $1 AND user_id = $2";
     /// Deletes the user's challenges; their push deliveries go with them
     /// (`ON DELETE CASCADE`).
     pub const CHALLENGES: &str = "DELETE FROM challenges WHERE tenant_id = $1 AND user_id = $2";
@@ -675,7 +679,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Ended>>;
 
     /// Expires everything due at `now` (audited in the same transaction:
-    /// [`audit::swept`]) and purges spent nonces and attempts.
+    /// [`audit::swept`]) and purges spent nonces, and the attempts and the
+    /// OpenID provider's authorizations (which the audit log records) that
+    /// ended before `keep_attempts_since`.
     async fn sweep(&self, now: i64, keep_attempts_since: i64) -> StoreResult<Swept>;
     /// Deletes challenges that ended before `ended_before` (with their push
     /// deliveries), ended enrollments that expired before it, and audit
@@ -729,6 +735,51 @@ pub trait Store: Send + Sync + 'static {
         before_id: Option<i64>,
         limit: i64,
     ) -> StoreResult<Vec<AuditEvent>>;
+
+    /// The OpenID provider's signing keys, in the order they sign.
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+    /// Adds a signing key unless another was created at or after
+    /// `unless_created_since` (so that replicas rotating at once add one);
+    /// true if it was added.
+    async fn add_signing_key(
+        &self,
+        key: &SigningKey,
+        unless_created_since: i64,
+    ) -> StoreResult<bool>;
+    /// Deletes the keys that a newer key replaced before `replaced_before`.
+    async fn forget_signing_keys(&self, replaced_before: i64) -> StoreResult<u64>;
+    async fn create_oidc_client(&self, client: &OidcClient) -> StoreResult<()>;
+    async fn get_oidc_client(&self, client_id: &str) -> StoreResult<Option<OidcClient>>;
+    /// A tenant's relying parties, oldest first.
+    async fn list_oidc_clients(&self, tenant_id: &str) -> StoreResult<Vec<OidcClient>>;
+    async fn create_authorization(&self, authorization: &Authorization) -> StoreResult<()>;
+    async fn get_authorization(&self, id: &str) -> StoreResult<Option<Authorization>>;
+    /// Records the challenge or enrollment an unfinished authorization is
+    /// waiting for; false if it is finished.
+    async fn set_authorization_step(
+        &self,
+        id: &str,
+        challenge_id: Option<&str>,
+        enrollment_id: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// Finishes an authorization unless it is finished already: with a code
+    /// (its hash and expiry) and the time of the approval, or with neither
+    /// for an error. True if this call finished it.
+    async fn finish_authorization(
+        &self,
+        id: &str,
+        code: Option<(&[u8; 32], i64)>,
+        auth_time: Option<i64>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Marks the code with this hash used, if it was not: the authorization
+    /// it belongs to, or `None` for an unknown or spent code. Exactly one
+    /// caller, on any replica, gets it.
+    async fn redeem_code(
+        &self,
+        code_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<Option<Authorization>>;
 }
 
 #[cfg(test)]

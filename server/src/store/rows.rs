@@ -16,6 +16,7 @@ pub(super) trait Columns {
     fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>>;
     fn bytes(&self, column: &str) -> StoreResult<Vec<u8>>;
     fn boolean(&self, column: &str) -> StoreResult<bool>;
+    fn optional_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>>;
 }
 
 impl<R> Columns for R
@@ -48,6 +49,10 @@ where
     }
 
     fn boolean(&self, column: &str) -> StoreResult<bool> {
+        Ok(self.try_get(column)?)
+    }
+
+    fn optional_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.try_get(column)?)
     }
 }
@@ -338,4 +343,73 @@ pub(super) fn reset(
         cancelled_sign_ins,
         cancelled_enrollments,
     }
+}
+
+pub(super) fn signing_key(row: &impl Columns) -> StoreResult<SigningKey> {
+    Ok(SigningKey {
+        kid: row.text("kid")?,
+        private_key: row.bytes("private_key")?,
+        certificate: row.bytes("certificate")?,
+        created_at: row.integer("created_at")?,
+        signs_from: row.integer("signs_from")?,
+    })
+}
+
+pub(super) fn oidc_client(row: &impl Columns) -> StoreResult<OidcClient> {
+    let secret_hash = match row.optional_bytes("secret_hash")? {
+        Some(hash) => Some(key32(hash, "client secret hash")?),
+        None => None,
+    };
+    Ok(OidcClient {
+        client_id: row.text("client_id")?,
+        tenant_id: row.text("tenant_id")?,
+        display_name: row.text("display_name")?,
+        secret_hash,
+        redirect_uris: serde_json::from_str(&row.text("redirect_uris")?)
+            .map_err(|_| corrupt("redirect URIs"))?,
+        entra: json_column(row.optional_text("entra")?, "Entra tenant")?,
+        created_at: row.integer("created_at")?,
+    })
+}
+
+pub(super) fn authorization(row: &impl Columns) -> StoreResult<Authorization> {
+    Ok(Authorization {
+        id: row.text("id")?,
+        tenant_id: row.text("tenant_id")?,
+        client_id: row.text("client_id")?,
+        user_id: row.text("user_id")?,
+        email: row.text("email")?,
+        pushed: row.integer("pushed")? != 0,
+        response_type: parse(
+            ResponseType::parse(&row.text("response_type")?),
+            "response type",
+        )?,
+        subject: json_column(row.optional_text("subject")?, "hint subject")?,
+        acr: row.optional_text("acr")?,
+        hint_hash: match row.optional_bytes("hint_hash")? {
+            Some(hash) => Some(key32(hash, "hint hash")?),
+            None => None,
+        },
+        redirect_uri: row.text("redirect_uri")?,
+        state: row.optional_text("state")?,
+        nonce: row.optional_text("nonce")?,
+        code_challenge: row.optional_text("code_challenge")?,
+        challenge_id: row.optional_text("challenge_id")?,
+        enrollment_id: row.optional_text("enrollment_id")?,
+        created_at: row.integer("created_at")?,
+        expires_at: row.integer("expires_at")?,
+        finished_at: row.optional_integer("finished_at")?,
+        auth_time: row.optional_integer("auth_time")?,
+        code_expires_at: row.optional_integer("code_expires_at")?,
+        code_used_at: row.optional_integer("code_used_at")?,
+    })
+}
+
+/// A nullable column holding JSON.
+fn json_column<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+    what: &str,
+) -> StoreResult<Option<T>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|_| corrupt(what)))
+        .transpose()
 }

@@ -1,7 +1,8 @@
 //! A tower layer around every gRPC call: a request id (the caller's
 //! `x-request-id`, or a new one) on a tracing span that every log line of the
 //! call carries (with the caller's address) and on the response, and the
-//! request count and latency by service, method and status code.
+//! request count and latency by service, method and status code
+//! ([`crate::telemetry::metrics::api_call`], which the HTTP/JSON face shares).
 
 use crate::client_address::ClientAddress;
 use http::{HeaderValue, Request, Response};
@@ -50,15 +51,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (service, method) = split_path(request.uri().path());
-        let request_id = request
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|id| {
-                !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
-            })
-            .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id = request_id(request.headers());
         let client = request
             .extensions()
             .get::<ClientAddress>()
@@ -76,17 +69,17 @@ where
                     .and_then(|v| v.parse::<i32>().ok())
                     .map_or(tonic::Code::Ok, tonic::Code::from);
                 // Unknown methods would let any caller mint label values.
-                let method = if code == tonic::Code::Unimplemented { "unknown".to_owned() } else { method };
-                let service = if code == tonic::Code::Unimplemented { "unknown".to_owned() } else { service };
-                metrics::counter!(
-                    "mfa_grpc_requests_total",
-                    "service" => service.clone(),
-                    "method" => method.clone(),
-                    "code" => code_label(code)
-                )
-                .increment(1);
-                metrics::histogram!("mfa_grpc_request_duration_seconds", "service" => service, "method" => method)
-                    .record(start.elapsed().as_secs_f64());
+                let method = if code == tonic::Code::Unimplemented {
+                    "unknown".to_owned()
+                } else {
+                    method
+                };
+                let service = if code == tonic::Code::Unimplemented {
+                    "unknown".to_owned()
+                } else {
+                    service
+                };
+                crate::telemetry::metrics::api_call("grpc", service, method, code, start.elapsed());
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert(REQUEST_ID, value);
                 }
@@ -97,13 +90,14 @@ where
     }
 }
 
-/// The status code as the gRPC ecosystem's dashboards name it: `OK`,
-/// `NotFound`, `Unavailable`, ...
-fn code_label(code: tonic::Code) -> String {
-    match code {
-        tonic::Code::Ok => "OK".to_owned(),
-        other => format!("{other:?}"),
-    }
+/// The caller's `x-request-id`, if it is a sensible one, or a new id.
+pub fn request_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// `/mfa.v1.PortalService/CreateChallenge` → (`mfa.v1.PortalService`, `CreateChallenge`).

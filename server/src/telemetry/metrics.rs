@@ -80,12 +80,12 @@ fn describe() {
     );
     describe_counter!(
         "mfa_grpc_requests_total",
-        "gRPC requests by service, method and status code"
+        "API calls by service, method, status code and transport (grpc, or http for the HTTP/JSON face)"
     );
     describe_histogram!(
         "mfa_grpc_request_duration_seconds",
         Unit::Seconds,
-        "gRPC request latency (to response headers)"
+        "API call latency (to response headers) by service, method and transport"
     );
     describe_counter!("mfa_challenges_created_total", "Sign-in challenges created");
     describe_counter!("mfa_challenges_ended_total", "Challenges ended, by outcome");
@@ -325,4 +325,35 @@ pub fn set_devices_without_push(counts: &[crate::model::UnreachableDevices]) {
 /// Notifications waiting in a provider's queue.
 pub fn set_push_queue_depth(provider: &'static str, depth: usize) {
     metrics::gauge!("mfa_push_queue_depth", "provider" => provider).set(depth as f64);
+}
+
+/// Counts one API call of `service`'s `method` that ended with `code` and
+/// took `took`, with the transport it came through (`grpc` or `http`): the
+/// HTTP/JSON face counts its calls under the same names as gRPC's.
+pub fn api_call(
+    transport: &'static str,
+    service: String,
+    method: String,
+    code: tonic::Code,
+    took: Duration,
+) {
+    let code = match code {
+        tonic::Code::Ok => "OK".to_owned(),
+        other => format!("{other:?}"),
+    };
+    metrics::counter!(
+        "mfa_grpc_requests_total",
+        "service" => service.clone(),
+        "method" => method.clone(),
+        "code" => code,
+        "transport" => transport
+    )
+    .increment(1);
+    metrics::histogram!(
+        "mfa_grpc_request_duration_seconds",
+        "service" => service,
+        "method" => method,
+        "transport" => transport
+    )
+    .record(took.as_secs_f64());
 }

@@ -8,6 +8,7 @@ mod device_keys;
 mod enrollment;
 mod fcm_credentials;
 mod hostile;
+mod http_api;
 mod limits;
 mod offline_codes;
 mod persistence;

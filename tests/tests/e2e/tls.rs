@@ -169,3 +169,83 @@ async fn plaintext_on_a_non_loopback_address_is_refused_at_start() {
     assert!(error.contains("cert_file"), "{error}");
     assert!(error.contains("tls.allow_plaintext"), "{error}");
 }
+
+/// GET `path` over TLS from `addr`, trusting only `pki`'s CA: the status
+/// and body.
+async fn https_get(pki: &TestPki, addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pki.ca_pem().as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the provider");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header("host", addr.to_string())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn the_openid_provider_serves_over_tls_with_the_same_certificate() {
+    let pki = TestPki::new("oidc-tls");
+    let server = TestServer::start_with(|config| {
+        let files = pki.write_server_files(&config.data_dir.join("tls"));
+        config.tls = TlsConfig {
+            cert_file: Some(files.cert_file),
+            key_file: Some(files.key_file),
+            ..TlsConfig::default()
+        };
+        config.oidc.listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let (addr, issuer) = server.oidc().expect("the provider is on");
+    assert_eq!(issuer, format!("https://{addr}"));
+    let (status, body) = https_get(&pki, addr, "/.well-known/openid-configuration").await;
+    assert_eq!(status, 200, "{body}");
+    let metadata: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(metadata["issuer"], issuer);
+    assert_eq!(metadata["jwks_uri"], format!("{issuer}/jwks"));
+    let (status, body) = https_get(&pki, addr, "/jwks").await;
+    assert_eq!(status, 200, "{body}");
+
+    // Plaintext gets no answer from a TLS listener.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /jwks HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = within(plain.read_to_end(&mut answer)).await;
+    assert!(!String::from_utf8_lossy(&answer).contains("\"keys\""));
+}
+
+#[tokio::test]
+async fn the_openid_provider_refuses_plaintext_off_loopback_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.oidc.listen = Some("0.0.0.0:0".parse().unwrap());
+    let error = mfa_server::start(&config)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("plaintext the OpenID provider"), "{error}");
+}

@@ -18,7 +18,7 @@ pub use tls::{DatabaseTls, SslMode};
 
 use super::rows::{self as decode, unique_violation};
 use super::{
-    algorithm_names, audit, delete_user, enrollment_after_verification, lifetime_ms,
+    algorithm_names, audit, delete_user, enrollment_after_verification, lifetime_ms, oidc,
     verification_names, Creation, Deletion, Ended, PoolSettings, Quota, Reset, Store, StoreError,
     StoreResult, Swept, TenantCounts,
 };
@@ -922,6 +922,13 @@ impl Store for PostgresStore {
         .bind(keep_attempts_since)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "DELETE FROM oidc_authorizations WHERE id IN
+                 (SELECT id FROM oidc_authorizations WHERE expires_at < $1 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(keep_attempts_since)
+        .execute(&mut *tx)
+        .await?;
         insert_audit(&mut tx, &audit::swept(&swept, now)).await?;
         tx.commit().await?;
         Ok(swept)
@@ -1011,6 +1018,7 @@ impl Store for PostgresStore {
         let anonymised_audit_events = of_user(&mut tx, delete_user::ANONYMISE_AUDIT, user).await?;
         of_user(&mut tx, delete_user::NONCES, user).await?;
         of_user(&mut tx, delete_user::FAILURES, user).await?;
+        of_user(&mut tx, delete_user::OIDC_AUTHORIZATIONS, user).await?;
         let challenges = of_user(&mut tx, delete_user::CHALLENGES, user).await?;
         let enrollments = of_user(&mut tx, delete_user::ENROLLMENTS, user).await?;
         let devices = of_user(&mut tx, delete_user::DEVICES, user).await?;
@@ -1118,5 +1126,148 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode::audit_event).collect()
+    }
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        let rows = sqlx::query(oidc::SIGNING_KEYS)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode::signing_key).collect()
+    }
+
+    async fn add_signing_key(
+        &self,
+        k: &SigningKey,
+        unless_created_since: i64,
+    ) -> StoreResult<bool> {
+        let added = sqlx::query(oidc::INSERT_SIGNING_KEY)
+            .bind(&k.kid)
+            .bind(&k.private_key)
+            .bind(&k.certificate)
+            .bind(k.created_at)
+            .bind(k.signs_from)
+            .bind(unless_created_since)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_violation(e, "signing key id"))?;
+        Ok(added.rows_affected() == 1)
+    }
+
+    async fn forget_signing_keys(&self, replaced_before: i64) -> StoreResult<u64> {
+        let done = sqlx::query(oidc::FORGET_SIGNING_KEYS)
+            .bind(replaced_before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn create_oidc_client(&self, client: &OidcClient) -> StoreResult<()> {
+        let (uris, entra) = oidc::client_json(client)?;
+        sqlx::query(oidc::INSERT_CLIENT)
+            .bind(&client.client_id)
+            .bind(&client.tenant_id)
+            .bind(&client.display_name)
+            .bind(client.secret_hash.as_ref().map(|h| &h[..]))
+            .bind(uris)
+            .bind(entra)
+            .bind(client.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_violation(e, "client id"))?;
+        Ok(())
+    }
+
+    async fn get_oidc_client(&self, client_id: &str) -> StoreResult<Option<OidcClient>> {
+        let row = sqlx::query(oidc::GET_CLIENT)
+            .bind(client_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::oidc_client).transpose()
+    }
+
+    async fn list_oidc_clients(&self, tenant_id: &str) -> StoreResult<Vec<OidcClient>> {
+        let rows = sqlx::query(oidc::LIST_CLIENTS)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode::oidc_client).collect()
+    }
+
+    async fn create_authorization(&self, a: &Authorization) -> StoreResult<()> {
+        sqlx::query(oidc::INSERT_AUTHORIZATION)
+            .bind(&a.id)
+            .bind(&a.tenant_id)
+            .bind(&a.client_id)
+            .bind(&a.user_id)
+            .bind(&a.email)
+            .bind(i64::from(a.pushed))
+            .bind(&a.redirect_uri)
+            .bind(&a.state)
+            .bind(&a.nonce)
+            .bind(&a.code_challenge)
+            .bind(a.created_at)
+            .bind(a.expires_at)
+            .bind(a.response_type.as_str())
+            .bind(oidc::subject_json(a)?)
+            .bind(a.hint_hash.as_ref().map(|h| &h[..]))
+            .bind(&a.acr)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_violation(e, "id_token_hint"))?;
+        Ok(())
+    }
+
+    async fn get_authorization(&self, id: &str) -> StoreResult<Option<Authorization>> {
+        let row = sqlx::query(oidc::GET_AUTHORIZATION)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::authorization).transpose()
+    }
+
+    async fn set_authorization_step(
+        &self,
+        id: &str,
+        challenge_id: Option<&str>,
+        enrollment_id: Option<&str>,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(oidc::SET_STEP)
+            .bind(challenge_id)
+            .bind(enrollment_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn finish_authorization(
+        &self,
+        id: &str,
+        code: Option<(&[u8; 32], i64)>,
+        auth_time: Option<i64>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let (hash, expires) = code.unzip();
+        let done = sqlx::query(oidc::FINISH)
+            .bind(now)
+            .bind(auth_time)
+            .bind(hash.map(|h| &h[..]))
+            .bind(expires)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn redeem_code(
+        &self,
+        code_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<Option<Authorization>> {
+        let row = sqlx::query(oidc::REDEEM_CODE)
+            .bind(now)
+            .bind(&code_hash[..])
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode::authorization).transpose()
     }
 }

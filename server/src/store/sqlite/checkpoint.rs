@@ -35,6 +35,11 @@ use std::{
 pub const INTERVAL: Duration = Duration::from_millis(200);
 /// WAL frames (pages) beyond which the WAL is made to start over.
 pub const RESTART_FRAMES: i64 = 1000;
+/// The size the WAL file is cut back to when it starts over
+/// (`journal_size_limit`): a burst that outran the checkpoints (a stalled
+/// disk, a starved thread) would otherwise leave the file at its largest for
+/// good, as SQLite reuses a WAL file rather than shrinking it.
+pub const WAL_SIZE_LIMIT: i64 = RESTART_FRAMES * 4096;
 
 /// The checkpoint thread; it stops when this is dropped.
 #[derive(Debug)]

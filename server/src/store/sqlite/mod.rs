@@ -17,10 +17,11 @@
 //! file and shares the bundled SQLite library.
 
 mod checkpoint;
+pub use checkpoint::WAL_SIZE_LIMIT;
 
 use super::rows::{self as decode, Columns};
 use super::{
-    algorithm_names, audit, delete_user, lifetime_ms, verification_names, Creation, Deletion,
+    algorithm_names, audit, delete_user, lifetime_ms, oidc, verification_names, Creation, Deletion,
     Ended, Quota, Reset, Store, StoreError, StoreResult, Swept, TenantCounts,
 };
 use crate::model::*;
@@ -69,6 +70,7 @@ impl SqliteStore {
         writer.pragma_update(None, "journal_mode", "WAL")?;
         writer.pragma_update(None, "synchronous", "NORMAL")?;
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+        writer.pragma_update(None, "journal_size_limit", checkpoint::WAL_SIZE_LIMIT)?;
         let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             _checkpointer: checkpoint::Checkpointer::start(&path, writer.clone())?,
@@ -181,6 +183,10 @@ impl Columns for Row<'_> {
     }
 
     fn boolean(&self, column: &str) -> StoreResult<bool> {
+        Ok(self.0.get(column)?)
+    }
+
+    fn optional_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.0.get(column)?)
     }
 }
@@ -992,6 +998,11 @@ impl Store for SqliteStore {
                 "DELETE FROM failed_attempts WHERE at < ?",
                 [keep_attempts_since],
             )?;
+            execute(
+                c,
+                "DELETE FROM oidc_authorizations WHERE expires_at < ?",
+                [keep_attempts_since],
+            )?;
             let swept = Swept {
                 challenges,
                 enrollments,
@@ -1071,6 +1082,7 @@ impl Store for SqliteStore {
             let anonymised_audit_events = execute(c, delete_user::ANONYMISE_AUDIT, user)? as u64;
             execute(c, delete_user::NONCES, user)?;
             execute(c, delete_user::FAILURES, user)?;
+            execute(c, delete_user::OIDC_AUTHORIZATIONS, user)?;
             let challenges = execute(c, delete_user::CHALLENGES, user)? as u64;
             let enrollments = execute(c, delete_user::ENROLLMENTS, user)? as u64;
             let devices = execute(c, delete_user::DEVICES, user)? as u64;
@@ -1203,6 +1215,149 @@ impl Store for SqliteStore {
                 params![now, id],
             )?;
             Ok(revoked == 1)
+        })
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+        self.read(|c| all(c, oidc::SIGNING_KEYS, [], |row| decode::signing_key(row)))
+    }
+
+    async fn add_signing_key(
+        &self,
+        k: &SigningKey,
+        unless_created_since: i64,
+    ) -> StoreResult<bool> {
+        self.write(|c| {
+            let added = execute(
+                c,
+                oidc::INSERT_SIGNING_KEY,
+                params![
+                    k.kid,
+                    k.private_key,
+                    k.certificate,
+                    k.created_at,
+                    k.signs_from,
+                    unless_created_since
+                ],
+            )?;
+            Ok(added == 1)
+        })
+    }
+
+    async fn forget_signing_keys(&self, replaced_before: i64) -> StoreResult<u64> {
+        self.write(|c| Ok(execute(c, oidc::FORGET_SIGNING_KEYS, [replaced_before])? as u64))
+    }
+
+    async fn create_oidc_client(&self, client: &OidcClient) -> StoreResult<()> {
+        let (uris, entra) = oidc::client_json(client)?;
+        self.write(|c| {
+            insert(
+                c,
+                oidc::INSERT_CLIENT,
+                params![
+                    client.client_id,
+                    client.tenant_id,
+                    client.display_name,
+                    client.secret_hash.as_ref().map(|h| &h[..]),
+                    uris,
+                    entra,
+                    client.created_at
+                ],
+                "client id",
+            )
+        })
+    }
+
+    async fn get_oidc_client(&self, client_id: &str) -> StoreResult<Option<OidcClient>> {
+        self.read(|c| {
+            optional(c, oidc::GET_CLIENT, [client_id], |row| {
+                decode::oidc_client(row)
+            })
+        })
+    }
+
+    async fn list_oidc_clients(&self, tenant_id: &str) -> StoreResult<Vec<OidcClient>> {
+        self.read(|c| {
+            all(c, oidc::LIST_CLIENTS, [tenant_id], |row| {
+                decode::oidc_client(row)
+            })
+        })
+    }
+
+    async fn create_authorization(&self, a: &Authorization) -> StoreResult<()> {
+        self.write(|c| {
+            insert(
+                c,
+                oidc::INSERT_AUTHORIZATION,
+                params![
+                    a.id,
+                    a.tenant_id,
+                    a.client_id,
+                    a.user_id,
+                    a.email,
+                    i64::from(a.pushed),
+                    a.redirect_uri,
+                    a.state,
+                    a.nonce,
+                    a.code_challenge,
+                    a.created_at,
+                    a.expires_at,
+                    a.response_type.as_str(),
+                    oidc::subject_json(a)?,
+                    a.hint_hash.as_ref().map(|h| &h[..]),
+                    a.acr
+                ],
+                "id_token_hint",
+            )
+        })
+    }
+
+    async fn get_authorization(&self, id: &str) -> StoreResult<Option<Authorization>> {
+        self.read(|c| {
+            optional(c, oidc::GET_AUTHORIZATION, [id], |row| {
+                decode::authorization(row)
+            })
+        })
+    }
+
+    async fn set_authorization_step(
+        &self,
+        id: &str,
+        challenge_id: Option<&str>,
+        enrollment_id: Option<&str>,
+    ) -> StoreResult<bool> {
+        self.write(|c| {
+            Ok(execute(c, oidc::SET_STEP, params![challenge_id, enrollment_id, id])? == 1)
+        })
+    }
+
+    async fn finish_authorization(
+        &self,
+        id: &str,
+        code: Option<(&[u8; 32], i64)>,
+        auth_time: Option<i64>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let (hash, expires) = code.unzip();
+        self.write(|c| {
+            let finished = execute(
+                c,
+                oidc::FINISH,
+                params![now, auth_time, hash.map(|h| &h[..]), expires, id],
+            )?;
+            Ok(finished == 1)
+        })
+    }
+
+    async fn redeem_code(
+        &self,
+        code_hash: &[u8; 32],
+        now: i64,
+    ) -> StoreResult<Option<Authorization>> {
+        self.write(|c| {
+            optional(c, oidc::REDEEM_CODE, params![now, &code_hash[..]], |row| {
+                decode::authorization(row)
+            })
         })
     }
 }
