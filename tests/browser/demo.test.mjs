@@ -194,7 +194,7 @@ async function signInUntilExpired(page, stack, email) {
 test('after a sign-in times out, a code from the app signs in, once (English, then Japanese)', async () => {
   const stack = await startStack({ MFA_CHALLENGE_TTL: '8s' });
   try {
-    const page = await newPage('en-US');
+    const page = await newPage(browser, 'en-US');
     const phone = await stack.phone('hanako-phone');
     await signIn(page, stack.url, 'hanako@example.jp');
     await enrollPhone(page, phone, 'hanako@example.jp');
@@ -226,7 +226,7 @@ test('after a sign-in times out, a code from the app signs in, once (English, th
 
     // The same code a second time, in Japanese: refused as used.
     await page.context().clearCookies();
-    const ja = await newPage('ja-JP');
+    const ja = await newPage(browser, 'ja-JP');
     await signInUntilExpired(ja, stack, 'hanako@example.jp');
     assert.equal(
       (await ja.locator('#use-code a').textContent()).trim(),
