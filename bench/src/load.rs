@@ -198,11 +198,13 @@ pub struct OpenRun<W> {
 
 /// Starts operations at `rate` a second for `duration`, whatever earlier ones
 /// are doing (an open loop, as independent people sign in): each start takes
-/// a free worker; a start that finds none is counted as missed.
+/// a free worker; a start that finds none, or finds `max_in_flight`
+/// operations still running, is counted as missed.
 pub async fn run_open_loop<W: Worker>(
     workers: Vec<W>,
     rate: f64,
     duration: Duration,
+    max_in_flight: usize,
 ) -> Result<OpenRun<W>, String> {
     use std::sync::{Arc, Mutex};
     let count = workers.len();
@@ -221,6 +223,10 @@ pub async fn run_open_loop<W: Worker>(
         while let Some(done) = running.try_join_next() {
             done.map_err(|e| e.to_string())??;
             ops += 1;
+        }
+        if running.len() >= max_in_flight {
+            missed += 1;
+            continue;
         }
         let Some(mut worker) = free.lock().expect("not poisoned").pop() else {
             missed += 1;
