@@ -73,6 +73,20 @@ pub struct StepLatency {
     pub p999_ms: f64,
 }
 
+impl StepLatency {
+    /// A step that never happened.
+    pub fn empty(step: &str) -> Self {
+        Self {
+            step: step.to_owned(),
+            count: 0,
+            p50_ms: 0.0,
+            p90_ms: 0.0,
+            p99_ms: 0.0,
+            p999_ms: 0.0,
+        }
+    }
+}
+
 /// A worker's operation.
 pub trait Worker: Send + 'static {
     /// Does one operation, timing its steps; `Ok(false)` when out of work.
@@ -162,4 +176,87 @@ pub async fn run_paced<W: Worker>(
     }
     run.elapsed = start.elapsed();
     Ok(run)
+}
+
+/// What an open-loop run did.
+pub struct OpenRun<W> {
+    /// Operations started at their scheduled time (or as soon after it as a
+    /// worker was free) and finished.
+    pub ops: u64,
+    /// Scheduled starts that found no free worker: the offered rate was not
+    /// held by that many.
+    pub missed: u64,
+    /// How long starts were scheduled for (the run's `duration`).
+    pub scheduled_for: Duration,
+    /// Until the last operation finished.
+    pub elapsed: Duration,
+    /// The workers' own steps, and `scheduled` (from the scheduled start to
+    /// the end of the operation, so that a late start counts against it).
+    pub steps: Steps,
+    pub workers: Vec<W>,
+}
+
+/// Starts operations at `rate` a second for `duration`, whatever earlier ones
+/// are doing (an open loop, as independent people sign in): each start takes
+/// a free worker; a start that finds none, or finds `max_in_flight`
+/// operations still running, is counted as missed.
+pub async fn run_open_loop<W: Worker>(
+    workers: Vec<W>,
+    rate: f64,
+    duration: Duration,
+    max_in_flight: usize,
+) -> Result<OpenRun<W>, String> {
+    use std::sync::{Arc, Mutex};
+    let count = workers.len();
+    let free = Arc::new(Mutex::new(workers));
+    let steps = Arc::new(Mutex::new(Steps::default()));
+    let mut running = tokio::task::JoinSet::new();
+    let period = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let mut ticks = tokio::time::interval(period);
+    // Late ticks fire at once: the schedule, not the last start, sets the rate.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let (mut ops, mut missed) = (0u64, 0u64);
+    while start.elapsed() < duration {
+        let scheduled = ticks.tick().await.into_std();
+        // Finished operations report their errors as soon as possible.
+        while let Some(done) = running.try_join_next() {
+            done.map_err(|e| e.to_string())??;
+            ops += 1;
+        }
+        if running.len() >= max_in_flight {
+            missed += 1;
+            continue;
+        }
+        let Some(mut worker) = free.lock().expect("not poisoned").pop() else {
+            missed += 1;
+            continue;
+        };
+        let (free, steps) = (free.clone(), steps.clone());
+        running.spawn(async move {
+            let mut mine = Steps::default();
+            let result = worker.step(&mut mine).await;
+            mine.record("scheduled", scheduled.elapsed());
+            steps.lock().expect("not poisoned").merge(mine);
+            free.lock().expect("not poisoned").push(worker);
+            result.map(drop)
+        });
+    }
+    let scheduled_for = start.elapsed();
+    while let Some(done) = running.join_next().await {
+        done.map_err(|e| e.to_string())??;
+        ops += 1;
+    }
+    let elapsed = start.elapsed();
+    let workers = std::mem::take(&mut *free.lock().expect("not poisoned"));
+    debug_assert_eq!(workers.len(), count);
+    let steps = std::mem::take(&mut *steps.lock().expect("not poisoned"));
+    Ok(OpenRun {
+        ops,
+        missed,
+        scheduled_for,
+        elapsed,
+        steps,
+        workers,
+    })
 }

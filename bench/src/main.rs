@@ -1,18 +1,25 @@
-//! `mfa-bench`: starts the release `mfa-server` on a fresh database, seeds it
-//! with enrolled phones and pending challenges, and measures, in one run:
-//! the gRPC ceiling (health checks), enrollment, the full sign-in cycle,
-//! challenge creation alone and the device's answer alone. Prints a table and
-//! writes the same figures as JSON under `target/bench/`.
+//! `mfa-bench`: starts the release `mfa-server` on a fresh database (and, on
+//! PostgreSQL, a second replica), pointed at APNs and FCM stand-ins in this
+//! process, seeds it with enrolled phones and pending challenges, and
+//! measures, in one run: the gRPC ceiling (health checks) and the floor of a
+//! sign-in ([`floor`]), enrollment, the full sign-in cycle (closed loop, then
+//! at half its rate), sign-ins offered at a fixed rate (open loop, with push
+//! and a watch on the other replica), challenge creation alone, the device's
+//! answer alone, and push throughput. Prints a table and writes the same
+//! figures as JSON under `target/bench/`.
 
+mod floor;
 mod load;
 mod profile;
+mod push_rate;
 mod scenarios;
 mod server;
 
 use clap::Parser;
-use load::{run, run_paced, Run, StepLatency, Worker};
+use load::{run, run_open_loop, run_paced, OpenRun, Run, StepLatency, Steps, Worker};
 use mfa_sdk::portal::RelyingParty;
-use scenarios::{Answer, Ceiling, Create, Enroll, FullCycle, Turns, User};
+use mfa_tests::push::{PushStandIns, StandIn};
+use scenarios::{Answer, Ceiling, Create, Created, Enroll, FullCycle, Turns, User, WatchedCycle};
 use serde::Serialize;
 use server::{Server, Usage};
 use std::{
@@ -56,6 +63,14 @@ struct Args {
     /// a flame graph and where the server's CPU went to the output directory.
     #[arg(long)]
     profile: bool,
+    /// Full sign-ins offered per second in the open-loop scenario (about a
+    /// large organisation's Monday-morning peak).
+    #[arg(long, default_value_t = 500.0)]
+    rate: f64,
+    /// Phones with push tokens (iPhones and Android phones in turn) that the
+    /// open-loop scenario signs in.
+    #[arg(long, default_value_t = 2_000)]
+    pushed_phones: u64,
 }
 
 /// One scenario's figures.
@@ -73,7 +88,29 @@ struct Figures {
     load_cpu_ms_per_1000: f64,
     /// What the server wrote towards the disk, per operation.
     server_disk_kib_per_op: f64,
+    /// On PostgreSQL: the database's own CPU per 1,000 operations.
+    postgres_cpu_ms_per_1000: Option<f64>,
+    /// For sign-in cycles: the server's CPU per cycle as a multiple of the
+    /// floor measured in this run.
+    times_floor: Option<f64>,
     steps: Vec<StepLatency>,
+}
+
+/// The open-loop scenario's own figures.
+#[derive(Debug, Serialize)]
+struct OpenLoop {
+    offered_per_second: f64,
+    achieved_per_second: f64,
+    /// Scheduled starts that found every phone busy, or 90 sign-ins still
+    /// running: the offered rate was not held by that many.
+    missed_starts: u64,
+    /// Whether the watch ran on another replica than the calls (PostgreSQL).
+    watch_on_other_replica: bool,
+    /// The server's own handling time per call (p99, from its metrics).
+    server_p99_ms: BTreeMap<String, f64>,
+    /// Creation (the portal's call) → the provider stand-in receiving the
+    /// notification, by provider.
+    push_received: BTreeMap<String, StepLatency>,
 }
 
 #[derive(Debug, Serialize)]
@@ -98,11 +135,17 @@ struct Report {
     /// alone grew during the run, sampled every [`SIZE_SAMPLE`].
     sqlite_peak_mib: Option<f64>,
     sqlite_wal_peak_mib: Option<f64>,
+    /// The server's CPU per 1,000 cycles at the floor ([`floor`]), and the
+    /// part of it that is the signatures.
+    floor_ms_per_1000_cycles: f64,
+    floor_signatures_ms_per_1000_cycles: f64,
+    open_loop: Option<OpenLoop>,
+    push_throughput: Vec<push_rate::PushRate>,
     /// With `--profile`: where the server's CPU went during full cycles.
     profile: Option<profile::Profile>,
 }
 
-const CYCLE_RPCS: f64 = 4.0;
+const CYCLE_RPCS: f64 = floor::CYCLE_CALLS;
 /// How often the SQLite files' size is read.
 const SIZE_SAMPLE: Duration = Duration::from_millis(100);
 /// Upper bound on the challenges created ahead for the device-answer scenario.
@@ -118,7 +161,21 @@ async fn main() {
 }
 
 async fn bench(args: Args) -> Result<(), String> {
-    let server = Server::start(&args.server, &args.db)?;
+    let push_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let push = PushStandIns::start(push_dir.path()).await;
+    let push_settings = push.environment();
+    let push_settings: Vec<(&str, &str)> = push_settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let server = Server::start_with(&args.server, &args.db, &push_settings)?;
+    // On PostgreSQL, portals watch on a second replica, as behind a load
+    // balancer.
+    let replica = match args.db.is_empty() {
+        true => None,
+        false => Some(Server::replica(&args.server, &args.db, &push_settings)?),
+    };
+    let portal_key = server.portal_key.clone().unwrap_or_default();
     let sizes = args
         .db
         .is_empty()
@@ -142,7 +199,7 @@ async fn bench(args: Args) -> Result<(), String> {
     let mut portals = Vec::new();
     for _ in 0..args.connections.max(1) {
         portals.push(
-            RelyingParty::connect(&server.url, &server.portal_key)
+            RelyingParty::connect(&server.url, &portal_key)
                 .await
                 .map_err(|e| e.to_string())?,
         );
@@ -150,7 +207,11 @@ async fn bench(args: Args) -> Result<(), String> {
     let portal = |i: usize| portals[i % portals.len()].clone();
     let c = args.concurrency.max(1);
     let mut figures = Vec::new();
-    let mut measure = Measure { server: &server };
+    let mut measure = Measure {
+        server: &server,
+        postgres: !args.db.is_empty(),
+        max_in_flight: 90,
+    };
 
     // The ceiling first, on an idle server.
     let workers = (0..c)
@@ -170,6 +231,8 @@ async fn bench(args: Args) -> Result<(), String> {
         )
         .await?;
     let ceiling_rate = ceiling.ops_per_second;
+    let floor_signatures = floor::signatures_ms_per_1000_cycles();
+    let floor = floor::ms_per_1000_cycles(ceiling.server_cpu_ms_per_1000);
     figures.push(ceiling);
 
     // Enrollment, which also seeds the data.
@@ -183,6 +246,7 @@ async fn bench(args: Args) -> Result<(), String> {
             prefix: format!("user{i}"),
             next: 0,
             users: Vec::new(),
+            push: false,
         })
         .collect();
     let (enrollment, enrolled) = measure
@@ -196,6 +260,24 @@ async fn bench(args: Args) -> Result<(), String> {
         .await?;
     figures.push(enrollment);
     let mut users: Vec<User> = enrolled.into_iter().flat_map(|w| w.users).collect();
+
+    eprintln!("enrolling {} phones with push tokens…", args.pushed_phones);
+    let workers = (0..c)
+        .map(|i| Enroll {
+            portal: portal(i),
+            channel: phone_channels[i % phone_channels.len()].clone(),
+            prefix: format!("pushed{i}"),
+            next: 0,
+            users: Vec::new(),
+            push: true,
+        })
+        .collect();
+    let pushed: Vec<User> = run(workers, Duration::MAX, args.pushed_phones)
+        .await?
+        .workers
+        .into_iter()
+        .flat_map(|w| w.users)
+        .collect();
 
     eprintln!("creating {pending} pending challenges…");
     let waiting: Vec<User> = users.split_off(users.len() - pending as usize);
@@ -225,17 +307,18 @@ async fn bench(args: Args) -> Result<(), String> {
             users: Turns::new(users),
         })
         .collect();
-    let (cycle, cycle_workers) = measure
+    let (mut cycle, cycle_workers) = measure
         .scenario("full sign-in cycle", c, workers, args.duration, u64::MAX)
         .await?;
     let cycle_rate = cycle.ops_per_second;
+    cycle.times_floor = Some(cycle.server_cpu_ms_per_1000 / floor);
     figures.push(cycle);
 
     // Half the peak rate, paced: how long the server itself takes per call
     // when it is not saturated, read from its own metrics for this window.
     let pace = Duration::from_secs_f64(c as f64 / (cycle_rate / 2.0).max(1.0));
     let before = server.metrics().await?;
-    let (half, cycle_workers) = measure
+    let (mut half, cycle_workers) = measure
         .paced(
             "full sign-in cycle at half the peak rate",
             c,
@@ -244,6 +327,7 @@ async fn bench(args: Args) -> Result<(), String> {
             Some(pace),
         )
         .await?;
+    half.times_floor = Some(half.server_cpu_ms_per_1000 / floor);
     figures.push(half);
     let window = server.metrics().await?.since(&before);
     println!("\nthe server's own view of the half-rate run (its metrics):\n\n{window}");
@@ -252,6 +336,75 @@ async fn bench(args: Args) -> Result<(), String> {
         .into_iter()
         .map(|(method, seconds)| (method, seconds * 1000.0))
         .collect();
+
+    // Sign-ins offered at a fixed rate by people whose phones are notified,
+    // the portal following each live (on the other replica where there is
+    // one).
+    let mut watching = Vec::new();
+    for i in 0..args.connections.max(1) {
+        watching.push(match &replica {
+            Some(replica) => RelyingParty::connect(&replica.url, &portal_key)
+                .await
+                .map_err(|e| e.to_string())?,
+            None => portal(i),
+        });
+    }
+    let created = Created::default();
+    let workers: Vec<WatchedCycle> = pushed
+        .into_iter()
+        .enumerate()
+        .map(|(i, user)| WatchedCycle {
+            creating: portal(i),
+            watching: watching[i % watching.len()].clone(),
+            user,
+            created: created.clone(),
+        })
+        .collect();
+    let pushes_before = (push.apns.requests().len(), push.fcm.requests().len());
+    let before = server.metrics().await?;
+    let name = "sign-ins offered at --rate (open loop, push, watch)";
+    let (mut offered, missed, achieved) = measure
+        .open_loop(name, workers, args.rate, args.duration)
+        .await?;
+    offered.times_floor = Some(offered.server_cpu_ms_per_1000 / floor);
+    let window = server.metrics().await?.since(&before);
+    let created = std::mem::take(&mut *created.lock().expect("not poisoned"));
+    let push_received = [
+        ("apns", push.apns.requests().split_off(pushes_before.0)),
+        ("fcm", push.fcm.requests().split_off(pushes_before.1)),
+    ]
+    .into_iter()
+    .map(|(provider, requests)| {
+        let mut steps = Steps::default();
+        for request in requests {
+            let id = match provider {
+                "apns" => &request.body["mfa"]["challenge_id"],
+                _ => &request.body["message"]["data"]["challenge_id"],
+            };
+            if let Some(start) = id.as_str().and_then(|id| created.get(id)) {
+                steps.record(provider, request.at.saturating_duration_since(*start));
+            }
+        }
+        let summary = steps
+            .summary()
+            .pop()
+            .unwrap_or_else(|| StepLatency::empty(provider));
+        (provider.to_owned(), summary)
+    })
+    .collect();
+    let open_loop = OpenLoop {
+        offered_per_second: args.rate,
+        achieved_per_second: achieved,
+        missed_starts: missed,
+        watch_on_other_replica: replica.is_some(),
+        server_p99_ms: window
+            .call_quantiles(0.99)
+            .into_iter()
+            .map(|(method, seconds)| (method, seconds * 1000.0))
+            .collect(),
+        push_received,
+    };
+    figures.push(offered);
 
     let (profile, cycle_workers) = if args.profile {
         // Sampling slows the server, so this run's figures are not kept;
@@ -313,6 +466,14 @@ async fn bench(args: Args) -> Result<(), String> {
         .await?;
     figures.push(answer);
 
+    eprintln!("push throughput…");
+    let push_config = mfa_server::push::config::PushConfig {
+        apns: push.config.apns.clone(),
+        fcm: push.config.fcm.clone(),
+        ..Default::default()
+    };
+    let push_throughput = push_rate::measure(&push_config, args.duration).await?;
+
     let report = Report {
         machine: machine(),
         database: if args.db.is_empty() {
@@ -321,7 +482,7 @@ async fn bench(args: Args) -> Result<(), String> {
             "postgres".into()
         },
         scale: args.scale,
-        enrolled_phones: phones,
+        enrolled_phones: phones + args.pushed_phones,
         pending_challenges: pending,
         sign_in_users,
         concurrency: c,
@@ -331,6 +492,10 @@ async fn bench(args: Args) -> Result<(), String> {
         sqlite_peak_mib: sizes.as_ref().map(|s| mib(s.files.load(Ordering::Relaxed))),
         sqlite_wal_peak_mib: sizes.as_ref().map(|s| mib(s.wal.load(Ordering::Relaxed))),
         scenarios: figures,
+        floor_ms_per_1000_cycles: floor,
+        floor_signatures_ms_per_1000_cycles: floor_signatures,
+        open_loop: Some(open_loop),
+        push_throughput,
         profile,
     };
     print!("{}", table(&report));
@@ -347,9 +512,21 @@ async fn bench(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs scenarios and attributes the server's CPU time to each.
+/// Runs scenarios and attributes the server's CPU time to each (and, on
+/// PostgreSQL, the database's).
 struct Measure<'a> {
     server: &'a Server,
+    postgres: bool,
+    /// Open-loop operations allowed in flight: below the server's limit of
+    /// calls at once per connection (they need not spread evenly).
+    max_in_flight: usize,
+}
+
+/// CPU and disk readings before a scenario.
+struct Readings {
+    server: Usage,
+    load: Duration,
+    postgres: Option<Duration>,
 }
 
 impl Measure<'_> {
@@ -378,6 +555,29 @@ impl Measure<'_> {
             .await
     }
 
+    /// Sign-ins started at `rate` a second whatever earlier ones do; the
+    /// figures, the starts missed, and the rate of those made.
+    async fn open_loop<W: Worker>(
+        &mut self,
+        name: &'static str,
+        workers: Vec<W>,
+        rate: f64,
+        duration: Duration,
+    ) -> Result<(Figures, u64, f64), String> {
+        eprintln!("{name}…");
+        let before = self.readings();
+        let OpenRun {
+            ops,
+            missed,
+            scheduled_for,
+            elapsed,
+            steps,
+            workers,
+        } = run_open_loop(workers, rate, duration, self.max_in_flight).await?;
+        let figures = self.figures(name, workers.len(), before, ops, elapsed, &steps);
+        Ok((figures, missed, ops as f64 / scheduled_for.as_secs_f64()))
+    }
+
     async fn run<W: Worker>(
         &mut self,
         name: &'static str,
@@ -388,37 +588,60 @@ impl Measure<'_> {
         pace: Option<Duration>,
     ) -> Result<(Figures, Vec<W>), String> {
         eprintln!("{name}…");
-        let before: Usage = self.server.usage();
-        let load_before = server::cpu_time(std::process::id());
+        let before = self.readings();
         let Run {
             ops,
             elapsed,
             steps,
             workers,
         } = run_paced(workers, duration, limit, pace).await?;
-        let after = self.server.usage();
-        let cpu = after.cpu.saturating_sub(before.cpu);
+        let figures = self.figures(name, concurrency, before, ops, elapsed, &steps);
+        Ok((figures, workers))
+    }
+
+    fn readings(&self) -> Readings {
+        Readings {
+            server: self.server.usage(),
+            load: server::cpu_time(std::process::id()),
+            postgres: self.postgres.then(server::postgres_cpu_time),
+        }
+    }
+
+    fn figures(
+        &self,
+        name: &'static str,
+        concurrency: usize,
+        before: Readings,
+        ops: u64,
+        elapsed: Duration,
+        steps: &Steps,
+    ) -> Figures {
+        let after = self.readings();
+        let cpu = after.server.cpu.saturating_sub(before.server.cpu);
         let written = after
+            .server
             .disk_written_bytes
-            .saturating_sub(before.disk_written_bytes);
-        let load_cpu = server::cpu_time(std::process::id()).saturating_sub(load_before);
+            .saturating_sub(before.server.disk_written_bytes);
+        let load_cpu = after.load.saturating_sub(before.load);
         let per_1000_ops =
             |cpu: Duration| cpu.as_secs_f64() * 1000.0 / (ops.max(1) as f64 / 1000.0);
         let seconds = elapsed.as_secs_f64();
-        Ok((
-            Figures {
-                scenario: name,
-                concurrency,
-                ops,
-                seconds,
-                ops_per_second: ops as f64 / seconds,
-                server_cpu_ms_per_1000: per_1000_ops(cpu),
-                load_cpu_ms_per_1000: per_1000_ops(load_cpu),
-                server_disk_kib_per_op: written as f64 / 1024.0 / ops.max(1) as f64,
-                steps: steps.summary(),
-            },
-            workers,
-        ))
+        Figures {
+            scenario: name,
+            concurrency,
+            ops,
+            seconds,
+            ops_per_second: ops as f64 / seconds,
+            server_cpu_ms_per_1000: per_1000_ops(cpu),
+            load_cpu_ms_per_1000: per_1000_ops(load_cpu),
+            server_disk_kib_per_op: written as f64 / 1024.0 / ops.max(1) as f64,
+            postgres_cpu_ms_per_1000: before
+                .postgres
+                .zip(after.postgres)
+                .map(|(before, after)| per_1000_ops(after.saturating_sub(before))),
+            times_floor: None,
+            steps: steps.summary(),
+        }
     }
 }
 
@@ -479,11 +702,13 @@ fn table(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<50} {:>8} {:>10} {:>16} {:>14} {:>12}   {:<10} {:>8} {:>8} {:>8} {:>8}",
+        "{:<52} {:>8} {:>10} {:>16} {:>8} {:>14} {:>14} {:>12}   {:<14} {:>8} {:>8} {:>8} {:>8}",
         "scenario",
         "ops",
         "ops/s",
         "server ms/1k ops",
+        "× floor",
+        "postgres ms/1k",
         "load ms/1k ops",
         "disk KiB/op",
         "step",
@@ -492,27 +717,32 @@ fn table(report: &Report) -> String {
         "p99 ms",
         "p99.9 ms"
     );
+    let optional = |v: Option<f64>, decimals: usize| {
+        v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
+    };
     for f in &report.scenarios {
         for (i, s) in f.steps.iter().enumerate() {
             let head = if i == 0 {
                 format!(
-                    "{:<50} {:>8} {:>10.0} {:>16.1} {:>14.1} {:>12.1}",
+                    "{:<52} {:>8} {:>10.0} {:>16.1} {:>8} {:>14} {:>14.1} {:>12.1}",
                     f.scenario,
                     f.ops,
                     f.ops_per_second,
                     f.server_cpu_ms_per_1000,
+                    optional(f.times_floor, 2),
+                    optional(f.postgres_cpu_ms_per_1000, 1),
                     f.load_cpu_ms_per_1000,
                     f.server_disk_kib_per_op
                 )
             } else {
                 format!(
-                    "{:<50} {:>8} {:>10} {:>16} {:>14} {:>12}",
-                    "", "", "", "", "", ""
+                    "{:<52} {:>8} {:>10} {:>16} {:>8} {:>14} {:>14} {:>12}",
+                    "", "", "", "", "", "", "", ""
                 )
             };
             let _ = writeln!(
                 out,
-                "{head}   {:<10} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+                "{head}   {:<14} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
                 s.step, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms
             );
         }
@@ -530,6 +760,45 @@ fn table(report: &Report) -> String {
         CYCLE_RPCS,
         report.server_peak_rss_mib
     );
+    let _ = writeln!(
+        out,
+        "floor: {:.1} ms of server CPU per 1,000 cycles ({} health checks at this concurrency, \
+         plus {:.1} ms for 2 signature verifications and 1 signature)\n",
+        report.floor_ms_per_1000_cycles, CYCLE_RPCS, report.floor_signatures_ms_per_1000_cycles
+    );
+    if let Some(open) = &report.open_loop {
+        let _ = writeln!(
+            out,
+            "open loop: {:.0} sign-ins/s offered, {:.0}/s done, {} starts missed (too many still running); \
+             the watch on {} replica",
+            open.offered_per_second,
+            open.achieved_per_second,
+            open.missed_starts,
+            if open.watch_on_other_replica { "the other" } else { "the same" }
+        );
+        for (provider, l) in &open.push_received {
+            let _ = writeln!(
+                out,
+                "  creation → {provider} stand-in received: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms ({} notifications)",
+                l.p50_ms, l.p99_ms, l.p999_ms, l.count
+            );
+        }
+        if let Some((method, p99)) = open.server_p99_ms.iter().max_by(|a, b| a.1.total_cmp(b.1)) {
+            let _ = writeln!(
+                out,
+                "  the server's slowest call p99: {p99:.2} ms ({method})"
+            );
+        }
+        let _ = writeln!(out);
+    }
+    for rate in &report.push_throughput {
+        let _ = writeln!(
+            out,
+            "push throughput: {} stand-in accepted {:.0} notifications/s over one HTTP/2 connection ({} in flight)",
+            rate.provider, rate.accepted_per_second, rate.concurrency
+        );
+    }
+    let _ = writeln!(out);
     if let Some((method, p99)) = report
         .server_p99_ms_at_half_rate
         .iter()

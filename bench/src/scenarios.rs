@@ -5,7 +5,11 @@ use mfa_sdk::{
     portal::RelyingParty, proto, Authenticator, ChallengeState, DeviceInfo, EnrollmentUri,
     MemoryKeyStore, PushPlatform, SignInContext, VerifiedChallenge,
 };
-use std::time::Instant;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 use tonic::transport::Channel;
 use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
 
@@ -36,6 +40,25 @@ pub struct Enroll {
     pub prefix: String,
     pub next: u64,
     pub users: Vec<User>,
+    /// Phones with push tokens (iPhones and Android phones in turn), or
+    /// pull-only ones.
+    pub push: bool,
+}
+
+impl Enroll {
+    /// The phone of the `n`-th user.
+    fn device(&self, n: u64) -> DeviceInfo {
+        let (push_platform, push_token) = match (self.push, n % 2) {
+            (false, _) => (PushPlatform::None, String::new()),
+            (true, 0) => (PushPlatform::Apns, format!("{:064x}", n + 1)),
+            (true, _) => (PushPlatform::Fcm, format!("fcm-{}-{n}", self.prefix)),
+        };
+        DeviceInfo {
+            name: "bench phone".into(),
+            push_platform,
+            push_token,
+        }
+    }
 }
 
 impl Worker for Enroll {
@@ -49,11 +72,7 @@ impl Worker for Enroll {
             .await
             .map_err(failed("begin enrollment"))?;
         let uri = EnrollmentUri::parse(&begun.qr_uri).map_err(|e| e.to_string())?;
-        let info = DeviceInfo {
-            name: "bench phone".into(),
-            push_platform: PushPlatform::None,
-            push_token: String::new(),
-        };
+        let info = self.device(self.next - 1);
         let store = MemoryKeyStore::new();
         let (mut phone, verification) = steps
             .time(
@@ -157,6 +176,74 @@ impl Worker for FullCycle {
         if seen.state() != proto::ChallengeState::Approved {
             return Err(format!("the portal sees {:?}", seen.state()));
         }
+        steps.record("cycle", start.elapsed());
+        Ok(true)
+    }
+}
+
+/// When each challenge was created, by id, for timing what follows it
+/// elsewhere (the push provider's receipt).
+pub type Created = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// The sign-in as a portal that follows the outcome live: create → watch
+/// (on `watching`: another replica where there is one) → the phone lists and
+/// approves → the watch sees APPROVED. One worker per user with a push token,
+/// so the push goes out as well.
+pub struct WatchedCycle {
+    pub creating: RelyingParty,
+    pub watching: RelyingParty,
+    pub user: User,
+    pub created: Created,
+}
+
+impl Worker for WatchedCycle {
+    async fn step(&mut self, steps: &mut Steps) -> Result<bool, String> {
+        let start = Instant::now();
+        let challenge = steps
+            .time(
+                "create",
+                self.creating.start_sign_in(&self.user.id, context()),
+            )
+            .await
+            .map_err(failed("create"))?;
+        self.created
+            .lock()
+            .expect("not poisoned")
+            .insert(challenge.challenge_id.clone(), start);
+        let mut watch = steps
+            .time(
+                "watch",
+                self.watching.watch_challenge(&challenge.challenge_id),
+            )
+            .await
+            .map_err(failed("watch"))?;
+        let pending = steps
+            .time("list", self.user.phone.pending_challenges())
+            .await
+            .map_err(failed("list"))?;
+        let shown = pending
+            .iter()
+            .find(|p| p.challenge_id == challenge.challenge_id)
+            .ok_or("the phone does not see the challenge")?;
+        let approving = Instant::now();
+        steps
+            .time("respond", self.user.phone.approve(shown, &challenge.number))
+            .await
+            .map_err(failed("respond"))?;
+        loop {
+            let seen = watch
+                .message()
+                .await
+                .map_err(|e| format!("watch: {e}"))?
+                .and_then(|m| m.challenge)
+                .ok_or("the watch ended before the approval")?;
+            match seen.state() {
+                proto::ChallengeState::Approved => break,
+                proto::ChallengeState::Pending => continue,
+                other => return Err(format!("the watch sees {other:?}")),
+            }
+        }
+        steps.record("approve→watch", approving.elapsed());
         steps.record("cycle", start.elapsed());
         Ok(true)
     }

@@ -15,7 +15,9 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    pub portal_key: String,
+    /// The development tenant's portal key, printed when it started on an
+    /// empty database (not by a replica).
+    pub portal_key: Option<String>,
     /// `http://127.0.0.1:PORT/metrics`.
     pub metrics_url: String,
     data: tempfile::TempDir,
@@ -33,16 +35,34 @@ pub struct Usage {
 }
 
 impl Server {
-    /// Starts `binary` with limits raised for load (a bench user signs in
-    /// thousands of times a minute) and challenges that outlive the run.
-    /// `database_url` empty means the embedded SQLite default.
-    pub fn start(binary: &Path, database_url: &str) -> Result<Self, String> {
-        Self::start_with(binary, database_url, &[])
+    /// Another replica on `database_url`, which a first server provisioned.
+    pub fn replica(
+        binary: &Path,
+        database_url: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<Self, String> {
+        Self::launch(binary, database_url, settings)
     }
 
-    /// [`Self::start`] with `settings` (`MFA_*` variables) overriding the
-    /// bench's.
+    /// Starts `binary` on a database that must be empty (`database_url`
+    /// empty: the embedded SQLite default), with limits raised for load (a
+    /// bench user signs in thousands of times a minute), challenges that
+    /// outlive the run, and `settings` (`MFA_*` variables) besides.
     pub fn start_with(
+        binary: &Path,
+        database_url: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<Self, String> {
+        let server = Self::launch(binary, database_url, settings)?;
+        match server.portal_key {
+            Some(_) => Ok(server),
+            None => Err("the database is not empty: give the bench an empty database".into()),
+        }
+    }
+
+    /// Starts `binary` with `settings` (`MFA_*` variables) overriding the
+    /// bench's.
+    fn launch(
         binary: &Path,
         database_url: &str,
         settings: &[(&str, &str)],
@@ -86,18 +106,15 @@ impl Server {
         // Keep the pipe open and drained, so that the server never writes
         // into a closed or full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        match (url, portal_key, metrics_url) {
-            (Some(url), Some(portal_key), Some(metrics_url)) => Ok(Self {
+        match (url, metrics_url) {
+            (Some(url), Some(metrics_url)) => Ok(Self {
                 child,
                 url,
                 portal_key,
                 metrics_url,
                 data,
             }),
-            (None, _, _) | (_, _, None) => Err("the server exited before listening".into()),
-            (Some(_), None, _) => {
-                Err("the database is not empty: give the bench an empty database".into())
-            }
+            _ => Err("the server exited before listening".into()),
         }
     }
 
@@ -145,6 +162,22 @@ pub fn cpu_time(pid: u32) -> Duration {
         })
         .unwrap_or_default();
     Duration::from_millis(ticks * 1000 / clock_ticks_per_second())
+}
+
+/// The CPU time of every `postgres` process on this machine so far (the
+/// database's own work, beside the server's).
+pub fn postgres_cpu_time() -> Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .map(cpu_time)
+        .sum()
 }
 
 /// `write_bytes` of `/proc/PID/io`; 0 if unreadable.

@@ -108,9 +108,12 @@ async fn soak(args: &Args) -> Result<bool, String> {
         SETTINGS,
     )?;
     let c = args.concurrency.max(1);
-    let portal = RelyingParty::connect(&server.url, &server.portal_key)
-        .await
-        .map_err(|e| e.to_string())?;
+    let portal = RelyingParty::connect(
+        &server.url,
+        server.portal_key.as_deref().unwrap_or_default(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let channel = Channel::from_shared(server.url.clone())
         .map_err(|e| e.to_string())?
         .connect()
@@ -122,6 +125,7 @@ async fn soak(args: &Args) -> Result<bool, String> {
         prefix: "soak".into(),
         next: 0,
         users: Vec::new(),
+        push: false,
     };
     let mut users = load::run(vec![enroll], Duration::MAX, 2 * c as u64)
         .await?

@@ -88,6 +88,8 @@ impl Scripted {
 /// A request a stand-in received.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When it arrived.
+    pub at: std::time::Instant,
     pub path: String,
     pub headers: http::HeaderMap,
     pub body: serde_json::Value,
@@ -331,6 +333,7 @@ async fn apns_handle(
     let (parts, body) = read(request).await;
     let bearer = bearer(&parts.headers);
     let received = Received {
+        at: std::time::Instant::now(),
         path: parts.uri.path().to_owned(),
         headers: parts.headers.clone(),
         body: serde_json::from_slice(&body).unwrap_or_default(),
@@ -651,6 +654,7 @@ async fn fcm_handle(
     let bearer = bearer(&parts.headers);
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let scripted = log.record(Received {
+        at: std::time::Instant::now(),
         path: parts.uri.path().to_owned(),
         headers: parts.headers.clone(),
         body: body.clone(),
@@ -895,6 +899,36 @@ impl PushStandIns {
             ..quick_push_config()
         };
         Self { apns, fcm, config }
+    }
+
+    /// The `MFA_PUSH__*` variables that point a `mfa-server` process at
+    /// both stand-ins (the files are those of [`Self::start`]'s `dir`).
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let apns = self.config.apns.as_ref().expect("APNs configured");
+        let fcm = self.config.fcm.as_ref().expect("FCM configured");
+        let path = |p: &Path| p.display().to_string();
+        [
+            ("APNS__KEY_FILE", path(&apns.key_file)),
+            ("APNS__KEY_ID", apns.key_id.clone()),
+            ("APNS__TEAM_ID", apns.team_id.clone()),
+            ("APNS__TOPIC", apns.topic.clone()),
+            ("APNS__ENVIRONMENT", "sandbox".into()),
+            ("APNS__ORIGIN", apns.origin.clone().unwrap_or_default()),
+            (
+                "APNS__CA_FILE",
+                path(apns.ca_file.as_deref().expect("a CA")),
+            ),
+            (
+                "FCM__SERVICE_ACCOUNT_FILE",
+                path(fcm.service_account_file.as_deref().expect("a key")),
+            ),
+            ("FCM__ORIGIN", fcm.origin.clone().unwrap_or_default()),
+            // Straight to the stand-ins, whatever HTTPS_PROXY the runner has.
+            ("PROXY", String::new()),
+        ]
+        .into_iter()
+        .map(|(key, value)| (format!("MFA_PUSH__{key}"), value))
+        .collect()
     }
 }
 

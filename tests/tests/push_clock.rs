@@ -21,34 +21,18 @@ fn context() -> SignInContext {
 /// `mfa-server serve --dev` on `data`, pushing to `push`'s APNs stand-in,
 /// with its wall clock offset by what `offset_file` says.
 fn start(data: &Path, push: &PushStandIns, offset_file: &Path) -> ServerProcess {
-    let apns = push.config.apns.as_ref().unwrap();
-    let (key_file, ca_file) = (
-        apns.key_file.display().to_string(),
-        apns.ca_file.as_ref().unwrap().display().to_string(),
-    );
-    let origin = apns.origin.clone().unwrap();
-    ServerProcess::start(
-        data,
-        None,
-        &[
-            ("LD_PRELOAD", LIBFAKETIME),
-            (
-                "FAKETIME_TIMESTAMP_FILE",
-                &offset_file.display().to_string(),
-            ),
-            ("FAKETIME_NO_CACHE", "1"),
-            // Timers and timeouts keep their steady clock.
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
-            ("MFA_PUSH__APNS__KEY_FILE", &key_file),
-            ("MFA_PUSH__APNS__KEY_ID", &apns.key_id),
-            ("MFA_PUSH__APNS__TEAM_ID", &apns.team_id),
-            ("MFA_PUSH__APNS__TOPIC", &apns.topic),
-            ("MFA_PUSH__APNS__ENVIRONMENT", "sandbox"),
-            ("MFA_PUSH__APNS__ORIGIN", &origin),
-            ("MFA_PUSH__APNS__CA_FILE", &ca_file),
-            ("MFA_PUSH__MAX_ATTEMPTS", "1"),
-        ],
-    )
+    let offset_file = offset_file.display().to_string();
+    let mut settings = vec![
+        ("LD_PRELOAD", LIBFAKETIME),
+        ("FAKETIME_TIMESTAMP_FILE", offset_file.as_str()),
+        ("FAKETIME_NO_CACHE", "1"),
+        // Timers and timeouts keep their steady clock.
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ("MFA_PUSH__MAX_ATTEMPTS", "1"),
+    ];
+    let push = push.environment();
+    settings.extend(push.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    ServerProcess::start(data, None, &settings)
 }
 
 fn issued_at(provider_token: &str) -> i64 {
