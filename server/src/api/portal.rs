@@ -160,7 +160,7 @@ pub(crate) async fn watch_enrollment(
     service.enrollment(tenant, id).await?;
     let slot = service.open_watch(tenant)?;
     let (for_fetch, tenant, id) = (service.clone(), tenant.to_owned(), id.to_owned());
-    let target = Change::Enrollment(id.clone());
+    let targets = vec![Change::Enrollment(id.clone())];
     let fetch = move || {
         let (service, tenant, id) = (for_fetch.clone(), tenant.clone(), id.clone());
         async move { enrollment(&service, &tenant, &id).await }
@@ -168,7 +168,7 @@ pub(crate) async fn watch_enrollment(
     Ok(domain::follow(
         service,
         slot,
-        target,
+        targets,
         fetch,
         convert::is_terminal_enrollment,
     ))
@@ -183,7 +183,7 @@ pub(crate) async fn watch_challenge(
     service.challenge(tenant, id).await?;
     let slot = service.open_watch(tenant)?;
     let (for_fetch, tenant, id) = (service.clone(), tenant.to_owned(), id.to_owned());
-    let target = Change::Challenge(id.clone());
+    let targets = vec![Change::Challenge(id.clone())];
     let fetch = move || {
         let (service, tenant, id) = (for_fetch.clone(), tenant.clone(), id.clone());
         async move { challenge(&service, &tenant, &id).await }
@@ -191,7 +191,7 @@ pub(crate) async fn watch_challenge(
     Ok(domain::follow(
         service,
         slot,
-        target,
+        targets,
         fetch,
         convert::is_terminal_challenge,
     ))

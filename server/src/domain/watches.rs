@@ -2,7 +2,8 @@
 //! after a terminal state (or after `watch_max_duration`). Each open watch
 //! holds a slot of its tenant's for as long as it lasts, so one tenant may
 //! not hold all of them. The gRPC streams and the HTTP/JSON face's
-//! server-sent events and long polls are all [`follow`].
+//! server-sent events and long polls, and the OpenID provider's page, are
+//! all [`follow`].
 
 use super::{Error, Reason, Result, Service};
 use crate::{events::Change, telemetry::metrics};
@@ -44,53 +45,51 @@ impl Service {
 
     /// How many watches the tenant has open on this replica.
     pub fn open_watches(&self, tenant_id: &str) -> u32 {
-        let open = self.inner.watches.open.lock().expect("watch slots lock");
+        let open = self
+            .inner
+            .watches
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         open.get(tenant_id).copied().unwrap_or(0)
     }
 }
 
 impl Service {
-    /// A long poll: `read()` once it differs from `seen`, re-reading on
-    /// every change of any of `targets` (and after missed changes), or the
-    /// last value read when `wait` has passed or the server is stopping. It
-    /// holds one of the tenant's watch slots while it waits.
+    /// A long poll on [`follow`]: `read()` once it differs from `seen`,
+    /// re-read on every change of any of `targets`, or the last value read
+    /// when `wait` has passed or the watch ends early (a shutdown, its
+    /// longest duration). It holds one of the tenant's watch slots while it
+    /// waits.
     pub async fn await_change<T, F, Fut>(
         &self,
         tenant_id: &str,
-        targets: &[Change],
+        targets: Vec<Change>,
         seen: &T,
         wait: Duration,
         read: F,
     ) -> Result<T>
     where
-        T: PartialEq,
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T>>,
+        T: PartialEq + Clone + Send + 'static,
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send,
     {
-        // Subscribe before the first read so that no change can slip between them.
-        let mut changes = self.events().subscribe();
-        let current = read().await?;
-        if current != *seen {
-            return Ok(current);
-        }
-        let _slot = self.open_watch(tenant_id)?;
-        let deadline = tokio::time::sleep(wait);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                change = changes.recv() => match change {
-                    Ok(change) if change != Change::Everything && !targets.contains(&change) => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return read().await,
-                },
-                () = &mut deadline => return read().await,
-                () = self.shutting_down() => return read().await,
-            }
-            let current = read().await?;
-            if current != *seen {
-                return Ok(current);
+        let slot = self.open_watch(tenant_id)?;
+        let mut updates = follow(self, slot, targets, read, |_| false);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut latest = match tokio_stream::StreamExt::next(&mut updates).await {
+            Some(first) => first?,
+            None => return Err(Error::Internal("a watch without a value".into())),
+        };
+        while latest == *seen {
+            match tokio::time::timeout_at(deadline, tokio_stream::StreamExt::next(&mut updates))
+                .await
+            {
+                Ok(Some(Ok(value))) => latest = value,
+                Ok(Some(Err(_)) | None) | Err(_) => break,
             }
         }
+        Ok(latest)
     }
 }
 
@@ -112,15 +111,16 @@ impl Drop for WatchSlot {
     }
 }
 
-/// Streams `fetch()` for the object named by `target`, re-reading it on every
-/// change event for it (and after missed events), until `is_terminal`; a
+/// Streams `fetch()` for the object named by `targets`, re-reading it on
+/// every change event for any of them (and after missed events), until
+/// `is_terminal`; a
 /// shutdown ends the stream with `SHUTTING_DOWN`, and the longest watch
 /// duration with `WATCH_DURATION_EXCEEDED`, so that the caller watches again.
 /// `slot` is held for as long as the stream lasts.
 pub fn follow<T, F, Fut>(
     service: &Service,
     slot: WatchSlot,
-    target: Change,
+    targets: Vec<Change>,
     fetch: F,
     is_terminal: fn(&T) -> bool,
 ) -> ReceiverStream<Result<T>>
@@ -166,7 +166,7 @@ where
             loop {
                 tokio::select! {
                     change = changes.recv() => match change {
-                        Ok(change) if change == target || change == Change::Everything => break,
+                        Ok(change) if change == Change::Everything || targets.contains(&change) => break,
                         Ok(_) => continue,
                         Err(RecvError::Lagged(_)) => break,
                         Err(RecvError::Closed) => return,

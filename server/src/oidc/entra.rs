@@ -113,7 +113,7 @@ impl EntraKeys {
         let cached = self
             .cache
             .lock()
-            .expect("Entra keys lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&tenant.jwks)
             .filter(|(read_at, _)| !refresh && read_at.elapsed() < JWKS_TTL)
             .map(|(_, set)| set.clone());
@@ -123,7 +123,7 @@ impl EntraKeys {
                 let set = read_jwks(&tenant.jwks).await?;
                 self.cache
                     .lock()
-                    .expect("Entra keys lock")
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(tenant.jwks.clone(), (Instant::now(), set.clone()));
                 set
             }

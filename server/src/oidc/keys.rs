@@ -92,13 +92,21 @@ impl Keys {
         // Never trusted for long against a short publication lead, so
         // that every replica sees a new key well before it signs.
         let ttl = CACHE_TTL.min(self.rotation.publish_ahead / 4);
-        if let Some((read_at, keys)) = &*self.cache.lock().expect("keys lock") {
+        if let Some((read_at, keys)) = &*self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
             if read_at.elapsed() < ttl {
                 return Ok(keys.clone());
             }
         }
         let keys = Arc::new(self.load(now_ms()).await?);
-        *self.cache.lock().expect("keys lock") = Some((Instant::now(), keys.clone()));
+        *self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((Instant::now(), keys.clone()));
         Ok(keys)
     }
 

@@ -34,7 +34,7 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::json;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 /// The longest a status request waits for a change.
 const LONG_POLL: Duration = Duration::from_secs(25);
@@ -524,15 +524,18 @@ pub async fn status(
         )
         .collect();
     let seen = query.seen.unwrap_or_default();
-    let read = || async {
+    let tenant_id = authorization.tenant_id.clone();
+    let (provider, authorization) = (p.clone(), Arc::new(authorization));
+    let read = move || {
+        let (p, authorization) = (provider.clone(), authorization.clone());
         // Expiry is a view change even before the sweeper records it.
-        Ok(view(&p, &authorization).await?.key(now_ms()))
+        async move { Ok(view(&p, &authorization).await?.key(now_ms())) }
     };
     let waited = if targets.is_empty() {
         read().await
     } else {
         p.service
-            .await_change(&authorization.tenant_id, &targets, &seen, LONG_POLL, read)
+            .await_change(&tenant_id, targets, &seen, LONG_POLL, read)
             .await
     };
     match waited {
