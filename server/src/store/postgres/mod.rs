@@ -10,6 +10,7 @@
 //! Changes are announced to every replica by triggers (`NOTIFY`), relayed by
 //! [`ChangeFeed`].
 
+mod checks;
 mod feed;
 mod tls;
 
@@ -24,9 +25,10 @@ use super::{
 };
 use crate::model::*;
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Transaction};
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -34,6 +36,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgre
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// When the pool's connections are checked with a round trip.
+    checks: Arc<checks::Checks>,
     /// How long the change listener may stay quiet before it must prove
     /// that its connection still answers (`None`: never).
     listener_check: Option<Duration>,
@@ -44,9 +48,10 @@ impl PostgresStore {
     ///
     /// Waiting for a connection is bounded by `acquire_timeout`, so that an
     /// outage turns into a prompt UNAVAILABLE rather than hung calls; the pool
-    /// checks each idle connection before use and each released one (both
-    /// within `acquire_timeout`, so that a connection lost silently is
-    /// dropped, not waited on), and opens new ones as needed, so service
+    /// checks a connection before use when it has been idle for a while or
+    /// since a failed check, and after use when its call did not complete
+    /// ([`checks`]; both within `acquire_timeout`, so that a connection lost
+    /// silently is dropped, not waited on), and opens new ones as needed, so service
     /// resumes by itself once the database is back. On the
     /// database's side, each statement is bounded by `statement_timeout`, and
     /// a session left idle inside a transaction for as long (its replica
@@ -72,22 +77,20 @@ impl PostgresStore {
             ]);
         }
         let release_check = settings.acquire_timeout;
+        let checks = checks::Checks::new();
+        let (checks_before, checks_after) = (checks.clone(), checks.clone());
         let pool = PgPoolOptions::new()
             // The change listener's connection is counted in, outside the pool.
             .max_connections(settings.max_connections.max(2) - 1)
             .acquire_timeout(settings.acquire_timeout)
-            .test_before_acquire(true)
+            .test_before_acquire(false)
+            .before_acquire(move |connection, metadata| {
+                let checks = checks_before.clone();
+                Box::pin(async move { checks.before_use(connection, metadata).await })
+            })
             .after_release(move |connection, _| {
-                Box::pin(async move {
-                    // sqlx pings every released connection with no time limit,
-                    // keeping its place in the pool meanwhile: a connection
-                    // whose network went silent under a cancelled call would
-                    // hold it until TCP gives up. Checked first, within bounds.
-                    match tokio::time::timeout(release_check, connection.ping()).await {
-                        Ok(answered) => answered.map(|()| true),
-                        Err(_) => Err(sqlx::Error::PoolTimedOut),
-                    }
-                })
+                let checks = checks_after.clone();
+                Box::pin(async move { checks.after_use(connection, release_check).await })
             })
             .connect_with(options)
             .await
@@ -97,7 +100,16 @@ impl PostgresStore {
             })?;
         Ok(Self {
             pool,
+            checks,
             listener_check: Some(settings.statement_timeout).filter(|t| !t.is_zero()),
+        })
+    }
+
+    /// A connection for one call, to hand back with [`Held::done`].
+    async fn hold(&self) -> StoreResult<Held<'_>> {
+        Ok(Held {
+            connection: Some(self.pool.acquire().await?),
+            checks: &self.checks,
         })
     }
 
@@ -105,6 +117,49 @@ impl PostgresStore {
     /// to watch streams with [`ChangeFeed::start`].
     pub fn change_feed(&self) -> ChangeFeed {
         ChangeFeed::new(self.pool.clone(), self.listener_check)
+    }
+}
+
+/// A pooled connection held by one store call. [`Held::done`] hands it back
+/// as it stands once every statement the call sent has completed; dropped
+/// instead (a call cancelled or failed midway, a transaction left to roll
+/// back), it is a sign of trouble ([`checks`]) and goes through the pool's
+/// check of returned connections, which flushes what is pending and drops a
+/// connection that no longer answers.
+struct Held<'a> {
+    connection: Option<PoolConnection<Postgres>>,
+    checks: &'a checks::Checks,
+}
+
+impl Held<'_> {
+    /// Hands the connection back to the pool, and passes `value` on.
+    fn done<T>(mut self, value: T) -> T {
+        if let Some(connection) = self.connection.take() {
+            connection.release_ready();
+        }
+        value
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if self.connection.is_some() {
+            self.checks.trouble();
+        }
+    }
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        self.connection.as_ref().expect("held until done")
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.connection.as_mut().expect("held until done")
     }
 }
 
@@ -582,11 +637,12 @@ impl Store for PostgresStore {
     }
 
     async fn get_device(&self, id: &str) -> StoreResult<Option<Device>> {
+        let mut held = self.hold().await?;
         let row = sqlx::query("SELECT * FROM devices WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *held)
             .await?;
-        row.as_ref().map(decode::device).transpose()
+        held.done(row).as_ref().map(decode::device).transpose()
     }
 
     async fn list_devices(&self, tenant_id: &str, user_id: &str) -> StoreResult<Vec<Device>> {
@@ -605,12 +661,14 @@ impl Store for PostgresStore {
         tenant_id: &str,
         user_id: &str,
     ) -> StoreResult<Option<(User, Vec<Device>)>> {
+        let mut held = self.hold().await?;
         let rows = sqlx::query(super::USER_WITH_DEVICES)
             .bind(tenant_id)
             .bind(user_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *held)
             .await?;
-        let rows = rows
+        let rows = held
+            .done(rows)
             .iter()
             .map(decode::user_and_device)
             .collect::<StoreResult<_>>()?;
@@ -658,6 +716,7 @@ impl Store for PostgresStore {
     }
 
     async fn save_delivery(&self, d: &PushDelivery) -> StoreResult<()> {
+        let mut held = self.hold().await?;
         sqlx::query(
             "INSERT INTO push_deliveries
                  (challenge_id, device_id, push_platform, state, attempts, provider_message_id, reason, updated_at)
@@ -675,18 +734,19 @@ impl Store for PostgresStore {
         .bind(&d.provider_message_id)
         .bind(&d.reason)
         .bind(d.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *held)
         .await?;
-        Ok(())
+        held.done(Ok(()))
     }
 
     async fn list_deliveries(&self, challenge_id: &str) -> StoreResult<Vec<PushDelivery>> {
+        let mut held = self.hold().await?;
         let rows =
             sqlx::query("SELECT * FROM push_deliveries WHERE challenge_id = $1 ORDER BY device_id")
                 .bind(challenge_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *held)
                 .await?;
-        rows.iter().map(decode::delivery).collect()
+        held.done(rows).iter().map(decode::delivery).collect()
     }
 
     async fn invalidate_push_token(
@@ -742,19 +802,21 @@ impl Store for PostgresStore {
     }
 
     async fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> StoreResult<bool> {
+        let mut held = self.hold().await?;
         let result = sqlx::query(
             "INSERT INTO device_nonces (device_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(device_id)
         .bind(nonce)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *held)
         .await?;
-        Ok(result.rows_affected() == 1)
+        held.done(Ok(result.rows_affected() == 1))
     }
 
     async fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> StoreResult<Creation> {
-        let mut tx = self.pool.begin().await?;
+        let mut held = self.hold().await?;
+        let mut tx = held.begin().await?;
         // One challenge creation per user at a time, across replicas: the
         // second waits, then counts the first's challenge against the quota
         // and supersedes it.
@@ -788,15 +850,16 @@ impl Store for PostgresStore {
         insert_challenge(&mut tx, challenge).await?;
         insert_audit(&mut tx, &audit::creation(challenge, &superseded)).await?;
         tx.commit().await?;
-        Ok(Creation::Created(superseded))
+        held.done(Ok(Creation::Created(superseded)))
     }
 
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>> {
+        let mut held = self.hold().await?;
         let row = sqlx::query("SELECT * FROM challenges WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *held)
             .await?;
-        row.as_ref().map(decode::challenge).transpose()
+        held.done(row).as_ref().map(decode::challenge).transpose()
     }
 
     async fn pending_for_device(
@@ -804,6 +867,7 @@ impl Store for PostgresStore {
         device: &Device,
         now: i64,
     ) -> StoreResult<Vec<(Challenge, String)>> {
+        let mut held = self.hold().await?;
         let rows = sqlx::query(
             "SELECT c.*, u.email AS user_email
              FROM challenges c
@@ -818,9 +882,12 @@ impl Store for PostgresStore {
         .bind(now)
         .bind(&device.id)
         .bind(device.state == DeviceState::Active)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *held)
         .await?;
-        rows.iter().map(decode::challenge_with_email).collect()
+        held.done(rows)
+            .iter()
+            .map(decode::challenge_with_email)
+            .collect()
     }
 
     async fn end_challenge(
@@ -829,7 +896,8 @@ impl Store for PostgresStore {
         ending: &Ending,
         now: i64,
     ) -> StoreResult<Option<Ended>> {
-        let mut tx = self.pool.begin().await?;
+        let mut held = self.hold().await?;
+        let mut tx = held.begin().await?;
         if ending.block_user_until.is_some() {
             // Lock the user before the challenge, in the order creating a
             // challenge does, so that the two cannot deadlock.
@@ -869,7 +937,7 @@ impl Store for PostgresStore {
         };
         insert_audit(&mut tx, &audit::ending(&ended, ending, now)).await?;
         tx.commit().await?;
-        Ok(Some(ended))
+        held.done(Ok(Some(ended)))
     }
 
     async fn sweep(&self, now: i64, keep_attempts_since: i64) -> StoreResult<Swept> {

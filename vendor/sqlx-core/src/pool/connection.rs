@@ -88,6 +88,24 @@ impl<DB: Database> PoolConnection<DB> {
         floating.inner.raw.close().await
     }
 
+    /// Return this connection to the pool at once, without the checks that
+    /// dropping it runs (`after_release` and a ping): for a caller that knows
+    /// the connection is ready for its next query, every statement it sent
+    /// having completed. A closed pool, or a connection past its
+    /// `max_lifetime`, is left to the usual drop.
+    pub fn release_ready(mut self) {
+        if self.pool.is_closed() {
+            return;
+        }
+        if let Some(live) = self.live.take() {
+            if is_beyond_max_lifetime(&live, &self.pool.options) {
+                self.live = Some(live);
+                return;
+            }
+            live.float(self.pool.clone()).release();
+        }
+    }
+
     /// Close this connection on-drop, instead of returning it to the pool.
     ///
     /// May be used in cases where waiting for the [`.close()`][Self::close] call
