@@ -172,7 +172,7 @@ async fn enrolled_user(store: &dyn Store, tenant: &Tenant, user: &str) -> Device
         ..Ending::unanswered(ChallengeState::Approved)
     };
     store
-        .end_challenge(&verification.id, &approved, NOW + 1)
+        .end_challenge(&verification, &approved, NOW + 1)
         .await
         .unwrap()
         .expect("verification approved");
@@ -624,8 +624,8 @@ async fn racing_answers_end_a_challenge_once_and_never_after_its_deadline() {
             let answers: Vec<_> = [approve, deny]
                 .into_iter()
                 .map(|ending| {
-                    let (store, id) = (store.clone(), c.id.clone());
-                    tokio::spawn(async move { store.end_challenge(&id, &ending, NOW + 2).await })
+                    let (store, c) = (store.clone(), c.clone());
+                    tokio::spawn(async move { store.end_challenge(&c, &ending, NOW + 2).await })
                 })
                 .collect();
             let mut winners = Vec::new();
@@ -644,20 +644,17 @@ async fn racing_answers_end_a_challenge_once_and_never_after_its_deadline() {
         create(&*store, &late).await;
         let approve = Ending::unanswered(ChallengeState::Approved);
         assert!(store
-            .end_challenge(&late.id, &approve, NOW + 10)
+            .end_challenge(&late, &approve, NOW + 10)
             .await
             .unwrap()
             .is_none());
         let expire = Ending::unanswered(ChallengeState::Expired);
         assert!(store
-            .end_challenge(&late.id, &expire, NOW + 9)
+            .end_challenge(&late, &expire, NOW + 9)
             .await
             .unwrap()
             .is_none());
-        let expired = store
-            .end_challenge(&late.id, &expire, NOW + 10)
-            .await
-            .unwrap();
+        let expired = store.end_challenge(&late, &expire, NOW + 10).await.unwrap();
         assert_eq!(expired.unwrap().challenge.state, ChallengeState::Expired);
     }
 }
@@ -1109,7 +1106,7 @@ async fn state_changes_carry_their_audit_entries() {
             note: None,
         };
         store
-            .end_challenge(&second.id, &fraud, NOW + 2)
+            .end_challenge(&second, &fraud, NOW + 2)
             .await
             .unwrap()
             .expect("answered");
@@ -1347,7 +1344,7 @@ async fn deleting_a_user_erases_their_data_and_anonymises_their_audit_events() {
             ..Ending::unanswered(ChallengeState::Denied)
         };
         store
-            .end_challenge(&denied.id, &deny, NOW + 3)
+            .end_challenge(&denied, &deny, NOW + 3)
             .await
             .unwrap()
             .unwrap();

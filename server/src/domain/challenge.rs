@@ -229,11 +229,7 @@ impl Service {
                 Some(now + self.limits().fraud_block.as_millis() as i64),
             ),
         };
-        let Some(ended) = self
-            .store()
-            .end_challenge(&challenge.id, &ending, now)
-            .await?
-        else {
+        let Some(ended) = self.store().end_challenge(&challenge, &ending, now).await? else {
             // Lost the race to another answer, a cancel or the expiry.
             let current = self
                 .store()
@@ -269,11 +265,7 @@ impl Service {
             note: Some("cancelled by the portal".into()),
             ..Ending::unanswered(ChallengeState::Cancelled)
         };
-        match self
-            .store()
-            .end_challenge(&challenge.id, &ending, now)
-            .await?
-        {
+        match self.store().end_challenge(&challenge, &ending, now).await? {
             Some(ended) => {
                 self.announce_end(&ended);
                 Ok(ended.challenge)

@@ -105,7 +105,7 @@ timed! {
     fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> Creation;
     fn get_challenge(&self, id: &str) -> Option<Challenge>;
     fn pending_for_device(&self, device: &Device, now: i64) -> Vec<(Challenge, String)>;
-    fn end_challenge(&self, id: &str, ending: &Ending, now: i64) -> Option<Ended>;
+    fn end_challenge(&self, challenge: &Challenge, ending: &Ending, now: i64) -> Option<Ended>;
     fn sweep(&self, now: i64, keep_attempts_since: i64) -> Swept;
     fn purge(&self, ended_before: i64, audit_before: i64) -> u64;
     fn next_deadline(&self) -> Option<i64>;

@@ -400,22 +400,33 @@ pub(crate) const INSERT_PROVIDER_TOKEN: &str =
 pub(crate) const REPLACE_PROVIDER_TOKEN: &str =
     "UPDATE push_provider_tokens SET token = $1, issued_at = $2 WHERE name = $3 AND token = $4";
 
+/// `INSERT INTO audit_events` and its columns, in the order the backends bind
+/// an entry's values: its ten columns, then its aggregation key.
+macro_rules! insert_audit_into {
+    () => {
+        "INSERT INTO audit_events
+         (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail,
+          client_address, count, aggregate_key)"
+    };
+}
+pub(crate) use insert_audit_into;
+
 /// The statement that appends an audit entry, the same on every backend:
 /// `$1`…`$10` are the entry's columns, `$11` its aggregation key (NULL for an
 /// entry of its own).
-pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_events
-     (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail,
-      client_address, count, aggregate_key)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+pub(crate) const INSERT_AUDIT: &str = concat!(
+    insert_audit_into!(),
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+);
 
 /// The statement of [`Store::count_audit`]: [`INSERT_AUDIT`], or one more
 /// on the entry with the same key.
-pub(crate) const COUNT_AUDIT: &str = "INSERT INTO audit_events
-     (tenant_id, at, event_type, user_id, device_id, challenge_id, enrollment_id, detail,
-      client_address, count, aggregate_key)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+pub(crate) const COUNT_AUDIT: &str = concat!(
+    insert_audit_into!(),
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
      ON CONFLICT (aggregate_key) WHERE aggregate_key IS NOT NULL
-     DO UPDATE SET count = audit_events.count + 1";
+     DO UPDATE SET count = audit_events.count + 1"
+);
 
 /// The statement that inserts a tenant, the same on every backend (`$1`…`$7`:
 /// id, display name, digits, created, challenge and enrollment lifetimes in
@@ -667,13 +678,14 @@ pub trait Store: Send + Sync + 'static {
         device: &Device,
         now: i64,
     ) -> StoreResult<Vec<(Challenge, String)>>;
-    /// Ends a challenge if it is still pending (and, unless it is being
-    /// expired, not yet expired at `now`); `None` if it was not. Ending a
-    /// verification challenge also settles its enrollment and device. The
-    /// audit entries ([`audit::ending`]) go in the same transaction.
+    /// Ends `challenge` (as last read: a backend may record the ending from
+    /// it) if it is still pending (and, unless it is being expired, not yet
+    /// expired at `now`); `None` if it was not. Ending a verification
+    /// challenge also settles its enrollment and device. The audit entries
+    /// ([`audit::ending`]) go in the same transaction.
     async fn end_challenge(
         &self,
-        id: &str,
+        challenge: &Challenge,
         ending: &Ending,
         now: i64,
     ) -> StoreResult<Option<Ended>>;

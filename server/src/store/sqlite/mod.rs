@@ -941,7 +941,7 @@ impl Store for SqliteStore {
 
     async fn end_challenge(
         &self,
-        id: &str,
+        challenge: &Challenge,
         ending: &Ending,
         now: i64,
     ) -> StoreResult<Option<Ended>> {
@@ -955,7 +955,7 @@ impl Store for SqliteStore {
                     ending.deny_reason.map(DenyReason::as_str),
                     ending.answered_by,
                     now,
-                    id,
+                    challenge.id,
                     expiring,
                     now,
                     expiring,
