@@ -301,7 +301,50 @@ async fn values_come_back_exactly_as_stored() {
         store.save_delivery(&sent).await.unwrap();
         assert_eq!(
             store.list_deliveries(&verification.id).await.unwrap(),
-            vec![sent],
+            vec![sent.clone()],
+            "{name}"
+        );
+        // The challenge and its deliveries in one read: every delivery, in
+        // device order, and a challenge without any, or none at all.
+        let other_phone = PushDelivery {
+            device_id: format!("{}~second", device.id),
+            push_platform: PushPlatform::Apns,
+            ..sent.clone()
+        };
+        store.save_delivery(&other_phone).await.unwrap();
+        assert_eq!(
+            store
+                .challenge_with_deliveries(&verification.id)
+                .await
+                .unwrap(),
+            Some((
+                store
+                    .get_challenge(&verification.id)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+                vec![sent, other_phone]
+            )),
+            "{name}"
+        );
+        let quiet = challenge(
+            &tenant,
+            &verification.user_id,
+            ChallengeKind::SignIn,
+            NOW + 60_000,
+        );
+        create(store, &quiet).await;
+        assert_eq!(
+            store.challenge_with_deliveries(&quiet.id).await.unwrap(),
+            Some((quiet.clone(), vec![])),
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .challenge_with_deliveries("no-such-challenge")
+                .await
+                .unwrap(),
+            None,
             "{name}"
         );
         assert!(!store

@@ -199,9 +199,11 @@ impl Service {
         tenant_id: &str,
         challenge_id: &str,
     ) -> Result<(Challenge, Vec<PushDelivery>)> {
-        let challenge = self.challenge(tenant_id, challenge_id).await?;
-        let deliveries = self.store().list_deliveries(&challenge.id).await?;
-        Ok((challenge, deliveries))
+        input::id("challenge_id", challenge_id)?;
+        match self.store().challenge_with_deliveries(challenge_id).await? {
+            Some((c, deliveries)) if c.tenant_id == tenant_id => Ok((c, deliveries)),
+            _ => Err(Error::not_found("challenge")),
+        }
     }
 
     /// Reads an enrollment of this tenant.

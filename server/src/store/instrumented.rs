@@ -104,6 +104,7 @@ timed! {
     fn use_nonce(&self, device_id: &str, nonce: &[u8], expires_at: i64) -> bool;
     fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> Creation;
     fn get_challenge(&self, id: &str) -> Option<Challenge>;
+    fn challenge_with_deliveries(&self, id: &str) -> Option<(Challenge, Vec<PushDelivery>)>;
     fn pending_for_device(&self, device: &Device, now: i64) -> Vec<(Challenge, String)>;
     fn end_challenge(&self, challenge: &Challenge, ending: &Ending, now: i64) -> Option<Ended>;
     fn sweep(&self, now: i64, keep_attempts_since: i64) -> Swept;

@@ -671,6 +671,12 @@ pub trait Store: Send + Sync + 'static {
     /// transaction. Creations for one user are serialized, across replicas.
     async fn create_challenge(&self, challenge: &Challenge, quota: Quota) -> StoreResult<Creation>;
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>>;
+    /// A challenge with its push deliveries ([`Store::list_deliveries`]), in
+    /// one read.
+    async fn challenge_with_deliveries(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(Challenge, Vec<PushDelivery>)>>;
     /// Pending, unexpired challenges that this device may answer, newest
     /// first, each with its user's e-mail (read in the same query).
     async fn pending_for_device(

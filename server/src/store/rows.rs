@@ -57,6 +57,40 @@ where
     }
 }
 
+/// The columns of a row whose names start with a prefix, read without it:
+/// one table's columns in a join, renamed apart from another's.
+pub(super) struct Prefixed<'a, C>(pub &'a str, pub &'a C);
+
+impl<C: Columns> Columns for Prefixed<'_, C> {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        self.1.text(&format!("{}{column}", self.0))
+    }
+
+    fn optional_text(&self, column: &str) -> StoreResult<Option<String>> {
+        self.1.optional_text(&format!("{}{column}", self.0))
+    }
+
+    fn integer(&self, column: &str) -> StoreResult<i64> {
+        self.1.integer(&format!("{}{column}", self.0))
+    }
+
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>> {
+        self.1.optional_integer(&format!("{}{column}", self.0))
+    }
+
+    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        self.1.bytes(&format!("{}{column}", self.0))
+    }
+
+    fn boolean(&self, column: &str) -> StoreResult<bool> {
+        self.1.boolean(&format!("{}{column}", self.0))
+    }
+
+    fn optional_bytes(&self, column: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.1.optional_bytes(&format!("{}{column}", self.0))
+    }
+}
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }

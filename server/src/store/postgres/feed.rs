@@ -2,7 +2,7 @@
 //! streams, so that an answer stored through any replica reaches watchers on
 //! every replica at once.
 //!
-//! Triggers (migrations/postgres/0003_change_notifications.sql) send
+//! Triggers (migrations/postgres/0003_change_notifications.sql, 0016) send
 //! `challenge:<id>` or `enrollment:<id>` on the `mfa_changes` channel when a
 //! write commits. Notifications sent while the listening connection is down
 //! are lost, so after every (re)connection every watcher is told to re-read

@@ -17,7 +17,7 @@ mod tls;
 pub use feed::ChangeFeed;
 pub use tls::{DatabaseTls, SslMode};
 
-use super::rows::{self as decode, unique_violation};
+use super::rows::{self as decode, unique_violation, Columns};
 use super::{
     algorithm_names, audit, delete_user, enrollment_after_verification, lifetime_ms, oidc,
     verification_names, Creation, Deletion, Ended, PoolSettings, Quota, Reset, Store, StoreError,
@@ -964,6 +964,38 @@ impl Store for PostgresStore {
             .fetch_optional(&mut *held)
             .await?;
         held.done(row).as_ref().map(decode::challenge).transpose()
+    }
+
+    async fn challenge_with_deliveries(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(Challenge, Vec<PushDelivery>)>> {
+        // One row per delivery (or one with none), its columns renamed apart
+        // from the challenge's.
+        let mut held = self.hold().await?;
+        let rows = sqlx::query(
+            "SELECT c.*, d.challenge_id AS delivery_challenge_id, d.device_id AS delivery_device_id,
+                 d.push_platform AS delivery_push_platform, d.state AS delivery_state,
+                 d.attempts AS delivery_attempts,
+                 d.provider_message_id AS delivery_provider_message_id,
+                 d.reason AS delivery_reason, d.updated_at AS delivery_updated_at
+             FROM challenges c LEFT JOIN push_deliveries d ON d.challenge_id = c.id
+             WHERE c.id = $1 ORDER BY d.device_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *held)
+        .await?;
+        let rows = held.done(rows);
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let deliveries = rows
+            .iter()
+            .map(|row| decode::Prefixed("delivery_", row))
+            .filter(|row| matches!(row.optional_text("device_id"), Ok(Some(_))))
+            .map(|row| decode::delivery(&row))
+            .collect::<StoreResult<_>>()?;
+        Ok(Some((decode::challenge(first)?, deliveries)))
     }
 
     async fn pending_for_device(

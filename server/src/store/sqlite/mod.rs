@@ -258,6 +258,24 @@ fn insert(
     }
 }
 
+fn challenge(connection: &Connection, id: &str) -> StoreResult<Option<Challenge>> {
+    optional(
+        connection,
+        "SELECT * FROM challenges WHERE id = ?",
+        [id],
+        |row| decode::challenge(row),
+    )
+}
+
+fn deliveries(connection: &Connection, challenge_id: &str) -> StoreResult<Vec<PushDelivery>> {
+    all(
+        connection,
+        "SELECT * FROM push_deliveries WHERE challenge_id = ? ORDER BY device_id",
+        [challenge_id],
+        |row| decode::delivery(row),
+    )
+}
+
 fn insert_challenge(connection: &Connection, c: &Challenge) -> StoreResult<()> {
     insert(
         connection,
@@ -768,14 +786,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_deliveries(&self, challenge_id: &str) -> StoreResult<Vec<PushDelivery>> {
-        self.read(|c| {
-            all(
-                c,
-                "SELECT * FROM push_deliveries WHERE challenge_id = ? ORDER BY device_id",
-                [challenge_id],
-                |row| decode::delivery(row),
-            )
-        })
+        self.read(|c| deliveries(c, challenge_id))
     }
 
     async fn invalidate_push_token(
@@ -905,10 +916,17 @@ impl Store for SqliteStore {
     }
 
     async fn get_challenge(&self, id: &str) -> StoreResult<Option<Challenge>> {
+        self.read(|c| challenge(c, id))
+    }
+
+    async fn challenge_with_deliveries(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(Challenge, Vec<PushDelivery>)>> {
         self.read(|c| {
-            optional(c, "SELECT * FROM challenges WHERE id = ?", [id], |row| {
-                decode::challenge(row)
-            })
+            challenge(c, id)?
+                .map(|found| Ok((found, deliveries(c, id)?)))
+                .transpose()
         })
     }
 
