@@ -37,13 +37,24 @@ test-postgres:
 	  echo "SKIPPED the PostgreSQL suite: PostgreSQL at $(TEST_POSTGRES_URL) is not reachable (start it, or set TEST_POSTGRES_URL)"; \
 	fi
 
-## Measures the release build: starts mfa-server on a fresh SQLite file (or
-## BENCH_ARGS="--db postgres://…"), drives it with the SDK-based load generator,
-## prints a table and writes JSON under target/bench/. More: BENCH_ARGS="--help".
+## Measures the release build: starts mfa-server on a fresh SQLite file, drives
+## it with the SDK-based load generator, prints a table and writes JSON under
+## target/bench/; then the same on PostgreSQL at BENCH_POSTGRES (a database
+## mfa_bench made anew; two replicas), compared with the SQLite run, if it
+## answers. BENCH_ARGS="--db postgres://…" runs that database alone. More:
+## BENCH_ARGS="--help".
 BENCH_ARGS ?=
+BENCH_POSTGRES ?= postgres://postgres@127.0.0.1:5432
 bench:
 	$(CARGO) build --release -p mfa-server -p mfa-bench
 	target/release/mfa-bench $(BENCH_ARGS)
+	@case "$(BENCH_ARGS)" in *--db*) exit 0;; esac; \
+	if bash tests/postgres-reachable.sh "$(BENCH_POSTGRES)/postgres"; then \
+	  psql "$(BENCH_POSTGRES)/postgres" -q -c "DROP DATABASE IF EXISTS mfa_bench WITH (FORCE)" -c "CREATE DATABASE mfa_bench" && \
+	  target/release/mfa-bench $(BENCH_ARGS) --db "$(BENCH_POSTGRES)/mfa_bench"; \
+	else \
+	  echo "SKIPPED the PostgreSQL run: nothing answers at $(BENCH_POSTGRES) (start it, or set BENCH_POSTGRES)"; \
+	fi
 
 ## Runs sign-ins against the release server for SOAK_DURATION with short
 ## lifetimes and retention, and fails unless its memory, open file descriptors

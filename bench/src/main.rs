@@ -24,7 +24,7 @@ use serde::Serialize;
 use server::{Server, Usage};
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -143,6 +143,10 @@ struct Report {
     push_throughput: Vec<push_rate::PushRate>,
     /// With `--profile`: where the server's CPU went during full cycles.
     profile: Option<profile::Profile>,
+    /// On PostgreSQL: the server's CPU per full cycle ÷ that of the SQLite
+    /// run of the same scale in the output directory (`make bench` runs it
+    /// just before), if there is one.
+    full_cycle_server_cpu_vs_sqlite: Option<f64>,
 }
 
 const CYCLE_RPCS: f64 = floor::CYCLE_CALLS;
@@ -474,7 +478,7 @@ async fn bench(args: Args) -> Result<(), String> {
     };
     let push_throughput = push_rate::measure(&push_config, args.duration).await?;
 
-    let report = Report {
+    let mut report = Report {
         machine: machine(),
         database: if args.db.is_empty() {
             "sqlite".into()
@@ -497,8 +501,19 @@ async fn bench(args: Args) -> Result<(), String> {
         open_loop: Some(open_loop),
         push_throughput,
         profile,
+        full_cycle_server_cpu_vs_sqlite: None,
     };
+    let comparison = (!args.db.is_empty()).then(|| {
+        against_sqlite(
+            &report,
+            &args.out.join(format!("sqlite-scale{}.json", args.scale)),
+        )
+    });
     print!("{}", table(&report));
+    if let Some((ratio, line)) = comparison {
+        println!("{line}");
+        report.full_cycle_server_cpu_vs_sqlite = ratio;
+    }
     if let Some(profile) = &report.profile {
         println!("{profile}");
     }
@@ -510,6 +525,48 @@ async fn bench(args: Args) -> Result<(), String> {
     std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?;
     println!("results: {}", path.display());
     Ok(())
+}
+
+/// `report`'s server CPU per full cycle ÷ that of the SQLite run written to
+/// `sqlite_json`, and a line that says so and how long ago that run was
+/// written (or that there is none).
+fn against_sqlite(report: &Report, sqlite_json: &Path) -> (Option<f64>, String) {
+    const CYCLE: &str = "full sign-in cycle";
+    let cycle_cpu = |scenarios: &serde_json::Value| {
+        scenarios
+            .as_array()?
+            .iter()
+            .find_map(|s| (s["scenario"] == CYCLE).then(|| s["server_cpu_ms_per_1000"].as_f64())?)
+    };
+    let sqlite = std::fs::read(sqlite_json)
+        .ok()
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .and_then(|run| cycle_cpu(&run["scenarios"]));
+    let ours = report
+        .scenarios
+        .iter()
+        .find(|s| s.scenario == CYCLE)
+        .map(|s| s.server_cpu_ms_per_1000);
+    let (Some(sqlite), Some(ours)) = (sqlite, ours) else {
+        let none = format!(
+            "no SQLite run in {} to compare the server's CPU per full cycle with",
+            sqlite_json.display()
+        );
+        return (None, none);
+    };
+    let age = std::fs::metadata(sqlite_json)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|written| written.elapsed().ok())
+        .map_or_else(String::new, |age| {
+            format!(", written {} s ago", age.as_secs())
+        });
+    let line = format!(
+        "full cycle: the server's CPU is {:.2}× that on SQLite ({ours:.1} ÷ {sqlite:.1} ms per 1,000; {}{age})",
+        ours / sqlite,
+        sqlite_json.display()
+    );
+    (Some(ours / sqlite), line)
 }
 
 /// Runs scenarios and attributes the server's CPU time to each (and, on
