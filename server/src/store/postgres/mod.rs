@@ -936,7 +936,8 @@ impl Store for PostgresStore {
             .fetch_one(&mut *tx)
             .await?;
         if recent >= i64::from(quota.limit) {
-            return Ok(Creation::QuotaSpent);
+            tx.rollback().await?;
+            return held.done(Ok(Creation::QuotaSpent));
         }
         let rows = sqlx::query(
             "UPDATE challenges SET state = 'superseded', ended_at = $1
@@ -1058,7 +1059,11 @@ impl Store for PostgresStore {
             .bind(ending.state == ChallengeState::Expired)
             .fetch_optional(&mut *tx)
             .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else {
+            // Lost the race: a refusal, not trouble.
+            tx.rollback().await?;
+            return held.done(Ok(None));
+        };
         let challenge = decode::challenge(&row)?;
         let enrollment_id = settle_verification(&mut tx, &challenge, now).await?;
         if let Some(until) = ending.block_user_until {
