@@ -129,13 +129,12 @@ impl PostgresStore {
         // All that `audit::ending` records when no one is blocked.
         let entry = audit::ended(&expected, ending.note.as_deref(), now);
         let mut held = self.hold().await?;
-        let query = sqlx::query(END_CHALLENGE_AUDITED)
-            .bind(ending.state.as_str())
-            .bind(ending.deny_reason.map(DenyReason::as_str))
-            .bind(&ending.answered_by)
-            .bind(now)
-            .bind(&challenge.id)
-            .bind(ending.state == ChallengeState::Expired);
+        let query = bind_ending(
+            sqlx::query(END_CHALLENGE_AUDITED),
+            &challenge.id,
+            ending,
+            now,
+        );
         let row = bind_audit(query, &entry, None)
             .fetch_optional(&mut *held)
             .await?;
@@ -401,6 +400,22 @@ macro_rules! end_challenge {
     };
 }
 const END_CHALLENGE: &str = end_challenge!();
+
+/// [`END_CHALLENGE`]'s `$1`…`$6`: `ending` of challenge `id` at `now`.
+fn bind_ending<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    id: &'q str,
+    ending: &'q Ending,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(ending.state.as_str())
+        .bind(ending.deny_reason.map(DenyReason::as_str))
+        .bind(&ending.answered_by)
+        .bind(now)
+        .bind(id)
+        .bind(ending.state == ChallengeState::Expired)
+}
 
 /// [`END_CHALLENGE`] with its audit entry (`$7`…`$17`, as [`bind_audit`]
 /// binds them), stored only if the challenge ended: one statement, which is
@@ -1050,13 +1065,7 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
-        let row = sqlx::query(END_CHALLENGE)
-            .bind(ending.state.as_str())
-            .bind(ending.deny_reason.map(DenyReason::as_str))
-            .bind(&ending.answered_by)
-            .bind(now)
-            .bind(id)
-            .bind(ending.state == ChallengeState::Expired)
+        let row = bind_ending(sqlx::query(END_CHALLENGE), id, ending, now)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
